@@ -1,0 +1,5 @@
+//! TPM 2.0 evidence: structures (TPM 2.0 Library Part 2), verification of quotes and
+//! certifications, EK certificates, software MakeCredential and the TCG event log.
+
+pub mod alg;
+pub mod pcr;
