@@ -6,4 +6,14 @@
 #![forbid(unsafe_code)]
 
 pub mod codec;
+pub mod crypto;
 pub mod tpm;
+
+mod serde_hex {
+    pub(crate) fn option<S: serde::Serializer>(bytes: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
+        match bytes {
+            Some(bytes) => s.serialize_some(&hex::encode(bytes)),
+            None => s.serialize_none(),
+        }
+    }
+}

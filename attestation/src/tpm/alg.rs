@@ -5,7 +5,7 @@ use std::fmt;
 
 use serde::Serialize;
 use sha1::Sha1;
-use sha2::{Digest as _, Sha256, Sha384, Sha512};
+use sha2::{Sha256, Sha384, Sha512};
 use sm3::Sm3;
 
 /// `TPM_ALG_ID` values this crate understands.

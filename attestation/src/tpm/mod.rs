@@ -3,3 +3,7 @@
 
 pub mod alg;
 pub mod pcr;
+pub mod attest;
+pub mod certify;
+pub mod public;
+pub mod quote;

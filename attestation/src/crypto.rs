@@ -1,0 +1,342 @@
+//! Public keys and signature checks on aws-lc-rs, the crate's one crypto backend.
+//!
+//! Keys come from TPM public areas or certificates in one neutral form, so the
+//! comparison "the EK certificate's key is this EK" is plain equality.
+
+use aws_lc_rs::signature::{self, RsaParameters, RsaPublicKeyComponents, UnparsedPublicKey};
+use serde::Serialize;
+use thiserror::Error;
+
+use crate::tpm::alg::{EccCurve, HashAlg};
+
+/// Errors from signature checks and key handling.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum CryptoError {
+    /// The signature does not verify with the key.
+    #[error("signature does not verify with the {key} key")]
+    BadSignature {
+        /// Short description of the key ("RSA-2048", "ECC P-256").
+        key: String,
+    },
+    /// The scheme and hash are not supported with this key.
+    #[error("{scheme} with {hash} is not supported for {key} keys")]
+    Unsupported {
+        /// The signature scheme.
+        scheme: &'static str,
+        /// The hash algorithm.
+        hash: HashAlg,
+        /// The key description.
+        key: String,
+    },
+    /// The signature's scheme does not fit the key type.
+    #[error("a {scheme} signature cannot come from a {key} key")]
+    SchemeKeyMismatch {
+        /// The signature scheme.
+        scheme: &'static str,
+        /// The key description.
+        key: String,
+    },
+    /// The key material is unusable.
+    #[error("invalid public key: {0}")]
+    BadKey(String),
+}
+
+/// A public key in a neutral form.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum PublicKey {
+    /// RSA: big-endian modulus without leading zero bytes, and the public exponent.
+    Rsa {
+        /// Modulus, big-endian, no leading zeros.
+        #[serde(with = "hex_bytes")]
+        modulus: Vec<u8>,
+        /// Public exponent.
+        exponent: u32,
+    },
+    /// ECC: the curve and the affine coordinates, each exactly the curve's coordinate size.
+    Ecc {
+        /// The curve.
+        curve: EccCurve,
+        /// X coordinate, big-endian, fixed size.
+        #[serde(with = "hex_bytes")]
+        x: Vec<u8>,
+        /// Y coordinate, big-endian, fixed size.
+        #[serde(with = "hex_bytes")]
+        y: Vec<u8>,
+    },
+}
+
+/// A signature scheme with its hash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(tag = "scheme", content = "hash", rename_all = "snake_case")]
+pub enum Scheme {
+    /// RSASSA-PKCS1-v1_5.
+    RsaPkcs1(HashAlg),
+    /// RSASSA-PSS with salt length equal to the hash length.
+    RsaPss(HashAlg),
+    /// ECDSA.
+    Ecdsa(HashAlg),
+}
+
+impl Scheme {
+    /// Short name of the scheme.
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::RsaPkcs1(_) => "RSASSA-PKCS1-v1_5",
+            Self::RsaPss(_) => "RSASSA-PSS",
+            Self::Ecdsa(_) => "ECDSA",
+        }
+    }
+
+    /// The hash algorithm.
+    #[must_use]
+    pub fn hash(self) -> HashAlg {
+        match self {
+            Self::RsaPkcs1(h) | Self::RsaPss(h) | Self::Ecdsa(h) => h,
+        }
+    }
+}
+
+/// Signature bytes as they travel: one RSA block, or ECDSA's `r` and `s` integers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SignatureValue<'a> {
+    /// RSA signature block.
+    Rsa(&'a [u8]),
+    /// ECDSA `r` and `s`, big-endian unsigned.
+    Ecdsa {
+        /// `r`.
+        r: &'a [u8],
+        /// `s`.
+        s: &'a [u8],
+    },
+}
+
+impl PublicKey {
+    /// Builds an RSA key, normalising the modulus (leading zeros dropped).
+    ///
+    /// # Errors
+    /// [`CryptoError::BadKey`] for an empty modulus or exponent below 3.
+    pub fn rsa(modulus: &[u8], exponent: u32) -> Result<Self, CryptoError> {
+        let start = modulus.iter().position(|b| *b != 0).unwrap_or(modulus.len());
+        let modulus = modulus.get(start..).unwrap_or_default().to_vec();
+        if modulus.is_empty() || exponent < 3 || exponent % 2 == 0 {
+            return Err(CryptoError::BadKey("RSA modulus empty or exponent invalid".into()));
+        }
+        Ok(Self::Rsa { modulus, exponent })
+    }
+
+    /// Builds an ECC key, left-padding coordinates to the curve's size.
+    ///
+    /// # Errors
+    /// [`CryptoError::BadKey`] when a coordinate is longer than the curve allows.
+    pub fn ecc(curve: EccCurve, x: &[u8], y: &[u8]) -> Result<Self, CryptoError> {
+        Ok(Self::Ecc { curve, x: fixed(x, curve.coordinate_size())?, y: fixed(y, curve.coordinate_size())? })
+    }
+
+    /// Short human description ("RSA-2048", "ECC P-384").
+    #[must_use]
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Rsa { modulus, .. } => format!("RSA-{}", modulus.len() * 8),
+            Self::Ecc { curve: EccCurve::NistP256, .. } => "ECC P-256".into(),
+            Self::Ecc { curve: EccCurve::NistP384, .. } => "ECC P-384".into(),
+        }
+    }
+
+    /// Uncompressed SEC1 point `04 || x || y` (ECC keys only).
+    #[must_use]
+    pub fn sec1_uncompressed(&self) -> Option<Vec<u8>> {
+        match self {
+            Self::Ecc { x, y, .. } => Some([&[0x04][..], x, y].concat()),
+            Self::Rsa { .. } => None,
+        }
+    }
+
+    /// DER `SubjectPublicKeyInfo` of the key.
+    #[must_use]
+    pub fn to_spki_der(&self) -> Vec<u8> {
+        match self {
+            Self::Rsa { modulus, exponent } => {
+                let rsa_key = der::sequence(&[
+                    der::unsigned_integer(modulus),
+                    der::unsigned_integer(&exponent.to_be_bytes()),
+                ]);
+                der::sequence(&[
+                    der::sequence(&[der::oid(OID_RSA_ENCRYPTION), vec![0x05, 0x00]]),
+                    der::bit_string(&rsa_key),
+                ])
+            }
+            Self::Ecc { curve, .. } => {
+                let curve_oid = match curve {
+                    EccCurve::NistP256 => OID_P256,
+                    EccCurve::NistP384 => OID_P384,
+                };
+                let point = self.sec1_uncompressed().unwrap_or_default();
+                der::sequence(&[
+                    der::sequence(&[der::oid(OID_EC_PUBLIC_KEY), der::oid(curve_oid)]),
+                    der::bit_string(&point),
+                ])
+            }
+        }
+    }
+
+    /// Checks `signature` over `message` (hashed here with the scheme's hash).
+    ///
+    /// # Errors
+    /// [`CryptoError::BadSignature`] when it does not verify; other variants when the
+    /// scheme does not fit the key or is not supported.
+    pub fn verify(&self, scheme: Scheme, message: &[u8], signature: &SignatureValue<'_>) -> Result<(), CryptoError> {
+        let unsupported =
+            || CryptoError::Unsupported { scheme: scheme.name(), hash: scheme.hash(), key: self.describe() };
+        let mismatch = || CryptoError::SchemeKeyMismatch { scheme: scheme.name(), key: self.describe() };
+        let bad = || CryptoError::BadSignature { key: self.describe() };
+        match (self, scheme, signature) {
+            (Self::Rsa { modulus, exponent }, Scheme::RsaPkcs1(_) | Scheme::RsaPss(_), SignatureValue::Rsa(sig)) => {
+                let params = rsa_params(scheme).ok_or_else(unsupported)?;
+                let e = exponent.to_be_bytes();
+                let start = e.iter().position(|b| *b != 0).unwrap_or(0);
+                let key = RsaPublicKeyComponents { n: modulus.as_slice(), e: e.get(start..).unwrap_or(&e) };
+                key.verify(params, message, sig).map_err(|_| bad())
+            }
+            (Self::Ecc { curve, .. }, Scheme::Ecdsa(hash), SignatureValue::Ecdsa { r, s }) => {
+                let alg = ecdsa_alg(*curve, hash).ok_or_else(unsupported)?;
+                let point = self.sec1_uncompressed().unwrap_or_default();
+                let sig = der::sequence(&[der::unsigned_integer(r), der::unsigned_integer(s)]);
+                UnparsedPublicKey::new(alg, point).verify(message, &sig).map_err(|_| bad())
+            }
+            _ => Err(mismatch()),
+        }
+    }
+}
+
+fn fixed(coordinate: &[u8], size: usize) -> Result<Vec<u8>, CryptoError> {
+    let start = coordinate.iter().position(|b| *b != 0).unwrap_or(coordinate.len());
+    let trimmed = coordinate.get(start..).unwrap_or_default();
+    if trimmed.len() > size {
+        return Err(CryptoError::BadKey(format!("coordinate of {} bytes, curve allows {size}", trimmed.len())));
+    }
+    let mut out = vec![0u8; size - trimmed.len()];
+    out.extend_from_slice(trimmed);
+    Ok(out)
+}
+
+fn rsa_params(scheme: Scheme) -> Option<&'static RsaParameters> {
+    Some(match scheme {
+        Scheme::RsaPkcs1(HashAlg::Sha1) => &signature::RSA_PKCS1_2048_8192_SHA1_FOR_LEGACY_USE_ONLY,
+        Scheme::RsaPkcs1(HashAlg::Sha256) => &signature::RSA_PKCS1_2048_8192_SHA256,
+        Scheme::RsaPkcs1(HashAlg::Sha384) => &signature::RSA_PKCS1_2048_8192_SHA384,
+        Scheme::RsaPkcs1(HashAlg::Sha512) => &signature::RSA_PKCS1_2048_8192_SHA512,
+        Scheme::RsaPss(HashAlg::Sha256) => &signature::RSA_PSS_2048_8192_SHA256,
+        Scheme::RsaPss(HashAlg::Sha384) => &signature::RSA_PSS_2048_8192_SHA384,
+        Scheme::RsaPss(HashAlg::Sha512) => &signature::RSA_PSS_2048_8192_SHA512,
+        _ => return None,
+    })
+}
+
+fn ecdsa_alg(curve: EccCurve, hash: HashAlg) -> Option<&'static signature::EcdsaVerificationAlgorithm> {
+    Some(match (curve, hash) {
+        (EccCurve::NistP256, HashAlg::Sha1) => &signature::ECDSA_P256_SHA1_ASN1,
+        (EccCurve::NistP256, HashAlg::Sha256) => &signature::ECDSA_P256_SHA256_ASN1,
+        (EccCurve::NistP256, HashAlg::Sha384) => &signature::ECDSA_P256_SHA384_ASN1,
+        (EccCurve::NistP256, HashAlg::Sha512) => &signature::ECDSA_P256_SHA512_ASN1,
+        (EccCurve::NistP384, HashAlg::Sha256) => &signature::ECDSA_P384_SHA256_ASN1,
+        (EccCurve::NistP384, HashAlg::Sha384) => &signature::ECDSA_P384_SHA384_ASN1,
+        (EccCurve::NistP384, HashAlg::Sha512) => &signature::ECDSA_P384_SHA512_ASN1,
+        _ => return None,
+    })
+}
+
+const OID_RSA_ENCRYPTION: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01];
+const OID_EC_PUBLIC_KEY: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01];
+const OID_P256: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
+const OID_P384: &[u8] = &[0x2b, 0x81, 0x04, 0x00, 0x22];
+
+/// The few DER encodings this crate writes (for keys it hands to aws-lc-rs).
+mod der {
+    fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
+        let mut out = vec![tag];
+        let len = content.len();
+        if len < 0x80 {
+            out.push(u8::try_from(len).unwrap_or(0));
+        } else {
+            let bytes = len.to_be_bytes();
+            let start = bytes.iter().position(|b| *b != 0).unwrap_or(bytes.len() - 1);
+            let used = bytes.get(start..).unwrap_or_default();
+            out.push(0x80 | u8::try_from(used.len()).unwrap_or(0));
+            out.extend_from_slice(used);
+        }
+        out.extend_from_slice(content);
+        out
+    }
+
+    pub(super) fn sequence(items: &[Vec<u8>]) -> Vec<u8> {
+        tlv(0x30, &items.concat())
+    }
+
+    pub(super) fn unsigned_integer(bytes: &[u8]) -> Vec<u8> {
+        let start = bytes.iter().position(|b| *b != 0).unwrap_or(bytes.len());
+        let trimmed = bytes.get(start..).unwrap_or_default();
+        let mut content = Vec::with_capacity(trimmed.len() + 1);
+        if trimmed.first().is_none_or(|b| b & 0x80 != 0) {
+            content.push(0);
+        }
+        content.extend_from_slice(trimmed);
+        tlv(0x02, &content)
+    }
+
+    pub(super) fn oid(encoded: &[u8]) -> Vec<u8> {
+        tlv(0x06, encoded)
+    }
+
+    pub(super) fn bit_string(bytes: &[u8]) -> Vec<u8> {
+        let mut content = vec![0u8];
+        content.extend_from_slice(bytes);
+        tlv(0x03, &content)
+    }
+}
+
+mod hex_bytes {
+    pub(super) fn serialize<S: serde::Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&hex::encode(bytes))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_lc_rs::rand::SystemRandom;
+    use aws_lc_rs::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
+
+    #[test]
+    fn ecdsa_verifies_and_rejects_flipped_bits() {
+        let rng = SystemRandom::new();
+        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
+        let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref()).unwrap();
+        let point = pair.public_key().as_ref();
+        let key = PublicKey::ecc(EccCurve::NistP256, &point[1..33], &point[33..]).unwrap();
+        let sig = pair.sign(&rng, b"hello").unwrap();
+        let (r, s) = sig.as_ref().split_at(32);
+        let value = SignatureValue::Ecdsa { r, s };
+        key.verify(Scheme::Ecdsa(HashAlg::Sha256), b"hello", &value).unwrap();
+        assert!(matches!(
+            key.verify(Scheme::Ecdsa(HashAlg::Sha256), b"hellp", &value),
+            Err(CryptoError::BadSignature { .. })
+        ));
+        assert!(matches!(
+            key.verify(Scheme::RsaPkcs1(HashAlg::Sha256), b"hello", &value),
+            Err(CryptoError::SchemeKeyMismatch { .. })
+        ));
+        let spki = key.to_spki_der();
+        assert_eq!(spki.len(), 91, "P-256 SPKI is 91 bytes");
+    }
+
+    #[test]
+    fn rsa_normalises_modulus() {
+        let a = PublicKey::rsa(&[0, 0, 0xc1, 2, 3], 65537).unwrap();
+        let b = PublicKey::rsa(&[0xc1, 2, 3], 65537).unwrap();
+        assert_eq!(a, b);
+        assert!(PublicKey::rsa(&[1, 2], 2).is_err());
+    }
+}
