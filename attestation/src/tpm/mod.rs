@@ -7,3 +7,5 @@ pub mod attest;
 pub mod certify;
 pub mod public;
 pub mod quote;
+pub mod credential;
+pub mod kdf;
