@@ -9,3 +9,5 @@ pub mod public;
 pub mod quote;
 pub mod credential;
 pub mod kdf;
+#[cfg(feature = "sim")]
+pub mod sim;
