@@ -9,5 +9,6 @@ pub mod public;
 pub mod quote;
 pub mod credential;
 pub mod kdf;
+pub mod eventlog;
 #[cfg(feature = "sim")]
 pub mod sim;
