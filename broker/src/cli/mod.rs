@@ -1,0 +1,55 @@
+//! Command-line interface. Exit status: 0 success / verified, 1 evidence rejected (one
+//! line on stderr says why), 2 usage or I/O error.
+
+mod verify;
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Mooring attested credential broker.
+#[derive(Debug, Parser)]
+#[command(name = "mooring-broker", version, about)]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Verify attestation evidence offline and print its claims as JSON (for debugging
+    /// evidence; nothing is stored).
+    #[command(subcommand)]
+    Verify(verify::VerifyCommand),
+}
+
+/// How a command ended.
+#[derive(Debug)]
+pub(crate) enum Failure {
+    /// The evidence was examined and refused.
+    Rejected(String),
+    /// The command could not run: bad arguments, unreadable files.
+    Usage(String),
+}
+
+pub(crate) fn run(cli: Cli) -> ExitCode {
+    let result = match cli.command {
+        Command::Verify(command) => verify::run(command),
+    };
+    match result {
+        Ok(output) => {
+            // A closed pipe (`| head`) is not an error worth a panic.
+            let _ = writeln!(std::io::stdout().lock(), "{output}");
+            ExitCode::SUCCESS
+        }
+        Err(Failure::Rejected(reason)) => {
+            eprintln!("rejected: {reason}");
+            ExitCode::from(1)
+        }
+        Err(Failure::Usage(reason)) => {
+            eprintln!("error: {reason}");
+            ExitCode::from(2)
+        }
+    }
+}

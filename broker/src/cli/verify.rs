@@ -1,0 +1,175 @@
+//! `mooring-broker verify ...`: offline verification of evidence files.
+
+use std::path::{Path, PathBuf};
+
+use clap::{Args, Subcommand};
+use mooring_attestation::crypto::PublicKey;
+use mooring_attestation::tpm::alg::HashAlg;
+use mooring_attestation::tpm::attest::{Ak, Attest, Attested, Signature};
+use mooring_attestation::tpm::eventlog::EventLog;
+use mooring_attestation::tpm::pcr::{PcrSelection, PcrValues};
+use mooring_attestation::tpm::public::Public;
+use mooring_attestation::tpm::quote::{verify_quote, QuoteExpectation};
+use mooring_attestation::x509;
+use serde_json::json;
+
+use super::Failure;
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum VerifyCommand {
+    /// Verify a TPM 2.0 quote (as tpm2_quote writes it) against an attestation key.
+    TpmQuote(TpmQuoteArgs),
+    /// Parse and replay a TCG measured-boot event log.
+    EventLog(EventLogArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct TpmQuoteArgs {
+    /// AK public area: TPM2B_PUBLIC (tpm2_createak -u), TPMT_PUBLIC, or a PEM public key.
+    #[arg(long)]
+    ak: PathBuf,
+    /// TPMS_ATTEST bytes (tpm2_quote -m).
+    #[arg(long)]
+    quote: PathBuf,
+    /// TPMT_SIGNATURE bytes (tpm2_quote -s).
+    #[arg(long)]
+    signature: PathBuf,
+    /// PCR values: the file tpm2_quote -o writes, or JSON {"sha256": {"0": "hex", ...}}.
+    #[arg(long)]
+    pcrs: PathBuf,
+    /// Expected qualifying data (nonce), hex. Without it the quote must carry none.
+    #[arg(long, default_value = "")]
+    nonce: String,
+    /// The PCR bank the quote must cover (required when the PCR file holds several).
+    #[arg(long, value_parser = ["sha1", "sha256", "sha384"])]
+    pcr_bank: Option<String>,
+    /// Measured-boot event log (binary_bios_measurements) that must replay to the quoted PCRs.
+    #[arg(long)]
+    event_log: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct EventLogArgs {
+    /// The event log file (binary_bios_measurements).
+    #[arg(long)]
+    log: PathBuf,
+}
+
+pub(crate) fn run(command: VerifyCommand) -> Result<String, Failure> {
+    let claims = match command {
+        VerifyCommand::TpmQuote(args) => tpm_quote(&args)?,
+        VerifyCommand::EventLog(args) => event_log(&args)?,
+    };
+    serde_json::to_string_pretty(&claims).map_err(|e| Failure::Usage(format!("encoding claims: {e}")))
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, Failure> {
+    std::fs::read(path).map_err(|e| Failure::Usage(format!("{}: {e}", path.display())))
+}
+
+fn rejected(what: &str) -> impl Fn(&dyn std::fmt::Display) -> Failure + '_ {
+    move |e| Failure::Rejected(format!("{what}: {e}"))
+}
+
+/// The AK as a TPM public area, or a bare PEM key (no attributes to check).
+enum AkFile {
+    Tpm(Public),
+    Bare(PublicKey),
+}
+
+fn load_ak(path: &Path) -> Result<AkFile, Failure> {
+    let bytes = read(path)?;
+    if bytes.starts_with(b"-----BEGIN") {
+        let key = x509::spki_public_key_pem(&bytes).map_err(|e| rejected("AK PEM")(&e))?;
+        return Ok(AkFile::Bare(key));
+    }
+    let prefixed = bytes.first_chunk::<2>().map(|s| usize::from(u16::from_be_bytes(*s)));
+    let parsed = if prefixed == Some(bytes.len().saturating_sub(2)) {
+        Public::from_tpm2b(&bytes)
+    } else {
+        Public::from_tpmt(&bytes)
+    };
+    parsed.map(AkFile::Tpm).map_err(|e| rejected("AK")(&e))
+}
+
+fn load_pcrs(path: &Path, quoted: &PcrSelection) -> Result<PcrValues, Failure> {
+    let bytes = read(path)?;
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{') {
+        let text = String::from_utf8(bytes).map_err(|_| Failure::Usage("PCR JSON is not UTF-8".into()))?;
+        return PcrValues::from_json(&text).map_err(|e| Failure::Usage(format!("{}: {e}", path.display())));
+    }
+    PcrValues::from_tpm2_tools(&bytes, quoted).map_err(|e| Failure::Usage(format!("{}: {e}", path.display())))
+}
+
+/// The selection the quote must cover: every PCR supplied for the chosen bank.
+fn required_selection(pcrs: &PcrValues, bank: Option<&str>) -> Result<PcrSelection, Failure> {
+    let banks: Vec<HashAlg> = pcrs.banks().collect();
+    let bank = match bank {
+        Some(name) => HashAlg::from_name(name).ok_or_else(|| Failure::Usage(format!("unknown bank {name}")))?,
+        None => match banks.as_slice() {
+            [only] => *only,
+            _ => {
+                let names: Vec<&str> = banks.iter().map(|b| b.name()).collect();
+                return Err(Failure::Usage(format!(
+                    "the PCR file holds banks {}: choose one with --pcr-bank",
+                    names.join(", ")
+                )));
+            }
+        },
+    };
+    let indices: Vec<u8> = pcrs.bank(bank).map(|(index, _)| index).collect();
+    if indices.is_empty() {
+        return Err(Failure::Usage(format!("the PCR file has no {bank} values")));
+    }
+    PcrSelection::single(bank, &indices).map_err(|e| Failure::Usage(e.to_string()))
+}
+
+fn tpm_quote(args: &TpmQuoteArgs) -> Result<serde_json::Value, Failure> {
+    let ak = load_ak(&args.ak)?;
+    let attest = read(&args.quote)?;
+    let signature = Signature::parse(&read(&args.signature)?).map_err(|e| rejected("signature")(&e))?;
+    let nonce = hex::decode(args.nonce.trim())
+        .map_err(|e| Failure::Usage(format!("--nonce is not hex: {e}")))?;
+    let quoted_selection = match Attest::parse(&attest).map_err(|e| rejected("quote")(&e))?.attested() {
+        Attested::Quote { selection, .. } => selection.clone(),
+        _ => PcrSelection::new(),
+    };
+    let pcrs = load_pcrs(&args.pcrs, &quoted_selection)?;
+    let required = required_selection(&pcrs, args.pcr_bank.as_deref())?;
+    let expected = QuoteExpectation { qualifying_data: &nonce, selection: &required };
+    let (ak_ref, ak_kind) = match &ak {
+        AkFile::Tpm(public) => (Ak::Tpm(public), "tpm_public_area"),
+        AkFile::Bare(key) => (Ak::Vouched(key), "bare_public_key_attributes_unchecked"),
+    };
+    let quote = verify_quote(ak_ref, &attest, &signature, &pcrs, &expected).map_err(|e| rejected("quote")(&e))?;
+    let mut claims = json!({ "ak": ak_kind, "quote": quote });
+    if let Some(path) = &args.event_log {
+        let bytes = read(path)?;
+        let log = EventLog::parse(&bytes).map_err(|e| rejected("event log")(&e))?;
+        let replayed = log.replay();
+        let mut summaries = Vec::new();
+        for (bank, quoted) in required.iter() {
+            // The firmware log speaks for the quoted PCRs it extends; the rest (IMA,
+            // dynamic launch) are outside it.
+            let logged: Vec<u8> = replayed.bank(bank).map(|(index, _)| index).filter(|i| quoted.contains(i)).collect();
+            let matched =
+                log.check_against(quote.pcrs(), bank, &logged).map_err(|e| rejected("event log")(&e))?;
+            summaries.push(json!({ "pcrs_replayed": matched.pcrs(), "boot": matched.summary() }));
+        }
+        claims["event_log"] = json!(summaries);
+    }
+    Ok(claims)
+}
+
+fn event_log(args: &EventLogArgs) -> Result<serde_json::Value, Failure> {
+    let bytes = read(&args.log)?;
+    let log = EventLog::parse(&bytes).map_err(|e| rejected("event log")(&e))?;
+    let summaries: Vec<_> = log.banks().iter().map(|bank| log.summary(*bank)).collect();
+    Ok(json!({
+        "format": format!("{:?}", log.format()),
+        "events": log.events().len(),
+        "startup_locality": log.startup_locality(),
+        "replayed_pcrs": log.replay(),
+        "boot": summaries,
+    }))
+}
