@@ -64,7 +64,7 @@ done
 nonce=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
 echo "== the verifier sends a fresh nonce: ${nonce:0:16}..."
 tpm a tpm2_quote -c "$work/ak-a.ctx" -l sha256:0,1,2,3,4,5,6,7 -q "$nonce" \
-  -m "$work/quote.msg" -s "$work/quote.sig" -o "$work/quote.pcrs" >/dev/null
+  -m "$work/quote.msg" -s "$work/quote.sig" -o "$work/quote.pcrs" -F values >/dev/null
 
 verify() {
   local label=$1; shift
@@ -81,7 +81,8 @@ verify "VM A's quote, with the nonce the verifier issued" "${args[@]}" --nonce "
 verify "the same quote replayed against a later challenge" "${args[@]}" --nonce "$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 
 cp "$work/quote.pcrs" "$work/forged.pcrs"
-printf '\x01' | dd of="$work/forged.pcrs" bs=1 seek=$(( $(stat -c %s "$work/forged.pcrs") - 1 )) conv=notrunc 2>/dev/null
+# -F values: the eight SHA-256 values back to back; PCR 4 (the boot loader / kernel) starts at 128.
+printf '\x42' | dd of="$work/forged.pcrs" bs=1 seek=128 conv=notrunc 2>/dev/null
 verify "the quote with one PCR value rewritten (a different kernel claiming to be the good one)" \
   --ak "$work/ak-a.pub" --quote "$work/quote.msg" --signature "$work/quote.sig" --pcrs "$work/forged.pcrs" --nonce "$nonce"
 
