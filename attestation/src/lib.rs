@@ -8,6 +8,7 @@
 pub mod codec;
 pub mod crypto;
 pub mod tpm;
+pub mod x509;
 
 mod serde_hex {
     pub(crate) fn option<S: serde::Serializer>(bytes: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {

@@ -10,5 +10,6 @@ pub mod quote;
 pub mod credential;
 pub mod kdf;
 pub mod eventlog;
+pub mod ekcert;
 #[cfg(feature = "sim")]
 pub mod sim;

@@ -1,0 +1,99 @@
+//! DER framing of a whole certificate (X.690 §8.1): the outer SEQUENCE length,
+//! strict "exactly one certificate" input, and the TPM NV padding rule.
+
+use super::cert::CertificateError;
+use super::MAX_CERTIFICATE_LEN;
+use crate::codec::Reader;
+
+/// Tag of a constructed SEQUENCE.
+const SEQUENCE: u8 = 0x30;
+/// Fill byte of unwritten TPM NV memory after an EK certificate.
+const NV_PADDING: u8 = 0xFF;
+
+/// Total length (header and content) of the DER SEQUENCE starting `bytes`.
+pub(super) fn outer_len(bytes: &[u8]) -> Result<usize, CertificateError> {
+    let malformed = |reason: &'static str| CertificateError::Framing { reason };
+    let mut r = Reader::new(bytes);
+    let tag = r.u8("certificate tag").map_err(|_| malformed("input is empty"))?;
+    if tag != SEQUENCE {
+        return Err(malformed("does not start with a DER SEQUENCE (0x30)"));
+    }
+    let first = r.u8("certificate length").map_err(|_| malformed("length is missing"))?;
+    let content = if first < 0x80 {
+        usize::from(first)
+    } else {
+        let count = usize::from(first & 0x7f);
+        if count == 0 {
+            return Err(malformed("indefinite length is not DER"));
+        }
+        if count > 3 {
+            return Err(malformed("length field longer than 3 bytes"));
+        }
+        let len_bytes = r.take(count, "certificate length").map_err(|_| malformed("length is truncated"))?;
+        if len_bytes.first() == Some(&0) || (count == 1 && len_bytes.first().is_some_and(|b| *b < 0x80)) {
+            return Err(malformed("length is not minimally encoded"));
+        }
+        len_bytes.iter().fold(0usize, |acc, b| (acc << 8) | usize::from(*b))
+    };
+    let total = r.position().saturating_add(content);
+    if total > MAX_CERTIFICATE_LEN {
+        return Err(CertificateError::TooLarge { size: total, max: MAX_CERTIFICATE_LEN });
+    }
+    if total > bytes.len() {
+        return Err(malformed("truncated: the SEQUENCE is longer than the input"));
+    }
+    Ok(total)
+}
+
+/// The input, which must be exactly one DER SEQUENCE.
+pub(super) fn exact(bytes: &[u8]) -> Result<&[u8], CertificateError> {
+    let len = outer_len(bytes)?;
+    let extra = bytes.len() - len;
+    if extra != 0 {
+        return Err(CertificateError::TrailingData { extra });
+    }
+    Ok(bytes)
+}
+
+/// The certificate at the start of a TPM NV read: the outer SEQUENCE, after which
+/// only `0xFF` fill may follow (TPM NV indices are read whole; unwritten bytes
+/// read as `0xFF`). Any other trailing byte is an error.
+pub(super) fn trim_nv_padding(bytes: &[u8]) -> Result<&[u8], CertificateError> {
+    let len = outer_len(bytes)?;
+    let (cert, rest) = bytes.split_at(len);
+    if let Some(pos) = rest.iter().position(|b| *b != NV_PADDING) {
+        let value = rest.get(pos).copied().unwrap_or_default();
+        return Err(CertificateError::BadPadding { offset: len + pos, value });
+    }
+    Ok(cert)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lengths() {
+        assert_eq!(outer_len(&[0x30, 0x00]), Ok(2));
+        let mut long = vec![0x30, 0x82, 0x01, 0x00];
+        long.resize(4 + 256, 0);
+        assert_eq!(outer_len(&long), Ok(260));
+        assert!(matches!(outer_len(&[0x30, 0x81, 0x10]), Err(CertificateError::Framing { .. })));
+        assert!(matches!(outer_len(&[0x30, 0x80]), Err(CertificateError::Framing { .. })));
+        assert!(matches!(
+            outer_len(&[0x30, 0x81, 0x05, 1, 2, 3, 4, 5]),
+            Err(CertificateError::Framing { .. })
+        ));
+        assert!(matches!(outer_len(&[0x31, 0x00]), Err(CertificateError::Framing { .. })));
+    }
+
+    #[test]
+    fn padding() {
+        assert_eq!(trim_nv_padding(&[0x30, 0x01, 0x05, 0xff, 0xff]), Ok(&[0x30, 0x01, 0x05][..]));
+        assert_eq!(
+            trim_nv_padding(&[0x30, 0x01, 0x05, 0xff, 0xfe]),
+            Err(CertificateError::BadPadding { offset: 4, value: 0xfe })
+        );
+        assert_eq!(exact(&[0x30, 0x01, 0x05, 0xff]), Err(CertificateError::TrailingData { extra: 1 }));
+    }
+}
