@@ -3,6 +3,8 @@
 //!
 //! `cargo bench -p mooring-attestation --bench tpm`
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
 use aws_lc_rs::rand::SystemRandom;
 use criterion::{criterion_group, criterion_main, Criterion};
 use mooring_attestation::tpm::alg::HashAlg;

@@ -1,5 +1,7 @@
 //! Random and truncated inputs never panic any parser; they give an error or a value.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
 use mooring_attestation::codec::Reader;
 use mooring_attestation::tpm::attest::{Attest, Signature};
 use mooring_attestation::tpm::eventlog::EventLog;

@@ -1,6 +1,8 @@
 //! Each check on AK-signed structures, broken alone on an otherwise valid, correctly
 //! signed structure built in software.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
 use mooring_attestation::tpm::alg::HashAlg;
 use mooring_attestation::tpm::attest::{Ak, Signature, SignedAttestError};
 use mooring_attestation::tpm::certify::{verify_certify, CertifyError, NON_EXPORTABLE_SIGNING_KEY};

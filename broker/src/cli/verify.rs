@@ -142,7 +142,9 @@ fn tpm_quote(args: &TpmQuoteArgs) -> Result<serde_json::Value, Failure> {
         AkFile::Bare(key) => (Ak::Vouched(key), "bare_public_key_attributes_unchecked"),
     };
     let quote = verify_quote(ak_ref, &attest, &signature, &pcrs, &expected).map_err(|e| rejected("quote")(&e))?;
-    let mut claims = json!({ "ak": ak_kind, "quote": quote });
+    let mut claims = serde_json::Map::new();
+    claims.insert("ak".into(), json!(ak_kind));
+    claims.insert("quote".into(), json!(quote));
     if let Some(path) = &args.event_log {
         let bytes = read(path)?;
         let log = EventLog::parse(&bytes).map_err(|e| rejected("event log")(&e))?;
@@ -156,9 +158,9 @@ fn tpm_quote(args: &TpmQuoteArgs) -> Result<serde_json::Value, Failure> {
                 log.check_against(quote.pcrs(), bank, &logged).map_err(|e| rejected("event log")(&e))?;
             summaries.push(json!({ "pcrs_replayed": matched.pcrs(), "boot": matched.summary() }));
         }
-        claims["event_log"] = json!(summaries);
+        claims.insert("event_log".into(), json!(summaries));
     }
-    Ok(claims)
+    Ok(claims.into())
 }
 
 fn event_log(args: &EventLogArgs) -> Result<serde_json::Value, Failure> {
