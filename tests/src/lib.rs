@@ -1,7 +1,24 @@
-//! Test harness shared by the workspace's tests: where the public test vectors live,
-//! and (in later modules) real swtpm instances driven through tpm2-tools.
+//! Test harness shared by the workspace's tests: where the public test vectors live
+//! ([`testdata_dir`]), real software TPMs ([`swtpm::Swtpm`]: one swtpm process per test, own
+//! state, own loopback ports, EK certificates from a local CA), and tpm2-tools as an
+//! independent client ([`tpm2_tools::Tpm2Tools`]).
+//!
+//! TPM tests start with [`swtpm::Swtpm::start_or_skip`] (or [`prereq::require_tools`]): on a
+//! machine without swtpm they print why they skip, and with `CI` set they fail instead.
+//! The library part returns [`HarnessError`]; only the `*_or_skip` / `require_*` / `testdata`
+//! helpers panic, and are meant for test bodies.
 
 use std::path::PathBuf;
+
+mod cmd;
+mod error;
+pub mod prereq;
+pub mod swtpm;
+pub mod tpm2_tools;
+
+pub use error::HarnessError;
+pub use swtpm::{EkCaFiles, EkKind, Swtpm, SwtpmOptions};
+pub use tpm2_tools::Tpm2Tools;
 
 /// The directory holding the shared public test vectors: `$MOORING_TESTDATA` when set,
 /// otherwise `../shared/testdata` beside the repository checkout.

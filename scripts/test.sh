@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Runs the whole test suite: builds the workspace binaries, then every test with
+# cargo-nextest when it is installed (plus the doctests, which nextest does not run), else
+# with cargo test. Extra arguments go to the test runner (e.g. a test name filter).
+#
+# The tests start real swtpm instances and drive them with tpm2-tools. When the Debian
+# packages they need are missing, this installs them if run as root, and otherwise prints
+# the apt-get line and exits 2. Set CI=true to make a test that finds swtpm missing fail
+# instead of skip.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# package -> how to tell it is installed (a program, or a pkg-config module)
+declare -A probe=(
+  [pkg-config]=pkg-config
+  [libtss2-dev]=pc:tss2-esys
+  [swtpm]=swtpm
+  [swtpm-tools]=swtpm_setup
+  [tpm2-tools]=tpm2_getrandom
+  [openssl]=openssl
+)
+missing=()
+for package in pkg-config libtss2-dev swtpm swtpm-tools tpm2-tools openssl; do
+  check=${probe[$package]}
+  if [[ $check == pc:* ]]; then
+    command -v pkg-config >/dev/null && pkg-config --exists "${check#pc:}" && continue
+  else
+    command -v "$check" >/dev/null && continue
+  fi
+  missing+=("$package")
+done
+
+if ((${#missing[@]})); then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "== installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq </dev/null
+    apt-get install -y -qq -o Dpkg::Use-Pty=0 "${missing[@]}" </dev/null >/dev/null
+  else
+    echo "missing Debian packages: ${missing[*]}" >&2
+    echo "install them with:  sudo apt-get install ${missing[*]}" >&2
+    exit 2
+  fi
+fi
+
+echo "== cargo build --workspace --bins --locked"
+cargo build --workspace --bins --locked
+
+if cargo nextest --version >/dev/null 2>&1; then
+  echo "== cargo nextest run --workspace --locked --no-fail-fast $*"
+  cargo nextest run --workspace --locked --no-fail-fast "$@"
+  if (($# == 0)); then
+    echo "== cargo test --workspace --doc --locked"
+    cargo test --workspace --doc --locked
+  fi
+else
+  echo "== cargo test --workspace --locked $* (cargo-nextest not installed)"
+  cargo test --workspace --locked "$@"
+fi
