@@ -29,9 +29,11 @@ trap cleanup EXIT
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
-# start_vm NAME: a fresh software TPM for one simulated VM, on loopback ports.
+declare -A tcti
+# start_vm NAME KEY: a fresh software TPM for one simulated VM, on loopback ports; its TCTI
+# goes to tcti[KEY]. (Not run in a subshell, so cleanup sees the swtpm pid.)
 start_vm() {
-  local name=$1 port
+  local name=$1 key=$2 port
   mkdir -p "$work/$name"
   while :; do
     port=$(free_port)
@@ -43,14 +45,13 @@ start_vm() {
     sleep 0.3
     kill -0 "${pids[-1]}" 2>/dev/null && break
   done
-  echo "swtpm:host=127.0.0.1,port=$port"
+  tcti[$key]="swtpm:host=127.0.0.1,port=$port"
 }
 
 tpm() { local vm=$1; shift; TPM2TOOLS_TCTI=${tcti[$vm]} TSS2_LOG=all+none "$@"; }
 
-declare -A tcti
-tcti[a]=$(start_vm vm-a)
-tcti[b]=$(start_vm vm-b)
+start_vm vm-a a
+start_vm vm-b b
 
 echo "== VM A boots: its TPM makes an EK and an attestation key (AK)"
 for vm in a b; do
