@@ -22,7 +22,8 @@ fn quote_rsa(c: &mut Criterion) {
     let ak = Public::from_tpmt(&testdata(&format!("{base}/ak_pub.tpmt_public.bin"))).unwrap();
     let attest = testdata(&format!("{base}/quote_sha256.attest.bin"));
     let sig_bytes = testdata(&format!("{base}/quote_sha256.sig.tpmt_signature.bin"));
-    let pcrs = PcrValues::from_json(&String::from_utf8(testdata(&format!("{base}/pcrs.json"))).unwrap()).unwrap();
+    let pcrs =
+        PcrValues::from_json(&String::from_utf8(testdata(&format!("{base}/pcrs.json"))).unwrap()).unwrap();
     let selection = match Attest::parse(&attest).unwrap().attested() {
         Attested::Quote { selection, .. } => selection.clone(),
         _ => unreachable!(),
@@ -43,7 +44,8 @@ fn quote_ecc(c: &mut Criterion) {
     for i in 0..10 {
         pcrs.insert(HashAlg::Sha256, i, vec![i; 32]).unwrap();
     }
-    let attest = sim::quote_fields(&[5; 32]).quote(&selection, &pcrs.digest(&selection, HashAlg::Sha256).unwrap());
+    let attest =
+        sim::quote_fields(&[5; 32]).quote(&selection, &pcrs.digest(&selection, HashAlg::Sha256).unwrap());
     let sig_bytes = ak.sign(&attest);
     c.bench_function("quote_verify_p256_10pcrs", |b| {
         b.iter(|| {
@@ -65,7 +67,9 @@ fn credential(c: &mut Criterion) {
     let rng = SystemRandom::new();
     let ek = Public::from_tpm2b(&testdata("tpm/quotes/sim-keylime/ek.pub")).unwrap();
     let name = [0u8; 34];
-    c.bench_function("make_credential_rsa2048", |b| b.iter(|| make_credential(&ek, &name, &[1; 32], &rng).unwrap()));
+    c.bench_function("make_credential_rsa2048", |b| {
+        b.iter(|| make_credential(&ek, &name, &[1; 32], &rng).unwrap())
+    });
 }
 
 criterion_group!(benches, quote_rsa, quote_ecc, event_log, credential);

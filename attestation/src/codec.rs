@@ -240,10 +240,7 @@ mod tests {
     fn truncated_names_field() {
         let mut r = Reader::new(&[1, 2, 3]);
         assert_eq!(r.u16_be("a"), Ok(0x0102));
-        assert_eq!(
-            r.u32_be("magic"),
-            Err(CodecError::Truncated { field: "magic", needed: 4, available: 1 })
-        );
+        assert_eq!(r.u32_be("magic"), Err(CodecError::Truncated { field: "magic", needed: 4, available: 1 }));
     }
 
     #[test]

@@ -187,13 +187,22 @@ impl PublicKey {
     /// # Errors
     /// [`CryptoError::BadSignature`] when it does not verify; other variants when the
     /// scheme does not fit the key or is not supported.
-    pub fn verify(&self, scheme: Scheme, message: &[u8], signature: &SignatureValue<'_>) -> Result<(), CryptoError> {
+    pub fn verify(
+        &self,
+        scheme: Scheme,
+        message: &[u8],
+        signature: &SignatureValue<'_>,
+    ) -> Result<(), CryptoError> {
         let unsupported =
             || CryptoError::Unsupported { scheme: scheme.name(), hash: scheme.hash(), key: self.describe() };
         let mismatch = || CryptoError::SchemeKeyMismatch { scheme: scheme.name(), key: self.describe() };
         let bad = || CryptoError::BadSignature { key: self.describe() };
         match (self, scheme, signature) {
-            (Self::Rsa { modulus, exponent }, Scheme::RsaPkcs1(_) | Scheme::RsaPss(_), SignatureValue::Rsa(sig)) => {
+            (
+                Self::Rsa { modulus, exponent },
+                Scheme::RsaPkcs1(_) | Scheme::RsaPss(_),
+                SignatureValue::Rsa(sig),
+            ) => {
                 let params = rsa_params(scheme).ok_or_else(unsupported)?;
                 let e = exponent.to_be_bytes();
                 let start = e.iter().position(|b| *b != 0).unwrap_or(0);
@@ -215,7 +224,10 @@ fn fixed(coordinate: &[u8], size: usize) -> Result<Vec<u8>, CryptoError> {
     let start = coordinate.iter().position(|b| *b != 0).unwrap_or(coordinate.len());
     let trimmed = coordinate.get(start..).unwrap_or_default();
     if trimmed.len() > size {
-        return Err(CryptoError::BadKey(format!("coordinate of {} bytes, curve allows {size}", trimmed.len())));
+        return Err(CryptoError::BadKey(format!(
+            "coordinate of {} bytes, curve allows {size}",
+            trimmed.len()
+        )));
     }
     let mut out = vec![0u8; size - trimmed.len()];
     out.extend_from_slice(trimmed);

@@ -28,7 +28,14 @@ impl Vector {
         }
     }
 
-    fn verify(&self, ak: &Public, attest: &[u8], sig: &[u8], pcrs: &PcrValues, nonce: &[u8]) -> Result<(), QuoteError> {
+    fn verify(
+        &self,
+        ak: &Public,
+        attest: &[u8],
+        sig: &[u8],
+        pcrs: &PcrValues,
+        nonce: &[u8],
+    ) -> Result<(), QuoteError> {
         let selection = self.selection();
         let signature = Signature::parse(sig).map_err(|e| QuoteError::Signed(e.into()))?;
         let expected = QuoteExpectation { qualifying_data: nonce, selection: &selection };
@@ -40,9 +47,10 @@ fn all_vectors() -> Vec<Vector> {
     let mut out = Vec::new();
     for (dir, nonce) in [("nonce9009", vec![0x90, 0x09]), ("no-nonce", vec![])] {
         let base = format!("tpm/quotes/gce-cos85-vtpm/{dir}");
-        let ak = Public::from_tpmt(&testdata("tpm/quotes/gce-cos85-vtpm/nonce9009/ak_pub.tpmt_public.bin")).unwrap();
-        let pcrs =
-            PcrValues::from_json(&String::from_utf8(testdata(&format!("{base}/pcrs.json"))).unwrap()).unwrap();
+        let ak = Public::from_tpmt(&testdata("tpm/quotes/gce-cos85-vtpm/nonce9009/ak_pub.tpmt_public.bin"))
+            .unwrap();
+        let pcrs = PcrValues::from_json(&String::from_utf8(testdata(&format!("{base}/pcrs.json"))).unwrap())
+            .unwrap();
         for bank in ["sha1", "sha256", "sha384"] {
             out.push(Vector {
                 label: format!("gce-cos85 {dir} {bank}"),
@@ -60,7 +68,8 @@ fn all_vectors() -> Vec<Vector> {
         ak: Public::from_tpmt(&testdata(&format!("{win}/ak_pub.tpmt_public.bin"))).unwrap(),
         attest: testdata(&format!("{win}/quote.attest.bin")),
         signature: testdata(&format!("{win}/quote.sig.tpmt_signature.bin")),
-        pcrs: PcrValues::from_json(&String::from_utf8(testdata(&format!("{win}/pcrs.json"))).unwrap()).unwrap(),
+        pcrs: PcrValues::from_json(&String::from_utf8(testdata(&format!("{win}/pcrs.json"))).unwrap())
+            .unwrap(),
         nonce: vec![],
     });
     let sim = "tpm/quotes/sim-keylime";
@@ -167,7 +176,9 @@ fn selection_must_equal_the_required_one() {
 fn ak_without_restricted_or_fixed_tpm_is_refused() {
     let v = &all_vectors()[1];
     // objectAttributes sit after type (2) and nameAlg (2) in TPMT_PUBLIC.
-    for (bit, name) in [(16u32, "restricted"), (1, "fixedTPM"), (4, "fixedParent"), (5, "sensitiveDataOrigin")] {
+    for (bit, name) in
+        [(16u32, "restricted"), (1, "fixedTPM"), (4, "fixedParent"), (5, "sensitiveDataOrigin")]
+    {
         let mut tpmt = v.ak.tpmt_bytes().to_vec();
         let mut attrs = u32::from_be_bytes(tpmt[4..8].try_into().unwrap());
         attrs &= !(1 << bit);
@@ -175,7 +186,9 @@ fn ak_without_restricted_or_fixed_tpm_is_refused() {
         let ak = Public::from_tpmt(&tpmt).unwrap();
         let err = v.verify(&ak, &v.attest, &v.signature, &v.pcrs, &v.nonce).unwrap_err();
         match err {
-            QuoteError::Signed(SignedAttestError::AkAttributes { missing }) => assert_eq!(missing, vec![name]),
+            QuoteError::Signed(SignedAttestError::AkAttributes { missing }) => {
+                assert_eq!(missing, vec![name])
+            }
             other => panic!("{name}: {other}"),
         }
     }

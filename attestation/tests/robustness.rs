@@ -34,20 +34,20 @@ fn all_parsers(data: &[u8]) {
 fn seeds() -> &'static [Vec<u8>] {
     static SEEDS: std::sync::OnceLock<Vec<Vec<u8>>> = std::sync::OnceLock::new();
     SEEDS.get_or_init(|| {
-    [
-        "tpm/quotes/sim-keylime/ak.pub",
-        "tpm/quotes/sim-keylime/quote.out",
-        "tpm/quotes/sim-keylime/quotesig.out",
-        "tpm/quotes/sim-keylime/quotepcr.out",
-        "tpm/quotes/gce-windows-vtpm/ak_CreateAttestation.bin",
-        "tpm/quotes/gce-cos85-vtpm/nonce9009/ak_pub.tpmt_public.bin",
-        "tpm/quotes/gce-cos85-vtpm/nonce9009/binary_bios_measurements",
-        "tpm/eventlogs/go-tpm-tools/debian-10.bin",
-        "tpm/ek-certs/stmicro/st33htph_rsa_ek_nv_padded.der",
-    ]
-    .iter()
-    .map(|path| testdata(path))
-    .collect()
+        [
+            "tpm/quotes/sim-keylime/ak.pub",
+            "tpm/quotes/sim-keylime/quote.out",
+            "tpm/quotes/sim-keylime/quotesig.out",
+            "tpm/quotes/sim-keylime/quotepcr.out",
+            "tpm/quotes/gce-windows-vtpm/ak_CreateAttestation.bin",
+            "tpm/quotes/gce-cos85-vtpm/nonce9009/ak_pub.tpmt_public.bin",
+            "tpm/quotes/gce-cos85-vtpm/nonce9009/binary_bios_measurements",
+            "tpm/eventlogs/go-tpm-tools/debian-10.bin",
+            "tpm/ek-certs/stmicro/st33htph_rsa_ek_nv_padded.der",
+        ]
+        .iter()
+        .map(|path| testdata(path))
+        .collect()
     })
 }
 

@@ -89,14 +89,16 @@ fn empty_selection_is_refused() {
     let attest = sim::quote_fields(NONCE).quote(&empty, &HashAlg::Sha256.digest(&[]));
     let signature = Signature::parse(&ak.sign(&attest)).unwrap();
     let expected = QuoteExpectation { qualifying_data: NONCE, selection: &empty };
-    let err = verify_quote(Ak::Tpm(ak.public()), &attest, &signature, &PcrValues::new(), &expected).unwrap_err();
+    let err =
+        verify_quote(Ak::Tpm(ak.public()), &attest, &signature, &PcrValues::new(), &expected).unwrap_err();
     assert!(matches!(err, QuoteError::Selection { .. }));
 }
 
 fn certify(ak: &SoftKey, key: &SoftKey, name: &[u8], extra: &[u8]) -> Result<(), CertifyError> {
     let attest = sim::certify_fields(extra).certify(name);
     let signature = Signature::parse(&ak.sign(&attest)).unwrap();
-    verify_certify(ak.public(), key.public(), &attest, &signature, NONCE, NON_EXPORTABLE_SIGNING_KEY).map(|_| ())
+    verify_certify(ak.public(), key.public(), &attest, &signature, NONCE, NON_EXPORTABLE_SIGNING_KEY)
+        .map(|_| ())
 }
 
 const K_ATTRIBUTES: u32 = NON_EXPORTABLE_SIGNING_KEY | ObjectAttributes::USER_WITH_AUTH;
@@ -112,7 +114,10 @@ fn certify_checks_each_property() {
         certify(&ak, &k, &other.public().name(), NONCE),
         Err(CertifyError::NameMismatch { .. })
     ));
-    assert!(matches!(certify(&ak, &k, &k.public().name(), b"stale"), Err(CertifyError::QualifyingData { .. })));
+    assert!(matches!(
+        certify(&ak, &k, &k.public().name(), b"stale"),
+        Err(CertifyError::QualifyingData { .. })
+    ));
 
     let exportable = SoftKey::new(K_ATTRIBUTES & !ObjectAttributes::FIXED_TPM);
     match certify(&ak, &exportable, &exportable.public().name(), NONCE) {
@@ -130,7 +135,8 @@ fn certify_checks_each_property() {
     let quote = sim::quote_fields(NONCE).quote(&pcrs().0, &[0; 32]);
     let signature = Signature::parse(&ak.sign(&quote)).unwrap();
     assert_eq!(
-        verify_certify(ak.public(), k.public(), &quote, &signature, NONCE, NON_EXPORTABLE_SIGNING_KEY).unwrap_err(),
+        verify_certify(ak.public(), k.public(), &quote, &signature, NONCE, NON_EXPORTABLE_SIGNING_KEY)
+            .unwrap_err(),
         CertifyError::NotACertify(0x8018)
     );
 }

@@ -27,8 +27,20 @@ fn ek_and_ak(tools: &Tpm2Tools, alg: &str, tag: &str) -> (Public, Vec<u8>) {
         .run(
             "tpm2_createak",
             [
-                "-C", &ek_ctx, "-c", &format!("ak-{tag}.ctx"), "-G", "ecc", "-g", "sha256", "-s", "ecdsa", "-u",
-                &format!("ak-{tag}.pub"), "-n", &format!("ak-{tag}.name"),
+                "-C",
+                &ek_ctx,
+                "-c",
+                &format!("ak-{tag}.ctx"),
+                "-G",
+                "ecc",
+                "-g",
+                "sha256",
+                "-s",
+                "ecdsa",
+                "-u",
+                &format!("ak-{tag}.pub"),
+                "-n",
+                &format!("ak-{tag}.name"),
             ],
         )
         .unwrap();
@@ -49,8 +61,16 @@ fn activate(tools: &Tpm2Tools, tag: &str, credential: &[u8]) -> Result<Vec<u8>, 
     let result = tools.run(
         "tpm2_activatecredential",
         [
-            "-c", &format!("ak-{tag}.ctx"), "-C", &format!("ek-{tag}.ctx"), "-i", path_str(&input), "-o",
-            path_str(&output), "-P", "session:session.ctx",
+            "-c",
+            &format!("ak-{tag}.ctx"),
+            "-C",
+            &format!("ek-{tag}.ctx"),
+            "-i",
+            path_str(&input),
+            "-o",
+            path_str(&output),
+            "-P",
+            "session:session.ctx",
         ],
     );
     tools.flush_all().unwrap();
@@ -64,7 +84,8 @@ fn path_str(path: &Path) -> &str {
 
 #[test]
 fn software_credentials_activate_on_swtpm() {
-    let Some(tpm) = Swtpm::start_or_skip("software_credentials_activate_on_swtpm", SwtpmOptions::default()) else {
+    let Some(tpm) = Swtpm::start_or_skip("software_credentials_activate_on_swtpm", SwtpmOptions::default())
+    else {
         return;
     };
     let tools = tpm.tools();
@@ -80,15 +101,24 @@ fn software_credentials_activate_on_swtpm() {
         *other_name.last_mut().unwrap() ^= 1;
         let wrong = make_credential(&ek, &other_name, SECRET, &rng).unwrap();
         let err = activate(&tools, tag, &wrong.to_tpm2_tools_file()).unwrap_err();
-        assert!(err.contains("integrity") || err.contains("0x9") || err.contains("ActivateCredential"), "{tag}: {err}");
+        assert!(
+            err.contains("integrity") || err.contains("0x9") || err.contains("ActivateCredential"),
+            "{tag}: {err}"
+        );
     }
 }
 
 #[test]
 fn credential_for_another_tpm_does_not_activate() {
     let (Some(a), Some(b)) = (
-        Swtpm::start_or_skip("credential_for_another_tpm_does_not_activate", SwtpmOptions::default().without_ek_certs()),
-        Swtpm::start_or_skip("credential_for_another_tpm_does_not_activate", SwtpmOptions::default().without_ek_certs()),
+        Swtpm::start_or_skip(
+            "credential_for_another_tpm_does_not_activate",
+            SwtpmOptions::default().without_ek_certs(),
+        ),
+        Swtpm::start_or_skip(
+            "credential_for_another_tpm_does_not_activate",
+            SwtpmOptions::default().without_ek_certs(),
+        ),
     ) else {
         return;
     };
@@ -101,7 +131,8 @@ fn credential_for_another_tpm_does_not_activate() {
 
 #[test]
 fn swtpm_ek_certificates_chain_and_match_the_ek() {
-    let Some(tpm) = Swtpm::start_or_skip("swtpm_ek_certificates_chain_and_match_the_ek", SwtpmOptions::default())
+    let Some(tpm) =
+        Swtpm::start_or_skip("swtpm_ek_certificates_chain_and_match_the_ek", SwtpmOptions::default())
     else {
         return;
     };

@@ -26,10 +26,27 @@ struct Quote {
 }
 
 impl Quote {
-    fn args<'a>(&'a self, ak: &'a Path, msg: &'a Path, sig: &'a Path, pcrs: &'a Path, nonce: &'a str) -> Vec<&'a str> {
+    fn args<'a>(
+        &'a self,
+        ak: &'a Path,
+        msg: &'a Path,
+        sig: &'a Path,
+        pcrs: &'a Path,
+        nonce: &'a str,
+    ) -> Vec<&'a str> {
         vec![
-            "verify", "tpm-quote", "--ak", s(ak), "--quote", s(msg), "--signature", s(sig), "--pcrs", s(pcrs),
-            "--nonce", nonce,
+            "verify",
+            "tpm-quote",
+            "--ak",
+            s(ak),
+            "--quote",
+            s(msg),
+            "--signature",
+            s(sig),
+            "--pcrs",
+            s(pcrs),
+            "--nonce",
+            nonce,
         ]
     }
 
@@ -61,8 +78,22 @@ fn quote(tools: &Tpm2Tools, tag: &str, selection: &str, format: &str, n: usize) 
         .run(
             "tpm2_quote",
             [
-                "-c", &format!("ak-{tag}.ctx"), "-l", selection, "-q", &nonce, "-m", s(&msg), "-s", s(&sig), "-o",
-                s(&pcrs), "-F", format, "-g", if tag == "rsa384" { "sha384" } else { "sha256" },
+                "-c",
+                &format!("ak-{tag}.ctx"),
+                "-l",
+                selection,
+                "-q",
+                &nonce,
+                "-m",
+                s(&msg),
+                "-s",
+                s(&sig),
+                "-o",
+                s(&pcrs),
+                "-F",
+                format,
+                "-g",
+                if tag == "rsa384" { "sha384" } else { "sha256" },
             ],
         )
         .unwrap();
@@ -88,12 +119,15 @@ fn assert_rejected(out: &Output, why: &str, expect: &str) {
 
 #[test]
 fn fresh_swtpm_quotes_verify_and_tampered_ones_exit_1() {
-    let Some(tpm) = Swtpm::start_or_skip("fresh_swtpm_quotes_verify", SwtpmOptions::default().without_ek_certs())
+    let Some(tpm) =
+        Swtpm::start_or_skip("fresh_swtpm_quotes_verify", SwtpmOptions::default().without_ek_certs())
     else {
         return;
     };
     let tools = tpm.tools();
-    tools.run("tpm2_pcrextend", ["4:sha256=0000000000000000000000000000000000000000000000000000000000000004"]).unwrap();
+    tools
+        .run("tpm2_pcrextend", ["4:sha256=0000000000000000000000000000000000000000000000000000000000000004"])
+        .unwrap();
     tools.run("tpm2_pcrextend", ["7:sha1=0000000000000000000000000000000000000007"]).unwrap();
     make_ak(&tools, "rsa", &["-G", "rsa", "-g", "sha256", "-s", "rsassa"]);
     make_ak(&tools, "ecc", &["-G", "ecc", "-g", "sha256", "-s", "ecdsa"]);
@@ -127,7 +161,11 @@ fn fresh_swtpm_quotes_verify_and_tampered_ones_exit_1() {
         assert_rejected(&broker(&q.args(&q.ak, &msg, &q.sig, &q.pcrs, &q.nonce)), tag, "rejected: quote");
         // The signature.
         let sig = flipped(&q.sig, |len| len - 1, "sig-flipped");
-        assert_rejected(&broker(&q.args(&q.ak, &q.msg, &sig, &q.pcrs, &q.nonce)), tag, "signature does not verify");
+        assert_rejected(
+            &broker(&q.args(&q.ak, &q.msg, &sig, &q.pcrs, &q.nonce)),
+            tag,
+            "signature does not verify",
+        );
     }
     // A PCR value (values format: the first value's first byte).
     let (_, q) = &quotes[0];
@@ -143,9 +181,22 @@ fn real_gce_quote_with_event_log_verifies_and_mismatched_log_names_the_pcr() {
     let base = testdata_dir().join("tpm/quotes/gce-cos85-vtpm/nonce9009");
     let args = |log: &Path| {
         broker(&[
-            "verify", "tpm-quote", "--ak", s(&base.join("ak_pub.tpmt_public.bin")), "--quote",
-            s(&base.join("quote_sha256.attest.bin")), "--signature", s(&base.join("quote_sha256.sig.tpmt_signature.bin")),
-            "--pcrs", s(&base.join("pcrs.json")), "--pcr-bank", "sha256", "--nonce", "9009", "--event-log", s(log),
+            "verify",
+            "tpm-quote",
+            "--ak",
+            s(&base.join("ak_pub.tpmt_public.bin")),
+            "--quote",
+            s(&base.join("quote_sha256.attest.bin")),
+            "--signature",
+            s(&base.join("quote_sha256.sig.tpmt_signature.bin")),
+            "--pcrs",
+            s(&base.join("pcrs.json")),
+            "--pcr-bank",
+            "sha256",
+            "--nonce",
+            "9009",
+            "--event-log",
+            s(log),
         ])
     };
     let out = args(&base.join("binary_bios_measurements"));
@@ -159,21 +210,50 @@ fn real_gce_quote_with_event_log_verifies_and_mismatched_log_names_the_pcr() {
 #[test]
 fn usage_and_io_errors_exit_2() {
     let base = testdata_dir().join("tpm/quotes/gce-cos85-vtpm/nonce9009");
-    let missing = broker(&["verify", "tpm-quote", "--ak", "/nonexistent", "--quote", "x", "--signature", "y", "--pcrs", "z"]);
+    let missing = broker(&[
+        "verify",
+        "tpm-quote",
+        "--ak",
+        "/nonexistent",
+        "--quote",
+        "x",
+        "--signature",
+        "y",
+        "--pcrs",
+        "z",
+    ]);
     assert_eq!(missing.status.code(), Some(2));
     assert_eq!(broker(&["verify", "tpm-quote"]).status.code(), Some(2));
     // Several banks in the PCR file and no --pcr-bank: the operator must choose.
     let ambiguous = broker(&[
-        "verify", "tpm-quote", "--ak", s(&base.join("ak_pub.pem")), "--quote", s(&base.join("quote_sha256.attest.bin")),
-        "--signature", s(&base.join("quote_sha256.sig.tpmt_signature.bin")), "--pcrs", s(&base.join("pcrs.json")),
-        "--nonce", "9009",
+        "verify",
+        "tpm-quote",
+        "--ak",
+        s(&base.join("ak_pub.pem")),
+        "--quote",
+        s(&base.join("quote_sha256.attest.bin")),
+        "--signature",
+        s(&base.join("quote_sha256.sig.tpmt_signature.bin")),
+        "--pcrs",
+        s(&base.join("pcrs.json")),
+        "--nonce",
+        "9009",
     ]);
     assert_eq!(ambiguous.status.code(), Some(2), "{}", stderr(&ambiguous));
     assert!(stderr(&ambiguous).contains("--pcr-bank"));
     let bad_nonce = broker(&[
-        "verify", "tpm-quote", "--ak", s(&base.join("ak_pub.pem")), "--quote", s(&base.join("quote_sha256.attest.bin")),
-        "--signature", s(&base.join("quote_sha256.sig.tpmt_signature.bin")), "--pcrs", s(&base.join("pcrs.json")),
-        "--nonce", "zz",
+        "verify",
+        "tpm-quote",
+        "--ak",
+        s(&base.join("ak_pub.pem")),
+        "--quote",
+        s(&base.join("quote_sha256.attest.bin")),
+        "--signature",
+        s(&base.join("quote_sha256.sig.tpmt_signature.bin")),
+        "--pcrs",
+        s(&base.join("pcrs.json")),
+        "--nonce",
+        "zz",
     ]);
     assert_eq!(bad_nonce.status.code(), Some(2));
 }

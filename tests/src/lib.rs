@@ -30,10 +30,17 @@ pub fn testdata_dir() -> PathBuf {
     workspace_root().join("../shared/testdata")
 }
 
-/// The workspace root (the directory holding the top-level `Cargo.toml`).
+/// The workspace root: the nearest directory holding `Cargo.lock` above the running
+/// test's package (cargo and nextest set `CARGO_MANIFEST_DIR` at run time), falling back
+/// to where this crate was compiled.
 #[must_use]
 pub fn workspace_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+    let start = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from);
+    start
+        .ancestors()
+        .find(|dir| dir.join("Cargo.lock").is_file())
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".."), PathBuf::from)
 }
 
 /// Reads a file below [`testdata_dir`], panicking with the path when it is missing

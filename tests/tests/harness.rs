@@ -4,7 +4,6 @@
 //!
 //! Skipped (with a message) when swtpm / tpm2-tools / openssl are missing, unless `CI` is set.
 
-
 use std::error::Error;
 use std::path::Path;
 use std::process::{Command, Output};

@@ -124,8 +124,11 @@ impl Attest {
                 0 => false,
                 1 => true,
                 other => {
-                    return Err(CodecError::BadValue { field: "TPMS_CLOCK_INFO.safe", value: u64::from(other) }
-                        .into())
+                    return Err(CodecError::BadValue {
+                        field: "TPMS_CLOCK_INFO.safe",
+                        value: u64::from(other),
+                    }
+                    .into())
                 }
             },
         };
@@ -210,12 +213,15 @@ impl Signature {
         let mut r = Reader::new(bytes);
         let sig_alg = r.u16_be("TPMT_SIGNATURE.sigAlg")?;
         let hash_id = r.u16_be("TPMT_SIGNATURE.signature.hash")?;
-        let hash = HashAlg::from_tpm(hash_id)
-            .ok_or(AttestError::UnsupportedAlgorithm { field: "TPMT_SIGNATURE.signature.hash", alg: hash_id })?;
+        let hash = HashAlg::from_tpm(hash_id).ok_or(AttestError::UnsupportedAlgorithm {
+            field: "TPMT_SIGNATURE.signature.hash",
+            alg: hash_id,
+        })?;
         let signature = match sig_alg {
             id::RSASSA | id::RSAPSS => {
                 let sig = r.tpm2b(MAX_RSA_SIG, "TPMS_SIGNATURE_RSA.sig")?;
-                let scheme = if sig_alg == id::RSASSA { Scheme::RsaPkcs1(hash) } else { Scheme::RsaPss(hash) };
+                let scheme =
+                    if sig_alg == id::RSASSA { Scheme::RsaPkcs1(hash) } else { Scheme::RsaPss(hash) };
                 Self { scheme, bytes: sig.to_vec(), r_len: 0 }
             }
             id::ECDSA => {
@@ -254,7 +260,12 @@ impl Signature {
                 if let Some(fixed) = public.scheme().filter(|fixed| *fixed != self.scheme) {
                     return Err(CryptoError::SchemeKeyMismatch {
                         scheme: self.scheme.name(),
-                        key: format!("{} key fixed to {} {}", public.key().describe(), fixed.name(), fixed.hash()),
+                        key: format!(
+                            "{} key fixed to {} {}",
+                            public.key().describe(),
+                            fixed.name(),
+                            fixed.hash()
+                        ),
                     });
                 }
                 public.key()

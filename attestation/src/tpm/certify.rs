@@ -90,7 +90,10 @@ pub fn verify_certify(
     };
     let presented = certified.name();
     if *name != presented {
-        return Err(CertifyError::NameMismatch { certified: hex::encode(name), presented: hex::encode(presented) });
+        return Err(CertifyError::NameMismatch {
+            certified: hex::encode(name),
+            presented: hex::encode(presented),
+        });
     }
     if parsed.extra_data() != qualifying_data {
         return Err(CertifyError::QualifyingData {

@@ -7,8 +7,10 @@
 
 use aws_lc_rs::agreement::{self, EphemeralPrivateKey};
 use aws_lc_rs::rand::SecureRandom;
-use aws_lc_rs::rsa::{OaepPublicEncryptingKey, PublicEncryptingKey, OAEP_SHA1_MGF1SHA1, OAEP_SHA256_MGF1SHA256,
-    OAEP_SHA384_MGF1SHA384, OAEP_SHA512_MGF1SHA512};
+use aws_lc_rs::rsa::{
+    OaepPublicEncryptingKey, PublicEncryptingKey, OAEP_SHA1_MGF1SHA1, OAEP_SHA256_MGF1SHA256,
+    OAEP_SHA384_MGF1SHA384, OAEP_SHA512_MGF1SHA512,
+};
 use thiserror::Error;
 
 use crate::codec::TpmWrite;
@@ -130,7 +132,8 @@ pub(crate) fn protect_seed(
             };
             let key = PublicEncryptingKey::from_der(&storage_key.key().to_spki_der())
                 .map_err(|_| CredentialError::Key("RSA key rejected"))?;
-            let key = OaepPublicEncryptingKey::new(key).map_err(|_| CredentialError::Key("RSA key rejected"))?;
+            let key =
+                OaepPublicEncryptingKey::new(key).map_err(|_| CredentialError::Key("RSA key rejected"))?;
             let mut label_bytes = label.as_bytes().to_vec();
             label_bytes.push(0);
             let mut ciphertext = vec![0u8; key.ciphertext_size()];
@@ -148,8 +151,8 @@ pub(crate) fn protect_seed(
                 EccCurve::NistP256 => &agreement::ECDH_P256,
                 EccCurve::NistP384 => &agreement::ECDH_P384,
             };
-            let ephemeral =
-                EphemeralPrivateKey::generate(alg, rng).map_err(|_| CredentialError::Key("ECDH key generation"))?;
+            let ephemeral = EphemeralPrivateKey::generate(alg, rng)
+                .map_err(|_| CredentialError::Key("ECDH key generation"))?;
             let ephemeral_point = ephemeral.compute_public_key().map_err(|_| CredentialError::Key("ECDH"))?;
             let size = curve.coordinate_size();
             let point = ephemeral_point.as_ref();
@@ -157,9 +160,10 @@ pub(crate) fn protect_seed(
             let eph_y = point.get(1 + size..).ok_or(CredentialError::Key("ECDH point"))?;
             let peer_point = storage_key.key().sec1_uncompressed().unwrap_or_default();
             let peer = agreement::UnparsedPublicKey::new(alg, peer_point);
-            let z = agreement::agree_ephemeral(ephemeral, peer, CredentialError::Key("ECDH agreement"), |z| {
-                Ok(z.to_vec())
-            })?;
+            let z =
+                agreement::agree_ephemeral(ephemeral, peer, CredentialError::Key("ECDH agreement"), |z| {
+                    Ok(z.to_vec())
+                })?;
             let bits = u32::try_from(name_alg.size() * 8).unwrap_or(0);
             let seed = kdf::kdfe(name_alg, &z, label, eph_x, x, bits);
             let mut point_bytes = Vec::with_capacity(4 + 2 * size);

@@ -2,14 +2,14 @@
 //! certifications, EK certificates, software MakeCredential and the TCG event log.
 
 pub mod alg;
-pub mod pcr;
 pub mod attest;
 pub mod certify;
+pub mod credential;
+pub mod ekcert;
+pub mod eventlog;
+pub mod kdf;
+pub mod pcr;
 pub mod public;
 pub mod quote;
-pub mod credential;
-pub mod kdf;
-pub mod eventlog;
-pub mod ekcert;
 #[cfg(feature = "sim")]
 pub mod sim;

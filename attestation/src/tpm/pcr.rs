@@ -315,8 +315,7 @@ impl PcrValues {
         if let Ok(values) = Self::from_tpm2_tools_serialized(bytes) {
             return Ok(values);
         }
-        let expected: usize =
-            selection.iter().map(|(bank, list)| bank.size() * list.len()).sum();
+        let expected: usize = selection.iter().map(|(bank, list)| bank.size() * list.len()).sum();
         if bytes.len() != expected {
             return Err(PcrError::Format(format!(
                 "{} bytes is neither a serialized PCR file nor the {expected} bytes of \
@@ -373,9 +372,7 @@ impl PcrValues {
                 let size = usize::from(r.u16_le("TPM2B_DIGEST.size")?);
                 let buffer = r.take(64, "TPM2B_DIGEST.buffer")?;
                 if slot < n {
-                    digests.push(
-                        buffer.get(..size).ok_or(PcrError::Format("digest size above 64".into()))?,
-                    );
+                    digests.push(buffer.get(..size).ok_or(PcrError::Format("digest size above 64".into()))?);
                 }
             }
         }
@@ -418,10 +415,7 @@ mod tests {
         let unknown = [0, 0, 0, 1, 0x00, 0x99, 3, 1, 0, 0];
         assert_eq!(PcrSelection::read(&mut Reader::new(&unknown)), Err(PcrError::UnknownBank(0x99)));
         let dup = [0, 0, 0, 2, 0, 0x0b, 3, 1, 0, 0, 0, 0x0b, 3, 2, 0, 0];
-        assert_eq!(
-            PcrSelection::read(&mut Reader::new(&dup)),
-            Err(PcrError::DuplicateBank(HashAlg::Sha256))
-        );
+        assert_eq!(PcrSelection::read(&mut Reader::new(&dup)), Err(PcrError::DuplicateBank(HashAlg::Sha256)));
         let big = [0, 0, 0, 1, 0, 0x0b, 5, 1, 0, 0, 0, 0];
         assert!(matches!(
             PcrSelection::read(&mut Reader::new(&big)),
@@ -438,9 +432,6 @@ mod tests {
             values.digest(&sel, HashAlg::Sha256),
             Err(PcrError::Missing { bank: HashAlg::Sha256, index: 1 })
         );
-        assert!(matches!(
-            values.insert(HashAlg::Sha256, 2, vec![0; 20]),
-            Err(PcrError::WrongSize { .. })
-        ));
+        assert!(matches!(values.insert(HashAlg::Sha256, 2, vec![0; 20]), Err(PcrError::WrongSize { .. })));
     }
 }

@@ -122,7 +122,10 @@ pub fn verify_quote(
     let digest_alg: HashAlg = signature.scheme().hash();
     let computed = pcrs.digest(selection, digest_alg)?;
     if computed != *pcr_digest {
-        return Err(QuoteError::PcrDigest { computed: hex::encode(computed), quoted: hex::encode(pcr_digest) });
+        return Err(QuoteError::PcrDigest {
+            computed: hex::encode(computed),
+            quoted: hex::encode(pcr_digest),
+        });
     }
     let mut quoted = PcrValues::new();
     for (bank, list) in selection.iter() {

@@ -105,7 +105,9 @@ fn load_pcrs(path: &Path, quoted: &PcrSelection) -> Result<PcrValues, Failure> {
 fn required_selection(pcrs: &PcrValues, bank: Option<&str>) -> Result<PcrSelection, Failure> {
     let banks: Vec<HashAlg> = pcrs.banks().collect();
     let bank = match bank {
-        Some(name) => HashAlg::from_name(name).ok_or_else(|| Failure::Usage(format!("unknown bank {name}")))?,
+        Some(name) => {
+            HashAlg::from_name(name).ok_or_else(|| Failure::Usage(format!("unknown bank {name}")))?
+        }
         None => match banks.as_slice() {
             [only] => *only,
             _ => {
@@ -128,8 +130,8 @@ fn tpm_quote(args: &TpmQuoteArgs) -> Result<serde_json::Value, Failure> {
     let ak = load_ak(&args.ak)?;
     let attest = read(&args.quote)?;
     let signature = Signature::parse(&read(&args.signature)?).map_err(|e| rejected("signature")(&e))?;
-    let nonce = hex::decode(args.nonce.trim())
-        .map_err(|e| Failure::Usage(format!("--nonce is not hex: {e}")))?;
+    let nonce =
+        hex::decode(args.nonce.trim()).map_err(|e| Failure::Usage(format!("--nonce is not hex: {e}")))?;
     let quoted_selection = match Attest::parse(&attest).map_err(|e| rejected("quote")(&e))?.attested() {
         Attested::Quote { selection, .. } => selection.clone(),
         _ => PcrSelection::new(),
@@ -141,7 +143,8 @@ fn tpm_quote(args: &TpmQuoteArgs) -> Result<serde_json::Value, Failure> {
         AkFile::Tpm(public) => (Ak::Tpm(public), "tpm_public_area"),
         AkFile::Bare(key) => (Ak::Vouched(key), "bare_public_key_attributes_unchecked"),
     };
-    let quote = verify_quote(ak_ref, &attest, &signature, &pcrs, &expected).map_err(|e| rejected("quote")(&e))?;
+    let quote =
+        verify_quote(ak_ref, &attest, &signature, &pcrs, &expected).map_err(|e| rejected("quote")(&e))?;
     let mut claims = serde_json::Map::new();
     claims.insert("ak".into(), json!(ak_kind));
     claims.insert("quote".into(), json!(quote));
@@ -153,7 +156,8 @@ fn tpm_quote(args: &TpmQuoteArgs) -> Result<serde_json::Value, Failure> {
         for (bank, quoted) in required.iter() {
             // The firmware log speaks for the quoted PCRs it extends; the rest (IMA,
             // dynamic launch) are outside it.
-            let logged: Vec<u8> = replayed.bank(bank).map(|(index, _)| index).filter(|i| quoted.contains(i)).collect();
+            let logged: Vec<u8> =
+                replayed.bank(bank).map(|(index, _)| index).filter(|i| quoted.contains(i)).collect();
             let matched =
                 log.check_against(quote.pcrs(), bank, &logged).map_err(|e| rejected("event log")(&e))?;
             summaries.push(json!({ "pcrs_replayed": matched.pcrs(), "boot": matched.summary() }));
