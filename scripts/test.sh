@@ -46,6 +46,11 @@ fi
 echo "== cargo build --workspace --bins --locked"
 cargo build --workspace --bins --locked
 
+# The fuzz targets live outside the workspace (cargo fuzz builds them); make sure they
+# still compile against the parsers they exercise.
+echo "== cargo check (fuzz targets)"
+cargo check -q --manifest-path fuzz/Cargo.toml --locked --target-dir target/fuzz-check
+
 if cargo nextest --version >/dev/null 2>&1; then
   echo "== cargo nextest run --workspace --locked --no-fail-fast $*"
   cargo nextest run --workspace --locked --no-fail-fast "$@"
