@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
+use mooring_attestation::crypto::CryptoError;
 use mooring_attestation::tpm::alg::HashAlg;
 use mooring_attestation::tpm::attest::{Ak, Signature, SignedAttestError};
 use mooring_attestation::tpm::certify::{verify_certify, CertifyError, NON_EXPORTABLE_SIGNING_KEY};
@@ -138,5 +139,25 @@ fn certify_checks_each_property() {
         verify_certify(ak.public(), k.public(), &quote, &signature, NONCE, NON_EXPORTABLE_SIGNING_KEY)
             .unwrap_err(),
         CertifyError::NotACertify(0x8018)
+    );
+}
+
+#[test]
+fn signature_of_another_scheme_than_the_ak_fixes_is_refused() {
+    let ak = SoftKey::new(sim::AK_ATTRIBUTES);
+    let (selection, values) = pcrs();
+    let attest =
+        sim::quote_fields(NONCE).quote(&selection, &values.digest(&selection, HashAlg::Sha256).unwrap());
+    // An RSASSA signature block presented for the ECDSA-only AK.
+    let rsa_sig = mooring_tests::testdata("tpm/quotes/sim-keylime/quotesig.out");
+    let signature = Signature::parse(&rsa_sig).unwrap();
+    let expected = QuoteExpectation { qualifying_data: NONCE, selection: &selection };
+    let err = verify_quote(Ak::Tpm(ak.public()), &attest, &signature, &values, &expected).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            QuoteError::Signed(SignedAttestError::Signature(CryptoError::SchemeKeyMismatch { .. }))
+        ),
+        "{err}"
     );
 }

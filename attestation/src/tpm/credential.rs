@@ -231,6 +231,20 @@ mod tests {
     }
 
     #[test]
+    fn refuses_an_ek_whose_symmetric_mode_is_not_cfb() {
+        let mut tpmt = mooring_tests::testdata("tpm/quotes/sim-keylime/ek.pub")[2..].to_vec();
+        // TPMT_PUBLIC: type, nameAlg, attributes (8 bytes), authPolicy (2 + 32), then
+        // symmetric {algorithm, keyBits, mode}: mode at 46..48.
+        assert_eq!(tpmt[46..48], [0x00, 0x43]);
+        tpmt[47] = 0x42;
+        let ek = Public::from_tpmt(&tpmt).unwrap();
+        assert_eq!(
+            make_credential(&ek, &[0; 34], &[1; 16], &SystemRandom::new()),
+            Err(CredentialError::Symmetric { alg: id::AES, mode: id::CBC })
+        );
+    }
+
+    #[test]
     fn refuses_long_secrets_and_non_storage_keys() {
         let rng = SystemRandom::new();
         assert_eq!(
