@@ -108,6 +108,81 @@ fn software_credentials_activate_on_swtpm() {
     }
 }
 
+/// The P-384 high-range EK template (TCG EK Credential Profile H-4) is ECC P-384 with a
+/// SHA-384 Name and AES-256-CFB. Its PolicyOR(PolicyA, PolicyC) authorization cannot be
+/// satisfied with tpm2-tools 5.4 alone, so this builds an endorsement-hierarchy storage
+/// key with the same key parameters and password authorization: MakeCredential depends
+/// only on the public key, the Name algorithm and the symmetric definition.
+#[test]
+fn p384_sha384_aes256_storage_key_activates() {
+    let Some(tpm) = Swtpm::start_or_skip(
+        "p384_sha384_aes256_storage_key_activates",
+        SwtpmOptions::default().without_ek_certs(),
+    ) else {
+        return;
+    };
+    let tools = tpm.tools();
+    tools
+        .run(
+            "tpm2_createprimary",
+            [
+                "-C",
+                "e",
+                "-G",
+                "ecc384:aes256cfb",
+                "-g",
+                "sha384",
+                "-a",
+                "fixedtpm|fixedparent|sensitivedataorigin|userwithauth|restricted|decrypt",
+                "-c",
+                "ek.ctx",
+            ],
+        )
+        .unwrap();
+    tools.run("tpm2_readpublic", ["-c", "ek.ctx", "-o", "ek.pub"]).unwrap();
+    tools.flush_all().unwrap();
+    tools
+        .run(
+            "tpm2_create",
+            [
+                "-C",
+                "ek.ctx",
+                "-G",
+                "ecc256:ecdsa-sha256:null",
+                "-g",
+                "sha256",
+                "-a",
+                "fixedtpm|fixedparent|sensitivedataorigin|userwithauth|restricted|sign",
+                "-u",
+                "ak.pub",
+                "-r",
+                "ak.priv",
+            ],
+        )
+        .unwrap();
+    tools.flush_all().unwrap();
+    tools
+        .run("tpm2_load", ["-C", "ek.ctx", "-u", "ak.pub", "-r", "ak.priv", "-c", "ak.ctx", "-n", "ak.name"])
+        .unwrap();
+    tools.flush_all().unwrap();
+
+    let ek = Public::from_tpm2b(&std::fs::read(tools.path("ek.pub")).unwrap()).unwrap();
+    assert_eq!(ek.key().describe(), "ECC P-384");
+    assert_eq!(ek.symmetric().key_bits, 256);
+    let ak_name = std::fs::read(tools.path("ak.name")).unwrap();
+    let challenge = make_credential(&ek, &ak_name, SECRET, &SystemRandom::new()).unwrap();
+    std::fs::write(tools.path("cred.bin"), challenge.to_tpm2_tools_file()).unwrap();
+    let out = tools.path("secret.bin");
+    tools
+        .run(
+            "tpm2_activatecredential",
+            ["-c", "ak.ctx", "-C", "ek.ctx", "-i", "cred.bin", "-o", path_str(&out)],
+        )
+        .unwrap();
+    tools.flush_all().unwrap();
+    assert_eq!(std::fs::read(out).unwrap(), SECRET);
+}
+
 #[test]
 fn credential_for_another_tpm_does_not_activate() {
     let (Some(a), Some(b)) = (
