@@ -3,7 +3,7 @@
 //! Keys come from TPM public areas or certificates in one neutral form, so the
 //! comparison "the EK certificate's key is this EK" is plain equality.
 
-use aws_lc_rs::signature::{self, RsaParameters, RsaPublicKeyComponents, UnparsedPublicKey};
+use aws_lc_rs::signature::{self as lc, UnparsedPublicKey, VerificationAlgorithm};
 use serde::Serialize;
 use thiserror::Error;
 
@@ -49,7 +49,7 @@ pub enum PublicKey {
     /// RSA: big-endian modulus without leading zero bytes, and the public exponent.
     Rsa {
         /// Modulus, big-endian, no leading zeros.
-        #[serde(with = "hex_bytes")]
+        #[serde(serialize_with = "crate::serde_hex::bytes")]
         modulus: Vec<u8>,
         /// Public exponent.
         exponent: u32,
@@ -59,10 +59,10 @@ pub enum PublicKey {
         /// The curve.
         curve: EccCurve,
         /// X coordinate, big-endian, fixed size.
-        #[serde(with = "hex_bytes")]
+        #[serde(serialize_with = "crate::serde_hex::bytes")]
         x: Vec<u8>,
         /// Y coordinate, big-endian, fixed size.
-        #[serde(with = "hex_bytes")]
+        #[serde(serialize_with = "crate::serde_hex::bytes")]
         y: Vec<u8>,
     },
 }
@@ -182,6 +182,16 @@ impl PublicKey {
         }
     }
 
+    /// The key type, which picks the verification algorithm.
+    #[must_use]
+    pub(crate) fn kind(&self) -> KeyKind {
+        match self {
+            Self::Rsa { .. } => KeyKind::Rsa,
+            Self::Ecc { curve: EccCurve::NistP256, .. } => KeyKind::Ec(SigningCurve::P256),
+            Self::Ecc { curve: EccCurve::NistP384, .. } => KeyKind::Ec(SigningCurve::P384),
+        }
+    }
+
     /// Checks `signature` over `message` (hashed here with the scheme's hash).
     ///
     /// # Errors
@@ -193,31 +203,70 @@ impl PublicKey {
         message: &[u8],
         signature: &SignatureValue<'_>,
     ) -> Result<(), CryptoError> {
-        let unsupported =
-            || CryptoError::Unsupported { scheme: scheme.name(), hash: scheme.hash(), key: self.describe() };
-        let mismatch = || CryptoError::SchemeKeyMismatch { scheme: scheme.name(), key: self.describe() };
-        let bad = || CryptoError::BadSignature { key: self.describe() };
-        match (self, scheme, signature) {
-            (
-                Self::Rsa { modulus, exponent },
-                Scheme::RsaPkcs1(_) | Scheme::RsaPss(_),
-                SignatureValue::Rsa(sig),
-            ) => {
-                let params = rsa_params(scheme).ok_or_else(unsupported)?;
-                let e = exponent.to_be_bytes();
-                let start = e.iter().position(|b| *b != 0).unwrap_or(0);
-                let key = RsaPublicKeyComponents { n: modulus.as_slice(), e: e.get(start..).unwrap_or(&e) };
-                key.verify(params, message, sig).map_err(|_| bad())
+        let sig = match (self, signature) {
+            (Self::Rsa { .. }, SignatureValue::Rsa(sig)) if !matches!(scheme, Scheme::Ecdsa(_)) => {
+                sig.to_vec()
             }
-            (Self::Ecc { curve, .. }, Scheme::Ecdsa(hash), SignatureValue::Ecdsa { r, s }) => {
-                let alg = ecdsa_alg(*curve, hash).ok_or_else(unsupported)?;
-                let point = self.sec1_uncompressed().unwrap_or_default();
-                let sig = der::sequence(&[der::unsigned_integer(r), der::unsigned_integer(s)]);
-                UnparsedPublicKey::new(alg, point).verify(message, &sig).map_err(|_| bad())
+            (Self::Ecc { .. }, SignatureValue::Ecdsa { r, s }) if matches!(scheme, Scheme::Ecdsa(_)) => {
+                der::sequence(&[der::unsigned_integer(r), der::unsigned_integer(s)])
             }
-            _ => Err(mismatch()),
-        }
+            _ => return Err(CryptoError::SchemeKeyMismatch { scheme: scheme.name(), key: self.describe() }),
+        };
+        let alg = verification_algorithm(scheme, self.kind()).ok_or_else(|| CryptoError::Unsupported {
+            scheme: scheme.name(),
+            hash: scheme.hash(),
+            key: self.describe(),
+        })?;
+        UnparsedPublicKey::new(alg, self.to_spki_der())
+            .verify(message, &sig)
+            .map_err(|_| CryptoError::BadSignature { key: self.describe() })
     }
+}
+
+/// Curves a signing key may use (P-521 appears only among CA certificates).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SigningCurve {
+    P256,
+    P384,
+    P521,
+}
+
+/// Key type of a signer, which picks the verification algorithm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum KeyKind {
+    Rsa,
+    Ec(SigningCurve),
+}
+
+/// The one table from (scheme, key type) to the aws-lc-rs algorithm, for TPM structures
+/// and certificates alike: RSA keys of 2048 bits and more, RSA-PSS with salt length equal
+/// to the hash length. `None` when the pair is not supported.
+pub(crate) fn verification_algorithm(
+    scheme: Scheme,
+    key: KeyKind,
+) -> Option<&'static dyn VerificationAlgorithm> {
+    use HashAlg::{Sha1, Sha256, Sha384, Sha512};
+    use SigningCurve::{P256, P384, P521};
+    Some(match (scheme, key) {
+        (Scheme::RsaPkcs1(Sha1), KeyKind::Rsa) => &lc::RSA_PKCS1_2048_8192_SHA1_FOR_LEGACY_USE_ONLY,
+        (Scheme::RsaPkcs1(Sha256), KeyKind::Rsa) => &lc::RSA_PKCS1_2048_8192_SHA256,
+        (Scheme::RsaPkcs1(Sha384), KeyKind::Rsa) => &lc::RSA_PKCS1_2048_8192_SHA384,
+        (Scheme::RsaPkcs1(Sha512), KeyKind::Rsa) => &lc::RSA_PKCS1_2048_8192_SHA512,
+        (Scheme::RsaPss(Sha256), KeyKind::Rsa) => &lc::RSA_PSS_2048_8192_SHA256,
+        (Scheme::RsaPss(Sha384), KeyKind::Rsa) => &lc::RSA_PSS_2048_8192_SHA384,
+        (Scheme::RsaPss(Sha512), KeyKind::Rsa) => &lc::RSA_PSS_2048_8192_SHA512,
+        (Scheme::Ecdsa(Sha1), KeyKind::Ec(P256)) => &lc::ECDSA_P256_SHA1_ASN1,
+        (Scheme::Ecdsa(Sha256), KeyKind::Ec(P256)) => &lc::ECDSA_P256_SHA256_ASN1,
+        (Scheme::Ecdsa(Sha384), KeyKind::Ec(P256)) => &lc::ECDSA_P256_SHA384_ASN1,
+        (Scheme::Ecdsa(Sha512), KeyKind::Ec(P256)) => &lc::ECDSA_P256_SHA512_ASN1,
+        (Scheme::Ecdsa(Sha256), KeyKind::Ec(P384)) => &lc::ECDSA_P384_SHA256_ASN1,
+        (Scheme::Ecdsa(Sha384), KeyKind::Ec(P384)) => &lc::ECDSA_P384_SHA384_ASN1,
+        (Scheme::Ecdsa(Sha512), KeyKind::Ec(P384)) => &lc::ECDSA_P384_SHA512_ASN1,
+        (Scheme::Ecdsa(Sha256), KeyKind::Ec(P521)) => &lc::ECDSA_P521_SHA256_ASN1,
+        (Scheme::Ecdsa(Sha384), KeyKind::Ec(P521)) => &lc::ECDSA_P521_SHA384_ASN1,
+        (Scheme::Ecdsa(Sha512), KeyKind::Ec(P521)) => &lc::ECDSA_P521_SHA512_ASN1,
+        _ => return None,
+    })
 }
 
 fn fixed(coordinate: &[u8], size: usize) -> Result<Vec<u8>, CryptoError> {
@@ -232,32 +281,6 @@ fn fixed(coordinate: &[u8], size: usize) -> Result<Vec<u8>, CryptoError> {
     let mut out = vec![0u8; size - trimmed.len()];
     out.extend_from_slice(trimmed);
     Ok(out)
-}
-
-fn rsa_params(scheme: Scheme) -> Option<&'static RsaParameters> {
-    Some(match scheme {
-        Scheme::RsaPkcs1(HashAlg::Sha1) => &signature::RSA_PKCS1_2048_8192_SHA1_FOR_LEGACY_USE_ONLY,
-        Scheme::RsaPkcs1(HashAlg::Sha256) => &signature::RSA_PKCS1_2048_8192_SHA256,
-        Scheme::RsaPkcs1(HashAlg::Sha384) => &signature::RSA_PKCS1_2048_8192_SHA384,
-        Scheme::RsaPkcs1(HashAlg::Sha512) => &signature::RSA_PKCS1_2048_8192_SHA512,
-        Scheme::RsaPss(HashAlg::Sha256) => &signature::RSA_PSS_2048_8192_SHA256,
-        Scheme::RsaPss(HashAlg::Sha384) => &signature::RSA_PSS_2048_8192_SHA384,
-        Scheme::RsaPss(HashAlg::Sha512) => &signature::RSA_PSS_2048_8192_SHA512,
-        _ => return None,
-    })
-}
-
-fn ecdsa_alg(curve: EccCurve, hash: HashAlg) -> Option<&'static signature::EcdsaVerificationAlgorithm> {
-    Some(match (curve, hash) {
-        (EccCurve::NistP256, HashAlg::Sha1) => &signature::ECDSA_P256_SHA1_ASN1,
-        (EccCurve::NistP256, HashAlg::Sha256) => &signature::ECDSA_P256_SHA256_ASN1,
-        (EccCurve::NistP256, HashAlg::Sha384) => &signature::ECDSA_P256_SHA384_ASN1,
-        (EccCurve::NistP256, HashAlg::Sha512) => &signature::ECDSA_P256_SHA512_ASN1,
-        (EccCurve::NistP384, HashAlg::Sha256) => &signature::ECDSA_P384_SHA256_ASN1,
-        (EccCurve::NistP384, HashAlg::Sha384) => &signature::ECDSA_P384_SHA384_ASN1,
-        (EccCurve::NistP384, HashAlg::Sha512) => &signature::ECDSA_P384_SHA512_ASN1,
-        _ => return None,
-    })
 }
 
 const OID_RSA_ENCRYPTION: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01];
@@ -306,12 +329,6 @@ mod der {
         let mut content = vec![0u8];
         content.extend_from_slice(bytes);
         tlv(0x03, &content)
-    }
-}
-
-mod hex_bytes {
-    pub(super) fn serialize<S: serde::Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&hex::encode(bytes))
     }
 }
 

@@ -10,7 +10,13 @@ pub mod crypto;
 pub mod tpm;
 pub mod x509;
 
+/// Hex encoding of byte fields in serialized claims (the one helper for all of them).
 mod serde_hex {
+    pub(crate) fn bytes<S: serde::Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&hex::encode(bytes))
+    }
+
+    #[allow(clippy::ref_option)] // serde's serialize_with passes `&Option<T>`
     pub(crate) fn option<S: serde::Serializer>(bytes: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
         match bytes {
             Some(bytes) => s.serialize_some(&hex::encode(bytes)),

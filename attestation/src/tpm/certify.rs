@@ -51,7 +51,7 @@ pub enum CertifyError {
 /// A key K proven to live in the same TPM as the AK. Only [`verify_certify`] makes one.
 #[derive(Debug, Clone, Serialize)]
 pub struct CertifiedKey {
-    #[serde(with = "hex::serde")]
+    #[serde(serialize_with = "crate::serde_hex::bytes")]
     name: Vec<u8>,
     key: crate::crypto::PublicKey,
 }

@@ -61,7 +61,7 @@ pub struct QuoteExpectation<'a> {
 pub struct VerifiedQuote {
     #[serde(serialize_with = "crate::serde_hex::option")]
     ak_name: Option<Vec<u8>>,
-    #[serde(with = "hex::serde")]
+    #[serde(serialize_with = "crate::serde_hex::bytes")]
     qualifying_data: Vec<u8>,
     selection: String,
     pcrs: PcrValues,

@@ -13,7 +13,8 @@ use super::der;
 use super::extensions::{BasicConstraints, Extension, Extensions};
 use super::name::Name;
 use super::signature::{self, SignatureError};
-use super::spki::{self, KeyError, KeyKind};
+use super::spki::{self, KeyError};
+use crate::crypto::KeyKind;
 use crate::crypto::{PublicKey, Scheme};
 
 /// Why bytes are not a usable certificate.

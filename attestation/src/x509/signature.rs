@@ -2,13 +2,13 @@
 //! (RFC 4055 §5), RSASSA-PSS with SHA-256/384/512 (RFC 4055 §3.1), ECDSA with
 //! SHA-256/384/512 on P-256/P-384/P-521 (RFC 5758 §3.2), checked with aws-lc-rs.
 
-use aws_lc_rs::signature::{self as lc, VerificationAlgorithm};
+use aws_lc_rs::signature::VerificationAlgorithm;
 use thiserror::Error;
 use x509_parser::signature_algorithm::RsaSsaPssParams;
 use x509_parser::x509::AlgorithmIdentifier;
 
-use super::spki::{KeyError, KeyKind, SigningCurve};
-use crate::crypto::Scheme;
+use super::spki::KeyError;
+use crate::crypto::{self, KeyKind, Scheme, SigningCurve};
 use crate::tpm::alg::HashAlg;
 
 /// Why a certificate signature could not be checked or did not verify.
@@ -127,39 +127,19 @@ fn hash_by_oid(oid: &str) -> Option<HashAlg> {
     }
 }
 
-/// The aws-lc-rs algorithm verifying `scheme` signatures made by a `key` key.
+/// The aws-lc-rs algorithm verifying `scheme` signatures made by a `key` key, from the
+/// crate's one table ([`crate::crypto::verification_algorithm`]).
 pub(super) fn verification_algorithm(
     scheme: Scheme,
     key: KeyKind,
 ) -> Result<&'static dyn VerificationAlgorithm, SignatureError> {
-    use HashAlg::{Sha1, Sha256, Sha384, Sha512};
-    use SigningCurve::{P256, P384, P521};
-    let alg: &'static dyn VerificationAlgorithm = match (scheme, key) {
-        (Scheme::RsaPkcs1(Sha1), KeyKind::Rsa) => &lc::RSA_PKCS1_2048_8192_SHA1_FOR_LEGACY_USE_ONLY,
-        (Scheme::RsaPkcs1(Sha256), KeyKind::Rsa) => &lc::RSA_PKCS1_2048_8192_SHA256,
-        (Scheme::RsaPkcs1(Sha384), KeyKind::Rsa) => &lc::RSA_PKCS1_2048_8192_SHA384,
-        (Scheme::RsaPkcs1(Sha512), KeyKind::Rsa) => &lc::RSA_PKCS1_2048_8192_SHA512,
-        (Scheme::RsaPss(Sha256), KeyKind::Rsa) => &lc::RSA_PSS_2048_8192_SHA256,
-        (Scheme::RsaPss(Sha384), KeyKind::Rsa) => &lc::RSA_PSS_2048_8192_SHA384,
-        (Scheme::RsaPss(Sha512), KeyKind::Rsa) => &lc::RSA_PSS_2048_8192_SHA512,
-        (Scheme::Ecdsa(Sha256), KeyKind::Ec(P256)) => &lc::ECDSA_P256_SHA256_ASN1,
-        (Scheme::Ecdsa(Sha384), KeyKind::Ec(P256)) => &lc::ECDSA_P256_SHA384_ASN1,
-        (Scheme::Ecdsa(Sha512), KeyKind::Ec(P256)) => &lc::ECDSA_P256_SHA512_ASN1,
-        (Scheme::Ecdsa(Sha256), KeyKind::Ec(P384)) => &lc::ECDSA_P384_SHA256_ASN1,
-        (Scheme::Ecdsa(Sha384), KeyKind::Ec(P384)) => &lc::ECDSA_P384_SHA384_ASN1,
-        (Scheme::Ecdsa(Sha512), KeyKind::Ec(P384)) => &lc::ECDSA_P384_SHA512_ASN1,
-        (Scheme::Ecdsa(Sha256), KeyKind::Ec(P521)) => &lc::ECDSA_P521_SHA256_ASN1,
-        (Scheme::Ecdsa(Sha384), KeyKind::Ec(P521)) => &lc::ECDSA_P521_SHA384_ASN1,
-        (Scheme::Ecdsa(Sha512), KeyKind::Ec(P521)) => &lc::ECDSA_P521_SHA512_ASN1,
-        (scheme, key) => {
-            let key = match key {
-                KeyKind::Rsa => "RSA",
-                KeyKind::Ec(P256) => "EC P-256",
-                KeyKind::Ec(P384) => "EC P-384",
-                KeyKind::Ec(P521) => "EC P-521",
-            };
-            return Err(SignatureError::KeyMismatch { scheme: scheme.name(), key });
-        }
-    };
-    Ok(alg)
+    crypto::verification_algorithm(scheme, key).ok_or_else(|| {
+        let key = match key {
+            KeyKind::Rsa => "RSA",
+            KeyKind::Ec(SigningCurve::P256) => "EC P-256",
+            KeyKind::Ec(SigningCurve::P384) => "EC P-384",
+            KeyKind::Ec(SigningCurve::P521) => "EC P-521",
+        };
+        SignatureError::KeyMismatch { scheme: scheme.name(), key }
+    })
 }

@@ -7,7 +7,7 @@ use x509_parser::public_key::RSAPublicKey;
 use x509_parser::x509::SubjectPublicKeyInfo;
 
 use super::pem::{self, PemProblem};
-use crate::crypto::{CryptoError, PublicKey};
+use crate::crypto::{CryptoError, KeyKind, PublicKey, SigningCurve};
 use crate::tpm::alg::EccCurve;
 
 /// Why a SubjectPublicKeyInfo could not be used.
@@ -58,21 +58,6 @@ pub enum KeyError {
     /// The key components are not a usable key.
     #[error("invalid key: {0}")]
     Invalid(#[from] CryptoError),
-}
-
-/// Curves a certificate-signing key may use (P-521 appears in TPM CA bundles).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum SigningCurve {
-    P256,
-    P384,
-    P521,
-}
-
-/// Key type of an issuer, which picks the verification algorithm.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum KeyKind {
-    Rsa,
-    Ec(SigningCurve),
 }
 
 const PUBLIC_KEY_LABEL: &str = "PUBLIC KEY";

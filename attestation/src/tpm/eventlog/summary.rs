@@ -9,7 +9,7 @@
 //! [`BootSummary::unverified_events`] instead. Boot application digests are Authenticode
 //! image hashes and are reported as logged; their device paths are informational.
 
-use serde::{Serialize, Serializer};
+use serde::Serialize;
 
 use super::content::{utf16_text, utf8_text, EventKind, Guid, Separator};
 use super::event::{Event, EventType};
@@ -24,17 +24,6 @@ const CMDLINE_PCRS: [u32; 2] = [8, 12];
 /// The prefixes grub puts before the command line it measures into PCR 8 (upstream grub
 /// 2.06+, and the Red Hat patch set).
 const GRUB_CMDLINE_PREFIXES: [&str; 2] = ["kernel_cmdline: ", "grub_kernel_cmdline "];
-
-fn hex_bytes<S: Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
-    serializer.serialize_str(&hex::encode(bytes))
-}
-
-fn hex_option<S: Serializer>(bytes: &Option<Vec<u8>>, serializer: S) -> Result<S::Ok, S::Error> {
-    match bytes {
-        Some(bytes) => hex_bytes(bytes, serializer),
-        None => serializer.serialize_none(),
-    }
-}
 
 /// The boot as the event log describes it, for one bank.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -53,7 +42,7 @@ pub struct BootSummary {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct MeasuredVariable {
     data_len: usize,
-    #[serde(serialize_with = "hex_bytes")]
+    #[serde(serialize_with = "crate::serde_hex::bytes")]
     digest: Vec<u8>,
 }
 
@@ -115,9 +104,9 @@ impl SecureBootDatabases {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct BootApplication {
     pcr: u32,
-    #[serde(serialize_with = "hex_bytes")]
+    #[serde(serialize_with = "crate::serde_hex::bytes")]
     digest: Vec<u8>,
-    #[serde(serialize_with = "hex_option")]
+    #[serde(serialize_with = "crate::serde_hex::option")]
     device_path: Option<Vec<u8>>,
     file_path: Option<String>,
 }
