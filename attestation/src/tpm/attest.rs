@@ -7,6 +7,7 @@ use thiserror::Error;
 use crate::codec::{CodecError, Reader};
 use crate::crypto::{CryptoError, PublicKey, Scheme, SignatureValue};
 use crate::tpm::alg::{id, HashAlg};
+use crate::tpm::limits::{MAX_DATA, MAX_DIGEST, MAX_ECC_KEY_BYTES, MAX_NAME, MAX_RSA_KEY_BYTES};
 use crate::tpm::pcr::{PcrError, PcrSelection};
 use crate::tpm::public::{ObjectAttributes, Public};
 
@@ -18,17 +19,6 @@ pub const TPM_ST_ATTEST_CERTIFY: u16 = 0x8017;
 pub const TPM_ST_ATTEST_QUOTE: u16 = 0x8018;
 /// `TPM_ST_ATTEST_CREATION`.
 pub const TPM_ST_ATTEST_CREATION: u16 = 0x801A;
-
-/// Largest `TPM2B_NAME`: `sizeof(TPMU_NAME)` (algorithm id plus a SHA-512 digest).
-const MAX_NAME: usize = 66;
-/// Largest `TPM2B_DATA`: `sizeof(TPMT_HA)`.
-const MAX_DATA: usize = 66;
-/// Largest `TPM2B_DIGEST`.
-const MAX_DIGEST: usize = 64;
-/// Largest RSA signature (`TPM2B_PUBLIC_KEY_RSA`).
-const MAX_RSA_SIG: usize = 512;
-/// Largest ECC signature component (`TPM2B_ECC_PARAMETER`).
-const MAX_ECC_PARAM: usize = 66;
 
 /// Errors parsing attestation structures.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -219,14 +209,14 @@ impl Signature {
         })?;
         let signature = match sig_alg {
             id::RSASSA | id::RSAPSS => {
-                let sig = r.tpm2b(MAX_RSA_SIG, "TPMS_SIGNATURE_RSA.sig")?;
+                let sig = r.tpm2b(MAX_RSA_KEY_BYTES, "TPMS_SIGNATURE_RSA.sig")?;
                 let scheme =
                     if sig_alg == id::RSASSA { Scheme::RsaPkcs1(hash) } else { Scheme::RsaPss(hash) };
                 Self { scheme, bytes: sig.to_vec(), r_len: 0 }
             }
             id::ECDSA => {
-                let sig_r = r.tpm2b(MAX_ECC_PARAM, "TPMS_SIGNATURE_ECC.signatureR")?;
-                let sig_s = r.tpm2b(MAX_ECC_PARAM, "TPMS_SIGNATURE_ECC.signatureS")?;
+                let sig_r = r.tpm2b(MAX_ECC_KEY_BYTES, "TPMS_SIGNATURE_ECC.signatureR")?;
+                let sig_s = r.tpm2b(MAX_ECC_KEY_BYTES, "TPMS_SIGNATURE_ECC.signatureS")?;
                 Self { scheme: Scheme::Ecdsa(hash), bytes: [sig_r, sig_s].concat(), r_len: sig_r.len() }
             }
             other => {

@@ -7,15 +7,7 @@ use thiserror::Error;
 use crate::codec::{CodecError, Reader};
 use crate::crypto::{CryptoError, PublicKey, Scheme};
 use crate::tpm::alg::{id, EccCurve, HashAlg};
-
-/// Largest `TPM2B_DIGEST` (authPolicy): `sizeof(TPMU_HA)`.
-const MAX_DIGEST: usize = 64;
-/// Largest RSA modulus (`MAX_RSA_KEY_BYTES` for RSA-4096).
-const MAX_RSA_KEY_BYTES: usize = 512;
-/// Largest ECC coordinate (`MAX_ECC_KEY_BYTES` for P-521).
-const MAX_ECC_KEY_BYTES: usize = 66;
-/// Largest `TPMT_PUBLIC`.
-const MAX_PUBLIC: usize = 1024;
+use crate::tpm::limits::{MAX_DIGEST, MAX_ECC_KEY_BYTES, MAX_PUBLIC, MAX_RSA_KEY_BYTES};
 
 /// Errors parsing a public area.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -364,6 +356,56 @@ mod tests {
         assert_eq!(
             Public::from_tpmt(&tpmt),
             Err(PublicError::UnsupportedAlgorithm { field: "TPMT_PUBLIC.nameAlg", alg: 0x99 })
+        );
+    }
+
+    /// A P-256 ECDSA signing key's `TPMT_PUBLIC` with the given curve and kdf fields.
+    fn ecc_tpmt(curve: u16, kdf: u16) -> Vec<u8> {
+        let mut t = Vec::new();
+        for v in [id::ECC, id::SHA256] {
+            t.extend_from_slice(&v.to_be_bytes());
+        }
+        t.extend_from_slice(&0x0005_0072u32.to_be_bytes());
+        for v in [0u16, id::NULL, id::ECDSA, id::SHA256, curve, kdf, 32] {
+            t.extend_from_slice(&v.to_be_bytes());
+        }
+        t.extend_from_slice(&[1; 32]);
+        t.extend_from_slice(&32u16.to_be_bytes());
+        t.extend_from_slice(&[2; 32]);
+        t
+    }
+
+    #[test]
+    fn ecc_curve_and_kdf_are_checked() {
+        let ok = Public::from_tpmt(&ecc_tpmt(0x0003, id::NULL)).unwrap();
+        assert_eq!(ok.key().describe(), "ECC P-256");
+        assert_eq!(
+            Public::from_tpmt(&ecc_tpmt(0x0005, id::NULL)),
+            Err(PublicError::UnsupportedAlgorithm { field: "TPMS_ECC_PARMS.curveID", alg: 0x0005 })
+        );
+        assert!(matches!(
+            Public::from_tpmt(&ecc_tpmt(0x0003, id::KDF1_SP800_108)),
+            Err(PublicError::UnsupportedAlgorithm { field: "TPMS_ECC_PARMS.kdf", .. })
+        ));
+    }
+
+    #[test]
+    fn rsa_modulus_must_match_key_bits_and_symmetric_must_be_known() {
+        let tpmt = keylime("ek.pub")[2..].to_vec();
+        // TPMT_PUBLIC: type, nameAlg, attributes, authPolicy (2 + 32), symmetric
+        // {alg, keyBits, mode} at 42..48, scheme at 48..50, keyBits at 50..52.
+        let mut bits = tpmt.clone();
+        assert_eq!(bits[50..52], [0x08, 0x00]);
+        bits[50] = 0x04;
+        assert!(matches!(
+            Public::from_tpmt(&bits),
+            Err(PublicError::Codec(CodecError::BadValue { field, .. })) if field.contains("keyBits")
+        ));
+        let mut sym = tpmt;
+        sym[43] = 0x99;
+        assert_eq!(
+            Public::from_tpmt(&sym),
+            Err(PublicError::UnsupportedAlgorithm { field: "TPMS_RSA_PARMS.symmetric", alg: 0x0099 })
         );
     }
 

@@ -48,7 +48,7 @@ pub const MAX_EVENT_DATA_SIZE: usize = 1024 * 1024;
 /// Most algorithms a `Spec ID Event03` header may declare (five are defined today).
 pub const MAX_SPEC_ID_ALGORITHMS: usize = 16;
 /// Largest `digestSize` a `Spec ID Event03` header may declare: `sizeof(TPMU_HA)`.
-pub const MAX_DIGEST_SIZE: usize = 64;
+pub const MAX_DIGEST_SIZE: usize = crate::tpm::limits::MAX_DIGEST;
 
 const _: () = assert!(MAX_SPEC_ID_ALGORITHMS <= 32, "parse tracks declared algorithms in a u32");
 
