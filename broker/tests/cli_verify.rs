@@ -224,38 +224,47 @@ fn usage_and_io_errors_exit_2() {
     ]);
     assert_eq!(missing.status.code(), Some(2));
     assert_eq!(broker(&["verify", "tpm-quote"]).status.code(), Some(2));
+    let gce_quote = |nonce: &str| {
+        broker(&[
+            "verify",
+            "tpm-quote",
+            "--ak",
+            s(&base.join("ak_pub.pem")),
+            "--quote",
+            s(&base.join("quote_sha256.attest.bin")),
+            "--signature",
+            s(&base.join("quote_sha256.sig.tpmt_signature.bin")),
+            "--pcrs",
+            s(&base.join("pcrs.json")),
+            "--nonce",
+            nonce,
+        ])
+    };
     // Several banks in the PCR file and no --pcr-bank: the operator must choose.
-    let ambiguous = broker(&[
-        "verify",
-        "tpm-quote",
-        "--ak",
-        s(&base.join("ak_pub.pem")),
-        "--quote",
-        s(&base.join("quote_sha256.attest.bin")),
-        "--signature",
-        s(&base.join("quote_sha256.sig.tpmt_signature.bin")),
-        "--pcrs",
-        s(&base.join("pcrs.json")),
-        "--nonce",
-        "9009",
-    ]);
+    let ambiguous = gce_quote("9009");
     assert_eq!(ambiguous.status.code(), Some(2), "{}", stderr(&ambiguous));
     assert!(stderr(&ambiguous).contains("--pcr-bank"));
-    let bad_nonce = broker(&[
+    let bad_nonce = gce_quote("zz");
+    assert!(stderr(&bad_nonce).contains("--nonce is not hex"), "{}", stderr(&bad_nonce));
+    assert_eq!(bad_nonce.status.code(), Some(2));
+}
+
+#[test]
+fn a_certify_creation_given_as_quote_is_rejected_as_such() {
+    let win = testdata_dir().join("tpm/quotes/gce-windows-vtpm");
+    let out = broker(&[
         "verify",
         "tpm-quote",
         "--ak",
-        s(&base.join("ak_pub.pem")),
+        s(&win.join("ak_pub.tpmt_public.bin")),
         "--quote",
-        s(&base.join("quote_sha256.attest.bin")),
+        s(&win.join("ak_CreateAttestation.bin")),
         "--signature",
-        s(&base.join("quote_sha256.sig.tpmt_signature.bin")),
+        s(&win.join("ak_CreateSignature.bin")),
         "--pcrs",
-        s(&base.join("pcrs.json")),
-        "--nonce",
-        "zz",
+        s(&win.join("quote.sig.tpmt_signature.bin")),
     ]);
-    assert_eq!(bad_nonce.status.code(), Some(2));
+    assert_rejected(&out, "certify-creation", "not TPM_ST_ATTEST_QUOTE");
 }
 
 #[test]

@@ -9,7 +9,7 @@ use mooring_attestation::tpm::attest::{Ak, Attest, Attested, Signature};
 use mooring_attestation::tpm::eventlog::EventLog;
 use mooring_attestation::tpm::pcr::{PcrSelection, PcrValues};
 use mooring_attestation::tpm::public::Public;
-use mooring_attestation::tpm::quote::{verify_quote, QuoteExpectation};
+use mooring_attestation::tpm::quote::{verify_quote, QuoteError, QuoteExpectation};
 use mooring_attestation::x509;
 use serde_json::json;
 
@@ -132,11 +132,13 @@ fn tpm_quote(args: &TpmQuoteArgs) -> Result<serde_json::Value, Failure> {
     let signature = Signature::parse(&read(&args.signature)?).map_err(|e| rejected("signature")(&e))?;
     let nonce =
         hex::decode(args.nonce.trim()).map_err(|e| Failure::Usage(format!("--nonce is not hex: {e}")))?;
-    let quoted_selection = match Attest::parse(&attest).map_err(|e| rejected("quote")(&e))?.attested() {
-        Attested::Quote { selection, .. } => selection.clone(),
-        _ => PcrSelection::new(),
+    // The selection is needed to read a values-format PCR file; anything but a quote is
+    // refused here with the verifier's own error.
+    let parsed = Attest::parse(&attest).map_err(|e| rejected("quote")(&e))?;
+    let Attested::Quote { selection: quoted_selection, .. } = parsed.attested() else {
+        return Err(rejected("quote")(&QuoteError::NotAQuote(parsed.kind())));
     };
-    let pcrs = load_pcrs(&args.pcrs, &quoted_selection)?;
+    let pcrs = load_pcrs(&args.pcrs, quoted_selection)?;
     let required = required_selection(&pcrs, args.pcr_bank.as_deref())?;
     let expected = QuoteExpectation { qualifying_data: &nonce, selection: &required };
     let (ak_ref, ak_kind) = match &ak {
