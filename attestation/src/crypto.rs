@@ -159,10 +159,7 @@ impl PublicKey {
     pub fn to_spki_der(&self) -> Vec<u8> {
         match self {
             Self::Rsa { modulus, exponent } => {
-                let rsa_key = der::sequence(&[
-                    der::unsigned_integer(modulus),
-                    der::unsigned_integer(&exponent.to_be_bytes()),
-                ]);
+                let rsa_key = rsa_public_key_der(modulus, *exponent);
                 der::sequence(&[
                     der::sequence(&[der::oid(OID_RSA_ENCRYPTION), vec![0x05, 0x00]]),
                     der::bit_string(&rsa_key),
@@ -179,6 +176,15 @@ impl PublicKey {
                     der::bit_string(&point),
                 ])
             }
+        }
+    }
+
+    /// The cheapest encoding aws-lc-rs parses for verification: PKCS#1 `RSAPublicKey`
+    /// for RSA, the uncompressed SEC1 point for ECC (cheaper than a full SPKI).
+    fn verification_key_bytes(&self) -> Vec<u8> {
+        match self {
+            Self::Rsa { modulus, exponent } => self::rsa_public_key_der(modulus, *exponent),
+            Self::Ecc { .. } => self.sec1_uncompressed().unwrap_or_default(),
         }
     }
 
@@ -217,7 +223,7 @@ impl PublicKey {
             hash: scheme.hash(),
             key: self.describe(),
         })?;
-        UnparsedPublicKey::new(alg, self.to_spki_der())
+        UnparsedPublicKey::new(alg, self.verification_key_bytes())
             .verify(message, &sig)
             .map_err(|_| CryptoError::BadSignature { key: self.describe() })
     }
@@ -267,6 +273,11 @@ pub(crate) fn verification_algorithm(
         (Scheme::Ecdsa(Sha512), KeyKind::Ec(P521)) => &lc::ECDSA_P521_SHA512_ASN1,
         _ => return None,
     })
+}
+
+/// PKCS#1 `RSAPublicKey ::= SEQUENCE { modulus INTEGER, publicExponent INTEGER }`.
+fn rsa_public_key_der(modulus: &[u8], exponent: u32) -> Vec<u8> {
+    der::sequence(&[der::unsigned_integer(modulus), der::unsigned_integer(&exponent.to_be_bytes())])
 }
 
 fn fixed(coordinate: &[u8], size: usize) -> Result<Vec<u8>, CryptoError> {
