@@ -176,28 +176,35 @@ fn fresh_swtpm_quotes_verify_and_tampered_ones_exit_1() {
     assert_rejected(&broker(&q.args(&other_ak, &q.msg, &q.sig, &q.pcrs, &q.nonce)), "ak", "rejected");
 }
 
+/// `verify tpm-quote` on the real GCE COS 85 SHA-256 quote with `ak_file`, plus `extra`.
+fn gce_quote(ak_file: &str, extra: &[&str]) -> Output {
+    let base = testdata_dir().join("tpm/quotes/gce-cos85-vtpm/nonce9009");
+    let (ak, msg) = (base.join(ak_file), base.join("quote_sha256.attest.bin"));
+    let (sig, pcrs) = (base.join("quote_sha256.sig.tpmt_signature.bin"), base.join("pcrs.json"));
+    let mut args = vec![
+        "verify",
+        "tpm-quote",
+        "--ak",
+        s(&ak),
+        "--quote",
+        s(&msg),
+        "--signature",
+        s(&sig),
+        "--pcrs",
+        s(&pcrs),
+    ];
+    args.extend_from_slice(extra);
+    broker(&args)
+}
+
 #[test]
 fn real_gce_quote_with_event_log_verifies_and_mismatched_log_names_the_pcr() {
     let base = testdata_dir().join("tpm/quotes/gce-cos85-vtpm/nonce9009");
     let args = |log: &Path| {
-        broker(&[
-            "verify",
-            "tpm-quote",
-            "--ak",
-            s(&base.join("ak_pub.tpmt_public.bin")),
-            "--quote",
-            s(&base.join("quote_sha256.attest.bin")),
-            "--signature",
-            s(&base.join("quote_sha256.sig.tpmt_signature.bin")),
-            "--pcrs",
-            s(&base.join("pcrs.json")),
-            "--pcr-bank",
-            "sha256",
-            "--nonce",
-            "9009",
-            "--event-log",
-            s(log),
-        ])
+        gce_quote(
+            "ak_pub.tpmt_public.bin",
+            &["--pcr-bank", "sha256", "--nonce", "9009", "--event-log", s(log)],
+        )
     };
     let out = args(&base.join("binary_bios_measurements"));
     assert!(out.status.success(), "{}", stderr(&out));
@@ -209,7 +216,6 @@ fn real_gce_quote_with_event_log_verifies_and_mismatched_log_names_the_pcr() {
 
 #[test]
 fn usage_and_io_errors_exit_2() {
-    let base = testdata_dir().join("tpm/quotes/gce-cos85-vtpm/nonce9009");
     let missing = broker(&[
         "verify",
         "tpm-quote",
@@ -224,27 +230,11 @@ fn usage_and_io_errors_exit_2() {
     ]);
     assert_eq!(missing.status.code(), Some(2));
     assert_eq!(broker(&["verify", "tpm-quote"]).status.code(), Some(2));
-    let gce_quote = |nonce: &str| {
-        broker(&[
-            "verify",
-            "tpm-quote",
-            "--ak",
-            s(&base.join("ak_pub.pem")),
-            "--quote",
-            s(&base.join("quote_sha256.attest.bin")),
-            "--signature",
-            s(&base.join("quote_sha256.sig.tpmt_signature.bin")),
-            "--pcrs",
-            s(&base.join("pcrs.json")),
-            "--nonce",
-            nonce,
-        ])
-    };
     // Several banks in the PCR file and no --pcr-bank: the operator must choose.
-    let ambiguous = gce_quote("9009");
+    let ambiguous = gce_quote("ak_pub.pem", &["--nonce", "9009"]);
     assert_eq!(ambiguous.status.code(), Some(2), "{}", stderr(&ambiguous));
     assert!(stderr(&ambiguous).contains("--pcr-bank"));
-    let bad_nonce = gce_quote("zz");
+    let bad_nonce = gce_quote("ak_pub.pem", &["--nonce", "zz"]);
     assert!(stderr(&bad_nonce).contains("--nonce is not hex"), "{}", stderr(&bad_nonce));
     assert_eq!(bad_nonce.status.code(), Some(2));
 }
