@@ -7,6 +7,7 @@
 
 pub mod codec;
 pub mod crypto;
+pub mod protocol;
 pub mod tpm;
 pub mod x509;
 

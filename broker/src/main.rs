@@ -1,7 +1,17 @@
 //! `mooring-broker`: the attested credential broker's service and operator CLI.
 #![forbid(unsafe_code)]
 
+mod audit;
 mod cli;
+mod config;
+mod files;
+mod http;
+mod issuer;
+mod metrics;
+mod policy;
+mod refusal;
+mod service;
+mod store;
 
 use std::process::ExitCode;
 

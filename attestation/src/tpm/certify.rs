@@ -70,7 +70,8 @@ impl CertifiedKey {
     }
 }
 
-/// Verifies that `ak` certified `certified` with `qualifying_data`, and that `certified`
+/// Verifies that `ak` certified `certified` (with `qualifying_data` when given: `None`
+/// accepts any, for callers that bind the key to a challenge elsewhere), and that `certified`
 /// has every attribute in `required_attributes` (use [`NON_EXPORTABLE_SIGNING_KEY`] for
 /// credential keys).
 ///
@@ -81,7 +82,7 @@ pub fn verify_certify(
     certified: &Public,
     attest: &[u8],
     signature: &Signature,
-    qualifying_data: &[u8],
+    qualifying_data: Option<&[u8]>,
     required_attributes: u32,
 ) -> Result<CertifiedKey, CertifyError> {
     let parsed = verify_signed(Ak::Tpm(ak), attest, signature)?;
@@ -95,7 +96,7 @@ pub fn verify_certify(
             presented: hex::encode(presented),
         });
     }
-    if parsed.extra_data() != qualifying_data {
+    if let Some(qualifying_data) = qualifying_data.filter(|q| *q != parsed.extra_data()) {
         return Err(CertifyError::QualifyingData {
             expected: hex::encode(qualifying_data),
             found: hex::encode(parsed.extra_data()),

@@ -1,6 +1,9 @@
 //! Command-line interface. Exit status: 0 success / verified, 1 evidence rejected (one
 //! line on stderr says why), 2 usage or I/O error.
 
+mod audit;
+mod policy;
+mod serve;
 mod verify;
 
 use std::io::Write;
@@ -22,6 +25,14 @@ enum Command {
     /// evidence; nothing is stored).
     #[command(subcommand)]
     Verify(verify::VerifyCommand),
+    /// Run the broker service (HTTPS).
+    Serve(serve::ServeArgs),
+    /// Check a policy file, or learn reference values from a known-good VM.
+    #[command(subcommand)]
+    Policy(policy::PolicyCommand),
+    /// Audit log tools.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
 }
 
 /// How a command ended.
@@ -36,6 +47,9 @@ pub(crate) enum Failure {
 pub(crate) fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Verify(command) => verify::run(command),
+        Command::Serve(args) => serve::run(&args),
+        Command::Policy(command) => policy::run(&command),
+        Command::Audit(command) => audit::run(&command),
     };
     match result {
         Ok(output) => {
@@ -52,4 +66,9 @@ pub(crate) fn run(cli: Cli) -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// Reads a file named on the command line.
+pub(crate) fn read_file(path: &std::path::Path) -> Result<Vec<u8>, Failure> {
+    std::fs::read(path).map_err(|e| Failure::Usage(format!("cannot read {}: {e}", path.display())))
 }

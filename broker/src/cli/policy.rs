@@ -1,0 +1,76 @@
+//! `mooring-broker policy check|learn`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+use mooring_attestation::tpm::alg::HashAlg;
+use mooring_attestation::tpm::pcr::PcrValues;
+use mooring_attestation::x509::bundle::parse_one_certificate;
+
+use super::{read_file, Failure};
+use crate::policy::{learn, Policy};
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum PolicyCommand {
+    /// Load a policy file and report the first error with its line.
+    Check {
+        /// The policy file.
+        file: PathBuf,
+    },
+    /// Print a TPM class pinning a known-good VM's PCR values (and event-log rules).
+    LearnTpm(LearnTpmArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct LearnTpmArgs {
+    /// Name of the class to write.
+    #[arg(long)]
+    class: String,
+    /// PCR values as JSON {"sha256": {"0": "hex", ...}} (e.g. from `mooring-client status --pcrs`).
+    #[arg(long)]
+    pcrs: PathBuf,
+    /// PCR bank to pin.
+    #[arg(long, default_value = "sha256")]
+    bank: String,
+    /// PCR indices to quote and pin, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "0,1,2,3,4,5,6,7")]
+    indices: Vec<u8>,
+    /// The VM's measured-boot event log; adds event-log rules (it must replay to the PCRs).
+    #[arg(long)]
+    event_log: Option<PathBuf>,
+    /// The VM's EK certificate; the class then matches its issuer.
+    #[arg(long)]
+    ek_certificate: Option<PathBuf>,
+}
+
+pub(crate) fn run(command: &PolicyCommand) -> Result<String, Failure> {
+    match command {
+        PolicyCommand::Check { file } => {
+            let policy = Policy::load(file).map_err(|e| Failure::Rejected(e.to_string()))?;
+            Ok(format!(
+                "{}: {} classes ({}), sha256 {}",
+                file.display(),
+                policy.classes().len(),
+                policy.classes().iter().map(|c| c.name()).collect::<Vec<_>>().join(", "),
+                policy.digest()
+            ))
+        }
+        PolicyCommand::LearnTpm(args) => {
+            let bank = HashAlg::from_name(&args.bank).ok_or_else(|| Failure::Usage(format!("unknown bank {}", args.bank)))?;
+            let text = String::from_utf8(read_file(&args.pcrs)?)
+                .map_err(|_| Failure::Usage(format!("{}: not UTF-8 JSON", args.pcrs.display())))?;
+            let values = PcrValues::from_json(&text).map_err(|e| Failure::Usage(format!("{}: {e}", args.pcrs.display())))?;
+            let log = args.event_log.as_deref().map(read_file).transpose()?;
+            let issuer = match &args.ek_certificate {
+                Some(path) => {
+                    let cert = parse_one_certificate(&read_file(path)?)
+                        .map_err(|e| Failure::Usage(format!("{}: {e}", path.display())))?;
+                    Some(cert.issuer().to_owned())
+                }
+                None => None,
+            };
+            learn::tpm_class(&args.class, bank, &args.indices, &values, log.as_deref(), issuer.as_deref())
+                .map_err(Failure::Rejected)
+        }
+    }
+}

@@ -1,0 +1,97 @@
+//! `mooring-broker serve --config FILE`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Args;
+use tokio::net::TcpListener;
+
+use super::Failure;
+use crate::config::{Config, StoreKind};
+use crate::http;
+use crate::issuer::Issuer;
+use crate::policy::Policy;
+use crate::service::{Broker, Clock as _, SystemClock};
+use crate::store::{SledStore, Store};
+
+#[derive(Debug, Args)]
+pub(crate) struct ServeArgs {
+    /// The broker configuration (TOML).
+    #[arg(long)]
+    config: PathBuf,
+}
+
+fn usage(e: impl std::fmt::Display) -> Failure {
+    Failure::Usage(e.to_string())
+}
+
+pub(crate) fn run(args: &ServeArgs) -> Result<String, Failure> {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("MOORING_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .try_init();
+    let config = Config::load(&args.config).map_err(|e| usage(format!("{e:#}")))?;
+    crate::files::private_dir(&config.data_dir).map_err(|e| usage(format!("{e:#}")))?;
+    let policy = Policy::load(&config.policy).map_err(usage)?;
+    let store: Arc<dyn Store> = match config.store {
+        StoreKind::Sled => Arc::new(SledStore::open(&config.data_dir.join("store")).map_err(usage)?),
+    };
+    let clock = Arc::new(SystemClock);
+    let issuer = Issuer::open(&config.data_dir.join("keys"), &config.trust_domain, config.keys.rotate_after_hours, clock.unix())
+        .map_err(|e| usage(format!("{e:#}")))?;
+    let (tls, generated) = http::tls::server_config(&config).map_err(|e| usage(format!("{e:#}")))?;
+    if let Some(generated) = generated {
+        println!("generated a server certificate; clients pin its CA: {}", generated.server_ca.display());
+        if let Some((cert, key)) = generated.admin_certificate {
+            println!("generated an admin client certificate: {} (key {})", cert.display(), key.display());
+        }
+    }
+    let listen = config.listen;
+    let policy_path = config.policy.clone();
+    let broker = Arc::new(Broker::new(config, store, policy, issuer, clock).map_err(|e| usage(format!("{e:#}")))?);
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(usage)?;
+    runtime.block_on(async move {
+        let listener = TcpListener::bind(listen).await.map_err(|e| usage(format!("cannot listen on {listen}: {e}")))?;
+        let local = listener.local_addr().map_err(usage)?;
+        println!("mooring-broker listening on https://{local} (policy {}, {} classes)", policy_path.display(), broker.policy().classes().len());
+        let housekeeping = Arc::clone(&broker);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                tick.tick().await;
+                let broker = Arc::clone(&housekeeping);
+                let _ = tokio::task::spawn_blocking(move || broker.housekeeping()).await;
+            }
+        });
+        let reloader = Arc::clone(&broker);
+        tokio::spawn(async move {
+            let Ok(mut hangup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else { return };
+            while hangup.recv().await.is_some() {
+                let broker = Arc::clone(&reloader);
+                let _ = tokio::task::spawn_blocking(move || broker.reload("SIGHUP")).await;
+            }
+        });
+        let app = http::router(Arc::clone(&broker));
+        http::tls::serve(listener, tls, app, shutdown()).await.map_err(|e| Failure::Usage(format!("{e:#}")))?;
+        Ok("mooring-broker stopped".to_owned())
+    })
+}
+
+async fn shutdown() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminate => {}
+    }
+}

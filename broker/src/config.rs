@@ -1,0 +1,227 @@
+//! Broker configuration: one TOML file, unknown keys refused.
+//!
+//! ```toml
+//! listen = "0.0.0.0:8443"
+//! data_dir = "/var/lib/mooring"
+//! trust_domain = "example.org"
+//! policy = "/etc/mooring/policy.toml"
+//! store = "sled"
+//!
+//! [tpm]
+//! ek_roots = ["/etc/mooring/ek-roots"]
+//! ```
+//! Every other section is optional; see `policies/broker.example.toml`.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use ipnet::IpNet;
+use serde::Deserialize;
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Config {
+    /// Address and port of the HTTPS listener.
+    pub(crate) listen: SocketAddr,
+    /// Holds the store, the signing keys and generated TLS material (created 0700).
+    pub(crate) data_dir: PathBuf,
+    /// SPIFFE trust domain of issued identities.
+    pub(crate) trust_domain: String,
+    /// The policy file.
+    pub(crate) policy: PathBuf,
+    /// Storage backend.
+    #[serde(default)]
+    pub(crate) store: StoreKind,
+    /// Server certificate; generated under `data_dir/tls` when absent.
+    #[serde(default)]
+    pub(crate) tls: Option<TlsFiles>,
+    #[serde(default)]
+    pub(crate) admin: AdminConfig,
+    #[serde(default)]
+    pub(crate) tpm: TpmConfig,
+    #[serde(default)]
+    pub(crate) snp: SnpConfig,
+    #[serde(default)]
+    pub(crate) challenge: ChallengeConfig,
+    #[serde(default)]
+    pub(crate) limits: Limits,
+    #[serde(default)]
+    pub(crate) network: NetworkConfig,
+    #[serde(default)]
+    pub(crate) keys: KeyConfig,
+}
+
+/// Which `Store` implementation holds the broker's state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum StoreKind {
+    /// Embedded sled database in `data_dir/store` (one broker process).
+    #[default]
+    Sled,
+}
+
+/// A configured server certificate.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct TlsFiles {
+    /// PEM chain, leaf first.
+    pub(crate) certificate: PathBuf,
+    /// PEM PKCS#8 private key.
+    pub(crate) private_key: PathBuf,
+}
+
+/// Who may call the admin API.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AdminConfig {
+    /// PEM CA certificates that issue admin client certificates; when absent the broker
+    /// generates an admin CA and one admin client certificate under `data_dir/tls`.
+    pub(crate) client_ca: Option<PathBuf>,
+}
+
+/// TPM evidence settings.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct TpmConfig {
+    /// Files or directories of PEM/DER certificates: TPM manufacturer EK roots (and
+    /// intermediates). An EK certificate must chain to one of them.
+    #[serde(default)]
+    pub(crate) ek_roots: Vec<PathBuf>,
+}
+
+/// SEV-SNP evidence settings.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SnpConfig {
+    /// Directory of operator-provisioned VCEK/VLEK certificates (no network fetch).
+    pub(crate) vcek_dir: Option<PathBuf>,
+    /// Extra ARK certificates to trust besides AMD's built-in roots. Only for test
+    /// signers; never set in production.
+    #[serde(default)]
+    pub(crate) extra_roots: Vec<PathBuf>,
+}
+
+/// Challenge lifetime.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ChallengeConfig {
+    /// Seconds between `begin` and the last accepted `finish`.
+    pub(crate) ttl_seconds: u32,
+}
+
+impl Default for ChallengeConfig {
+    fn default() -> Self {
+        Self { ttl_seconds: 60 }
+    }
+}
+
+/// Resource limits on the API.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Limits {
+    /// Largest request body accepted.
+    pub(crate) max_body_bytes: usize,
+    /// Sustained requests per second per source address.
+    pub(crate) requests_per_second: u32,
+    /// Burst allowance per source address.
+    pub(crate) burst: u32,
+    /// Requests handled at once; more wait.
+    pub(crate) max_concurrent_requests: usize,
+    /// Deadline of one request, including reading its body.
+    pub(crate) request_timeout_seconds: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 256 * 1024,
+            requests_per_second: 50,
+            burst: 100,
+            max_concurrent_requests: 1024,
+            request_timeout_seconds: 30,
+        }
+    }
+}
+
+/// Where client addresses come from.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct NetworkConfig {
+    /// Direct peers allowed to state the client address in `X-Forwarded-For` (the last
+    /// entry, the one they appended, is used). A header from any other peer is ignored.
+    #[serde(default)]
+    pub(crate) trusted_proxies: Vec<IpNet>,
+}
+
+impl NetworkConfig {
+    /// Whether `peer` may forward a client address.
+    pub(crate) fn is_trusted_proxy(&self, peer: IpAddr) -> bool {
+        self.trusted_proxies.iter().any(|net| net.contains(&peer))
+    }
+}
+
+/// Credential signing keys.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct KeyConfig {
+    /// A new signing key (JWT and X.509 CA) is made when the current one is this old.
+    pub(crate) rotate_after_hours: u32,
+}
+
+impl Default for KeyConfig {
+    fn default() -> Self {
+        Self { rotate_after_hours: 24 }
+    }
+}
+
+impl Config {
+    /// Reads and checks a configuration file. Relative paths are taken relative to the
+    /// file's directory.
+    pub(crate) fn load(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+        let mut config: Self =
+            toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        config.resolve(base);
+        config.check()?;
+        Ok(config)
+    }
+
+    fn resolve(&mut self, base: &Path) {
+        let join = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        join(&mut self.data_dir);
+        join(&mut self.policy);
+        if let Some(tls) = &mut self.tls {
+            join(&mut tls.certificate);
+            join(&mut tls.private_key);
+        }
+        if let Some(ca) = &mut self.admin.client_ca {
+            join(ca);
+        }
+        self.tpm.ek_roots.iter_mut().for_each(join);
+        if let Some(dir) = &mut self.snp.vcek_dir {
+            join(dir);
+        }
+        self.snp.extra_roots.iter_mut().for_each(join);
+    }
+
+    fn check(&self) -> anyhow::Result<()> {
+        let domain = &self.trust_domain;
+        let valid = !domain.is_empty()
+            && domain.len() <= 255
+            && domain.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-._".contains(&b));
+        anyhow::ensure!(valid, "trust_domain {domain:?}: lowercase letters, digits, '-', '.', '_' only");
+        anyhow::ensure!(self.challenge.ttl_seconds > 0, "challenge.ttl_seconds must be positive");
+        anyhow::ensure!(self.limits.max_body_bytes >= 1024, "limits.max_body_bytes below 1024");
+        anyhow::ensure!(self.limits.requests_per_second > 0, "limits.requests_per_second must be positive");
+        anyhow::ensure!(self.limits.max_concurrent_requests > 0, "limits.max_concurrent_requests must be positive");
+        anyhow::ensure!(self.keys.rotate_after_hours > 0, "keys.rotate_after_hours must be positive");
+        Ok(())
+    }
+}

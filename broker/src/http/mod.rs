@@ -1,0 +1,295 @@
+//! The HTTP layer: routes, one error type, and the guard in front of them. Handlers
+//! parse, call the service on the blocking pool, and answer.
+
+mod guard;
+pub(crate) mod tls;
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Bytes;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Json, Router};
+use mooring_attestation::protocol::{ErrorBody, SnpChallenge, TpmBeginRequest, TpmFinishRequest, VerifyRequest};
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+pub(crate) use self::guard::Guard;
+use crate::audit::Action;
+use crate::refusal::{Code, Refusal};
+use crate::service::{Broker, Caller};
+
+/// What the connection told us about the client.
+#[derive(Debug, Clone)]
+pub(crate) struct Connection {
+    pub(crate) peer: SocketAddr,
+    /// Subject of a verified admin client certificate.
+    pub(crate) admin: Option<String>,
+}
+
+/// Every error answer: a stable code and one line.
+#[derive(Debug)]
+pub(crate) struct ApiError(pub(crate) Refusal);
+
+impl From<Refusal> for ApiError {
+    fn from(refusal: Refusal) -> Self {
+        Self(refusal)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.0.code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let body = ErrorBody { code: self.0.code.as_str().to_owned(), reason: self.0.reason };
+        (status, Json(body)).into_response()
+    }
+}
+
+type AppState = Arc<Broker>;
+
+/// The application routes (without TLS).
+pub(crate) fn router(broker: Arc<Broker>) -> Router {
+    let guard = Arc::new(Guard::new(&broker.config));
+    let v1 = mooring_attestation::protocol::API_PREFIX;
+    Router::new()
+        .route(&format!("{v1}/tpm/begin"), post(tpm_begin))
+        .route(&format!("{v1}/tpm/finish"), post(tpm_finish))
+        .route(&format!("{v1}/snp/begin"), post(snp_begin))
+        .route(&format!("{v1}/credentials/verify"), post(verify))
+        .route(&format!("{v1}/bundle"), get(bundle))
+        .route(&format!("{v1}/bundle/jwks"), get(jwks))
+        .route(&format!("{v1}/revocations"), get(revocations))
+        .route(&format!("{v1}/health"), get(health))
+        .route("/metrics", get(metrics))
+        .route(&format!("{v1}/admin/identities"), post(admin_identity))
+        .route(&format!("{v1}/admin/revocations"), post(admin_revoke))
+        .route(&format!("{v1}/admin/vms"), get(admin_vms))
+        .route(&format!("{v1}/admin/audit"), get(admin_audit))
+        .route(&format!("{v1}/admin/audit/verify"), post(admin_audit_verify))
+        .route(&format!("{v1}/admin/policy/reload"), post(admin_reload))
+        .fallback(|| async { ApiError(Refusal::new(Code::NotFound, "no such route")) })
+        .layer(axum::extract::DefaultBodyLimit::max(broker.config.limits.max_body_bytes))
+        .layer(axum::middleware::from_fn_with_state((Arc::clone(&broker), guard), guard::guard))
+        .with_state(broker)
+}
+
+/// The client's address: the direct peer, or what a configured trusted proxy forwarded.
+pub(crate) fn client_address(broker: &Broker, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
+    if !broker.config.network.is_trusted_proxy(peer) {
+        return peer;
+    }
+    headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .last()
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.rsplit(',').next())
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(peer)
+}
+
+/// Reads and parses a JSON body; refusals are audited (nothing else is stored).
+fn parse<T: DeserializeOwned>(
+    broker: &Broker,
+    action: Action,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+    address: IpAddr,
+) -> Result<(T, Caller), ApiError> {
+    let refuse = |refusal: Refusal, digest: [u8; 32]| {
+        broker.audit_refusal(action, &refusal, Some(&Caller { address, body_digest: digest }), None);
+        ApiError(refusal)
+    };
+    let body = body.map_err(|rejection| {
+        let refusal = if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            Refusal::new(
+                Code::BodyTooLarge,
+                format!("request body exceeds {} bytes", broker.config.limits.max_body_bytes),
+            )
+        } else {
+            Refusal::new(Code::MalformedRequest, format!("cannot read the request body: {}", rejection.body_text()))
+        };
+        refuse(refusal, [0; 32])
+    })?;
+    let digest: [u8; 32] = Sha256::digest(&body).into();
+    let value = serde_json::from_slice(&body)
+        .map_err(|e| refuse(Refusal::new(Code::MalformedRequest, format!("request JSON: {e}")), digest))?;
+    Ok((value, Caller { address, body_digest: digest }))
+}
+
+/// Runs a service call off the async runtime.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, Refusal> + Send + 'static) -> Result<T, ApiError> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(result) => result.map_err(ApiError),
+        Err(e) => Err(ApiError(crate::service::internal("request task", e))),
+    }
+}
+
+async fn tpm_begin(
+    State(broker): State<AppState>,
+    Extension(conn): Extension<Connection>,
+    headers: HeaderMap,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Response, ApiError> {
+    let started = Instant::now();
+    let address = client_address(&broker, conn.peer.ip(), &headers);
+    let (request, caller) = parse::<TpmBeginRequest>(&broker, Action::Begin, body, address)?;
+    let service = Arc::clone(&broker);
+    let challenge = blocking(move || service.tpm_begin(&request, &caller)).await?;
+    broker.metrics.observe("tpm_begin", started.elapsed());
+    Ok(Json(challenge).into_response())
+}
+
+async fn tpm_finish(
+    State(broker): State<AppState>,
+    Extension(conn): Extension<Connection>,
+    headers: HeaderMap,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Response, ApiError> {
+    let started = Instant::now();
+    let address = client_address(&broker, conn.peer.ip(), &headers);
+    let (request, caller) = parse::<TpmFinishRequest>(&broker, Action::Attest, body, address)?;
+    let service = Arc::clone(&broker);
+    let issued = blocking(move || service.tpm_finish(&request, &caller)).await?;
+    broker.metrics.observe("tpm_finish", started.elapsed());
+    Ok(Json(issued).into_response())
+}
+
+async fn snp_begin(State(broker): State<AppState>) -> Result<Json<SnpChallenge>, ApiError> {
+    let service = Arc::clone(&broker);
+    Ok(Json(blocking(move || service.snp_begin()).await?))
+}
+
+async fn verify(
+    State(broker): State<AppState>,
+    Extension(conn): Extension<Connection>,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Response, ApiError> {
+    let started = Instant::now();
+    let (request, caller) = parse::<VerifyRequest>(&broker, Action::Verify, body, conn.peer.ip())?;
+    let service = Arc::clone(&broker);
+    let answer = blocking(move || Ok(service.verify_credential(&request, &caller))).await?;
+    broker.metrics.observe("verify", started.elapsed());
+    Ok(Json(answer).into_response())
+}
+
+async fn bundle(State(broker): State<AppState>) -> Response {
+    let now = broker.now();
+    Json(serde_json::json!({
+        "trust_domain": broker.issuer.trust_domain(),
+        "x509_authorities": broker.issuer.x509_bundle_pem(now),
+        "jwt_authorities": broker.issuer.jwks(now),
+        "refresh_hint": 300,
+    }))
+    .into_response()
+}
+
+async fn jwks(State(broker): State<AppState>) -> Response {
+    Json(broker.issuer.jwks(broker.now())).into_response()
+}
+
+async fn revocations(State(broker): State<AppState>) -> Result<Response, ApiError> {
+    let service = Arc::clone(&broker);
+    let list = blocking(move || service.store.revocations().map_err(|e| crate::service::internal("revocations", e))).await?;
+    Ok(Json(serde_json::json!({ "generated_at": broker.now(), "revocations": list })).into_response())
+}
+
+async fn health(State(broker): State<AppState>) -> Response {
+    Json(serde_json::json!({ "status": "ok", "policy": broker.policy().digest() })).into_response()
+}
+
+async fn metrics(State(broker): State<AppState>) -> Response {
+    ([("content-type", "text/plain; version=0.0.4")], broker.metrics.render()).into_response()
+}
+
+fn admin(conn: &Connection) -> Result<String, ApiError> {
+    conn.admin
+        .clone()
+        .ok_or_else(|| ApiError(Refusal::new(Code::Unauthorized, "admin routes need an admin client certificate")))
+}
+
+async fn admin_identity(
+    State(broker): State<AppState>,
+    Extension(conn): Extension<Connection>,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Response, ApiError> {
+    let who = admin(&conn)?;
+    let (change, _) = parse::<crate::service::admin::IdentityChange>(&broker, Action::Admin, body, conn.peer.ip())?;
+    let service = Arc::clone(&broker);
+    blocking(move || service.set_identity(&change, &who)).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn admin_revoke(
+    State(broker): State<AppState>,
+    Extension(conn): Extension<Connection>,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Response, ApiError> {
+    let who = admin(&conn)?;
+    let (request, _) = parse::<crate::service::admin::RevocationRequest>(&broker, Action::Admin, body, conn.peer.ip())?;
+    let service = Arc::clone(&broker);
+    let revocation = blocking(move || service.revoke(&request, &who)).await?;
+    Ok(Json(revocation).into_response())
+}
+
+async fn admin_vms(State(broker): State<AppState>, Extension(conn): Extension<Connection>) -> Result<Response, ApiError> {
+    admin(&conn)?;
+    let service = Arc::clone(&broker);
+    Ok(Json(blocking(move || service.vms()).await?).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+struct AuditQuery {
+    #[serde(default)]
+    after: u64,
+    #[serde(default = "default_limit")]
+    limit: usize,
+}
+
+fn default_limit() -> usize {
+    100
+}
+
+async fn admin_audit(
+    State(broker): State<AppState>,
+    Extension(conn): Extension<Connection>,
+    query: Result<Query<AuditQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    admin(&conn)?;
+    let Query(query) = query.map_err(|e| ApiError(Refusal::new(Code::MalformedRequest, e.body_text())))?;
+    let service = Arc::clone(&broker);
+    Ok(Json(blocking(move || service.audit_page(query.after, query.limit)).await?).into_response())
+}
+
+async fn admin_audit_verify(
+    State(broker): State<AppState>,
+    Extension(conn): Extension<Connection>,
+) -> Result<Response, ApiError> {
+    admin(&conn)?;
+    let service = Arc::clone(&broker);
+    let result = blocking(move || service.verify_audit()).await?;
+    Ok(match result {
+        Ok(report) => Json(serde_json::json!({ "valid": true, "records": report.records, "head": report.head })),
+        Err(reason) => Json(serde_json::json!({ "valid": false, "reason": reason })),
+    }
+    .into_response())
+}
+
+async fn admin_reload(
+    State(broker): State<AppState>,
+    Extension(conn): Extension<Connection>,
+) -> Result<Response, ApiError> {
+    let who = admin(&conn)?;
+    let service = Arc::clone(&broker);
+    let digest = blocking(move || service.reload(&who)).await?;
+    Ok(Json(serde_json::json!({ "policy": digest })).into_response())
+}
+
+/// Used by the guard to answer before a handler runs.
+pub(crate) fn refuse(refusal: Refusal) -> Response {
+    ApiError(refusal).into_response()
+}

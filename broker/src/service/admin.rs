@@ -1,0 +1,95 @@
+//! Admin operations (the HTTP layer admits only admin client certificates).
+
+use serde::{Deserialize, Serialize};
+
+use super::{internal, Broker};
+use crate::audit::{verify_chain, Action, AuditRecord, ChainReport, Outcome};
+use crate::refusal::{Code, Refusal};
+use crate::store::{HardwareId, IdentityStatus, Revocation, RevocationTarget, VmRecord};
+
+/// `POST /v1/admin/identities`: enroll or block an EK or chip.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct IdentityChange {
+    pub(crate) identity: HardwareId,
+    pub(crate) status: IdentityStatus,
+}
+
+/// `POST /v1/admin/revocations`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RevocationRequest {
+    pub(crate) target: RevocationTarget,
+    pub(crate) reason: String,
+}
+
+fn check_hex(id: &str) -> Result<(), Refusal> {
+    if id.is_empty() || id.len() > 128 || !id.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()) {
+        return Err(Refusal::new(Code::MalformedRequest, "identity: lowercase hex, at most 128 digits"));
+    }
+    Ok(())
+}
+
+impl Broker {
+    pub(crate) fn set_identity(&self, change: &IdentityChange, admin: &str) -> Result<(), Refusal> {
+        check_hex(change.identity.hex())?;
+        let mut event = self.event(
+            Action::Admin,
+            Outcome::Accepted,
+            match change.status {
+                IdentityStatus::Enrolled => "enrolled",
+                IdentityStatus::Blocked => "blocked",
+            },
+            format!("by {admin}"),
+            None,
+        );
+        event.hardware_id = Some(change.identity.hex().to_owned());
+        self.store.set_identity_status(&change.identity, change.status, event).map_err(|e| internal("enrollment", e))
+    }
+
+    pub(crate) fn revoke(&self, request: &RevocationRequest, admin: &str) -> Result<Revocation, Refusal> {
+        let (RevocationTarget::Credential(id) | RevocationTarget::Vm(id)) = &request.target;
+        if id.is_empty() || id.len() > 512 || request.reason.len() > 512 {
+            return Err(Refusal::new(Code::MalformedRequest, "revocation target and reason: 1..512 characters"));
+        }
+        let revocation =
+            Revocation { target: request.target.clone(), revoked_at: self.now(), reason: request.reason.clone() };
+        let mut event = self.event(Action::Admin, Outcome::Accepted, "revoked", format!("{} (by {admin})", request.reason), None);
+        match &request.target {
+            RevocationTarget::Credential(serial) => event.serial = Some(serial.clone()),
+            RevocationTarget::Vm(spiffe_id) => event.spiffe_id = Some(spiffe_id.clone()),
+        }
+        self.store.revoke(&revocation, event).map_err(|e| internal("revocation", e))?;
+        Ok(revocation)
+    }
+
+    pub(crate) fn vms(&self) -> Result<Vec<VmRecord>, Refusal> {
+        self.store.vms().map_err(|e| internal("listing VMs", e))
+    }
+
+    pub(crate) fn audit_page(&self, after: u64, limit: usize) -> Result<Vec<AuditRecord>, Refusal> {
+        self.store.audit_records(after, limit.clamp(1, 1000)).map_err(|e| internal("reading the audit log", e))
+    }
+
+    /// Verifies the whole audit chain against the stored head.
+    pub(crate) fn verify_audit(&self) -> Result<Result<ChainReport, String>, Refusal> {
+        let head = self.store.audit_head().map_err(|e| internal("reading the audit head", e))?;
+        Ok(verify_chain(self.store.audit_scan(), head).map_err(|e| e.to_string()))
+    }
+
+    /// Reloads the policy; the old one stays in force when the new one is bad.
+    pub(crate) fn reload(&self, admin: &str) -> Result<String, Refusal> {
+        match self.reload_policy() {
+            Ok(policy) => {
+                let event = self.event(Action::Admin, Outcome::Accepted, "policy_reloaded", format!("by {admin}"), None);
+                self.store.audit(event).map_err(|e| internal("audit", e))?;
+                Ok(policy.digest().to_owned())
+            }
+            Err(e) => {
+                let refusal = Refusal::new(Code::MalformedRequest, format!("policy not reloaded, old policy in force: {e}"));
+                self.audit_refusal(Action::Admin, &refusal, None, None);
+                Err(refusal)
+            }
+        }
+    }
+}

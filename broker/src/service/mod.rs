@@ -1,0 +1,175 @@
+//! The broker service: everything between the HTTP layer and the store. Methods are
+//! synchronous (CPU-bound verification and store writes); the HTTP layer runs them on
+//! the blocking pool.
+
+pub(crate) mod admin;
+mod seal;
+mod snp;
+pub(crate) mod tpm;
+pub(crate) mod verify;
+
+use std::net::IpAddr;
+use std::sync::{Arc, RwLock};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use aws_lc_rs::rand::{SecureRandom, SystemRandom};
+use mooring_attestation::x509::{CertBundle, TrustStore};
+
+use crate::audit::{Action, AuditEvent, Outcome};
+use crate::config::Config;
+use crate::issuer::Issuer;
+use crate::metrics::Metrics;
+use crate::policy::{Policy, PolicyError};
+use crate::refusal::{Code, Refusal};
+use crate::store::Store;
+
+/// The outside world's clock (injected so tests and replicas agree on one source).
+pub(crate) trait Clock: Send + Sync + std::fmt::Debug {
+    fn now(&self) -> SystemTime;
+
+    fn unix(&self) -> i64 {
+        self.now().duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+    }
+}
+
+/// The system clock.
+#[derive(Debug)]
+pub(crate) struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> SystemTime {
+        SystemTime::now()
+    }
+}
+
+/// Where a request came from, as the broker will bind it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Caller {
+    pub(crate) address: IpAddr,
+    /// SHA-256 of the request body (for the audit log).
+    pub(crate) body_digest: [u8; 32],
+}
+
+/// The broker.
+#[derive(Debug)]
+pub(crate) struct Broker {
+    pub(crate) config: Config,
+    pub(crate) store: Arc<dyn Store>,
+    policy: RwLock<Arc<Policy>>,
+    ek_roots: TrustStore,
+    pub(crate) issuer: Issuer,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) metrics: Metrics,
+    rng: SystemRandom,
+}
+
+impl std::fmt::Debug for dyn Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Store")
+    }
+}
+
+impl Broker {
+    /// Builds the service from loaded parts.
+    pub(crate) fn new(
+        config: Config,
+        store: Arc<dyn Store>,
+        policy: Policy,
+        issuer: Issuer,
+        clock: Arc<dyn Clock>,
+    ) -> anyhow::Result<Self> {
+        let mut anchors = Vec::new();
+        for path in &config.tpm.ek_roots {
+            let bundle = if path.is_dir() {
+                CertBundle::from_dir(path, mooring_attestation::x509::bundle::Recursion::Recursive)
+            } else {
+                CertBundle::from_file(path)
+            }
+            .map_err(|e| anyhow::anyhow!("tpm.ek_roots {}: {e}", path.display()))?;
+            anchors.extend(bundle.certificates().iter().cloned());
+        }
+        let (roots, intermediates): (Vec<_>, Vec<_>) = anchors.into_iter().partition(|c| c.is_self_issued());
+        let ek_roots = TrustStore::builder().anchors(roots).intermediates(intermediates).build();
+        Ok(Self {
+            config,
+            store,
+            policy: RwLock::new(Arc::new(policy)),
+            ek_roots,
+            issuer,
+            clock,
+            metrics: Metrics::default(),
+            rng: SystemRandom::new(),
+        })
+    }
+
+    /// The policy in force.
+    pub(crate) fn policy(&self) -> Arc<Policy> {
+        Arc::clone(&self.policy.read().unwrap_or_else(std::sync::PoisonError::into_inner))
+    }
+
+    /// Loads the policy file again; a bad file leaves the old policy in force.
+    pub(crate) fn reload_policy(&self) -> Result<Arc<Policy>, PolicyError> {
+        let policy = Arc::new(Policy::load(&self.config.policy)?);
+        *self.policy.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::clone(&policy);
+        Ok(policy)
+    }
+
+    pub(crate) fn now(&self) -> i64 {
+        self.clock.unix()
+    }
+
+    fn random<const N: usize>(&self) -> Result<[u8; N], Refusal> {
+        let mut bytes = [0u8; N];
+        self.rng.fill(&mut bytes).map_err(|_| Refusal::new(Code::Internal, "no randomness"))?;
+        Ok(bytes)
+    }
+
+    /// Periodic housekeeping: prune old challenges, rotate keys when due.
+    pub(crate) fn housekeeping(&self) {
+        let now = self.now();
+        match self.store.prune_challenges(now - 3600) {
+            Ok(pruned) if pruned > 0 => tracing::debug!(pruned, "pruned expired challenges"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!("pruning challenges: {e}"),
+        }
+        if let Err(e) = self.issuer.rotate_if_due(now) {
+            tracing::error!("key rotation failed: {e:#}");
+        }
+    }
+}
+
+impl Broker {
+    /// An audit event for a decision about `caller`, with the policy digest in force.
+    pub(crate) fn event(
+        &self,
+        action: Action,
+        outcome: Outcome,
+        code: &str,
+        reason: impl Into<String>,
+        caller: Option<&Caller>,
+    ) -> AuditEvent {
+        let mut event = AuditEvent::new(self.now(), action, outcome, code, reason);
+        event.policy_digest = Some(self.policy().digest().to_owned());
+        if let Some(caller) = caller {
+            event.peer = Some(caller.address.to_string());
+            event.evidence_digest = Some(hex::encode(caller.body_digest));
+        }
+        event
+    }
+
+    /// Records a refusal; a store failure here is logged, not turned into another error.
+    pub(crate) fn audit_refusal(&self, action: Action, refusal: &Refusal, caller: Option<&Caller>, hardware_id: Option<&str>) {
+        let mut event = self.event(action, Outcome::Refused, refusal.code.as_str(), &refusal.reason, caller);
+        event.hardware_id = hardware_id.map(str::to_owned);
+        self.metrics.refused(action, refusal.code);
+        if let Err(e) = self.store.audit(event) {
+            tracing::error!("audit record of a refusal lost: {e}");
+        }
+    }
+}
+
+/// Internal failures become a refusal with a generic reason; the detail is logged.
+pub(crate) fn internal(context: &str, e: impl std::fmt::Display) -> Refusal {
+    tracing::error!("{context}: {e}");
+    Refusal::new(Code::Internal, format!("{context} failed; see the broker log"))
+}

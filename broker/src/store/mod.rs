@@ -1,0 +1,224 @@
+//! Everything the broker remembers, behind one trait so the embedded store (sled) and a
+//! shared one can serve the same service.
+//!
+//! Crash guarantee of every implementation: when `consume_challenge` returns, the
+//! challenge is durably marked used; when `issue` returns, the credential record and its
+//! audit record are durable together. The service consumes before it verifies and
+//! records before it answers, so after a crash no challenge is accepted twice and no
+//! credential that left the broker lacks its audit record.
+
+mod sled;
+
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+
+pub(crate) use self::sled::SledStore;
+use crate::audit::{AuditEvent, AuditRecord, ChainError, ChainHead};
+
+/// Failure of the storage backend itself (not a decision).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub(crate) enum StoreError {
+    #[error("storage backend: {0}")]
+    Backend(String),
+    #[error("stored record {key} is unreadable: {reason}")]
+    Corrupt { key: String, reason: String },
+}
+
+/// Kind of evidence a challenge waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum EvidenceKind {
+    Tpm,
+    Snp,
+}
+
+/// An open challenge.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct ChallengeRecord {
+    pub(crate) id: String,
+    pub(crate) kind: EvidenceKind,
+    #[serde(with = "hex_bytes")]
+    pub(crate) nonce: Vec<u8>,
+    pub(crate) expires_at: i64,
+    /// What `begin` established for a TPM challenge.
+    pub(crate) tpm: Option<TpmChallengeState>,
+}
+
+/// The TPM identity a challenge was issued to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct TpmChallengeState {
+    /// SHA-256 of the activation secret.
+    #[serde(with = "hex_bytes")]
+    pub(crate) secret_digest: Vec<u8>,
+    #[serde(with = "hex_bytes")]
+    pub(crate) ek_public: Vec<u8>,
+    #[serde(with = "hex_bytes")]
+    pub(crate) ak_public: Vec<u8>,
+    #[serde(with = "hex_bytes")]
+    pub(crate) key_public: Vec<u8>,
+    /// Hex SHA-256 of the EK public key.
+    pub(crate) hardware_id: String,
+    /// The policy class matched at `begin` (its PCR selection was sent).
+    pub(crate) class: String,
+    /// Issuer of the EK certificate (for the audit log).
+    pub(crate) ek_issuer: Option<String>,
+}
+
+/// What consuming a challenge found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Consumed {
+    /// It was open; now it is used.
+    Fresh(ChallengeRecord),
+    /// It had already been used.
+    AlreadyUsed,
+    /// No such challenge (never issued, or pruned long after expiry).
+    Unknown,
+}
+
+/// A hardware identity: SHA-256 of an EK public key, or an SEV-SNP CHIP_ID.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "id", rename_all = "snake_case")]
+pub(crate) enum HardwareId {
+    Ek(String),
+    Chip(String),
+}
+
+impl HardwareId {
+    pub(crate) fn hex(&self) -> &str {
+        match self {
+            Self::Ek(id) | Self::Chip(id) => id,
+        }
+    }
+
+    fn key(&self) -> String {
+        match self {
+            Self::Ek(id) => format!("ek:{id}"),
+            Self::Chip(id) => format!("chip:{id}"),
+        }
+    }
+}
+
+/// What the admin said about a hardware identity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum IdentityStatus {
+    Enrolled,
+    Blocked,
+}
+
+/// A credential that was issued.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct CredentialRecord {
+    pub(crate) serial: String,
+    pub(crate) hardware_id: HardwareId,
+    pub(crate) spiffe_id: String,
+    pub(crate) class: String,
+    pub(crate) bound_address: IpAddr,
+    pub(crate) issued_at: i64,
+    pub(crate) expires_at: i64,
+}
+
+/// What the broker knows of a VM (one per hardware identity).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct VmRecord {
+    pub(crate) hardware_id: HardwareId,
+    pub(crate) spiffe_id: String,
+    pub(crate) class: String,
+    pub(crate) last_address: IpAddr,
+    pub(crate) last_attested: i64,
+    pub(crate) last_serial: String,
+    pub(crate) credential_expires_at: i64,
+    #[serde(default)]
+    pub(crate) status: Option<IdentityStatus>,
+    #[serde(default)]
+    pub(crate) revoked: bool,
+}
+
+/// What a revocation names.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "id", rename_all = "snake_case")]
+pub(crate) enum RevocationTarget {
+    /// One credential, by serial (hex).
+    Credential(String),
+    /// Every credential of a VM, by SPIFFE ID.
+    Vm(String),
+}
+
+impl RevocationTarget {
+    fn key(&self) -> String {
+        match self {
+            Self::Credential(serial) => format!("credential:{serial}"),
+            Self::Vm(spiffe_id) => format!("vm:{spiffe_id}"),
+        }
+    }
+}
+
+/// A revocation in force.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Revocation {
+    pub(crate) target: RevocationTarget,
+    pub(crate) revoked_at: i64,
+    pub(crate) reason: String,
+}
+
+/// The broker's state.
+pub(crate) trait Store: Send + Sync + 'static {
+    /// Stores a new open challenge.
+    fn put_challenge(&self, challenge: &ChallengeRecord) -> Result<(), StoreError>;
+    /// Marks a challenge used, durably, and returns what it was. At most one caller ever
+    /// gets [`Consumed::Fresh`] for an id.
+    fn consume_challenge(&self, id: &str) -> Result<Consumed, StoreError>;
+    /// Drops challenges (open or used) that expired before `before`.
+    fn prune_challenges(&self, before: i64) -> Result<usize, StoreError>;
+
+    /// The admin's word on a hardware identity.
+    fn identity_status(&self, id: &HardwareId) -> Result<Option<IdentityStatus>, StoreError>;
+    /// Enrolls or blocks a hardware identity, with its audit record.
+    fn set_identity_status(
+        &self,
+        id: &HardwareId,
+        status: IdentityStatus,
+        audit: AuditEvent,
+    ) -> Result<(), StoreError>;
+
+    /// Records an issued credential, the VM's latest state and the decision's audit
+    /// record atomically and durably.
+    fn issue(&self, credential: &CredentialRecord, audit: AuditEvent) -> Result<(), StoreError>;
+    /// An issued credential by serial.
+    fn credential(&self, serial: &str) -> Result<Option<CredentialRecord>, StoreError>;
+    /// Appends a decision to the audit log.
+    fn audit(&self, event: AuditEvent) -> Result<(), StoreError>;
+
+    /// Revokes, with its audit record.
+    fn revoke(&self, revocation: &Revocation, audit: AuditEvent) -> Result<(), StoreError>;
+    /// The revocation naming this credential or its VM, if any.
+    fn revocation_for(&self, serial: &str, spiffe_id: &str) -> Result<Option<Revocation>, StoreError>;
+    /// Every revocation in force.
+    fn revocations(&self) -> Result<Vec<Revocation>, StoreError>;
+
+    /// Every VM that was ever issued a credential.
+    fn vms(&self) -> Result<Vec<VmRecord>, StoreError>;
+
+    /// Audit records with `seq > after`, at most `limit`.
+    fn audit_records(&self, after: u64, limit: usize) -> Result<Vec<AuditRecord>, StoreError>;
+    /// Every audit record in order (for verification), as stored.
+    fn audit_scan(&self) -> Box<dyn Iterator<Item = Result<AuditRecord, ChainError>> + '_>;
+    /// The chain head the store keeps apart from the records.
+    fn audit_head(&self) -> Result<ChainHead, StoreError>;
+}
+
+/// Hex for byte fields of stored records.
+mod hex_bytes {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&hex::encode(bytes))
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let text = String::deserialize(d)?;
+        hex::decode(text).map_err(serde::de::Error::custom)
+    }
+}

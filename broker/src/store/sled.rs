@@ -1,0 +1,319 @@
+//! `Store` on sled, the embedded default (one broker process, no setup).
+//!
+//! Durability: sled 0.34 buffers writes in memory and its `flush` writes them to the
+//! operating system with `sync_file_range`, not `fsync`. Every operation the crash
+//! guarantee depends on (`consume_challenge`, `issue`, admin changes) flushes before it
+//! returns, so their effects survive the broker process being killed at any point. They
+//! are not guaranteed to survive a power loss or kernel crash; run the PostgreSQL
+//! backend where that matters.
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
+use sled::Transactional;
+
+use super::{
+    ChallengeRecord, Consumed, CredentialRecord, HardwareId, IdentityStatus, Revocation, Store, StoreError,
+    VmRecord,
+};
+use crate::audit::{AuditEvent, AuditRecord, ChainError, ChainHead};
+
+const AUDIT_HEAD: &[u8] = b"audit_head";
+
+/// A challenge as stored: open, or a tombstone kept until it would have expired so a
+/// replay is told it was used.
+#[derive(Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+enum StoredChallenge {
+    Open(ChallengeRecord),
+    Used { expires_at: i64 },
+}
+
+/// The sled-backed store.
+pub(crate) struct SledStore {
+    db: sled::Db,
+    challenges: sled::Tree,
+    identities: sled::Tree,
+    vms: sled::Tree,
+    credentials: sled::Tree,
+    revocations: sled::Tree,
+    audit: sled::Tree,
+    meta: sled::Tree,
+    /// Serializes audit appends so each sees the previous head.
+    audit_lock: Mutex<()>,
+}
+
+impl std::fmt::Debug for SledStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SledStore").finish_non_exhaustive()
+    }
+}
+
+fn backend(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(value).map_err(backend)
+}
+
+fn decode<T: DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
+        key: String::from_utf8_lossy(key).into_owned(),
+        reason: e.to_string(),
+    })
+}
+
+fn abort(e: StoreError) -> ConflictableTransactionError<StoreError> {
+    ConflictableTransactionError::Abort(e)
+}
+
+fn unwrap_txn(e: TransactionError<StoreError>) -> StoreError {
+    match e {
+        TransactionError::Abort(e) => e,
+        TransactionError::Storage(e) => backend(e),
+    }
+}
+
+impl SledStore {
+    /// Opens (or creates) the store in `dir`.
+    pub(crate) fn open(dir: &Path) -> Result<Self, StoreError> {
+        let db = sled::Config::new().path(dir).mode(sled::Mode::HighThroughput).open().map_err(backend)?;
+        let tree = |name: &str| db.open_tree(name).map_err(backend);
+        Ok(Self {
+            challenges: tree("challenges")?,
+            identities: tree("identities")?,
+            vms: tree("vms")?,
+            credentials: tree("credentials")?,
+            revocations: tree("revocations")?,
+            audit: tree("audit")?,
+            meta: tree("meta")?,
+            db,
+            audit_lock: Mutex::new(()),
+        })
+    }
+
+    fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush().map(|_| ()).map_err(backend)
+    }
+
+    fn lock_audit(&self) -> std::sync::MutexGuard<'_, ()> {
+        // A panic while holding the lock cannot leave a half-written chain (the write is
+        // one transaction), so a poisoned lock is safe to reuse.
+        self.audit_lock.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Appends inside a transaction over the audit and meta trees.
+    fn append_in(
+        audit: &TransactionalTree,
+        meta: &TransactionalTree,
+        event: &AuditEvent,
+    ) -> Result<(), ConflictableTransactionError<StoreError>> {
+        let head = match meta.get(AUDIT_HEAD)? {
+            Some(bytes) => decode::<ChainHead>(AUDIT_HEAD, &bytes).map_err(abort)?,
+            None => ChainHead::GENESIS,
+        };
+        let (record, head) = head.append(event.clone());
+        audit.insert(&record.seq.to_be_bytes(), encode(&record).map_err(abort)?)?;
+        meta.insert(AUDIT_HEAD, encode(&head).map_err(abort)?)?;
+        Ok(())
+    }
+
+    fn audited<T>(
+        &self,
+        tree: &sled::Tree,
+        event: &AuditEvent,
+        write: impl Fn(&TransactionalTree) -> Result<T, ConflictableTransactionError<StoreError>>,
+    ) -> Result<T, StoreError> {
+        let _guard = self.lock_audit();
+        let value = (tree, &self.audit, &self.meta)
+            .transaction(|(tree, audit, meta)| {
+                let value = write(tree)?;
+                Self::append_in(audit, meta, event)?;
+                Ok(value)
+            })
+            .map_err(unwrap_txn)?;
+        self.flush()?;
+        Ok(value)
+    }
+
+    fn scan<T: DeserializeOwned>(tree: &sled::Tree) -> Result<Vec<T>, StoreError> {
+        tree.iter()
+            .map(|entry| {
+                let (key, value) = entry.map_err(backend)?;
+                decode(&key, &value)
+            })
+            .collect()
+    }
+}
+
+impl Store for SledStore {
+    fn put_challenge(&self, challenge: &ChallengeRecord) -> Result<(), StoreError> {
+        let value = encode(&StoredChallenge::Open(challenge.clone()))?;
+        // A random 128-bit id never collides; refuse rather than overwrite if it did.
+        self.challenges
+            .compare_and_swap(challenge.id.as_bytes(), None as Option<&[u8]>, Some(value))
+            .map_err(backend)?
+            .map_err(|_| StoreError::Backend("challenge id collision".into()))?;
+        // No flush: a challenge lost in a crash is simply unknown at `finish`.
+        Ok(())
+    }
+
+    fn consume_challenge(&self, id: &str) -> Result<Consumed, StoreError> {
+        let key = id.as_bytes();
+        let consumed = self
+            .challenges
+            .transaction(|tree| {
+                let Some(bytes) = tree.get(key)? else { return Ok(Consumed::Unknown) };
+                match decode::<StoredChallenge>(key, &bytes).map_err(abort)? {
+                    StoredChallenge::Used { .. } => Ok(Consumed::AlreadyUsed),
+                    StoredChallenge::Open(record) => {
+                        let used = StoredChallenge::Used { expires_at: record.expires_at };
+                        tree.insert(key, encode(&used).map_err(abort)?)?;
+                        Ok(Consumed::Fresh(record))
+                    }
+                }
+            })
+            .map_err(unwrap_txn)?;
+        if matches!(consumed, Consumed::Fresh(_)) {
+            self.flush()?;
+        }
+        Ok(consumed)
+    }
+
+    fn prune_challenges(&self, before: i64) -> Result<usize, StoreError> {
+        let mut pruned = 0;
+        for entry in &self.challenges {
+            let (key, value) = entry.map_err(backend)?;
+            let expires_at = match decode::<StoredChallenge>(&key, &value) {
+                Ok(StoredChallenge::Open(record)) => record.expires_at,
+                Ok(StoredChallenge::Used { expires_at }) => expires_at,
+                Err(_) => i64::MIN,
+            };
+            if expires_at < before {
+                // Only remove what was read: a concurrent consume wins.
+                if self.challenges.compare_and_swap(&key, Some(&value), None as Option<&[u8]>).map_err(backend)?.is_ok()
+                {
+                    pruned += 1;
+                }
+            }
+        }
+        Ok(pruned)
+    }
+
+    fn identity_status(&self, id: &HardwareId) -> Result<Option<IdentityStatus>, StoreError> {
+        let key = id.key();
+        self.identities.get(key.as_bytes()).map_err(backend)?.map(|v| decode(key.as_bytes(), &v)).transpose()
+    }
+
+    fn set_identity_status(
+        &self,
+        id: &HardwareId,
+        status: IdentityStatus,
+        audit: AuditEvent,
+    ) -> Result<(), StoreError> {
+        let key = id.key();
+        let value = encode(&status)?;
+        self.audited(&self.identities, &audit, |tree| {
+            tree.insert(key.as_bytes(), value.clone())?;
+            Ok(())
+        })
+    }
+
+    fn issue(&self, credential: &CredentialRecord, audit: AuditEvent) -> Result<(), StoreError> {
+        let vm = VmRecord {
+            hardware_id: credential.hardware_id.clone(),
+            spiffe_id: credential.spiffe_id.clone(),
+            class: credential.class.clone(),
+            last_address: credential.bound_address,
+            last_attested: credential.issued_at,
+            last_serial: credential.serial.clone(),
+            credential_expires_at: credential.expires_at,
+            status: None,
+            revoked: false,
+        };
+        let credential_value = encode(credential)?;
+        let vm_value = encode(&vm)?;
+        let vm_key = credential.hardware_id.key();
+        let _guard = self.lock_audit();
+        (&self.credentials, &self.vms, &self.audit, &self.meta)
+            .transaction(|(credentials, vms, audit_tree, meta)| {
+                credentials.insert(credential.serial.as_bytes(), credential_value.clone())?;
+                vms.insert(vm_key.as_bytes(), vm_value.clone())?;
+                Self::append_in(audit_tree, meta, &audit)
+            })
+            .map_err(unwrap_txn)?;
+        self.flush()
+    }
+
+    fn credential(&self, serial: &str) -> Result<Option<CredentialRecord>, StoreError> {
+        self.credentials.get(serial.as_bytes()).map_err(backend)?.map(|v| decode(serial.as_bytes(), &v)).transpose()
+    }
+
+    fn audit(&self, event: AuditEvent) -> Result<(), StoreError> {
+        let _guard = self.lock_audit();
+        (&self.audit, &self.meta)
+            .transaction(|(audit, meta)| Self::append_in(audit, meta, &event))
+            .map_err(unwrap_txn)
+    }
+
+    fn revoke(&self, revocation: &Revocation, audit: AuditEvent) -> Result<(), StoreError> {
+        let key = revocation.target.key();
+        let value = encode(revocation)?;
+        self.audited(&self.revocations, &audit, |tree| {
+            tree.insert(key.as_bytes(), value.clone())?;
+            Ok(())
+        })
+    }
+
+    fn revocation_for(&self, serial: &str, spiffe_id: &str) -> Result<Option<Revocation>, StoreError> {
+        for key in [format!("credential:{serial}"), format!("vm:{spiffe_id}")] {
+            if let Some(value) = self.revocations.get(key.as_bytes()).map_err(backend)? {
+                return decode(key.as_bytes(), &value).map(Some);
+            }
+        }
+        Ok(None)
+    }
+
+    fn revocations(&self) -> Result<Vec<Revocation>, StoreError> {
+        Self::scan(&self.revocations)
+    }
+
+    fn vms(&self) -> Result<Vec<VmRecord>, StoreError> {
+        let mut vms: Vec<VmRecord> = Self::scan(&self.vms)?;
+        for vm in &mut vms {
+            vm.status = self.identity_status(&vm.hardware_id)?;
+            vm.revoked = self.revocation_for(&vm.last_serial, &vm.spiffe_id)?.is_some();
+        }
+        Ok(vms)
+    }
+
+    fn audit_records(&self, after: u64, limit: usize) -> Result<Vec<AuditRecord>, StoreError> {
+        let start = after.saturating_add(1).to_be_bytes();
+        self.audit
+            .range(start..)
+            .take(limit)
+            .map(|entry| {
+                let (key, value) = entry.map_err(backend)?;
+                decode(&key, &value)
+            })
+            .collect()
+    }
+
+    fn audit_scan(&self) -> Box<dyn Iterator<Item = Result<AuditRecord, ChainError>> + '_> {
+        Box::new(self.audit.iter().map(|entry| {
+            let (key, value) = entry.map_err(|e| ChainError::Unreadable { seq: 0, reason: e.to_string() })?;
+            let seq = <[u8; 8]>::try_from(key.as_ref()).map(u64::from_be_bytes).unwrap_or(0);
+            serde_json::from_slice(&value).map_err(|e| ChainError::Unreadable { seq, reason: e.to_string() })
+        }))
+    }
+
+    fn audit_head(&self) -> Result<ChainHead, StoreError> {
+        match self.meta.get(AUDIT_HEAD).map_err(backend)? {
+            Some(bytes) => decode(AUDIT_HEAD, &bytes),
+            None => Ok(ChainHead::GENESIS),
+        }
+    }
+}
