@@ -8,6 +8,7 @@
 pub mod codec;
 pub mod crypto;
 pub mod protocol;
+pub mod seal;
 pub mod tpm;
 pub mod x509;
 

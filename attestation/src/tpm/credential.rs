@@ -99,7 +99,7 @@ pub(crate) struct ProtectedSeed {
 }
 
 /// Checks that `ek` is a restricted AES-CFB storage key and returns its symmetric key size.
-fn storage_key_bits(ek: &Public) -> Result<u16, CredentialError> {
+pub(crate) fn storage_key_bits(ek: &Public) -> Result<u16, CredentialError> {
     let missing = ek.attributes().missing(ObjectAttributes::RESTRICTED | ObjectAttributes::DECRYPT);
     if !missing.is_empty() {
         return Err(CredentialError::NotAStorageKey { missing });

@@ -21,10 +21,12 @@ pub mod alg;
 pub mod attest;
 pub mod certify;
 pub mod credential;
+pub mod duplicate;
 pub mod ekcert;
 pub mod eventlog;
 pub mod kdf;
 pub mod pcr;
+pub mod policy;
 pub mod public;
 pub mod quote;
 #[cfg(feature = "sim")]
