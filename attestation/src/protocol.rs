@@ -172,7 +172,6 @@ pub struct SealedSecret {
     /// Name from the policy.
     pub name: String,
     /// The sealed form.
-    #[serde(flatten)]
     pub sealed: Sealed,
 }
 

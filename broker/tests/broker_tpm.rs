@@ -1,0 +1,133 @@
+//! The broker over HTTPS with VMs simulated on real swtpm instances: attestation,
+//! credentials, sealed secrets, and every refusal of the TPM threat table.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
+mod common;
+
+use common::vm::Vm;
+use common::{assert_refused, loopback, Broker, BrokerSetup};
+use mooring_attestation::protocol::{IssuedCredentials, TpmChallenge};
+use mooring_attestation::x509::bundle::parse_one_certificate;
+use mooring_tests::SwtpmOptions;
+use serde_json::json;
+
+const ZERO: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// A policy admitting EKs from this VM's manufacturer CA, from 127.0.0.1 and .2.
+fn policy(vm: &Vm, extra: &str) -> String {
+    let issuer = parse_one_certificate(&vm.ek_certificate()).unwrap().issuer().to_owned();
+    format!(
+        r#"version = 1
+
+[[class]]
+name = "web"
+evidence = "tpm"
+ttl_seconds = 600
+audiences = ["payments"]
+networks = ["127.0.0.1/32", "127.0.0.2/32"]
+
+[class.match]
+ek_issuers = [{issuer:?}]
+
+[class.tpm]
+pcr_bank = "sha256"
+pcrs = [0, 1, 2, 3, 4, 5, 6, 7]
+{extra}
+
+[class.tpm.pcr_values]
+0 = ["{ZERO}"]
+7 = ["{ZERO}"]
+
+[[class.secrets]]
+name = "payment-key"
+file = "payment.key"
+"#
+    )
+}
+
+fn broker_for(vm: &Vm, extra_config: &str) -> Broker {
+    Broker::start(&BrokerSetup {
+        policy: policy(vm, ""),
+        ek_roots: vm.tpm.ek_cert_ca_files().all().iter().map(|p| p.to_path_buf()).collect(),
+        extra_config: extra_config.into(),
+        secrets: vec![("payment.key".into(), b"pay-4242-secret".to_vec())],
+    })
+}
+
+fn begin(broker: &Broker, vm: &Vm, source: u8) -> TpmChallenge {
+    let (status, body) = broker.post(&broker.client(loopback(source)), "tpm/begin", &vm.begin_request());
+    assert_eq!(status, 200, "{body}");
+    serde_json::from_value(body).unwrap()
+}
+
+fn attest(broker: &Broker, vm: &Vm, source: u8) -> IssuedCredentials {
+    let challenge = begin(broker, vm, source);
+    let (status, body) = broker.post(&broker.client(loopback(source)), "tpm/finish", &vm.finish_request(&challenge));
+    assert_eq!(status, 200, "{body}");
+    serde_json::from_value(body).unwrap()
+}
+
+fn now() -> i64 {
+    i64::try_from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()).unwrap()
+}
+
+#[test]
+fn a_vm_attests_and_gets_bound_credentials_and_a_sealed_secret() {
+    let Some(vm) = Vm::start("broker_attest", SwtpmOptions::default()) else { return };
+    let broker = broker_for(&vm, "");
+    let issued = attest(&broker, &vm, 1);
+
+    assert!(issued.spiffe_id.starts_with("spiffe://test.mooring/vm/web/"), "{}", issued.spiffe_id);
+    assert_eq!(issued.bound_address, loopback(1));
+    assert!(issued.x509_svid.matches("BEGIN CERTIFICATE").count() == 2);
+    let leaf = mooring_attestation::x509::bundle::parse_certificates(issued.x509_svid.as_bytes()).unwrap().remove(0);
+    assert!(!leaf.is_ca());
+    assert_eq!(issued.renew_after - (issued.expires_at - 600), 300);
+
+    // The secret opens in this TPM, in this boot state.
+    assert_eq!(vm.unseal(&issued).unwrap(), b"pay-4242-secret");
+
+    // A relying service checks the JWT-SVID presented from the bound address with a
+    // proof signed by K inside the TPM.
+    let (statement, signature) = vm.prove_possession("payments", now());
+    let verify = |peer: u8, proof: serde_json::Value| {
+        broker.post(
+            &broker.client(loopback(1)),
+            "credentials/verify",
+            &json!({
+                "credential": {"type": "jwt", "token": issued.jwt_svid},
+                "peer_address": loopback(peer),
+                "audience": "payments",
+                "proof": proof,
+            }),
+        )
+    };
+    let signed = json!({"type": "signature", "statement": b64(&statement), "signature": b64(&signature)});
+    let (status, answer) = verify(1, signed.clone());
+    assert_eq!(status, 200);
+    assert_eq!(answer["valid"], true, "{answer}");
+    assert_eq!(answer["claims"]["spiffe_id"], issued.spiffe_id.as_str());
+
+    // The same token and proof from another address, or without a proof, are refused.
+    let (_, answer) = verify(2, signed);
+    assert_eq!(answer["code"], "address_outside_binding", "{answer}");
+    let (_, answer) = verify(1, serde_json::Value::Null);
+    assert_eq!(answer["code"], "no_proof_of_possession", "{answer}");
+
+    // The X.509-SVID with mutual TLS at the relying service.
+    let (_, answer) = broker.post(
+        &broker.client(loopback(1)),
+        "credentials/verify",
+        &json!({"credential": {"type": "x509", "chain": issued.x509_svid}, "peer_address": loopback(1), "proof": {"type": "mutual_tls"}}),
+    );
+    assert_eq!(answer["valid"], true, "{answer}");
+
+    let audit = broker.audit();
+    assert!(audit.iter().any(|r| r["code"] == "issued" && r["serial"] == issued.x509_serial.as_str()));
+    assert!(audit.iter().any(|r| r["code"] == "address_outside_binding"));
+}
+
+fn b64(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
