@@ -131,3 +131,112 @@ fn b64(bytes: &[u8]) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
+
+fn finish(broker: &Broker, source: u8, request: &impl serde::Serialize) -> (u16, serde_json::Value) {
+    broker.post(&broker.client(loopback(source)), "tpm/finish", request)
+}
+
+fn audited(broker: &Broker, code: &str) -> bool {
+    broker.audit().iter().any(|r| r["code"] == code && r["outcome"] == "refused")
+}
+
+#[test]
+fn each_tpm_threat_is_refused_with_its_code_and_audited() {
+    let Some(vm) = Vm::start("broker_refusals", SwtpmOptions::default()) else { return };
+    let broker = broker_for(&vm, "");
+
+    // Replayed finish: the second use of a challenge.
+    let challenge = begin(&broker, &vm, 1);
+    let request = vm.finish_request(&challenge);
+    assert_eq!(finish(&broker, 1, &request).0, 200);
+    assert_refused(&finish(&broker, 1, &request), 409, "challenge_used");
+
+    // Unbound AK: the activation secret is wrong.
+    let challenge = begin(&broker, &vm, 1);
+    let mut request = vm.finish_request(&challenge);
+    request.activated_secret[0] ^= 1;
+    assert_refused(&finish(&broker, 1, &request), 403, "activation_failed");
+
+    // Wrong nonce: a quote over another challenge's qualifying data.
+    let challenge = begin(&broker, &vm, 1);
+    let other = begin(&broker, &vm, 1);
+    let mut request = vm.finish_request(&challenge);
+    let stale = vm.finish_request(&other);
+    request.quote = stale.quote;
+    request.quote_signature = stale.quote_signature;
+    assert_refused(&finish(&broker, 1, &request), 403, "nonce_mismatch");
+
+    // An event log that does not replay to the quoted PCRs.
+    let challenge = begin(&broker, &vm, 1);
+    let mut request = vm.finish_request(&challenge);
+    request.event_log = Some(mooring_tests::testdata("tpm/eventlogs/go-tpm-tools/ubuntu-2404-amd-sevsnp.bin"));
+    assert_refused(&finish(&broker, 1, &request), 403, "event_log_mismatch");
+
+    // An address outside the class's networks, at begin.
+    let answer = broker.post(&broker.client(loopback(9)), "tpm/begin", &vm.begin_request());
+    assert_refused(&answer, 403, "address_not_allowed");
+
+    // Oversized and malformed input.
+    let huge = json!({ "challenge_id": "x".repeat(300 * 1024) });
+    assert_refused(&finish(&broker, 1, &huge), 413, "body_too_large");
+    let bad_base64 = json!({"ek_public": "not base64!", "ak_public": "", "key_public": ""});
+    assert_refused(&broker.post(&broker.client(loopback(1)), "tpm/begin", &bad_base64), 400, "malformed_request");
+    let response = broker.client(loopback(1)).post(broker.url("tpm/begin")).body("{\"ek_public\":").send().unwrap();
+    assert_eq!(response.status().as_u16(), 400);
+    assert_eq!(response.json::<serde_json::Value>().unwrap()["code"], "malformed_request");
+
+    for code in ["challenge_used", "activation_failed", "nonce_mismatch", "event_log_mismatch", "address_not_allowed", "body_too_large", "malformed_request"] {
+        assert!(audited(&broker, code), "no audit record for {code}");
+    }
+    // Refusals stored nothing but their audit records: only the first attestation issued.
+    let vms: Vec<serde_json::Value> = broker.admin().get(broker.url("admin/vms")).send().unwrap().json().unwrap();
+    assert_eq!(vms.len(), 1);
+    let verified: serde_json::Value = broker.admin().post(broker.url("admin/audit/verify")).send().unwrap().json().unwrap();
+    assert_eq!(verified["valid"], true, "{verified}");
+}
+
+#[test]
+fn a_changed_pcr_refuses_renewal_and_the_sealed_secret_stays_shut() {
+    let Some(vm) = Vm::start("broker_pcr_change", SwtpmOptions::default()) else { return };
+    let Some(other) = Vm::start("broker_pcr_change_other", SwtpmOptions::default()) else { return };
+    let broker = broker_for(&vm, "");
+    let issued = attest(&broker, &vm, 1);
+
+    // Another TPM cannot import the blob sealed to this VM's EK.
+    let err = other.unseal(&issued).unwrap_err();
+    assert!(err.contains("tpm2_import"), "{err}");
+
+    // A different kernel: PCR 7 changes. Renewal is refused and the secret stays shut.
+    vm.extend(7);
+    let challenge = begin(&broker, &vm, 1);
+    assert_refused(&finish(&broker, 1, &vm.finish_request(&challenge)), 403, "pcr_value_not_allowed");
+    let err = vm.unseal(&issued).unwrap_err();
+    assert!(err.contains("tpm2_unseal"), "{err}");
+    assert!(audited(&broker, "pcr_value_not_allowed"));
+}
+
+#[test]
+fn an_expired_challenge_is_refused() {
+    let Some(vm) = Vm::start("broker_expiry", SwtpmOptions::default()) else { return };
+    let broker = broker_for(&vm, "[challenge]\nttl_seconds = 1");
+    let challenge = begin(&broker, &vm, 1);
+    let request = vm.finish_request(&challenge);
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    assert_refused(&finish(&broker, 1, &request), 409, "challenge_expired");
+    assert!(audited(&broker, "challenge_expired"));
+}
+
+#[test]
+fn an_ek_from_an_untrusted_manufacturer_is_refused() {
+    let Some(trusted) = Vm::start("broker_ek_trusted", SwtpmOptions::default()) else { return };
+    let Some(foreign) = Vm::start("broker_ek_foreign", SwtpmOptions::default().with_private_ca()) else { return };
+    let broker = broker_for(&trusted, "");
+    let answer = broker.post(&broker.client(loopback(1)), "tpm/begin", &foreign.begin_request());
+    assert_refused(&answer, 403, "ek_untrusted");
+    // Its certificate with the trusted VM's EK public area does not fit either.
+    let mut request = trusted.begin_request();
+    request.ek_public = foreign.begin_request().ek_public;
+    let answer = broker.post(&broker.client(loopback(1)), "tpm/begin", &request);
+    assert_refused(&answer, 403, "ek_mismatch");
+    assert!(audited(&broker, "ek_untrusted"));
+}

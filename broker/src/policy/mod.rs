@@ -483,13 +483,15 @@ impl TpmRules {
                 ));
             }
         }
-        let Some(rules) = &self.event_log else { return Ok(()) };
+        let rules = self.event_log.as_ref();
         let Some(bytes) = event_log else {
-            if rules.required {
+            if rules.is_some_and(|r| r.required) {
                 return Err(Refusal::new(Code::EventLogMissing, "class requires the measured-boot event log"));
             }
             return Ok(());
         };
+        // A log that is sent must replay to the quote, whether or not rules read it:
+        // a tampered log is refused, never silently ignored.
         let log = EventLog::parse(bytes)
             .map_err(|e| Refusal::new(Code::EventLogMismatch, format!("event log unreadable: {e}")))?;
         let replayed = log.replay();
@@ -503,6 +505,7 @@ impl TpmRules {
         let matched = log
             .check_against(quoted, self.bank, &covered)
             .map_err(|e| Refusal::new(Code::EventLogMismatch, format!("event log does not replay to the quote: {e}")))?;
+        let Some(rules) = rules else { return Ok(()) };
         let summary = matched.summary();
         if let Some(required) = rules.secure_boot {
             if summary.secure_boot() != Some(required) {
