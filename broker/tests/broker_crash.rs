@@ -1,0 +1,115 @@
+//! Crash guarantee of the sled store: kill -9 the broker while finishes stream in,
+//! restart it, and check that no challenge was accepted twice and that every credential
+//! a client received has its audit record in an intact chain.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+
+use common::vm::Vm;
+use common::{loopback, Broker, BrokerSetup};
+use mooring_attestation::protocol::{TpmChallenge, TpmFinishRequest};
+use mooring_attestation::x509::bundle::parse_one_certificate;
+use mooring_tests::SwtpmOptions;
+
+const CHALLENGES: usize = 16;
+
+#[test]
+fn kill_9_during_attestations_loses_no_audit_record_and_accepts_no_challenge_twice() {
+    let Some(vm) = Vm::start("broker_crash", SwtpmOptions::default()) else { return };
+    let issuer = parse_one_certificate(&vm.ek_certificate()).unwrap().issuer().to_owned();
+    let policy = format!(
+        "version = 1\n[[class]]\nname = \"web\"\nevidence = \"tpm\"\nttl_seconds = 600\nnetworks = [\"127.0.0.0/8\"]\n\
+         [class.match]\nek_issuers = [{issuer:?}]\n[class.tpm]\npcr_bank = \"sha256\"\npcrs = [7]\n\
+         [class.tpm.pcr_values]\n7 = [\"{}\"]\n",
+        "00".repeat(32)
+    );
+    let mut broker = Broker::start(&BrokerSetup {
+        policy,
+        ek_roots: vm.tpm.ek_cert_ca_files().all().iter().map(|p| p.to_path_buf()).collect(),
+        extra_config: String::new(),
+        secrets: Vec::new(),
+    });
+
+    // Evidence for many challenges, prepared before the stream starts.
+    let client = broker.client(loopback(1));
+    let requests: Vec<TpmFinishRequest> = (0..CHALLENGES)
+        .map(|_| {
+            let (status, body) = broker.post(&client, "tpm/begin", &vm.begin_request());
+            assert_eq!(status, 200, "{body}");
+            let challenge: TpmChallenge = serde_json::from_value(body).unwrap();
+            vm.finish_request(&challenge)
+        })
+        .collect();
+
+    // Stream the finishes from four threads; kill -9 after the first answers arrive.
+    let accepted: Arc<Mutex<BTreeMap<String, Vec<String>>>> = Arc::default();
+    let url = broker.url("tpm/finish");
+    let answered = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let threads: Vec<_> = requests
+        .chunks(CHALLENGES / 4)
+        .map(|chunk| {
+            let chunk = chunk.to_vec();
+            let client = client.clone();
+            let url = url.clone();
+            let accepted = Arc::clone(&accepted);
+            let answered = Arc::clone(&answered);
+            std::thread::spawn(move || {
+                for request in chunk {
+                    if let Ok(response) = client.post(&url).json(&request).send() {
+                        if response.status().as_u16() == 200 {
+                            let body: serde_json::Value = response.json().unwrap();
+                            let serial = body["x509_serial"].as_str().unwrap().to_owned();
+                            accepted.lock().unwrap().entry(request.challenge_id.clone()).or_default().push(serial);
+                        }
+                        answered.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    }
+                }
+            })
+        })
+        .collect();
+    while answered.load(std::sync::atomic::Ordering::SeqCst) < 3 {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    broker.kill_9();
+    for thread in threads {
+        thread.join().unwrap();
+    }
+    let before_crash = accepted.lock().unwrap().len();
+    assert!(before_crash >= 1 && before_crash < CHALLENGES, "the kill landed mid-stream ({before_crash} accepted)");
+
+    // Restart on the same store and replay every finish: a challenge that was answered
+    // before the crash is never accepted again.
+    broker.restart();
+    let client = broker.client(loopback(1));
+    for request in &requests {
+        let (status, body) = broker.post(&client, "tpm/finish", request);
+        match status {
+            200 => accepted
+                .lock()
+                .unwrap()
+                .entry(request.challenge_id.clone())
+                .or_default()
+                .push(body["x509_serial"].as_str().unwrap().to_owned()),
+            409 => assert_eq!(body["code"], "challenge_used", "{body}"),
+            other => panic!("unexpected {other}: {body}"),
+        }
+    }
+    let accepted = accepted.lock().unwrap();
+    for (challenge, serials) in accepted.iter() {
+        assert_eq!(serials.len(), 1, "challenge {challenge} accepted {} times", serials.len());
+    }
+
+    // Every credential a client received has its audit record; the chain is intact.
+    let audit = broker.audit();
+    let audited: BTreeSet<&str> =
+        audit.iter().filter(|r| r["code"] == "issued").filter_map(|r| r["serial"].as_str()).collect();
+    for serials in accepted.values() {
+        assert!(audited.contains(serials[0].as_str()), "credential {} has no audit record", serials[0]);
+    }
+    let verified: serde_json::Value =
+        broker.admin().post(broker.url("admin/audit/verify")).send().unwrap().json().unwrap();
+    assert_eq!(verified["valid"], true, "{verified}");
+}
