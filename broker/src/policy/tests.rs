@@ -1,0 +1,200 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
+use std::net::IpAddr;
+use std::path::Path;
+
+use mooring_attestation::tpm::alg::HashAlg;
+use mooring_attestation::tpm::pcr::PcrValues;
+
+use super::*;
+
+const ZERO: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+fn tpm_class(extra: &str) -> String {
+    format!(
+        "version = 1\n\n[[class]]\nname = \"web\"\nevidence = \"tpm\"\nttl_seconds = 600\nnetworks = [\"10.0.0.0/8\"]\n{extra}\n\
+         [class.match]\nek_issuers = [\"CN=Vendor CA\"]\n\n[class.tpm]\npcr_bank = \"sha256\"\npcrs = [0, 7]\n\
+         [class.tpm.pcr_values]\n7 = [\"{ZERO}\"]\n"
+    )
+}
+
+fn parse(text: &str) -> Result<Policy, PolicyError> {
+    Policy::parse(text, Path::new("/etc/mooring/policy.toml"))
+}
+
+fn error(text: &str) -> PolicyError {
+    parse(text).unwrap_err()
+}
+
+#[test]
+fn a_valid_class_loads() {
+    let policy = parse(&tpm_class("")).unwrap();
+    assert_eq!(policy.classes().len(), 1);
+    assert_eq!(policy.digest().len(), 64);
+}
+
+#[test]
+fn an_empty_policy_admits_nothing() {
+    let policy = parse("version = 1\n").unwrap();
+    let who = TpmIdentity { ek_issuer: Some("CN=Vendor CA"), hardware_id: "ab", status: None };
+    assert_eq!(policy.match_tpm(who).unwrap_err().code, Code::NoMatchingClass);
+}
+
+#[test]
+fn field_errors_name_file_and_line() {
+    let text = tpm_class("").replace("\"10.0.0.0/8\"", "\"10.0.0.0/33\"");
+    let e = error(&text);
+    assert_eq!(e.line, Some(7), "{e}");
+    assert!(e.to_string().starts_with("/etc/mooring/policy.toml:7:"), "{e}");
+
+    let e = error(&tpm_class("colour = \"blue\""));
+    assert_eq!(e.line, Some(8), "{e}");
+    assert!(e.message.contains("colour"), "{e}");
+
+    let e = error(&tpm_class("").replace(ZERO, "zz"));
+    assert!(e.message.contains("not hex"), "{e}");
+}
+
+#[test]
+fn class_errors_name_the_class_line() {
+    let e = error(&tpm_class("").replace("[class.match]\nek_issuers = [\"CN=Vendor CA\"]\n", ""));
+    assert_eq!(e.line, Some(3), "{e}");
+    assert!(e.message.contains("must say which EKs"), "{e}");
+}
+
+#[test]
+fn fail_closed_rules() {
+    // No boot state pinned.
+    let text = tpm_class("").replace(&format!("[class.tpm.pcr_values]\n7 = [\"{ZERO}\"]\n"), "");
+    assert!(error(&text).message.contains("pins no boot state"));
+    // An empty allowed list.
+    assert!(error(&tpm_class("").replace(&format!("[\"{ZERO}\"]"), "[]")).message.contains("admits nothing"));
+    // A value for a PCR that is not quoted.
+    assert!(error(&tpm_class("").replace("7 = [", "9 = [")).message.contains("not in pcrs"));
+    // Wrong digest size for the bank.
+    assert!(error(&tpm_class("").replace(ZERO, "00")).message.contains("bytes"));
+    // No networks.
+    assert!(error(&tpm_class("").replace("[\"10.0.0.0/8\"]", "[]")).message.contains("networks is empty"));
+    // A SPIFFE template without the hardware id, or outside the trust domain.
+    let text = tpm_class("spiffe_id = \"spiffe://{trust_domain}/vm/{class}\"");
+    assert!(error(&text).message.contains("{hardware_id}"));
+    let text = tpm_class("spiffe_id = \"spiffe://other/{hardware_id}\"");
+    assert!(error(&text).message.contains("must start with"));
+    // Unsupported version, duplicate class, mixed evidence tables.
+    assert!(error(&tpm_class("").replace("version = 1", "version = 2")).message.contains("version 2"));
+    let twice = format!("{}{}", tpm_class(""), tpm_class("").replace("version = 1\n", ""));
+    assert!(error(&twice).message.contains("defined twice"));
+    let mixed = format!("{}[class.snp]\nmeasurements = []\nmin_tcb = {{}}\n", tpm_class(""));
+    assert!(error(&mixed).message.contains("[class.snp]"));
+}
+
+#[test]
+fn matching_requires_every_rule() {
+    let text = tpm_class("").replace("ek_issuers = [\"CN=Vendor CA\"]", "ek_issuers = [\"CN=Vendor CA\"]\nenrolled = true");
+    let policy = parse(&text).unwrap();
+    let who = |status| TpmIdentity { ek_issuer: Some("CN=Vendor CA"), hardware_id: "ab", status };
+    assert_eq!(policy.match_tpm(who(None)).unwrap_err().code, Code::NoMatchingClass);
+    assert_eq!(policy.match_tpm(who(Some(IdentityStatus::Enrolled))).unwrap().name(), "web");
+    assert_eq!(policy.match_tpm(who(Some(IdentityStatus::Blocked))).unwrap_err().code, Code::VmBlocked);
+    let other = TpmIdentity { ek_issuer: Some("CN=Other"), hardware_id: "ab", status: Some(IdentityStatus::Enrolled) };
+    assert_eq!(policy.match_tpm(other).unwrap_err().code, Code::NoMatchingClass);
+}
+
+#[test]
+fn addresses_outside_the_networks_are_refused() {
+    let policy = parse(&tpm_class("")).unwrap();
+    let class = &policy.classes()[0];
+    class.check_address("10.1.2.3".parse::<IpAddr>().unwrap()).unwrap();
+    let refusal = class.check_address("192.168.1.1".parse().unwrap()).unwrap_err();
+    assert_eq!(refusal.code, Code::AddressNotAllowed);
+    assert!(refusal.reason.contains("10.0.0.0/8"), "{refusal}");
+}
+
+#[test]
+fn pcr_values_are_checked() {
+    let policy = parse(&tpm_class("")).unwrap();
+    let rules = policy.classes()[0].tpm().unwrap();
+    let mut values = PcrValues::new();
+    values.insert(HashAlg::Sha256, 0, vec![1; 32]).unwrap();
+    values.insert(HashAlg::Sha256, 7, vec![0; 32]).unwrap();
+    rules.check(&values, None).unwrap();
+    let mut changed = PcrValues::new();
+    changed.insert(HashAlg::Sha256, 0, vec![1; 32]).unwrap();
+    changed.insert(HashAlg::Sha256, 7, vec![2; 32]).unwrap();
+    let refusal = rules.check(&changed, None).unwrap_err();
+    assert_eq!(refusal.code, Code::PcrValueNotAllowed);
+    assert!(refusal.reason.contains("sha256:7"), "{refusal}");
+}
+
+#[test]
+fn a_required_event_log_must_be_sent() {
+    let text = format!("{}[class.tpm.event_log]\nrequired = true\nsecure_boot = true\n", tpm_class(""));
+    let policy = parse(&text).unwrap();
+    let rules = policy.classes()[0].tpm().unwrap();
+    let mut values = PcrValues::new();
+    values.insert(HashAlg::Sha256, 0, vec![0; 32]).unwrap();
+    values.insert(HashAlg::Sha256, 7, vec![0; 32]).unwrap();
+    assert_eq!(rules.check(&values, None).unwrap_err().code, Code::EventLogMissing);
+}
+
+fn snp_policy() -> Policy {
+    let m = "11".repeat(48);
+    let text = format!(
+        "version = 1\n[[class]]\nname = \"cvm\"\nevidence = \"snp\"\nttl_seconds = 600\nnetworks = [\"10.0.0.0/8\"]\n\
+         [class.snp]\nmeasurements = [\"{m}\"]\nmin_tcb = {{ bootloader = 3, snp = 8, microcode = 115 }}\n"
+    );
+    parse(&text).unwrap()
+}
+
+fn facts() -> SnpFacts {
+    SnpFacts {
+        chip_id: "aa".repeat(64),
+        measurement: vec![0x11; 48],
+        debug_allowed: false,
+        vmpl: 0,
+        reported_tcb: Tcb { bootloader: 3, tee: 0, snp: 8, microcode: 115, fmc: 0 },
+    }
+}
+
+#[test]
+fn snp_classes_check_measurement_debug_vmpl_and_tcb() {
+    let policy = snp_policy();
+    let class = policy.match_snp(&facts(), None).unwrap();
+    class.check_snp(&facts()).unwrap();
+
+    let mut other = facts();
+    other.measurement = vec![0x22; 48];
+    assert_eq!(policy.match_snp(&other, None).unwrap_err().code, Code::SnpMeasurement);
+
+    let mut debug = facts();
+    debug.debug_allowed = true;
+    assert_eq!(class.check_snp(&debug).unwrap_err().code, Code::SnpDebug);
+
+    let mut vmpl = facts();
+    vmpl.vmpl = 1;
+    assert_eq!(class.check_snp(&vmpl).unwrap_err().code, Code::SnpVmpl);
+
+    let mut old = facts();
+    old.reported_tcb.microcode = 114;
+    let refusal = class.check_snp(&old).unwrap_err();
+    assert_eq!(refusal.code, Code::SnpTcbTooLow);
+    assert!(refusal.reason.contains("microcode is 114"), "{refusal}");
+
+    assert_eq!(policy.match_snp(&facts(), Some(IdentityStatus::Blocked)).unwrap_err().code, Code::VmBlocked);
+}
+
+#[test]
+fn secrets_are_read_and_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("ok.key"), b"secret").unwrap();
+    std::fs::write(dir.path().join("big.key"), vec![1; MAX_SECRET_BYTES + 1]).unwrap();
+    let with = |file: &str| format!("{}[[class.secrets]]\nname = \"k\"\nfile = \"{file}\"\n", tpm_class(""));
+    let path = dir.path().join("policy.toml");
+    let policy = Policy::parse(&with("ok.key"), &path).unwrap();
+    assert_eq!(policy.classes()[0].secrets()[0].value, b"secret");
+    assert!(format!("{:?}", policy.classes()[0].secrets()[0]).contains("redacted"));
+    let e = Policy::parse(&with("big.key"), &path).unwrap_err();
+    assert!(e.message.contains("129 bytes"), "{e}");
+    let e = Policy::parse(&with("missing.key"), &path).unwrap_err();
+    assert!(e.message.contains("cannot read"), "{e}");
+}
