@@ -70,6 +70,11 @@ fn ek_session(tools: &Tpm2Tools) {
 /// Writes the blob's files and runs `tpm2_import` then `tpm2_load` under the EK
 /// (`ek.ctx`), each with a fresh EK policy session; leaves `sealed.ctx` for unsealing.
 fn import_and_load(tools: &Tpm2Tools, sealed: &SealedImport) -> Result<(), Failed> {
+    import_and_load_under(tools, sealed, "ek.ctx")
+}
+
+/// [`import_and_load`] under `parent`: a context file or a persistent handle.
+fn import_and_load_under(tools: &Tpm2Tools, sealed: &SealedImport, parent: &str) -> Result<(), Failed> {
     for file in sealed.tpm2_tools_files() {
         std::fs::write(tools.path(file.file_name), file.contents).unwrap();
     }
@@ -78,7 +83,7 @@ fn import_and_load(tools: &Tpm2Tools, sealed: &SealedImport) -> Result<(), Faile
         "tpm2_import",
         [
             "-C",
-            "ek.ctx",
+            parent,
             "-u",
             "sealed.pub",
             "-i",
@@ -99,7 +104,7 @@ fn import_and_load(tools: &Tpm2Tools, sealed: &SealedImport) -> Result<(), Faile
         "tpm2_load",
         [
             "-C",
-            "ek.ctx",
+            parent,
             "-u",
             "sealed.pub",
             "-r",
@@ -157,6 +162,14 @@ fn sealed_secret_imports_loads_and_unseals_on_swtpm() {
         let secret = import_and_unseal(&tools, &sealed).unwrap_or_else(|e| panic!("{alg} EK: {e:?}"));
         assert_eq!(secret, SECRET, "{alg} EK: unsealed secret differs");
     }
+
+    // The persistent EK swtpm_setup made (0x81010001), used by its handle as a client may.
+    tools.run("tpm2_readpublic", ["-c", "0x81010001", "-o", "ek-persistent.pub"]).unwrap();
+    let persistent = Public::from_tpm2b(&std::fs::read(tools.path("ek-persistent.pub")).unwrap()).unwrap();
+    assert_eq!(persistent, create_ek(&tools, "rsa"), "persistent EK is the template EK");
+    let sealed = seal_here(&tools, &persistent);
+    import_and_load_under(&tools, &sealed, "0x81010001").unwrap();
+    assert_eq!(unseal(&tools, &sealed.tpm2_tools_pcr_list()).unwrap(), SECRET);
 
     // The largest secret a sealed-data object holds.
     let ek = create_ek(&tools, "rsa");

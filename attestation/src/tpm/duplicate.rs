@@ -123,6 +123,7 @@ impl From<CredentialError> for DuplicateError {
     fn from(e: CredentialError) -> Self {
         match e {
             CredentialError::NotAStorageKey { missing } => Self::NotAStorageKey { missing },
+            // `seal_to_ek` reports the EK's full symmetric definition instead.
             CredentialError::Symmetric { alg, mode } => Self::UnsupportedSymmetric { alg, key_bits: 0, mode },
             CredentialError::Kdf(e) => Self::Kdf(e),
             CredentialError::Key(reason) => Self::Key(reason),
@@ -243,10 +244,18 @@ pub fn seal_to_ek(
     if secret.len() > MAX_SECRET {
         return Err(DuplicateError::SecretTooLarge { len: secret.len(), max: MAX_SECRET });
     }
-    let key_bits = storage_key_bits(ek)?;
+    let sym = ek.symmetric();
+    let unsupported = || DuplicateError::UnsupportedSymmetric {
+        alg: sym.algorithm,
+        key_bits: sym.key_bits,
+        mode: sym.mode,
+    };
+    let key_bits = storage_key_bits(ek).map_err(|e| match e {
+        CredentialError::Symmetric { .. } => unsupported(),
+        other => other.into(),
+    })?;
     if key_bits != 128 && key_bits != 256 {
-        let sym = ek.symmetric();
-        return Err(DuplicateError::UnsupportedSymmetric { alg: sym.algorithm, key_bits, mode: sym.mode });
+        return Err(unsupported());
     }
     let selection = policy::canonical_selection(selection);
     let policy = policy::pcr_policy(SEALED_NAME_ALG, &selection, pcrs)?;
@@ -461,6 +470,12 @@ mod tests {
         assert_eq!(tpmt[44..46], [0x00, 0x80]);
         tpmt[44..46].copy_from_slice(&192u16.to_be_bytes());
         let aes192 = Public::from_tpmt(&tpmt).unwrap();
+        let mut cbc = mooring_tests::testdata("tpm/quotes/sim-keylime/ek.pub")[2..].to_vec();
+        cbc[47] = 0x42;
+        assert_eq!(
+            seal_to_ek(&Public::from_tpmt(&cbc).unwrap(), &selection, &values, b"x", &rng),
+            Err(DuplicateError::UnsupportedSymmetric { alg: id::AES, key_bits: 128, mode: id::CBC })
+        );
         assert_eq!(
             seal_to_ek(&aes192, &selection, &values, b"x", &rng),
             Err(DuplicateError::UnsupportedSymmetric { alg: id::AES, key_bits: 192, mode: id::CFB })
