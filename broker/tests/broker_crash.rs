@@ -113,3 +113,53 @@ fn kill_9_during_attestations_loses_no_audit_record_and_accepts_no_challenge_twi
         broker.admin().post(broker.url("admin/audit/verify")).send().unwrap().json().unwrap();
     assert_eq!(verified["valid"], true, "{verified}");
 }
+
+/// `mooring-broker audit verify` on a stopped broker finds a modified and a removed record.
+#[test]
+fn audit_verify_detects_a_modified_or_removed_record() {
+    let Some(vm) = Vm::start("broker_audit_verify", SwtpmOptions::default()) else { return };
+    let mut broker = Broker::start(&BrokerSetup {
+        policy: "version = 1\n".into(),
+        ek_roots: vm.tpm.ek_cert_ca_files().all().iter().map(|p| p.to_path_buf()).collect(),
+        extra_config: String::new(),
+        secrets: Vec::new(),
+    });
+    // Three refusals (no class admits anything) make three records.
+    for _ in 0..3 {
+        let (status, _) = broker.post(&broker.client(loopback(1)), "tpm/begin", &vm.begin_request());
+        assert_eq!(status, 403);
+    }
+    broker.kill_9();
+    let verify = || {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_mooring-broker"))
+            .args(["audit", "verify", "--config"])
+            .arg(broker.config_path())
+            .output()
+            .unwrap();
+        (output.status.code(), String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr))
+    };
+    let (code, text) = verify();
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("3 records"), "{text}");
+
+    let edit = |f: &dyn Fn(&sled::Tree)| {
+        let db = sled::open(broker.data_dir().join("store")).unwrap();
+        f(&db.open_tree("audit").unwrap());
+        db.flush().unwrap();
+    };
+    edit(&|tree| {
+        let key = 2u64.to_be_bytes();
+        let text = String::from_utf8(tree.get(key).unwrap().unwrap().to_vec()).unwrap();
+        tree.insert(key, text.replace("no TPM class", "some TPM class").into_bytes()).unwrap();
+    });
+    let (code, text) = verify();
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("record 2 was modified"), "{text}");
+
+    edit(&|tree| {
+        tree.remove(2u64.to_be_bytes()).unwrap();
+    });
+    let (code, text) = verify();
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("record 3 follows record 1"), "{text}");
+}

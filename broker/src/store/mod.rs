@@ -5,7 +5,8 @@
 //! challenge is durably marked used; when `issue` returns, the credential record and its
 //! audit record are durable together. The service consumes before it verifies and
 //! records before it answers, so after a crash no challenge is accepted twice and no
-//! credential that left the broker lacks its audit record.
+//! credential that left the broker lacks its audit record. Refusals and admin changes are
+//! durable before they are answered too.
 
 mod sled;
 

@@ -3,7 +3,8 @@
 //! Durability: sled 0.34 buffers writes in memory and its `flush` writes them to the
 //! operating system with `sync_file_range`, not `fsync`. Every operation the crash
 //! guarantee depends on (`consume_challenge`, `issue`, admin changes) flushes before it
-//! returns, so their effects survive the broker process being killed at any point. They
+//! returns, so their effects survive the broker process being killed at any point; so do
+//! refusal records. Accepted verifications are flushed by sled within 500 ms. They
 //! are not guaranteed to survive a power loss or kernel crash; run the PostgreSQL
 //! backend where that matters.
 
@@ -18,7 +19,7 @@ use super::{
     ChallengeRecord, Consumed, CredentialRecord, HardwareId, IdentityStatus, Revocation, Store, StoreError,
     VmRecord,
 };
-use crate::audit::{AuditEvent, AuditRecord, ChainError, ChainHead};
+use crate::audit::{Action, AuditEvent, AuditRecord, ChainError, ChainHead, Outcome};
 
 const AUDIT_HEAD: &[u8] = b"audit_head";
 
@@ -253,10 +254,19 @@ impl Store for SledStore {
     }
 
     fn audit(&self, event: AuditEvent) -> Result<(), StoreError> {
-        let _guard = self.lock_audit();
-        (&self.audit, &self.meta)
-            .transaction(|(audit, meta)| Self::append_in(audit, meta, &event))
-            .map_err(unwrap_txn)
+        let durable = event.outcome == Outcome::Refused || event.action == Action::Admin;
+        {
+            let _guard = self.lock_audit();
+            (&self.audit, &self.meta)
+                .transaction(|(audit, meta)| Self::append_in(audit, meta, &event))
+                .map_err(unwrap_txn)?;
+        }
+        // Refusals and admin changes are durable before the answer; accepted
+        // verifications (the high-volume case) ride sled's periodic flush (500 ms).
+        if durable {
+            self.flush()?;
+        }
+        Ok(())
     }
 
     fn revoke(&self, revocation: &Revocation, audit: AuditEvent) -> Result<(), StoreError> {
