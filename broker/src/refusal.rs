@@ -60,6 +60,54 @@ pub(crate) enum Code {
 }
 
 impl Code {
+    /// Every code, for the OpenAPI sync test.
+    #[cfg(test)]
+    pub(crate) const ALL: [Self; 43] = [
+        Self::MalformedRequest,
+        Self::BodyTooLarge,
+        Self::RateLimited,
+        Self::Timeout,
+        Self::NotFound,
+        Self::Unauthorized,
+        Self::ChallengeUnknown,
+        Self::ChallengeUsed,
+        Self::ChallengeExpired,
+        Self::ChallengeKind,
+        Self::EkInvalid,
+        Self::EkUntrusted,
+        Self::EkMismatch,
+        Self::AkInvalid,
+        Self::KeyInvalid,
+        Self::ActivationFailed,
+        Self::QuoteInvalid,
+        Self::NonceMismatch,
+        Self::PcrSelectionMismatch,
+        Self::PcrValueNotAllowed,
+        Self::EventLogMissing,
+        Self::EventLogMismatch,
+        Self::EventLogPolicy,
+        Self::CertifyInvalid,
+        Self::SnpReportInvalid,
+        Self::ReportDataMismatch,
+        Self::SnpDebug,
+        Self::SnpTcbTooLow,
+        Self::SnpMeasurement,
+        Self::SnpVmpl,
+        Self::VmBlocked,
+        Self::NoMatchingClass,
+        Self::AddressNotAllowed,
+        Self::CredentialMalformed,
+        Self::BadSignature,
+        Self::UnknownSigningKey,
+        Self::Expired,
+        Self::WrongAudience,
+        Self::Revoked,
+        Self::AddressOutsideBinding,
+        Self::NoProofOfPossession,
+        Self::ProofInvalid,
+        Self::Internal,
+    ];
+
     /// The wire form.
     pub(crate) fn as_str(self) -> &'static str {
         match self {

@@ -293,3 +293,30 @@ async fn admin_reload(
 pub(crate) fn refuse(refusal: Refusal) -> Response {
     ApiError(refusal).into_response()
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+    use std::collections::BTreeSet;
+
+    /// The OpenAPI document lists exactly the routes and refusal codes the code has.
+    #[test]
+    fn openapi_document_matches_the_routes_and_codes() {
+        let spec: serde_json::Value = serde_json::from_str(include_str!("../../openapi.json")).unwrap();
+        let documented: BTreeSet<String> = spec["paths"].as_object().unwrap().keys().cloned().collect();
+        let source = include_str!("mod.rs");
+        let routed: BTreeSet<String> = source
+            .split(".route(")
+            .skip(1)
+            .filter_map(|rest| rest.split('"').nth(1))
+            .map(|path| path.replace("{v1}", mooring_attestation::protocol::API_PREFIX))
+            .collect();
+        assert_eq!(documented, routed);
+
+        let codes: BTreeSet<&str> =
+            spec["components"]["schemas"]["ErrorCode"]["enum"].as_array().unwrap().iter().map(|c| c.as_str().unwrap()).collect();
+        let known: BTreeSet<&str> = crate::refusal::Code::ALL.iter().map(|c| c.as_str()).collect();
+        assert_eq!(codes, known);
+    }
+}
