@@ -9,6 +9,7 @@ pub mod codec;
 pub mod crypto;
 pub mod protocol;
 pub mod seal;
+pub mod snp;
 pub mod tpm;
 pub mod x509;
 

@@ -146,7 +146,10 @@ impl Certificate {
         let tbs = &cert.tbs_certificate;
         let subject = Name::from_x509(tbs.subject());
         let issuer = Name::from_x509(tbs.issuer());
-        let scheme = if tbs.signature == cert.signature_algorithm {
+        let same_algorithm = der::signature_algorithms(der, tbs.as_ref())
+            .is_some_and(|(outer, inner)| outer == inner)
+            && tbs.signature == cert.signature_algorithm;
+        let scheme = if same_algorithm {
             signature::parse_algorithm(&cert.signature_algorithm)
         } else {
             Err(SignatureError::AlgorithmMismatch)
@@ -301,6 +304,20 @@ impl Certificate {
         issuer.verify_with_key(scheme, alg, &self.tbs, &self.signature)
     }
 
+    /// Checks a signature made by this certificate's own subject key over `message`
+    /// (an SEV-SNP report signed by a VCEK), reusing the key parsed for aws-lc-rs.
+    /// `signature` is in aws-lc-rs's form: DER `Ecdsa-Sig-Value` for ECDSA.
+    pub(crate) fn verify_signed_by_subject(
+        &self,
+        scheme: Scheme,
+        message: &[u8],
+        signature: &[u8],
+    ) -> Result<(), SignatureError> {
+        let kind = self.key_kind.clone()?;
+        let alg = signature::verification_algorithm(scheme, kind)?;
+        self.verify_with_key(scheme, alg, message, signature)
+    }
+
     fn verify_with_key(
         &self,
         scheme: Scheme,
@@ -328,11 +345,13 @@ impl Certificate {
         describe(&self.subject, &self.issuer, &self.serial)
     }
 
-    pub(super) fn subject_key(&self) -> &[u8] {
+    /// The subject name in the normalised form names are matched by (RFC 5280 §7.1).
+    pub(crate) fn subject_key(&self) -> &[u8] {
         self.subject.key()
     }
 
-    pub(super) fn issuer_key(&self) -> &[u8] {
+    /// The issuer name in the normalised form names are matched by.
+    pub(crate) fn issuer_key(&self) -> &[u8] {
         self.issuer.key()
     }
 

@@ -68,6 +68,78 @@ pub(super) fn trim_nv_padding(bytes: &[u8]) -> Result<&[u8], CertificateError> {
     Ok(cert)
 }
 
+/// The DER TLV at the start of `bytes`: (tag, the whole TLV, the bytes after it).
+/// Definite, minimally encoded lengths of at most 3 bytes; `None` otherwise.
+fn split_tlv(bytes: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let mut r = Reader::new(bytes);
+    let tag = r.u8("tag").ok()?;
+    let first = r.u8("length").ok()?;
+    let len = if first < 0x80 {
+        usize::from(first)
+    } else {
+        let count = usize::from(first & 0x7f);
+        let len_bytes = r.take(count, "length").ok()?;
+        let minimal = (1..=3).contains(&count)
+            && len_bytes.first().is_some_and(|b| *b != 0)
+            && !(count == 1 && len_bytes.first().is_some_and(|b| *b < 0x80));
+        if !minimal {
+            return None;
+        }
+        len_bytes.iter().fold(0usize, |acc, b| (acc << 8) | usize::from(*b))
+    };
+    let header = r.position();
+    r.take(len, "content").ok()?;
+    let (tlv, rest) = bytes.split_at(header + len);
+    Some((tag, tlv, rest))
+}
+
+/// The content of the DER TLV at the start of `bytes`.
+fn content(bytes: &[u8]) -> Option<&[u8]> {
+    let (_, tlv, _) = split_tlv(bytes)?;
+    let mut r = Reader::new(tlv);
+    r.u8("tag").ok()?;
+    let first = r.u8("length").ok()?;
+    if first >= 0x80 {
+        r.take(usize::from(first & 0x7f), "length").ok()?;
+    }
+    Some(r.rest())
+}
+
+/// The encoded `signatureAlgorithm` after the tbsCertificate and the encoded
+/// `tbsCertificate.signature`, exactly as received (RFC 5280 §4.1.1.2 requires them
+/// to be the same; comparing encodings also refuses BER variants of either), after
+/// checking that the parts outside the signed TBS are DER: `signatureAlgorithm` is a
+/// SEQUENCE and `signatureValue` a primitive BIT STRING ending the certificate. The
+/// parser used is lenient about tags there, and those bytes are not signed.
+pub(super) fn signature_algorithms<'a>(cert: &'a [u8], tbs: &'a [u8]) -> Option<(&'a [u8], &'a [u8])> {
+    const SEQUENCE_TAG: u8 = 0x30;
+    const VERSION_TAG: u8 = 0xa0;
+    const BIT_STRING_TAG: u8 = 0x03;
+    // Outer: SEQUENCE { tbsCertificate, signatureAlgorithm, signatureValue }.
+    let outer = content(cert)?;
+    let after_tbs = outer.strip_prefix(tbs)?;
+    let (tag, outer_alg, after_alg) = split_tlv(after_tbs)?;
+    if tag != SEQUENCE_TAG {
+        return None;
+    }
+    let (tag, _, after_value) = split_tlv(after_alg)?;
+    if tag != BIT_STRING_TAG || !after_value.is_empty() {
+        return None;
+    }
+    // TBS: SEQUENCE { [0] version OPTIONAL, serialNumber, signature, ... }.
+    let fields = content(tbs)?;
+    let (tag, _, mut rest) = split_tlv(fields)?;
+    if tag == VERSION_TAG {
+        let (_, _, after_serial) = split_tlv(rest)?;
+        rest = after_serial;
+    }
+    let (tag, tbs_alg, _) = split_tlv(rest)?;
+    if tag != SEQUENCE_TAG {
+        return None;
+    }
+    Some((outer_alg, tbs_alg))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
