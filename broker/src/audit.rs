@@ -66,7 +66,13 @@ pub(crate) struct AuditEvent {
 
 impl AuditEvent {
     /// A new event with the mandatory fields.
-    pub(crate) fn new(time: i64, action: Action, outcome: Outcome, code: &str, reason: impl Into<String>) -> Self {
+    pub(crate) fn new(
+        time: i64,
+        action: Action,
+        outcome: Outcome,
+        code: &str,
+        reason: impl Into<String>,
+    ) -> Self {
         Self {
             time,
             action,
@@ -144,7 +150,9 @@ pub(crate) enum ChainError {
     BrokenLink { seq: u64 },
     #[error("record {seq} was modified: its content does not hash to its stored hash")]
     Modified { seq: u64 },
-    #[error("the chain ends at record {last} but the store's head is record {head}: records removed from the end")]
+    #[error(
+        "the chain ends at record {last} but the store's head is record {head}: records removed from the end"
+    )]
     Truncated { last: u64, head: u64 },
     #[error("the last record {seq} does not match the store's head hash")]
     HeadMismatch { seq: u64 },
@@ -198,7 +206,8 @@ mod tests {
         let mut head = ChainHead::GENESIS;
         let mut records = Vec::new();
         for i in 0..n {
-            let event = AuditEvent::new(i64::try_from(i).unwrap(), Action::Attest, Outcome::Accepted, "issued", "ok");
+            let event =
+                AuditEvent::new(i64::try_from(i).unwrap(), Action::Attest, Outcome::Accepted, "issued", "ok");
             let (record, next) = head.append(event);
             records.push(record);
             head = next;

@@ -220,7 +220,10 @@ impl Config {
         anyhow::ensure!(self.challenge.ttl_seconds > 0, "challenge.ttl_seconds must be positive");
         anyhow::ensure!(self.limits.max_body_bytes >= 1024, "limits.max_body_bytes below 1024");
         anyhow::ensure!(self.limits.requests_per_second > 0, "limits.requests_per_second must be positive");
-        anyhow::ensure!(self.limits.max_concurrent_requests > 0, "limits.max_concurrent_requests must be positive");
+        anyhow::ensure!(
+            self.limits.max_concurrent_requests > 0,
+            "limits.max_concurrent_requests must be positive"
+        );
         anyhow::ensure!(self.keys.rotate_after_hours > 0, "keys.rotate_after_hours must be positive");
         Ok(())
     }

@@ -70,26 +70,45 @@ impl Metrics {
     /// The exposition text.
     pub(crate) fn render(&self) -> String {
         let mut out = String::new();
-        let _ = writeln!(out, "# HELP mooring_credentials_issued_total Credentials issued after a successful attestation.");
+        let _ = writeln!(
+            out,
+            "# HELP mooring_credentials_issued_total Credentials issued after a successful attestation."
+        );
         let _ = writeln!(out, "# TYPE mooring_credentials_issued_total counter");
         let _ = writeln!(out, "mooring_credentials_issued_total {}", self.issued.load(Ordering::Relaxed));
         let _ = writeln!(out, "# HELP mooring_verifications_total Credential checks by relying services.");
         let _ = writeln!(out, "# TYPE mooring_verifications_total counter");
-        let _ = writeln!(out, "mooring_verifications_total{{result=\"valid\"}} {}", self.verified_valid.load(Ordering::Relaxed));
-        let _ =
-            writeln!(out, "mooring_verifications_total{{result=\"invalid\"}} {}", self.verified_invalid.load(Ordering::Relaxed));
+        let _ = writeln!(
+            out,
+            "mooring_verifications_total{{result=\"valid\"}} {}",
+            self.verified_valid.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "mooring_verifications_total{{result=\"invalid\"}} {}",
+            self.verified_invalid.load(Ordering::Relaxed)
+        );
         let _ = writeln!(out, "# HELP mooring_refusals_total Refused requests by action and reason code.");
         let _ = writeln!(out, "# TYPE mooring_refusals_total counter");
-        for ((action, code), count) in self.refusals.lock().unwrap_or_else(std::sync::PoisonError::into_inner).iter() {
+        for ((action, code), count) in
+            self.refusals.lock().unwrap_or_else(std::sync::PoisonError::into_inner).iter()
+        {
             let _ = writeln!(out, "mooring_refusals_total{{action=\"{action}\",code=\"{code}\"}} {count}");
         }
         let _ = writeln!(out, "# HELP mooring_request_duration_seconds Request handling time by route.");
         let _ = writeln!(out, "# TYPE mooring_request_duration_seconds histogram");
         for (route, h) in self.durations.lock().unwrap_or_else(std::sync::PoisonError::into_inner).iter() {
             for (bound, count) in BUCKETS.iter().zip(h.counts.iter()) {
-                let _ = writeln!(out, "mooring_request_duration_seconds_bucket{{route=\"{route}\",le=\"{bound}\"}} {count}");
+                let _ = writeln!(
+                    out,
+                    "mooring_request_duration_seconds_bucket{{route=\"{route}\",le=\"{bound}\"}} {count}"
+                );
             }
-            let _ = writeln!(out, "mooring_request_duration_seconds_bucket{{route=\"{route}\",le=\"+Inf\"}} {}", h.count);
+            let _ = writeln!(
+                out,
+                "mooring_request_duration_seconds_bucket{{route=\"{route}\",le=\"+Inf\"}} {}",
+                h.count
+            );
             let _ = writeln!(out, "mooring_request_duration_seconds_sum{{route=\"{route}\"}} {}", h.sum);
             let _ = writeln!(out, "mooring_request_duration_seconds_count{{route=\"{route}\"}} {}", h.count);
         }

@@ -62,7 +62,12 @@ fn kill_9_during_attestations_loses_no_audit_record_and_accepts_no_challenge_twi
                         if response.status().as_u16() == 200 {
                             let body: serde_json::Value = response.json().unwrap();
                             let serial = body["x509_serial"].as_str().unwrap().to_owned();
-                            accepted.lock().unwrap().entry(request.challenge_id.clone()).or_default().push(serial);
+                            accepted
+                                .lock()
+                                .unwrap()
+                                .entry(request.challenge_id.clone())
+                                .or_default()
+                                .push(serial);
                         }
                         answered.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                     }
@@ -78,7 +83,10 @@ fn kill_9_during_attestations_loses_no_audit_record_and_accepts_no_challenge_twi
         thread.join().unwrap();
     }
     let before_crash = accepted.lock().unwrap().len();
-    assert!(before_crash >= 1 && before_crash < CHALLENGES, "the kill landed mid-stream ({before_crash} accepted)");
+    assert!(
+        before_crash >= 1 && before_crash < CHALLENGES,
+        "the kill landed mid-stream ({before_crash} accepted)"
+    );
 
     // Restart on the same store and replay every finish: a challenge that was answered
     // before the crash is never accepted again.
@@ -136,7 +144,10 @@ fn audit_verify_detects_a_modified_or_removed_record() {
             .arg(broker.config_path())
             .output()
             .unwrap();
-        (output.status.code(), String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr))
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr),
+        )
     };
     let (code, text) = verify();
     assert_eq!(code, Some(0), "{text}");

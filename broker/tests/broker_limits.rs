@@ -40,6 +40,10 @@ fn admin_routes_need_the_admin_certificate() {
     assert_eq!(status, 200);
     assert!(bundle["x509_authorities"].as_str().unwrap().contains("BEGIN CERTIFICATE"));
     assert_eq!(bundle["jwt_authorities"]["keys"][0]["crv"], "P-256");
-    let metrics = broker.client(loopback(1)).get(format!("https://localhost:{}/metrics", broker.address.port())).send().unwrap();
+    let metrics = broker
+        .client(loopback(1))
+        .get(format!("https://localhost:{}/metrics", broker.address.port()))
+        .send()
+        .unwrap();
     assert!(metrics.text().unwrap().contains("mooring_credentials_issued_total 0"));
 }

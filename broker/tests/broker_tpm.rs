@@ -62,13 +62,15 @@ fn begin(broker: &Broker, vm: &Vm, source: u8) -> TpmChallenge {
 
 fn attest(broker: &Broker, vm: &Vm, source: u8) -> IssuedCredentials {
     let challenge = begin(broker, vm, source);
-    let (status, body) = broker.post(&broker.client(loopback(source)), "tpm/finish", &vm.finish_request(&challenge));
+    let (status, body) =
+        broker.post(&broker.client(loopback(source)), "tpm/finish", &vm.finish_request(&challenge));
     assert_eq!(status, 200, "{body}");
     serde_json::from_value(body).unwrap()
 }
 
 fn now() -> i64 {
-    i64::try_from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()).unwrap()
+    i64::try_from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs())
+        .unwrap()
 }
 
 #[test]
@@ -80,7 +82,8 @@ fn a_vm_attests_and_gets_bound_credentials_and_a_sealed_secret() {
     assert!(issued.spiffe_id.starts_with("spiffe://test.mooring/vm/web/"), "{}", issued.spiffe_id);
     assert_eq!(issued.bound_address, loopback(1));
     assert!(issued.x509_svid.matches("BEGIN CERTIFICATE").count() == 2);
-    let leaf = mooring_attestation::x509::bundle::parse_certificates(issued.x509_svid.as_bytes()).unwrap().remove(0);
+    let leaf =
+        mooring_attestation::x509::bundle::parse_certificates(issued.x509_svid.as_bytes()).unwrap().remove(0);
     assert!(!leaf.is_ca());
     assert_eq!(issued.renew_after - (issued.expires_at - 600), 300);
 
@@ -169,7 +172,8 @@ fn each_tpm_threat_is_refused_with_its_code_and_audited() {
     // An event log that does not replay to the quoted PCRs.
     let challenge = begin(&broker, &vm, 1);
     let mut request = vm.finish_request(&challenge);
-    request.event_log = Some(mooring_tests::testdata("tpm/eventlogs/go-tpm-tools/ubuntu-2404-amd-sevsnp.bin"));
+    request.event_log =
+        Some(mooring_tests::testdata("tpm/eventlogs/go-tpm-tools/ubuntu-2404-amd-sevsnp.bin"));
     assert_refused(&finish(&broker, 1, &request), 403, "event_log_mismatch");
 
     // An address outside the class's networks, at begin.
@@ -180,18 +184,33 @@ fn each_tpm_threat_is_refused_with_its_code_and_audited() {
     let huge = json!({ "challenge_id": "x".repeat(300 * 1024) });
     assert_refused(&finish(&broker, 1, &huge), 413, "body_too_large");
     let bad_base64 = json!({"ek_public": "not base64!", "ak_public": "", "key_public": ""});
-    assert_refused(&broker.post(&broker.client(loopback(1)), "tpm/begin", &bad_base64), 400, "malformed_request");
-    let response = broker.client(loopback(1)).post(broker.url("tpm/begin")).body("{\"ek_public\":").send().unwrap();
+    assert_refused(
+        &broker.post(&broker.client(loopback(1)), "tpm/begin", &bad_base64),
+        400,
+        "malformed_request",
+    );
+    let response =
+        broker.client(loopback(1)).post(broker.url("tpm/begin")).body("{\"ek_public\":").send().unwrap();
     assert_eq!(response.status().as_u16(), 400);
     assert_eq!(response.json::<serde_json::Value>().unwrap()["code"], "malformed_request");
 
-    for code in ["challenge_used", "activation_failed", "nonce_mismatch", "event_log_mismatch", "address_not_allowed", "body_too_large", "malformed_request"] {
+    for code in [
+        "challenge_used",
+        "activation_failed",
+        "nonce_mismatch",
+        "event_log_mismatch",
+        "address_not_allowed",
+        "body_too_large",
+        "malformed_request",
+    ] {
         assert!(audited(&broker, code), "no audit record for {code}");
     }
     // Refusals stored nothing but their audit records: only the first attestation issued.
-    let vms: Vec<serde_json::Value> = broker.admin().get(broker.url("admin/vms")).send().unwrap().json().unwrap();
+    let vms: Vec<serde_json::Value> =
+        broker.admin().get(broker.url("admin/vms")).send().unwrap().json().unwrap();
     assert_eq!(vms.len(), 1);
-    let verified: serde_json::Value = broker.admin().post(broker.url("admin/audit/verify")).send().unwrap().json().unwrap();
+    let verified: serde_json::Value =
+        broker.admin().post(broker.url("admin/audit/verify")).send().unwrap().json().unwrap();
     assert_eq!(verified["valid"], true, "{verified}");
 }
 
@@ -229,7 +248,9 @@ fn an_expired_challenge_is_refused() {
 #[test]
 fn an_ek_from_an_untrusted_manufacturer_is_refused() {
     let Some(trusted) = Vm::start("broker_ek_trusted", SwtpmOptions::default()) else { return };
-    let Some(foreign) = Vm::start("broker_ek_foreign", SwtpmOptions::default().with_private_ca()) else { return };
+    let Some(foreign) = Vm::start("broker_ek_foreign", SwtpmOptions::default().with_private_ca()) else {
+        return;
+    };
     let broker = broker_for(&trusted, "");
     let answer = broker.post(&broker.client(loopback(1)), "tpm/begin", &foreign.begin_request());
     assert_refused(&answer, 403, "ek_untrusted");

@@ -4,8 +4,15 @@
 use std::process::Command;
 
 fn check(path: &std::path::Path) -> (Option<i32>, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_mooring-broker")).args(["policy", "check"]).arg(path).output().unwrap();
-    (output.status.code(), format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr)))
+    let output = Command::new(env!("CARGO_BIN_EXE_mooring-broker"))
+        .args(["policy", "check"])
+        .arg(path)
+        .output()
+        .unwrap();
+    (
+        output.status.code(),
+        format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr)),
+    )
 }
 
 #[test]

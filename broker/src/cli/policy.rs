@@ -56,10 +56,12 @@ pub(crate) fn run(command: &PolicyCommand) -> Result<String, Failure> {
             ))
         }
         PolicyCommand::LearnTpm(args) => {
-            let bank = HashAlg::from_name(&args.bank).ok_or_else(|| Failure::Usage(format!("unknown bank {}", args.bank)))?;
+            let bank = HashAlg::from_name(&args.bank)
+                .ok_or_else(|| Failure::Usage(format!("unknown bank {}", args.bank)))?;
             let text = String::from_utf8(read_file(&args.pcrs)?)
                 .map_err(|_| Failure::Usage(format!("{}: not UTF-8 JSON", args.pcrs.display())))?;
-            let values = PcrValues::from_json(&text).map_err(|e| Failure::Usage(format!("{}: {e}", args.pcrs.display())))?;
+            let values = PcrValues::from_json(&text)
+                .map_err(|e| Failure::Usage(format!("{}: {e}", args.pcrs.display())))?;
             let log = args.event_log.as_deref().map(read_file).transpose()?;
             let issuer = match &args.ek_certificate {
                 Some(path) => {

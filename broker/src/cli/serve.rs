@@ -41,8 +41,13 @@ pub(crate) fn run(args: &ServeArgs) -> Result<String, Failure> {
         StoreKind::Sled => Arc::new(SledStore::open(&config.data_dir.join("store")).map_err(usage)?),
     };
     let clock = Arc::new(SystemClock);
-    let issuer = Issuer::open(&config.data_dir.join("keys"), &config.trust_domain, config.keys.rotate_after_hours, clock.unix())
-        .map_err(|e| usage(format!("{e:#}")))?;
+    let issuer = Issuer::open(
+        &config.data_dir.join("keys"),
+        &config.trust_domain,
+        config.keys.rotate_after_hours,
+        clock.unix(),
+    )
+    .map_err(|e| usage(format!("{e:#}")))?;
     let (tls, generated) = http::tls::server_config(&config).map_err(|e| usage(format!("{e:#}")))?;
     if let Some(generated) = generated {
         println!("generated a server certificate; clients pin its CA: {}", generated.server_ca.display());
@@ -52,12 +57,18 @@ pub(crate) fn run(args: &ServeArgs) -> Result<String, Failure> {
     }
     let listen = config.listen;
     let policy_path = config.policy.clone();
-    let broker = Arc::new(Broker::new(config, store, policy, issuer, clock).map_err(|e| usage(format!("{e:#}")))?);
+    let broker =
+        Arc::new(Broker::new(config, store, policy, issuer, clock).map_err(|e| usage(format!("{e:#}")))?);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(usage)?;
     runtime.block_on(async move {
-        let listener = TcpListener::bind(listen).await.map_err(|e| usage(format!("cannot listen on {listen}: {e}")))?;
+        let listener =
+            TcpListener::bind(listen).await.map_err(|e| usage(format!("cannot listen on {listen}: {e}")))?;
         let local = listener.local_addr().map_err(usage)?;
-        println!("mooring-broker listening on https://{local} (policy {}, {} classes)", policy_path.display(), broker.policy().classes().len());
+        println!(
+            "mooring-broker listening on https://{local} (policy {}, {} classes)",
+            policy_path.display(),
+            broker.policy().classes().len()
+        );
         let housekeeping = Arc::clone(&broker);
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(60));
@@ -69,14 +80,19 @@ pub(crate) fn run(args: &ServeArgs) -> Result<String, Failure> {
         });
         let reloader = Arc::clone(&broker);
         tokio::spawn(async move {
-            let Ok(mut hangup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else { return };
+            let Ok(mut hangup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            else {
+                return;
+            };
             while hangup.recv().await.is_some() {
                 let broker = Arc::clone(&reloader);
                 let _ = tokio::task::spawn_blocking(move || broker.reload("SIGHUP")).await;
             }
         });
         let app = http::router(Arc::clone(&broker));
-        http::tls::serve(listener, tls, app, shutdown()).await.map_err(|e| Failure::Usage(format!("{e:#}")))?;
+        http::tls::serve(listener, tls, app, shutdown())
+            .await
+            .map_err(|e| Failure::Usage(format!("{e:#}")))?;
         Ok("mooring-broker stopped".to_owned())
     })
 }

@@ -81,7 +81,10 @@ pub(crate) async fn guard(
         if !guard.admit(source, Instant::now()) {
             // Not audited: a flood must not be able to fill the audit log.
             broker.metrics.refused(crate::audit::Action::Request, Code::RateLimited);
-            return refuse(Refusal::new(Code::RateLimited, format!("too many requests from {source}; slow down")));
+            return refuse(Refusal::new(
+                Code::RateLimited,
+                format!("too many requests from {source}; slow down"),
+            ));
         }
     }
     let Ok(_permit) = Arc::clone(&guard.permits).acquire_owned().await else {
@@ -89,6 +92,8 @@ pub(crate) async fn guard(
     };
     match tokio::time::timeout(guard.timeout, next.run(request)).await {
         Ok(response) => response,
-        Err(_) => refuse(Refusal::new(Code::Timeout, format!("request took longer than {:?}", guard.timeout))),
+        Err(_) => {
+            refuse(Refusal::new(Code::Timeout, format!("request took longer than {:?}", guard.timeout)))
+        }
     }
 }

@@ -14,7 +14,9 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
-use mooring_attestation::protocol::{ErrorBody, SnpChallenge, TpmBeginRequest, TpmFinishRequest, VerifyRequest};
+use mooring_attestation::protocol::{
+    ErrorBody, SnpChallenge, TpmBeginRequest, TpmFinishRequest, VerifyRequest,
+};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
@@ -44,7 +46,8 @@ impl From<Refusal> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let status = StatusCode::from_u16(self.0.code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let status =
+            StatusCode::from_u16(self.0.code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let body = ErrorBody { code: self.0.code.as_str().to_owned(), reason: self.0.reason };
         (status, Json(body)).into_response()
     }
@@ -111,7 +114,10 @@ fn parse<T: DeserializeOwned>(
                 format!("request body exceeds {} bytes", broker.config.limits.max_body_bytes),
             )
         } else {
-            Refusal::new(Code::MalformedRequest, format!("cannot read the request body: {}", rejection.body_text()))
+            Refusal::new(
+                Code::MalformedRequest,
+                format!("cannot read the request body: {}", rejection.body_text()),
+            )
         };
         refuse(refusal, [0; 32])
     })?;
@@ -122,7 +128,9 @@ fn parse<T: DeserializeOwned>(
 }
 
 /// Runs a service call off the async runtime.
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, Refusal> + Send + 'static) -> Result<T, ApiError> {
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, Refusal> + Send + 'static,
+) -> Result<T, ApiError> {
     match tokio::task::spawn_blocking(f).await {
         Ok(result) => result.map_err(ApiError),
         Err(e) => Err(ApiError(crate::service::internal("request task", e))),
@@ -194,7 +202,9 @@ async fn jwks(State(broker): State<AppState>) -> Response {
 
 async fn revocations(State(broker): State<AppState>) -> Result<Response, ApiError> {
     let service = Arc::clone(&broker);
-    let list = blocking(move || service.store.revocations().map_err(|e| crate::service::internal("revocations", e))).await?;
+    let list =
+        blocking(move || service.store.revocations().map_err(|e| crate::service::internal("revocations", e)))
+            .await?;
     Ok(Json(serde_json::json!({ "generated_at": broker.now(), "revocations": list })).into_response())
 }
 
@@ -207,9 +217,9 @@ async fn metrics(State(broker): State<AppState>) -> Response {
 }
 
 fn admin(conn: &Connection) -> Result<String, ApiError> {
-    conn.admin
-        .clone()
-        .ok_or_else(|| ApiError(Refusal::new(Code::Unauthorized, "admin routes need an admin client certificate")))
+    conn.admin.clone().ok_or_else(|| {
+        ApiError(Refusal::new(Code::Unauthorized, "admin routes need an admin client certificate"))
+    })
 }
 
 async fn admin_identity(
@@ -218,7 +228,8 @@ async fn admin_identity(
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Response, ApiError> {
     let who = admin(&conn)?;
-    let (change, _) = parse::<crate::service::admin::IdentityChange>(&broker, Action::Admin, body, conn.peer.ip())?;
+    let (change, _) =
+        parse::<crate::service::admin::IdentityChange>(&broker, Action::Admin, body, conn.peer.ip())?;
     let service = Arc::clone(&broker);
     blocking(move || service.set_identity(&change, &who)).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
@@ -230,13 +241,17 @@ async fn admin_revoke(
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Response, ApiError> {
     let who = admin(&conn)?;
-    let (request, _) = parse::<crate::service::admin::RevocationRequest>(&broker, Action::Admin, body, conn.peer.ip())?;
+    let (request, _) =
+        parse::<crate::service::admin::RevocationRequest>(&broker, Action::Admin, body, conn.peer.ip())?;
     let service = Arc::clone(&broker);
     let revocation = blocking(move || service.revoke(&request, &who)).await?;
     Ok(Json(revocation).into_response())
 }
 
-async fn admin_vms(State(broker): State<AppState>, Extension(conn): Extension<Connection>) -> Result<Response, ApiError> {
+async fn admin_vms(
+    State(broker): State<AppState>,
+    Extension(conn): Extension<Connection>,
+) -> Result<Response, ApiError> {
     admin(&conn)?;
     let service = Arc::clone(&broker);
     Ok(Json(blocking(move || service.vms()).await?).into_response())
@@ -273,7 +288,9 @@ async fn admin_audit_verify(
     let service = Arc::clone(&broker);
     let result = blocking(move || service.verify_audit()).await?;
     Ok(match result {
-        Ok(report) => Json(serde_json::json!({ "valid": true, "records": report.records, "head": report.head })),
+        Ok(report) => {
+            Json(serde_json::json!({ "valid": true, "records": report.records, "head": report.head }))
+        }
         Err(reason) => Json(serde_json::json!({ "valid": false, "reason": reason })),
     }
     .into_response())
@@ -315,8 +332,12 @@ mod tests {
             .collect();
         assert_eq!(documented, routed);
 
-        let codes: BTreeSet<&str> =
-            spec["components"]["schemas"]["ErrorCode"]["enum"].as_array().unwrap().iter().map(|c| c.as_str().unwrap()).collect();
+        let codes: BTreeSet<&str> = spec["components"]["schemas"]["ErrorCode"]["enum"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c.as_str().unwrap())
+            .collect();
         let known: BTreeSet<&str> = crate::refusal::Code::ALL.iter().map(|c| c.as_str()).collect();
         assert_eq!(codes, known);
     }

@@ -14,8 +14,8 @@ use axum::Router;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose,
-    SanType, PKCS_ECDSA_P256_SHA256,
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose, SanType, PKCS_ECDSA_P256_SHA256,
 };
 use rustls::server::WebPkiClientVerifier;
 use rustls::{RootCertStore, ServerConfig};
@@ -66,8 +66,9 @@ pub(crate) fn server_config(config: &Config) -> anyhow::Result<(Arc<ServerConfig
             if !path.exists() {
                 create_admin_certificates(&dir)?;
                 let admin = (dir.join("admin.pem"), dir.join("admin.key"));
-                generated.get_or_insert(Generated { server_ca: dir.join("ca.pem"), admin_certificate: None }).admin_certificate =
-                    Some(admin);
+                generated
+                    .get_or_insert(Generated { server_ca: dir.join("ca.pem"), admin_certificate: None })
+                    .admin_certificate = Some(admin);
             }
             path
         }
@@ -99,7 +100,8 @@ fn read_certs(path: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {
 }
 
 fn read_key(path: &Path) -> anyhow::Result<PrivateKeyDer<'static>> {
-    PrivateKeyDer::from_pem_file(path).with_context(|| format!("cannot read the private key {}", path.display()))
+    PrivateKeyDer::from_pem_file(path)
+        .with_context(|| format!("cannot read the private key {}", path.display()))
 }
 
 fn ca(name: &str) -> anyhow::Result<(CertificateParams, KeyPair)> {
@@ -157,7 +159,8 @@ fn create_admin_certificates(dir: &Path) -> anyhow::Result<()> {
     let ca_cert = ca_params.self_signed(&ca_key)?;
     let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
     let issuer = Issuer::new(ca_params, ca_key);
-    let cert = leaf("mooring-admin", Vec::new(), ExtendedKeyUsagePurpose::ClientAuth).signed_by(&key, &issuer)?;
+    let cert =
+        leaf("mooring-admin", Vec::new(), ExtendedKeyUsagePurpose::ClientAuth).signed_by(&key, &issuer)?;
     files::write_public(&dir.join("admin-ca.pem"), ca_cert.pem().as_bytes())?;
     files::write_public(&dir.join("admin.pem"), cert.pem().as_bytes())?;
     files::write_private(&dir.join("admin.key"), key.serialize_pem().as_bytes())

@@ -128,12 +128,19 @@ pub(super) fn verify(
         .and_then(|b| serde_json::from_slice(&b).ok())
         .ok_or_else(|| malformed("header is not base64url JSON with alg, kid, typ"))?;
     if header.alg != "ES256" {
-        return Err(Refusal::new(Code::BadSignature, format!("JWT-SVID alg {:?}: only ES256 is accepted", header.alg)));
+        return Err(Refusal::new(
+            Code::BadSignature,
+            format!("JWT-SVID alg {:?}: only ES256 is accepted", header.alg),
+        ));
     }
     let generation = key_for(&header.kid).ok_or_else(|| {
-        Refusal::new(Code::UnknownSigningKey, format!("JWT-SVID key {:?} is not in the trust bundle", header.kid))
+        Refusal::new(
+            Code::UnknownSigningKey,
+            format!("JWT-SVID key {:?} is not in the trust bundle", header.kid),
+        )
     })?;
-    let signature = URL_SAFE_NO_PAD.decode(signature_b64).map_err(|_| malformed("signature is not base64url"))?;
+    let signature =
+        URL_SAFE_NO_PAD.decode(signature_b64).map_err(|_| malformed("signature is not base64url"))?;
     let signed = token.len() - signature_b64.len() - 1;
     let signing_input = token.get(..signed).unwrap_or_default();
     UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, generation.jwt_public())

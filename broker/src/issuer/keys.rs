@@ -12,7 +12,9 @@ use std::sync::{Arc, Mutex};
 use anyhow::Context as _;
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use aws_lc_rs::signature::{EcdsaKeyPair, KeyPair as _, ECDSA_P256_SHA256_FIXED_SIGNING};
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose, PKCS_ECDSA_P256_SHA256};
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose, PKCS_ECDSA_P256_SHA256,
+};
 use rustls_pki_types::PrivatePkcs8KeyDer;
 use serde::{Deserialize, Serialize};
 
@@ -44,7 +46,10 @@ pub(crate) struct Generation {
 
 impl std::fmt::Debug for Generation {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Generation").field("kid", &self.kid).field("expire_at", &self.expire_at).finish_non_exhaustive()
+        f.debug_struct("Generation")
+            .field("kid", &self.kid)
+            .field("expire_at", &self.expire_at)
+            .finish_non_exhaustive()
     }
 }
 
@@ -66,7 +71,12 @@ pub(crate) struct KeySet {
 
 impl KeySet {
     /// Loads the generations in `dir` (creating the first one if there is none).
-    pub(crate) fn open(dir: &Path, trust_domain: &str, rotate_after_hours: u32, now: i64) -> anyhow::Result<Self> {
+    pub(crate) fn open(
+        dir: &Path,
+        trust_domain: &str,
+        rotate_after_hours: u32,
+        now: i64,
+    ) -> anyhow::Result<Self> {
         files::private_dir(dir)?;
         let manifest: Vec<GenerationInfo> = match std::fs::read(dir.join("manifest.json")) {
             Ok(bytes) => serde_json::from_slice(&bytes).context("keys/manifest.json is unreadable")?,
@@ -156,7 +166,8 @@ fn ca_params(trust_domain: &str, info: &GenerationInfo) -> anyhow::Result<Certif
     params.distinguished_name.push(DnType::OrganizationName, trust_domain);
     params.distinguished_name.push(DnType::CommonName, format!("Mooring VM CA {}", info.kid));
     params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    params.key_usages =
+        vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
     params.not_before = time::OffsetDateTime::from_unix_timestamp(info.created_at - 300)?;
     params.not_after = time::OffsetDateTime::from_unix_timestamp(info.expire_at)?;
     params.serial_number = Some(rcgen::SerialNumber::from_slice(&hex::decode(&info.kid)?));
@@ -169,8 +180,9 @@ fn load_generation(dir: &Path, trust_domain: &str, info: &GenerationInfo) -> any
         std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))
     };
     let ca_pkcs8 = read("ca.pk8")?;
-    let ca_key = KeyPair::from_pkcs8_der_and_sign_algo(&PrivatePkcs8KeyDer::from(ca_pkcs8), &PKCS_ECDSA_P256_SHA256)
-        .context("CA key unusable")?;
+    let ca_key =
+        KeyPair::from_pkcs8_der_and_sign_algo(&PrivatePkcs8KeyDer::from(ca_pkcs8), &PKCS_ECDSA_P256_SHA256)
+            .context("CA key unusable")?;
     let jwt_key = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &read("jwt.pk8")?)
         .map_err(|e| anyhow::anyhow!("JWT key {} unusable: {e}", info.kid))?;
     Ok(Generation {

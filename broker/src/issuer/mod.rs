@@ -63,9 +63,12 @@ impl CredentialKey {
 
     /// Checks an ECDSA P-256 / SHA-256 signature (ASN.1 DER) by K over `message`.
     pub(crate) fn verify(&self, message: &[u8], signature: &[u8]) -> bool {
-        aws_lc_rs::signature::UnparsedPublicKey::new(&aws_lc_rs::signature::ECDSA_P256_SHA256_ASN1, &self.point)
-            .verify(message, signature)
-            .is_ok()
+        aws_lc_rs::signature::UnparsedPublicKey::new(
+            &aws_lc_rs::signature::ECDSA_P256_SHA256_ASN1,
+            &self.point,
+        )
+        .verify(message, signature)
+        .is_ok()
     }
 }
 
@@ -88,8 +91,16 @@ pub(crate) struct Issuer {
 
 impl Issuer {
     /// Opens the key store in `dir`.
-    pub(crate) fn open(dir: &Path, trust_domain: &str, rotate_after_hours: u32, now: i64) -> anyhow::Result<Self> {
-        Ok(Self { keys: KeySet::open(dir, trust_domain, rotate_after_hours, now)?, trust_domain: trust_domain.to_owned() })
+    pub(crate) fn open(
+        dir: &Path,
+        trust_domain: &str,
+        rotate_after_hours: u32,
+        now: i64,
+    ) -> anyhow::Result<Self> {
+        Ok(Self {
+            keys: KeySet::open(dir, trust_domain, rotate_after_hours, now)?,
+            trust_domain: trust_domain.to_owned(),
+        })
     }
 
     pub(crate) fn trust_domain(&self) -> &str {
@@ -154,8 +165,6 @@ impl Issuer {
         self.keys.current(now).map(|_| ())
     }
 }
-
-
 
 /// A random positive 128-bit serial (hex).
 fn new_serial() -> anyhow::Result<String> {

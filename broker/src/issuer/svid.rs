@@ -50,13 +50,12 @@ pub(super) fn issue(
 ) -> anyhow::Result<String> {
     let mut params = CertificateParams::default();
     params.distinguished_name = rcgen::DistinguishedName::new();
-    params.subject_alt_names = vec![
-        SanType::URI(subject.spiffe_id.clone().try_into()?),
-        SanType::IpAddress(subject.bound_address),
-    ];
+    params.subject_alt_names =
+        vec![SanType::URI(subject.spiffe_id.clone().try_into()?), SanType::IpAddress(subject.bound_address)];
     params.is_ca = IsCa::ExplicitNoCa;
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth, ExtendedKeyUsagePurpose::ServerAuth];
+    params.extended_key_usages =
+        vec![ExtendedKeyUsagePurpose::ClientAuth, ExtendedKeyUsagePurpose::ServerAuth];
     params.not_before = time::OffsetDateTime::from_unix_timestamp(now - 60)?;
     params.not_after = time::OffsetDateTime::from_unix_timestamp(expires_at)?;
     params.serial_number = Some(rcgen::SerialNumber::from_slice(&hex::decode(serial)?));
@@ -81,7 +80,11 @@ pub(crate) struct SvidClaims {
     pub(crate) key_point: Vec<u8>,
 }
 
-pub(super) fn verify(chain_pem: &str, generations: &[Arc<Generation>], now: i64) -> Result<SvidClaims, Refusal> {
+pub(super) fn verify(
+    chain_pem: &str,
+    generations: &[Arc<Generation>],
+    now: i64,
+) -> Result<SvidClaims, Refusal> {
     let malformed = |what: String| Refusal::new(Code::CredentialMalformed, format!("X.509-SVID: {what}"));
     let chain = parse_certificates(chain_pem.as_bytes()).map_err(|e| malformed(e.to_string()))?;
     let leaf = chain.first().ok_or_else(|| malformed("no certificate".into()))?;
@@ -90,15 +93,22 @@ pub(super) fn verify(chain_pem: &str, generations: &[Arc<Generation>], now: i64)
         .filter_map(|g| Certificate::from_der(&g.ca_der).ok())
         .find(|ca| ca.subject_der() == leaf.issuer_der())
         .ok_or_else(|| {
-            Refusal::new(Code::UnknownSigningKey, format!("X.509-SVID issuer {} is not in the trust bundle", leaf.issuer()))
+            Refusal::new(
+                Code::UnknownSigningKey,
+                format!("X.509-SVID issuer {} is not in the trust bundle", leaf.issuer()),
+            )
         })?;
-    leaf.verify_issued_by(&issuer)
-        .map_err(|e| Refusal::new(Code::BadSignature, format!("X.509-SVID signature does not verify: {e}")))?;
+    leaf.verify_issued_by(&issuer).map_err(|e| {
+        Refusal::new(Code::BadSignature, format!("X.509-SVID signature does not verify: {e}"))
+    })?;
     if leaf.is_ca() {
         return Err(malformed("leaf is a CA certificate".into()));
     }
     if leaf.not_after_unix() <= now {
-        return Err(Refusal::new(Code::Expired, format!("X.509-SVID expired {} s ago", now - leaf.not_after_unix())));
+        return Err(Refusal::new(
+            Code::Expired,
+            format!("X.509-SVID expired {} s ago", now - leaf.not_after_unix()),
+        ));
     }
     if leaf.not_before_unix() > now {
         return Err(Refusal::new(Code::Expired, "X.509-SVID is not valid yet"));

@@ -152,7 +152,8 @@ pub(super) struct Hex(pub(super) Vec<u8>);
 impl<'de> Deserialize<'de> for Hex {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let text = String::deserialize(d)?;
-        let bytes = hex::decode(text.trim()).map_err(|e| serde::de::Error::custom(format!("not hex: {e}")))?;
+        let bytes =
+            hex::decode(text.trim()).map_err(|e| serde::de::Error::custom(format!("not hex: {e}")))?;
         if bytes.is_empty() {
             return Err(serde::de::Error::custom("empty hex value"));
         }

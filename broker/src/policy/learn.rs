@@ -35,7 +35,8 @@ pub(crate) fn tpm_class(
     let _ = writeln!(out, "[class.tpm]\npcr_bank = {:?}\npcrs = [{}]\n", bank.name(), list.join(", "));
     let _ = writeln!(out, "[class.tpm.pcr_values]");
     for index in pcrs {
-        let value = values.get(bank, *index).ok_or_else(|| format!("no {} value for PCR {index}", bank.name()))?;
+        let value =
+            values.get(bank, *index).ok_or_else(|| format!("no {} value for PCR {index}", bank.name()))?;
         let _ = writeln!(out, "{index} = [\"{}\"]", hex::encode(value));
     }
     if let Some(bytes) = event_log {
@@ -51,7 +52,8 @@ pub(crate) fn tpm_class(
         let apps: Vec<String> =
             summary.boot_applications().iter().map(|a| format!("\"{}\"", hex::encode(a.digest()))).collect();
         let _ = writeln!(out, "boot_applications = [{}]", apps.join(", "));
-        let lines: Vec<String> = summary.kernel_cmdlines().iter().map(|c| format!("{:?}", c.cmdline())).collect();
+        let lines: Vec<String> =
+            summary.kernel_cmdlines().iter().map(|c| format!("{:?}", c.cmdline())).collect();
         let _ = writeln!(out, "kernel_cmdlines = [{}]", lines.join(", "));
     }
     Ok(out)
@@ -69,7 +71,10 @@ pub(crate) fn snp_class(name: &str, measurement: &[u8], tcb: Tcb, debug_allowed:
         tcb.bootloader, tcb.tee, tcb.snp, tcb.microcode, tcb.fmc
     );
     if debug_allowed {
-        let _ = writeln!(out, "# this VM's guest policy allows debugging; the class refuses it (allow_debug = false)");
+        let _ = writeln!(
+            out,
+            "# this VM's guest policy allows debugging; the class refuses it (allow_debug = false)"
+        );
     }
     out
 }

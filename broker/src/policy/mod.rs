@@ -153,7 +153,8 @@ impl Policy {
 
     /// Parses policy text; `path` names it in errors and anchors secret files.
     pub(crate) fn parse(text: &str, path: &Path) -> Result<Self, PolicyError> {
-        let error = |line: Option<usize>, message: String| PolicyError { file: path.to_owned(), line, message };
+        let error =
+            |line: Option<usize>, message: String| PolicyError { file: path.to_owned(), line, message };
         let parsed: PolicyFile = toml::from_str(text).map_err(|e| {
             let line = e.span().map(|span| line_of(text, span.start));
             error(line, e.message().trim().to_owned())
@@ -170,7 +171,8 @@ impl Policy {
             if classes.iter().any(|c| c.name == name) {
                 return Err(error(Some(line), format!("class {name:?} is defined twice")));
             }
-            let class = Class::compile(class, base).map_err(|m| error(Some(line), format!("class {name:?}: {m}")))?;
+            let class =
+                Class::compile(class, base).map_err(|m| error(Some(line), format!("class {name:?}: {m}")))?;
             classes.push(class);
         }
         Ok(Self { classes, digest: hex::encode(Sha256::digest(text.as_bytes())) })
@@ -194,7 +196,10 @@ impl Policy {
     /// The first TPM class this identity matches.
     pub(crate) fn match_tpm(&self, who: TpmIdentity<'_>) -> Result<&Class, Refusal> {
         if who.status == Some(IdentityStatus::Blocked) {
-            return Err(Refusal::new(Code::VmBlocked, format!("EK {} is blocked by an administrator", who.hardware_id)));
+            return Err(Refusal::new(
+                Code::VmBlocked,
+                format!("EK {} is blocked by an administrator", who.hardware_id),
+            ));
         }
         self.classes
             .iter()
@@ -207,16 +212,27 @@ impl Policy {
                         "no TPM class admits EK {} (issuer {}, {})",
                         who.hardware_id,
                         who.ek_issuer.unwrap_or("none: enrolled EK without certificate"),
-                        if who.status == Some(IdentityStatus::Enrolled) { "enrolled" } else { "not enrolled" }
+                        if who.status == Some(IdentityStatus::Enrolled) {
+                            "enrolled"
+                        } else {
+                            "not enrolled"
+                        }
                     ),
                 )
             })
     }
 
     /// The first SEV-SNP class these facts match.
-    pub(crate) fn match_snp(&self, facts: &SnpFacts, status: Option<IdentityStatus>) -> Result<&Class, Refusal> {
+    pub(crate) fn match_snp(
+        &self,
+        facts: &SnpFacts,
+        status: Option<IdentityStatus>,
+    ) -> Result<&Class, Refusal> {
         if status == Some(IdentityStatus::Blocked) {
-            return Err(Refusal::new(Code::VmBlocked, format!("chip {} is blocked by an administrator", facts.chip_id)));
+            return Err(Refusal::new(
+                Code::VmBlocked,
+                format!("chip {} is blocked by an administrator", facts.chip_id),
+            ));
         }
         self.classes
             .iter()
@@ -246,7 +262,9 @@ fn line_of(text: &str, offset: usize) -> usize {
 
 impl Class {
     fn compile(class: ClassFile, base: &Path) -> Result<Self, String> {
-        if class.name.is_empty() || !class.name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b)) {
+        if class.name.is_empty()
+            || !class.name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b))
+        {
             return Err("name: letters, digits, '-' and '_' only".into());
         }
         check_template(&class.spiffe_id)?;
@@ -262,10 +280,13 @@ impl Class {
                 if class.snp.is_some() {
                     return Err("evidence = \"tpm\" but a [class.snp] table is present".into());
                 }
-                if class.matching.ek_issuers.is_empty() && hardware_ids.is_empty() && !class.matching.enrolled {
-                    return Err("[class.match] needs ek_issuers, hardware_ids or enrolled = true: a TPM class \
+                if class.matching.ek_issuers.is_empty() && hardware_ids.is_empty() && !class.matching.enrolled
+                {
+                    return Err(
+                        "[class.match] needs ek_issuers, hardware_ids or enrolled = true: a TPM class \
                                 must say which EKs it admits"
-                        .into());
+                            .into(),
+                    );
                 }
                 let rules = class.tpm.ok_or("evidence = \"tpm\" needs a [class.tpm] table")?;
                 (Some(TpmRules::compile(rules)?), None, EvidenceKind::Tpm)
@@ -315,8 +336,14 @@ impl Class {
         })
     }
 
-    fn matches_identity(&self, hardware_id: &str, ek_issuer: Option<&str>, status: Option<IdentityStatus>) -> bool {
-        let issuer_ok = self.ek_issuers.is_empty() || ek_issuer.is_some_and(|i| self.ek_issuers.iter().any(|e| e == i));
+    fn matches_identity(
+        &self,
+        hardware_id: &str,
+        ek_issuer: Option<&str>,
+        status: Option<IdentityStatus>,
+    ) -> bool {
+        let issuer_ok =
+            self.ek_issuers.is_empty() || ek_issuer.is_some_and(|i| self.ek_issuers.iter().any(|e| e == i));
         let id_ok = self.hardware_ids.is_empty() || self.hardware_ids.iter().any(|h| h == hardware_id);
         let enrolled_ok = !self.enrolled_only || status == Some(IdentityStatus::Enrolled);
         issuer_ok && id_ok && enrolled_ok
@@ -365,7 +392,10 @@ impl Class {
     /// SEV-SNP requirements beyond the measurement that matched.
     pub(crate) fn check_snp(&self, facts: &SnpFacts) -> Result<(), Refusal> {
         let Some(rules) = &self.snp else {
-            return Err(Refusal::new(Code::NoMatchingClass, format!("class {:?} is not an SEV-SNP class", self.name)));
+            return Err(Refusal::new(
+                Code::NoMatchingClass,
+                format!("class {:?} is not an SEV-SNP class", self.name),
+            ));
         };
         if facts.debug_allowed && !rules.allow_debug {
             return Err(Refusal::new(
@@ -399,7 +429,9 @@ fn check_template(template: &str) -> Result<(), String> {
         let close = after.find('}').ok_or_else(|| format!("spiffe_id {template:?}: unclosed '{{'"))?;
         let name = after.get(..close).unwrap_or("");
         if !matches!(name, "trust_domain" | "class" | "hardware_id") {
-            return Err(format!("spiffe_id: unknown placeholder {{{name}}} (trust_domain, class, hardware_id)"));
+            return Err(format!(
+                "spiffe_id: unknown placeholder {{{name}}} (trust_domain, class, hardware_id)"
+            ));
         }
         rest = after.get(close + 1..).unwrap_or("");
     }
@@ -411,7 +443,8 @@ fn check_template(template: &str) -> Result<(), String> {
 
 impl TpmRules {
     fn compile(rules: file::TpmFile) -> Result<Self, String> {
-        let bank = HashAlg::from_name(&rules.pcr_bank).ok_or_else(|| format!("unknown pcr_bank {:?}", rules.pcr_bank))?;
+        let bank = HashAlg::from_name(&rules.pcr_bank)
+            .ok_or_else(|| format!("unknown pcr_bank {:?}", rules.pcr_bank))?;
         let selection = PcrSelection::single(bank, &rules.pcrs).map_err(|e| format!("pcrs: {e}"))?;
         if rules.pcrs.is_empty() {
             return Err("pcrs is empty".into());
@@ -431,7 +464,9 @@ impl TpmRules {
                 ));
             }
             if values.is_empty() {
-                return Err(format!("pcr_values {index}: empty list admits nothing; remove the key or add values"));
+                return Err(format!(
+                    "pcr_values {index}: empty list admits nothing; remove the key or add values"
+                ));
             }
             pcr_values.insert(index, values.into_iter().map(|v| v.0).collect());
         }
@@ -442,12 +477,15 @@ impl TpmRules {
             kernel_cmdlines: log.kernel_cmdlines,
         });
         let log_rules = event_log.as_ref().is_some_and(|l| {
-            l.required && (l.secure_boot.is_some() || l.boot_applications.is_some() || l.kernel_cmdlines.is_some())
+            l.required
+                && (l.secure_boot.is_some() || l.boot_applications.is_some() || l.kernel_cmdlines.is_some())
         });
         if pcr_values.is_empty() && !log_rules {
-            return Err("[class.tpm] pins no boot state: give pcr_values, or an event_log with required = true \
+            return Err(
+                "[class.tpm] pins no boot state: give pcr_values, or an event_log with required = true \
                         and at least one rule"
-                .into());
+                    .into(),
+            );
         }
         let seal_pcrs = rules.seal_pcrs.unwrap_or_else(|| rules.pcrs.clone());
         if let Some(index) = seal_pcrs.iter().find(|i| !rules.pcrs.contains(i)) {
@@ -479,14 +517,21 @@ impl TpmRules {
             if !allowed.iter().any(|a| a.as_slice() == value) {
                 return Err(Refusal::new(
                     Code::PcrValueNotAllowed,
-                    format!("PCR {}:{index} is {}, not an allowed value", self.bank.name(), hex::encode(value)),
+                    format!(
+                        "PCR {}:{index} is {}, not an allowed value",
+                        self.bank.name(),
+                        hex::encode(value)
+                    ),
                 ));
             }
         }
         let rules = self.event_log.as_ref();
         let Some(bytes) = event_log else {
             if rules.is_some_and(|r| r.required) {
-                return Err(Refusal::new(Code::EventLogMissing, "class requires the measured-boot event log"));
+                return Err(Refusal::new(
+                    Code::EventLogMissing,
+                    "class requires the measured-boot event log",
+                ));
             }
             return Ok(());
         };
@@ -495,16 +540,17 @@ impl TpmRules {
         let log = EventLog::parse(bytes)
             .map_err(|e| Refusal::new(Code::EventLogMismatch, format!("event log unreadable: {e}")))?;
         let replayed = log.replay();
-        let covered: Vec<u8> = self.pcrs.iter().copied().filter(|i| replayed.get(self.bank, *i).is_some()).collect();
+        let covered: Vec<u8> =
+            self.pcrs.iter().copied().filter(|i| replayed.get(self.bank, *i).is_some()).collect();
         if covered.is_empty() {
             return Err(Refusal::new(
                 Code::EventLogMismatch,
                 format!("event log extends none of the quoted PCRs in bank {}", self.bank.name()),
             ));
         }
-        let matched = log
-            .check_against(quoted, self.bank, &covered)
-            .map_err(|e| Refusal::new(Code::EventLogMismatch, format!("event log does not replay to the quote: {e}")))?;
+        let matched = log.check_against(quoted, self.bank, &covered).map_err(|e| {
+            Refusal::new(Code::EventLogMismatch, format!("event log does not replay to the quote: {e}"))
+        })?;
         let Some(rules) = rules else { return Ok(()) };
         let summary = matched.summary();
         if let Some(required) = rules.secure_boot {
@@ -512,12 +558,17 @@ impl TpmRules {
                 let state = summary.secure_boot().map_or("not measured", |on| if on { "on" } else { "off" });
                 return Err(Refusal::new(
                     Code::EventLogPolicy,
-                    format!("Secure Boot is {state}; class requires it {}", if required { "on" } else { "off" }),
+                    format!(
+                        "Secure Boot is {state}; class requires it {}",
+                        if required { "on" } else { "off" }
+                    ),
                 ));
             }
         }
         if let Some(allowed) = &rules.boot_applications {
-            if let Some(app) = summary.boot_applications().iter().find(|a| !allowed.iter().any(|d| d == a.digest())) {
+            if let Some(app) =
+                summary.boot_applications().iter().find(|a| !allowed.iter().any(|d| d == a.digest()))
+            {
                 return Err(Refusal::new(
                     Code::EventLogPolicy,
                     format!(
@@ -529,7 +580,9 @@ impl TpmRules {
             }
         }
         if let Some(allowed) = &rules.kernel_cmdlines {
-            if let Some(line) = summary.kernel_cmdlines().iter().find(|c| !allowed.iter().any(|a| a == c.cmdline())) {
+            if let Some(line) =
+                summary.kernel_cmdlines().iter().find(|c| !allowed.iter().any(|a| a == c.cmdline()))
+            {
                 return Err(Refusal::new(
                     Code::EventLogPolicy,
                     format!("kernel command line {:?} is not allowed", line.cmdline()),
@@ -551,7 +604,13 @@ impl SnpRules {
         let t = rules.min_tcb;
         Ok(Self {
             measurements: rules.measurements.into_iter().map(|m| m.0).collect(),
-            min_tcb: Tcb { bootloader: t.bootloader, tee: t.tee, snp: t.snp, microcode: t.microcode, fmc: t.fmc },
+            min_tcb: Tcb {
+                bootloader: t.bootloader,
+                tee: t.tee,
+                snp: t.snp,
+                microcode: t.microcode,
+                fmc: t.fmc,
+            },
             allow_debug: rules.allow_debug,
             max_vmpl: rules.max_vmpl,
         })

@@ -90,13 +90,18 @@ fn fail_closed_rules() {
 
 #[test]
 fn matching_requires_every_rule() {
-    let text = tpm_class("").replace("ek_issuers = [\"CN=Vendor CA\"]", "ek_issuers = [\"CN=Vendor CA\"]\nenrolled = true");
+    let text = tpm_class("")
+        .replace("ek_issuers = [\"CN=Vendor CA\"]", "ek_issuers = [\"CN=Vendor CA\"]\nenrolled = true");
     let policy = parse(&text).unwrap();
     let who = |status| TpmIdentity { ek_issuer: Some("CN=Vendor CA"), hardware_id: "ab", status };
     assert_eq!(policy.match_tpm(who(None)).unwrap_err().code, Code::NoMatchingClass);
     assert_eq!(policy.match_tpm(who(Some(IdentityStatus::Enrolled))).unwrap().name(), "web");
     assert_eq!(policy.match_tpm(who(Some(IdentityStatus::Blocked))).unwrap_err().code, Code::VmBlocked);
-    let other = TpmIdentity { ek_issuer: Some("CN=Other"), hardware_id: "ab", status: Some(IdentityStatus::Enrolled) };
+    let other = TpmIdentity {
+        ek_issuer: Some("CN=Other"),
+        hardware_id: "ab",
+        status: Some(IdentityStatus::Enrolled),
+    };
     assert_eq!(policy.match_tpm(other).unwrap_err().code, Code::NoMatchingClass);
 }
 

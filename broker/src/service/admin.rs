@@ -24,7 +24,10 @@ pub(crate) struct RevocationRequest {
 }
 
 fn check_hex(id: &str) -> Result<(), Refusal> {
-    if id.is_empty() || id.len() > 128 || !id.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()) {
+    if id.is_empty()
+        || id.len() > 128
+        || !id.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+    {
         return Err(Refusal::new(Code::MalformedRequest, "identity: lowercase hex, at most 128 digits"));
     }
     Ok(())
@@ -44,17 +47,31 @@ impl Broker {
             None,
         );
         event.hardware_id = Some(change.identity.hex().to_owned());
-        self.store.set_identity_status(&change.identity, change.status, event).map_err(|e| internal("enrollment", e))
+        self.store
+            .set_identity_status(&change.identity, change.status, event)
+            .map_err(|e| internal("enrollment", e))
     }
 
     pub(crate) fn revoke(&self, request: &RevocationRequest, admin: &str) -> Result<Revocation, Refusal> {
         let (RevocationTarget::Credential(id) | RevocationTarget::Vm(id)) = &request.target;
         if id.is_empty() || id.len() > 512 || request.reason.len() > 512 {
-            return Err(Refusal::new(Code::MalformedRequest, "revocation target and reason: 1..512 characters"));
+            return Err(Refusal::new(
+                Code::MalformedRequest,
+                "revocation target and reason: 1..512 characters",
+            ));
         }
-        let revocation =
-            Revocation { target: request.target.clone(), revoked_at: self.now(), reason: request.reason.clone() };
-        let mut event = self.event(Action::Admin, Outcome::Accepted, "revoked", format!("{} (by {admin})", request.reason), None);
+        let revocation = Revocation {
+            target: request.target.clone(),
+            revoked_at: self.now(),
+            reason: request.reason.clone(),
+        };
+        let mut event = self.event(
+            Action::Admin,
+            Outcome::Accepted,
+            "revoked",
+            format!("{} (by {admin})", request.reason),
+            None,
+        );
         match &request.target {
             RevocationTarget::Credential(serial) => event.serial = Some(serial.clone()),
             RevocationTarget::Vm(spiffe_id) => event.spiffe_id = Some(spiffe_id.clone()),
@@ -68,7 +85,9 @@ impl Broker {
     }
 
     pub(crate) fn audit_page(&self, after: u64, limit: usize) -> Result<Vec<AuditRecord>, Refusal> {
-        self.store.audit_records(after, limit.clamp(1, 1000)).map_err(|e| internal("reading the audit log", e))
+        self.store
+            .audit_records(after, limit.clamp(1, 1000))
+            .map_err(|e| internal("reading the audit log", e))
     }
 
     /// Verifies the whole audit chain against the stored head.
@@ -81,12 +100,21 @@ impl Broker {
     pub(crate) fn reload(&self, admin: &str) -> Result<String, Refusal> {
         match self.reload_policy() {
             Ok(policy) => {
-                let event = self.event(Action::Admin, Outcome::Accepted, "policy_reloaded", format!("by {admin}"), None);
+                let event = self.event(
+                    Action::Admin,
+                    Outcome::Accepted,
+                    "policy_reloaded",
+                    format!("by {admin}"),
+                    None,
+                );
                 self.store.audit(event).map_err(|e| internal("audit", e))?;
                 Ok(policy.digest().to_owned())
             }
             Err(e) => {
-                let refusal = Refusal::new(Code::MalformedRequest, format!("policy not reloaded, old policy in force: {e}"));
+                let refusal = Refusal::new(
+                    Code::MalformedRequest,
+                    format!("policy not reloaded, old policy in force: {e}"),
+                );
                 self.audit_refusal(Action::Admin, &refusal, None, None);
                 Err(refusal)
             }

@@ -158,7 +158,13 @@ impl Broker {
     }
 
     /// Records a refusal; a store failure here is logged, not turned into another error.
-    pub(crate) fn audit_refusal(&self, action: Action, refusal: &Refusal, caller: Option<&Caller>, hardware_id: Option<&str>) {
+    pub(crate) fn audit_refusal(
+        &self,
+        action: Action,
+        refusal: &Refusal,
+        caller: Option<&Caller>,
+        hardware_id: Option<&str>,
+    ) {
         let mut event = self.event(action, Outcome::Refused, refusal.code.as_str(), &refusal.reason, caller);
         event.hardware_id = hardware_id.map(str::to_owned);
         self.metrics.refused(action, refusal.code);

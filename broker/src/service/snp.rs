@@ -13,7 +13,13 @@ impl Broker {
         let nonce: [u8; 32] = self.random()?;
         let id: [u8; 16] = self.random()?;
         let expires_at = self.now() + i64::from(self.config.challenge.ttl_seconds);
-        let record = ChallengeRecord { id: hex::encode(id), kind: EvidenceKind::Snp, nonce: nonce.to_vec(), expires_at, tpm: None };
+        let record = ChallengeRecord {
+            id: hex::encode(id),
+            kind: EvidenceKind::Snp,
+            nonce: nonce.to_vec(),
+            expires_at,
+            tpm: None,
+        };
         self.store.put_challenge(&record).map_err(|e| internal("storing the challenge", e))?;
         Ok(SnpChallenge { challenge_id: record.id, nonce: nonce.to_vec(), expires_at })
     }

@@ -19,7 +19,9 @@ use crate::audit::{Action, Outcome};
 use crate::issuer::{CredentialKey, Subject};
 use crate::policy::TpmIdentity;
 use crate::refusal::{Code, Refusal};
-use crate::store::{ChallengeRecord, Consumed, CredentialRecord, EvidenceKind, HardwareId, TpmChallengeState};
+use crate::store::{
+    ChallengeRecord, Consumed, CredentialRecord, EvidenceKind, HardwareId, TpmChallengeState,
+};
 
 /// Hardware identity of an EK: SHA-256 of its SubjectPublicKeyInfo, hex.
 pub(crate) fn ek_hardware_id(ek: &Public) -> String {
@@ -34,8 +36,10 @@ struct Keys {
 }
 
 fn parse_keys(ek: &[u8], ak: &[u8], key: &[u8]) -> Result<Keys, Refusal> {
-    let ek = Public::from_tpm2b(ek).map_err(|e| Refusal::new(Code::EkInvalid, format!("EK public area: {e}")))?;
-    let ak = Public::from_tpm2b(ak).map_err(|e| Refusal::new(Code::AkInvalid, format!("AK public area: {e}")))?;
+    let ek =
+        Public::from_tpm2b(ek).map_err(|e| Refusal::new(Code::EkInvalid, format!("EK public area: {e}")))?;
+    let ak =
+        Public::from_tpm2b(ak).map_err(|e| Refusal::new(Code::AkInvalid, format!("AK public area: {e}")))?;
     let missing = ak.attributes().missing(AK_ATTRIBUTES);
     if !missing.is_empty() || ak.attributes().has(ObjectAttributes::DECRYPT) {
         return Err(Refusal::new(
@@ -58,7 +62,11 @@ fn parse_keys(ek: &[u8], ak: &[u8], key: &[u8]) -> Result<Keys, Refusal> {
 
 impl Broker {
     /// `POST /v1/tpm/begin`.
-    pub(crate) fn tpm_begin(&self, request: &TpmBeginRequest, caller: &Caller) -> Result<TpmChallenge, Refusal> {
+    pub(crate) fn tpm_begin(
+        &self,
+        request: &TpmBeginRequest,
+        caller: &Caller,
+    ) -> Result<TpmChallenge, Refusal> {
         let mut hardware_id = None;
         let result = self.tpm_begin_inner(request, caller, &mut hardware_id);
         if let Err(refusal) = &result {
@@ -84,9 +92,9 @@ impl Broker {
             Some(cert) => {
                 let verified = verify_ek_certificate(cert, &[], &self.ek_roots, self.clock.now())
                     .map_err(|e| Refusal::new(Code::EkUntrusted, format!("EK certificate: {e}")))?;
-                verified
-                    .matches_public_key(keys.ek.key())
-                    .map_err(|e| Refusal::new(Code::EkMismatch, format!("EK certificate and EK public area: {e}")))?;
+                verified.matches_public_key(keys.ek.key()).map_err(|e| {
+                    Refusal::new(Code::EkMismatch, format!("EK certificate and EK public area: {e}"))
+                })?;
                 Some(verified.issuer().to_owned())
             }
             None if status == Some(crate::store::IdentityStatus::Enrolled) => None,
@@ -98,14 +106,18 @@ impl Broker {
             }
         };
         let policy = self.policy();
-        let class =
-            policy.match_tpm(TpmIdentity { ek_issuer: ek_issuer.as_deref(), hardware_id: &hardware_id, status })?;
+        let class = policy.match_tpm(TpmIdentity {
+            ek_issuer: ek_issuer.as_deref(),
+            hardware_id: &hardware_id,
+            status,
+        })?;
         class.check_address(caller.address)?;
         let rules = class.tpm().ok_or_else(|| internal("policy", "TPM class without TPM rules"))?;
 
         let secret: [u8; 32] = self.random()?;
-        let challenge = make_credential(&keys.ek, &keys.ak.name(), &secret, &self.rng)
-            .map_err(|e| Refusal::new(Code::EkInvalid, format!("cannot make a credential for this EK: {e}")))?;
+        let challenge = make_credential(&keys.ek, &keys.ak.name(), &secret, &self.rng).map_err(|e| {
+            Refusal::new(Code::EkInvalid, format!("cannot make a credential for this EK: {e}"))
+        })?;
         let nonce: [u8; 32] = self.random()?;
         let id: [u8; 16] = self.random()?;
         let expires_at = self.now() + i64::from(self.config.challenge.ttl_seconds);
@@ -141,15 +153,19 @@ impl Broker {
         if id.len() > 64 {
             return Err(Refusal::new(Code::ChallengeUnknown, "challenge id too long"));
         }
-        let record = match self.store.consume_challenge(id).map_err(|e| internal("consuming the challenge", e))? {
-            Consumed::Fresh(record) => record,
-            Consumed::AlreadyUsed => {
-                return Err(Refusal::new(Code::ChallengeUsed, "challenge already used: begin again"));
-            }
-            Consumed::Unknown => {
-                return Err(Refusal::new(Code::ChallengeUnknown, "no such challenge (never issued, or long expired)"));
-            }
-        };
+        let record =
+            match self.store.consume_challenge(id).map_err(|e| internal("consuming the challenge", e))? {
+                Consumed::Fresh(record) => record,
+                Consumed::AlreadyUsed => {
+                    return Err(Refusal::new(Code::ChallengeUsed, "challenge already used: begin again"));
+                }
+                Consumed::Unknown => {
+                    return Err(Refusal::new(
+                        Code::ChallengeUnknown,
+                        "no such challenge (never issued, or long expired)",
+                    ));
+                }
+            };
         let now = self.now();
         if record.expires_at < now {
             return Err(Refusal::new(
@@ -158,7 +174,10 @@ impl Broker {
             ));
         }
         if record.kind != kind {
-            return Err(Refusal::new(Code::ChallengeKind, "challenge was issued for the other evidence kind"));
+            return Err(Refusal::new(
+                Code::ChallengeKind,
+                "challenge was issued for the other evidence kind",
+            ));
         }
         Ok(record)
     }
@@ -184,7 +203,8 @@ impl Broker {
         hardware_id_out: &mut Option<String>,
     ) -> Result<IssuedCredentials, Refusal> {
         let record = self.consume(&request.challenge_id, EvidenceKind::Tpm)?;
-        let state = record.tpm.as_ref().ok_or_else(|| internal("challenge", "TPM challenge without state"))?;
+        let state =
+            record.tpm.as_ref().ok_or_else(|| internal("challenge", "TPM challenge without state"))?;
         *hardware_id_out = Some(state.hardware_id.clone());
 
         let digest = Sha256::digest(&request.activated_secret);
@@ -199,11 +219,17 @@ impl Broker {
         if self.store.identity_status(&hardware).map_err(|e| internal("reading enrollment", e))?
             == Some(crate::store::IdentityStatus::Blocked)
         {
-            return Err(Refusal::new(Code::VmBlocked, format!("EK {} is blocked by an administrator", state.hardware_id)));
+            return Err(Refusal::new(
+                Code::VmBlocked,
+                format!("EK {} is blocked by an administrator", state.hardware_id),
+            ));
         }
         let policy = self.policy();
         let class = policy.class(&state.class).ok_or_else(|| {
-            Refusal::new(Code::NoMatchingClass, format!("class {:?} was removed from the policy: begin again", state.class))
+            Refusal::new(
+                Code::NoMatchingClass,
+                format!("class {:?} was removed from the policy: begin again", state.class),
+            )
         })?;
         class.check_address(caller.address)?;
         let rules = class.tpm().ok_or_else(|| internal("policy", "TPM class without TPM rules"))?;
@@ -213,18 +239,28 @@ impl Broker {
             .map_err(|e| Refusal::new(Code::QuoteInvalid, format!("quote signature: {e}")))?;
         let qualifying_data = tpm_qualifying_data(&record.nonce, &state.key_public);
         let expected = QuoteExpectation { qualifying_data: &qualifying_data, selection: rules.selection() };
-        let quote = verify_quote(Ak::Tpm(&keys.ak), &request.quote, &signature, &pcrs, &expected).map_err(|e| {
-            let code = match &e {
-                QuoteError::QualifyingData { .. } => Code::NonceMismatch,
-                QuoteError::Selection { .. } => Code::PcrSelectionMismatch,
-                _ => Code::QuoteInvalid,
-            };
-            Refusal::new(code, format!("quote: {e}"))
-        })?;
+        let quote =
+            verify_quote(Ak::Tpm(&keys.ak), &request.quote, &signature, &pcrs, &expected).map_err(|e| {
+                let code = match &e {
+                    QuoteError::QualifyingData { .. } => Code::NonceMismatch,
+                    QuoteError::Selection { .. } => Code::PcrSelectionMismatch,
+                    _ => Code::QuoteInvalid,
+                };
+                Refusal::new(code, format!("quote: {e}"))
+            })?;
         let certify_signature = Signature::parse(&request.certify_signature)
             .map_err(|e| Refusal::new(Code::CertifyInvalid, format!("certify signature: {e}")))?;
-        verify_certify(&keys.ak, &keys.key, &request.certify, &certify_signature, None, NON_EXPORTABLE_SIGNING_KEY)
-            .map_err(|e| Refusal::new(Code::CertifyInvalid, format!("certification of the credential key: {e}")))?;
+        verify_certify(
+            &keys.ak,
+            &keys.key,
+            &request.certify,
+            &certify_signature,
+            None,
+            NON_EXPORTABLE_SIGNING_KEY,
+        )
+        .map_err(|e| {
+            Refusal::new(Code::CertifyInvalid, format!("certification of the credential key: {e}"))
+        })?;
         rules.check(quote.pcrs(), request.event_log.as_deref())?;
 
         let subject = Subject {

@@ -28,7 +28,8 @@ impl Broker {
     pub(crate) fn verify_credential(&self, request: &VerifyRequest, caller: &Caller) -> VerifyResponse {
         match self.verify_inner(request) {
             Ok(claims) => {
-                let mut event = self.event(Action::Verify, Outcome::Accepted, "valid", "credential valid", Some(caller));
+                let mut event =
+                    self.event(Action::Verify, Outcome::Accepted, "valid", "credential valid", Some(caller));
                 event.spiffe_id = Some(claims.spiffe_id.clone());
                 event.serial = Some(claims.serial.clone());
                 event.hardware_id = Some(claims.hardware_id.clone());
@@ -40,8 +41,13 @@ impl Broker {
                 VerifyResponse { valid: true, code: None, reason: None, claims: Some(claims) }
             }
             Err(refusal) => {
-                let mut event =
-                    self.event(Action::Verify, Outcome::Refused, refusal.code.as_str(), &refusal.reason, Some(caller));
+                let mut event = self.event(
+                    Action::Verify,
+                    Outcome::Refused,
+                    refusal.code.as_str(),
+                    &refusal.reason,
+                    Some(caller),
+                );
                 event.peer = Some(request.peer_address.to_string());
                 if let Err(e) = self.store.audit(event) {
                     tracing::error!("audit record of a verification lost: {e}");
@@ -72,8 +78,10 @@ impl Broker {
                 ));
             }
         }
-        if let Some(revocation) =
-            self.store.revocation_for(&claims.serial, &claims.spiffe_id).map_err(|e| internal("revocations", e))?
+        if let Some(revocation) = self
+            .store
+            .revocation_for(&claims.serial, &claims.spiffe_id)
+            .map_err(|e| internal("revocations", e))?
         {
             return Err(Refusal::new(Code::Revoked, format!("revoked: {}", revocation.reason)));
         }
@@ -82,7 +90,8 @@ impl Broker {
         } else {
             HardwareId::Ek(claims.hardware_id.clone())
         };
-        if self.store.identity_status(&hardware).map_err(|e| internal("enrollment", e))? == Some(IdentityStatus::Blocked)
+        if self.store.identity_status(&hardware).map_err(|e| internal("enrollment", e))?
+            == Some(IdentityStatus::Blocked)
         {
             return Err(Refusal::new(Code::VmBlocked, "the VM's hardware is blocked by an administrator"));
         }
@@ -108,11 +117,9 @@ impl Broker {
         match credential {
             PresentedCredential::Jwt { token } => {
                 let jwt = self.issuer.verify_jwt(token, now)?;
-                let point = jwt
-                    .cnf
-                    .jwk
-                    .point()
-                    .ok_or_else(|| Refusal::new(Code::CredentialMalformed, "JWT-SVID cnf is not a P-256 JWK"))?;
+                let point = jwt.cnf.jwk.point().ok_or_else(|| {
+                    Refusal::new(Code::CredentialMalformed, "JWT-SVID cnf is not a P-256 JWK")
+                })?;
                 Ok(Presented {
                     claims: CredentialClaims {
                         spiffe_id: jwt.sub,
@@ -130,11 +137,10 @@ impl Broker {
             PresentedCredential::X509 { chain } => {
                 let svid = self.issuer.verify_x509(chain, now)?;
                 // The X.509-SVID carries no class or hardware id; the issuance record does.
-                let record = self
-                    .store
-                    .credential(&svid.serial)
-                    .map_err(|e| internal("credentials", e))?
-                    .ok_or_else(|| Refusal::new(Code::UnknownSigningKey, "no issuance record for this X.509-SVID"))?;
+                let record =
+                    self.store.credential(&svid.serial).map_err(|e| internal("credentials", e))?.ok_or_else(
+                        || Refusal::new(Code::UnknownSigningKey, "no issuance record for this X.509-SVID"),
+                    )?;
                 Ok(Presented {
                     claims: CredentialClaims {
                         spiffe_id: svid.spiffe_id,
@@ -176,7 +182,10 @@ fn check_statement(
     let statement: PossessionStatement = serde_json::from_slice(statement)
         .map_err(|e| Refusal::new(Code::ProofInvalid, format!("possession statement: {e}")))?;
     if statement.purpose != PossessionStatement::PURPOSE {
-        return Err(Refusal::new(Code::ProofInvalid, format!("possession statement purpose {:?}", statement.purpose)));
+        return Err(Refusal::new(
+            Code::ProofInvalid,
+            format!("possession statement purpose {:?}", statement.purpose),
+        ));
     }
     if audience != Some(statement.audience.as_str()) {
         return Err(Refusal::new(
@@ -187,7 +196,10 @@ fn check_statement(
     if (statement.issued_at - now).abs() > POSSESSION_SKEW_SECONDS {
         return Err(Refusal::new(
             Code::ProofInvalid,
-            format!("possession statement made {} s from now; allowed ±{POSSESSION_SKEW_SECONDS}", statement.issued_at - now),
+            format!(
+                "possession statement made {} s from now; allowed ±{POSSESSION_SKEW_SECONDS}",
+                statement.issued_at - now
+            ),
         ));
     }
     Ok(())

@@ -195,7 +195,11 @@ impl Store for SledStore {
             };
             if expires_at < before {
                 // Only remove what was read: a concurrent consume wins.
-                if self.challenges.compare_and_swap(&key, Some(&value), None as Option<&[u8]>).map_err(backend)?.is_ok()
+                if self
+                    .challenges
+                    .compare_and_swap(&key, Some(&value), None as Option<&[u8]>)
+                    .map_err(backend)?
+                    .is_ok()
                 {
                     pruned += 1;
                 }
@@ -250,7 +254,11 @@ impl Store for SledStore {
     }
 
     fn credential(&self, serial: &str) -> Result<Option<CredentialRecord>, StoreError> {
-        self.credentials.get(serial.as_bytes()).map_err(backend)?.map(|v| decode(serial.as_bytes(), &v)).transpose()
+        self.credentials
+            .get(serial.as_bytes())
+            .map_err(backend)?
+            .map(|v| decode(serial.as_bytes(), &v))
+            .transpose()
     }
 
     fn audit(&self, event: AuditEvent) -> Result<(), StoreError> {

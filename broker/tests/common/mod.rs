@@ -36,7 +36,8 @@ impl Broker {
         for (name, content) in &setup.secrets {
             std::fs::write(dir.path().join(name), content).unwrap();
         }
-        let roots: Vec<String> = setup.ek_roots.iter().map(|p| format!("{:?}", p.display().to_string())).collect();
+        let roots: Vec<String> =
+            setup.ek_roots.iter().map(|p| format!("{:?}", p.display().to_string())).collect();
         let config = format!(
             "listen = \"127.0.0.1:0\"\ndata_dir = \"data\"\ntrust_domain = \"test.mooring\"\npolicy = \"policy.toml\"\n{}\n\n[tpm]\nek_roots = [{}]\n",
             setup.extra_config,
@@ -123,7 +124,12 @@ impl Broker {
     }
 
     /// POSTs JSON; returns (status, body).
-    pub fn post(&self, client: &reqwest::blocking::Client, path: &str, body: &impl serde::Serialize) -> (u16, Value) {
+    pub fn post(
+        &self,
+        client: &reqwest::blocking::Client,
+        path: &str,
+        body: &impl serde::Serialize,
+    ) -> (u16, Value) {
         let response = client.post(self.url(path)).json(body).send().unwrap();
         let status = response.status().as_u16();
         let text = response.text().unwrap();

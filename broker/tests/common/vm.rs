@@ -6,8 +6,8 @@ use mooring_attestation::protocol::{
     tpm_qualifying_data, IssuedCredentials, PossessionStatement, Sealed, TpmBeginRequest, TpmChallenge,
     TpmFinishRequest,
 };
-use mooring_attestation::tpm::pcr::{PcrSelection, PcrValues};
 use mooring_attestation::tpm::alg::HashAlg;
+use mooring_attestation::tpm::pcr::{PcrSelection, PcrValues};
 use mooring_tests::{EkKind, Swtpm, SwtpmOptions, Tpm2Tools};
 
 /// A simulated VM: its TPM, EK, AK and credential key K.
@@ -34,14 +34,31 @@ impl Vm {
         t.flush_all().unwrap();
         t.run(
             "tpm2_createak",
-            ["-C", "ek.ctx", "-c", "ak.ctx", "-G", "ecc", "-g", "sha256", "-s", "ecdsa", "-u", "ak.pub", "-n", "ak.name"],
+            [
+                "-C", "ek.ctx", "-c", "ak.ctx", "-G", "ecc", "-g", "sha256", "-s", "ecdsa", "-u", "ak.pub",
+                "-n", "ak.name",
+            ],
         )
         .unwrap();
         t.flush_all().unwrap();
         t.run("tpm2_createprimary", ["-C", "o", "-G", "ecc", "-c", "primary.ctx"]).unwrap();
         t.flush_all().unwrap();
-        t.run("tpm2_create", ["-C", "primary.ctx", "-G", "ecc256:ecdsa-sha256", "-a", K_ATTRIBUTES, "-u", "k.pub", "-r", "k.priv"])
-            .unwrap();
+        t.run(
+            "tpm2_create",
+            [
+                "-C",
+                "primary.ctx",
+                "-G",
+                "ecc256:ecdsa-sha256",
+                "-a",
+                K_ATTRIBUTES,
+                "-u",
+                "k.pub",
+                "-r",
+                "k.priv",
+            ],
+        )
+        .unwrap();
         t.flush_all().unwrap();
         self.load_keys();
     }
@@ -83,7 +100,18 @@ impl Vm {
         t.run("tpm2_policysecret", ["-S", "session.ctx", "-c", "e"]).unwrap();
         t.run(
             "tpm2_activatecredential",
-            ["-c", "ak.ctx", "-C", "ek.ctx", "-i", "cred.bin", "-o", "secret.bin", "-P", "session:session.ctx"],
+            [
+                "-c",
+                "ak.ctx",
+                "-C",
+                "ek.ctx",
+                "-i",
+                "cred.bin",
+                "-o",
+                "secret.bin",
+                "-P",
+                "session:session.ctx",
+            ],
         )
         .unwrap();
         t.flush_all().unwrap();
@@ -97,20 +125,38 @@ impl Vm {
         qualifying_data: &[u8],
     ) -> (Vec<u8>, Vec<u8>, BTreeMap<String, BTreeMap<String, String>>) {
         let (bank, indices) = selection.iter().next().unwrap();
-        let list = format!("{bank}:{}", indices.iter().map(ToString::to_string).collect::<Vec<_>>().join(","));
+        let list =
+            format!("{bank}:{}", indices.iter().map(ToString::to_string).collect::<Vec<_>>().join(","));
         let t = &self.tools;
         t.run(
             "tpm2_quote",
             [
-                "-c", "ak.ctx", "-l", &list, "-q", &hex::encode(qualifying_data), "-g", "sha256", "-m", "quote.msg",
-                "-s", "quote.sig", "-o", "quote.pcrs", "-F", "values",
+                "-c",
+                "ak.ctx",
+                "-l",
+                &list,
+                "-q",
+                &hex::encode(qualifying_data),
+                "-g",
+                "sha256",
+                "-m",
+                "quote.msg",
+                "-s",
+                "quote.sig",
+                "-o",
+                "quote.pcrs",
+                "-F",
+                "values",
             ],
         )
         .unwrap();
         t.flush_all().unwrap();
         let hash = HashAlg::from_name(bank).unwrap();
-        let parsed = PcrValues::from_tpm2_tools(&self.file("quote.pcrs"), &PcrSelection::single(hash, indices).unwrap())
-            .unwrap();
+        let parsed = PcrValues::from_tpm2_tools(
+            &self.file("quote.pcrs"),
+            &PcrSelection::single(hash, indices).unwrap(),
+        )
+        .unwrap();
         let map = BTreeMap::from([(
             bank.clone(),
             parsed.bank(hash).map(|(i, v)| (i.to_string(), hex::encode(v))).collect::<BTreeMap<_, _>>(),
@@ -121,7 +167,10 @@ impl Vm {
     /// TPM2_Certify of K by the AK.
     pub fn certify(&self) -> (Vec<u8>, Vec<u8>) {
         self.tools
-            .run("tpm2_certify", ["-c", "k.ctx", "-C", "ak.ctx", "-g", "sha256", "-o", "certify.attest", "-s", "certify.sig"])
+            .run(
+                "tpm2_certify",
+                ["-c", "k.ctx", "-C", "ak.ctx", "-g", "sha256", "-o", "certify.attest", "-s", "certify.sig"],
+            )
             .unwrap();
         self.tools.flush_all().unwrap();
         (self.file("certify.attest"), self.file("certify.sig"))
@@ -161,7 +210,10 @@ impl Vm {
         .unwrap();
         std::fs::write(self.tools.path("statement.json"), &statement).unwrap();
         self.tools
-            .run("tpm2_sign", ["-c", "k.ctx", "-g", "sha256", "-f", "plain", "-o", "statement.sig", "statement.json"])
+            .run(
+                "tpm2_sign",
+                ["-c", "k.ctx", "-g", "sha256", "-f", "plain", "-o", "statement.sig", "statement.json"],
+            )
             .unwrap();
         self.tools.flush_all().unwrap();
         (statement, self.file("statement.sig"))
@@ -179,7 +231,9 @@ impl Vm {
         std::fs::write(t.path("seal.seed"), encrypted_seed).unwrap();
         let list: Vec<String> = pcr_selection
             .iter()
-            .map(|(bank, pcrs)| format!("{bank}:{}", pcrs.iter().map(ToString::to_string).collect::<Vec<_>>().join(",")))
+            .map(|(bank, pcrs)| {
+                format!("{bank}:{}", pcrs.iter().map(ToString::to_string).collect::<Vec<_>>().join(","))
+            })
             .collect();
         let run = |program: &str, args: &[&str]| t.run(program, args).map(|_| ()).map_err(|e| e.to_string());
         let result = (|| {
@@ -187,12 +241,39 @@ impl Vm {
             run("tpm2_policysecret", &["-S", "session.ctx", "-c", "e"])?;
             run(
                 "tpm2_import",
-                &["-C", "ek.ctx", "-P", "session:session.ctx", "-u", "seal.pub", "-i", "seal.dup", "-s", "seal.seed", "-r", "seal.priv"],
+                &[
+                    "-C",
+                    "ek.ctx",
+                    "-P",
+                    "session:session.ctx",
+                    "-u",
+                    "seal.pub",
+                    "-i",
+                    "seal.dup",
+                    "-s",
+                    "seal.seed",
+                    "-r",
+                    "seal.priv",
+                ],
             )?;
             t.flush_all().map_err(|e| e.to_string())?;
             run("tpm2_startauthsession", &["--policy-session", "-S", "session.ctx"])?;
             run("tpm2_policysecret", &["-S", "session.ctx", "-c", "e"])?;
-            run("tpm2_load", &["-C", "ek.ctx", "-P", "session:session.ctx", "-u", "seal.pub", "-r", "seal.priv", "-c", "seal.ctx"])?;
+            run(
+                "tpm2_load",
+                &[
+                    "-C",
+                    "ek.ctx",
+                    "-P",
+                    "session:session.ctx",
+                    "-u",
+                    "seal.pub",
+                    "-r",
+                    "seal.priv",
+                    "-c",
+                    "seal.ctx",
+                ],
+            )?;
             t.flush_sessions().map_err(|e| e.to_string())?;
             run("tpm2_startauthsession", &["--policy-session", "-S", "session.ctx"])?;
             run("tpm2_policypcr", &["-S", "session.ctx", "-l", &list.join("+")])?;
