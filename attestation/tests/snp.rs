@@ -156,8 +156,18 @@ fn the_same_reports_verify_from_a_certificate_table_a_kds_bundle_and_the_provisi
     for entry in expected.values() {
         provisioned = provisioned.provision(&testdata(entry["signer_cert"].as_str().unwrap()));
     }
+    // KDS chains dropped beside the VCEKs hold only pinned CAs, which are skipped.
+    for product in ["milan", "genoa", "turin"] {
+        provisioned = provisioned.provision(&testdata(&format!("snp/amd-ca/{product}/cert_chain_vcek.pem")));
+    }
     let provisioned = provisioned.build().unwrap();
     assert_eq!(provisioned.provisioned(), 11);
+    // A CA that is not pinned is a configuration error.
+    let mut altered = pem_der("snp/amd-ca/milan/ark.pem");
+    let last = altered.len() - 1;
+    altered[last] ^= 1;
+    let err = SnpVerifier::builder().provision(&altered).build().unwrap_err();
+    assert!(matches!(err, SnpError::UnknownRoot { .. }), "{err}");
     for (name, entry) in &expected {
         let report = testdata(name);
         let leaf = mooring_attestation::x509::CertBundle::from_bytes(&testdata(

@@ -276,6 +276,12 @@ pub enum SnpError {
         /// Value in the certificate.
         certificate: u8,
     },
+    /// More provisioned certificates than [`MAX_PROVISIONED`].
+    #[error("more than {max} provisioned VCEK/VLEK certificates")]
+    TooManyProvisioned {
+        /// [`MAX_PROVISIONED`].
+        max: usize,
+    },
     /// The verification time is negative.
     #[error("verification time {0} is before 1970")]
     BadTime(i64),

@@ -108,6 +108,8 @@ impl SnpVerifierBuilder {
 
     /// Adds operator-provisioned VCEK/VLEK certificates (DER, or PEM with any number of
     /// certificates), used for reports verified with [`SnpCertSource::Provisioned`].
+    /// Copies of the pinned ARK/ASK/ASVK among them are skipped; any other CA is an error
+    /// at [`Self::build`].
     #[must_use]
     pub fn provision(mut self, certificates: &[u8]) -> Self {
         self.provisioned.push(certificates.to_vec());
@@ -118,8 +120,8 @@ impl SnpVerifierBuilder {
     ///
     /// # Errors
     /// [`SnpError::Root`] when a built-in certificate does not match its pin or a test
-    /// root is misshapen; [`SnpError::Certificate`], [`SnpError::UnknownRoot`] or an
-    /// extension error for a provisioned certificate.
+    /// root is misshapen; [`SnpError::Certificate`], [`SnpError::UnknownRoot`],
+    /// [`SnpError::TooManyProvisioned`] or an extension error for a provisioned certificate.
     pub fn build(self) -> Result<SnpVerifier, SnpError> {
         let mut roots = RootSet::builtin()?;
         for root in self.test_roots {
@@ -136,11 +138,16 @@ impl SnpVerifierBuilder {
         let mut provisioned = Vec::new();
         for bytes in self.provisioned {
             for cert in bundle::parse_certificates(&bytes)? {
+                // A KDS cert_chain next to the VCEKs: the pinned CAs are known already.
+                let der = cert.der();
+                let pinned = |r: &RootSet| {
+                    r.is_ark(der) || r.is_issuer(SigningKey::Vcek, der) || r.is_issuer(SigningKey::Vlek, der)
+                };
+                if roots.iter().any(pinned) {
+                    continue;
+                }
                 if provisioned.len() == MAX_PROVISIONED {
-                    return Err(SnpError::Root {
-                        product: "provisioned".into(),
-                        reason: format!("more than {MAX_PROVISIONED} provisioned certificates"),
-                    });
+                    return Err(SnpError::TooManyProvisioned { max: MAX_PROVISIONED });
                 }
                 let (root, kind) = issuing_root(&roots, &cert, None)?;
                 let product = roots.get(root).map_or(Product::Milan, RootSet::product);

@@ -159,6 +159,31 @@ mod tests {
         assert!(matches!(outer_len(&[0x31, 0x00]), Err(CertificateError::Framing { .. })));
     }
 
+    /// The parser accepts a primitive "SEQUENCE" or a re-tagged BIT STRING outside the
+    /// signed TBS; the encodings are compared, so such a certificate cannot verify.
+    #[test]
+    fn unsigned_parts_are_checked_as_der() {
+        use crate::x509::{Certificate, SignatureError};
+        let der = mooring_tests::testdata("snp/genoa/oak-containers/vcek.der");
+        let (alg, value) = (763, 830);
+        assert_eq!((der[alg], der[value]), (0x30, 0x03));
+        assert!(Certificate::from_der(&der).unwrap().signature_scheme().is_ok());
+        for (at, tag) in [(alg, 0x10), (value, 0x43), (value, 0x23)] {
+            let mut bad = der.clone();
+            bad[at] = tag;
+            if let Ok(cert) = Certificate::from_der(&bad) {
+                assert_eq!(
+                    cert.signature_scheme(),
+                    Err(SignatureError::AlgorithmMismatch),
+                    "tag {tag:#x} at {at}"
+                );
+            }
+        }
+        assert_eq!(split_tlv(&[0x02, 0x81, 0x01, 0x00]), None, "non-minimal length");
+        assert_eq!(split_tlv(&[0x02, 0x02, 0x00]), None, "truncated");
+        assert_eq!(split_tlv(&[0x02, 0x01, 0x05, 0x09]), Some((0x02, &[0x02, 0x01, 0x05][..], &[0x09][..])));
+    }
+
     #[test]
     fn padding() {
         assert_eq!(trim_nv_padding(&[0x30, 0x01, 0x05, 0xff, 0xff]), Ok(&[0x30, 0x01, 0x05][..]));

@@ -1,5 +1,7 @@
 //! `mooring-broker verify ...`: offline verification of evidence files.
 
+mod snp;
+
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
@@ -21,6 +23,12 @@ pub(crate) enum VerifyCommand {
     TpmQuote(TpmQuoteArgs),
     /// Parse and replay a TCG measured-boot event log.
     EventLog(EventLogArgs),
+    /// Verify an AMD SEV-SNP attestation report: signature, VCEK/VLEK chain to the pinned
+    /// AMD roots, CHIP_ID and TCB against the certificate.
+    SnpReport(snp::SnpReportArgs),
+    /// Verify Azure confidential-VM evidence: HCL report (SNP report and runtime claims),
+    /// and the vTPM quote signed by the key the claims carry.
+    AzureCvm(snp::AzureCvmArgs),
 }
 
 #[derive(Debug, Args)]
@@ -59,6 +67,8 @@ pub(crate) fn run(command: VerifyCommand) -> Result<String, Failure> {
     let claims = match command {
         VerifyCommand::TpmQuote(args) => tpm_quote(&args)?,
         VerifyCommand::EventLog(args) => event_log(&args)?,
+        VerifyCommand::SnpReport(args) => snp::snp_report(&args)?,
+        VerifyCommand::AzureCvm(args) => snp::azure_cvm(&args)?,
     };
     serde_json::to_string_pretty(&claims).map_err(|e| Failure::Usage(format!("encoding claims: {e}")))
 }

@@ -1,0 +1,240 @@
+//! `mooring-broker verify snp-report` and `verify azure-cvm`: offline verification of
+//! AMD SEV-SNP evidence against the pinned AMD roots built into the library.
+
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use clap::Args;
+use mooring_attestation::crypto::Scheme;
+use mooring_attestation::snp::azure::{verify_azure_cvm, AzureCvmEvidence};
+use mooring_attestation::snp::report::REPORT_LEN;
+use mooring_attestation::snp::{SnpCertSource, SnpVerifier};
+use mooring_attestation::tpm::alg::HashAlg;
+use mooring_attestation::tpm::attest::Signature;
+use mooring_attestation::tpm::pcr::{PcrSelection, PcrValues};
+use mooring_attestation::tpm::quote::QuoteExpectation;
+
+use super::{read, rejected, Failure};
+
+#[derive(Debug, Args)]
+pub(crate) struct SnpReportArgs {
+    /// The 1184-byte ATTESTATION_REPORT (binary, or the same as hex text).
+    #[arg(long)]
+    report: PathBuf,
+    /// The VCEK or VLEK certificate, DER or PEM (PEM may also hold the AMD KDS cert_chain).
+    #[arg(long, conflicts_with = "cert_table")]
+    cert: Option<PathBuf>,
+    /// The certificate table an extended report (SNP_GET_EXT_REPORT) returned.
+    #[arg(long)]
+    cert_table: Option<PathBuf>,
+    /// Verification time, RFC 3339 (for instance 2025-06-15T00:00:00Z); default now.
+    #[arg(long)]
+    at: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct AzureCvmArgs {
+    /// The HCL report (vTPM NV index 0x01400001).
+    #[arg(long)]
+    hcl_report: PathBuf,
+    /// The VCEK certificate, DER or PEM.
+    #[arg(long)]
+    vcek: PathBuf,
+    /// TPMS_ATTEST bytes of the vTPM quote.
+    #[arg(long)]
+    quote: PathBuf,
+    /// The quote signature: TPMT_SIGNATURE, or the raw RSASSA-PKCS1-v1_5/SHA-256 block.
+    #[arg(long)]
+    signature: PathBuf,
+    /// SHA-256 PCR values as JSON: {"0": "hex", ...} or {"sha256": {"0": "hex", ...}};
+    /// the quote must cover exactly these PCRs.
+    #[arg(long)]
+    pcrs: PathBuf,
+    /// Expected qualifying data (nonce) of the quote, hex.
+    #[arg(long, default_value = "")]
+    nonce: String,
+    /// Verification time, RFC 3339; default now.
+    #[arg(long)]
+    at: Option<String>,
+}
+
+pub(crate) fn snp_report(args: &SnpReportArgs) -> Result<serde_json::Value, Failure> {
+    let now = verification_time(args.at.as_deref())?;
+    let report = read_report(&args.report)?;
+    let certs = match (&args.cert, &args.cert_table) {
+        (Some(path), _) => (read(path)?, false),
+        (None, Some(path)) => (read(path)?, true),
+        (None, None) => return Err(Failure::Usage("pass the VCEK/VLEK with --cert, or --cert-table".into())),
+    };
+    let source =
+        if certs.1 { SnpCertSource::CertTable(&certs.0) } else { SnpCertSource::Certificates(&certs.0) };
+    let verified = verifier()?.verify(&report, source, now).map_err(|e| rejected("SEV-SNP report")(&e))?;
+    serde_json::to_value(verified.claims()).map_err(|e| Failure::Usage(format!("encoding claims: {e}")))
+}
+
+pub(crate) fn azure_cvm(args: &AzureCvmArgs) -> Result<serde_json::Value, Failure> {
+    let now = verification_time(args.at.as_deref())?;
+    let hcl = read(&args.hcl_report)?;
+    let vcek = read(&args.vcek)?;
+    let quote = read(&args.quote)?;
+    let sig_bytes = read(&args.signature)?;
+    let signature = Signature::parse(&sig_bytes)
+        .unwrap_or_else(|_| Signature::raw_rsa(Scheme::RsaPkcs1(HashAlg::Sha256), &sig_bytes));
+    let pcrs = load_sha256_pcrs(&args.pcrs)?;
+    let indices: Vec<u8> = pcrs.bank(HashAlg::Sha256).map(|(index, _)| index).collect();
+    let selection =
+        PcrSelection::single(HashAlg::Sha256, &indices).map_err(|e| Failure::Usage(e.to_string()))?;
+    let nonce =
+        hex::decode(args.nonce.trim()).map_err(|e| Failure::Usage(format!("--nonce is not hex: {e}")))?;
+    let evidence = AzureCvmEvidence {
+        hcl_report: &hcl,
+        certs: SnpCertSource::Certificates(&vcek),
+        quote: &quote,
+        signature: &signature,
+        pcrs: &pcrs,
+    };
+    let expected = QuoteExpectation { qualifying_data: &nonce, selection: &selection };
+    let verified = verify_azure_cvm(&evidence, &verifier()?, &expected, now)
+        .map_err(|e| rejected("Azure CVM evidence")(&e))?;
+    serde_json::to_value(&verified).map_err(|e| Failure::Usage(format!("encoding claims: {e}")))
+}
+
+fn verifier() -> Result<SnpVerifier, Failure> {
+    SnpVerifier::new().map_err(|e| Failure::Usage(format!("built-in AMD roots: {e}")))
+}
+
+/// The report file: binary, or hex text of the binary (as some tools store it).
+fn read_report(path: &Path) -> Result<Vec<u8>, Failure> {
+    let bytes = read(path)?;
+    let text = bytes.trim_ascii();
+    if text.len() == 2 * REPORT_LEN && text.iter().all(u8::is_ascii_hexdigit) {
+        return hex::decode(text).map_err(|e| Failure::Usage(format!("{}: {e}", path.display())));
+    }
+    Ok(bytes)
+}
+
+/// SHA-256 PCR values from `{"0": "hex", ...}` or `{"sha256": {...}}`.
+fn load_sha256_pcrs(path: &Path) -> Result<PcrValues, Failure> {
+    let bad = |e: &dyn std::fmt::Display| Failure::Usage(format!("{}: {e}", path.display()));
+    let value: serde_json::Value = serde_json::from_slice(&read(path)?).map_err(|e| bad(&e))?;
+    let flat = value.as_object().is_some_and(|map| map.keys().all(|k| k.bytes().all(|b| b.is_ascii_digit())));
+    let value = if flat { serde_json::json!({ "sha256": value }) } else { value };
+    let pcrs = PcrValues::from_json(&value.to_string()).map_err(|e| bad(&e))?;
+    if pcrs.banks().any(|bank| bank != HashAlg::Sha256) || pcrs.bank(HashAlg::Sha256).next().is_none() {
+        return Err(bad(&"expected SHA-256 PCR values only"));
+    }
+    Ok(pcrs)
+}
+
+fn verification_time(at: Option<&str>) -> Result<i64, Failure> {
+    match at {
+        Some(text) => parse_rfc3339(text).map_err(|e| Failure::Usage(format!("--at {text:?}: {e}"))),
+        None => SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .ok()
+            .and_then(|d| i64::try_from(d.as_secs()).ok())
+            .ok_or_else(|| Failure::Usage("the system clock is before 1970".into())),
+    }
+}
+
+/// Seconds since the Unix epoch of an RFC 3339 `date-time` (§5.6): `YYYY-MM-DDTHH:MM:SS`,
+/// optional fraction (dropped), then `Z` or `±HH:MM`.
+fn parse_rfc3339(text: &str) -> Result<i64, String> {
+    let b = text.as_bytes();
+    let num = |start: usize, len: usize| -> Result<i64, String> {
+        let digits = b.get(start..start + len).ok_or("too short")?;
+        if !digits.iter().all(u8::is_ascii_digit) {
+            return Err(format!("expected {len} digits at position {start}"));
+        }
+        Ok(digits.iter().fold(0i64, |acc, d| acc * 10 + i64::from(d - b'0')))
+    };
+    let expect = |at: usize, allowed: &[u8]| -> Result<(), String> {
+        match b.get(at) {
+            Some(c) if allowed.contains(c) => Ok(()),
+            _ => Err(format!("expected one of {:?} at position {at}", String::from_utf8_lossy(allowed))),
+        }
+    };
+    let (year, month, day) = (num(0, 4)?, num(5, 2)?, num(8, 2)?);
+    expect(4, b"-")?;
+    expect(7, b"-")?;
+    expect(10, b"Tt ")?;
+    let (hour, minute, second) = (num(11, 2)?, num(14, 2)?, num(17, 2)?);
+    expect(13, b":")?;
+    expect(16, b":")?;
+    let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+    let month_days = [31, if leap { 29 } else { 28 }, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+    let max_day = usize::try_from(month - 1).ok().and_then(|m| month_days.get(m)).copied().unwrap_or(0);
+    if !(1..=max_day).contains(&day) || hour > 23 || minute > 59 || second > 60 {
+        return Err("date or time out of range".into());
+    }
+    let mut at = 19;
+    if b.get(at) == Some(&b'.') {
+        at += 1;
+        let start = at;
+        while b.get(at).is_some_and(u8::is_ascii_digit) {
+            at += 1;
+        }
+        if at == start {
+            return Err("empty fraction of a second".into());
+        }
+    }
+    let offset = match b.get(at) {
+        Some(b'Z' | b'z') => {
+            at += 1;
+            0
+        }
+        Some(sign @ (b'+' | b'-')) => {
+            let (h, m) = (num(at + 1, 2)?, num(at + 4, 2)?);
+            expect(at + 3, b":")?;
+            if h > 23 || m > 59 {
+                return Err("offset out of range".into());
+            }
+            at += 6;
+            if *sign == b'+' {
+                h * 3600 + m * 60
+            } else {
+                -(h * 3600 + m * 60)
+            }
+        }
+        _ => return Err("expected Z or an offset like +02:00".into()),
+    };
+    if at != b.len() {
+        return Err(format!("unexpected text after position {at}"));
+    }
+    // Days from civil (H. Hinnant), proleptic Gregorian.
+    let (y, m) = if month <= 2 { (year - 1, month + 9) } else { (year, month - 3) };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * m + 2) / 5 + day - 1;
+    let days = era * 146_097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719_468;
+    Ok(days * 86_400 + hour * 3600 + minute * 60 + second.min(59) - offset)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_rfc3339;
+
+    #[test]
+    fn rfc3339() {
+        assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z"), Ok(0));
+        assert_eq!(parse_rfc3339("2025-06-15T13:46:40Z"), Ok(1_749_995_200));
+        assert_eq!(parse_rfc3339("2025-06-15T15:46:40+02:00"), Ok(1_749_995_200));
+        assert_eq!(parse_rfc3339("2025-06-15T13:46:40.999z"), Ok(1_749_995_200));
+        assert_eq!(parse_rfc3339("2000-02-29t00:00:00-00:30"), Ok(951_784_200));
+        assert_eq!(parse_rfc3339("1969-12-31T23:59:59Z"), Ok(-1));
+        for bad in [
+            "2025-06-15",
+            "2025-06-15T13:46:40",
+            "2025-13-01T00:00:00Z",
+            "2025-02-29T00:00:00Z",
+            "2025-06-15T24:00:00Z",
+            "2025-06-15T13:46:40+2:00",
+            "2025-06-15T13:46:40Zjunk",
+            "2025-06-15T13:46:40.Z",
+            "１２３",
+            "",
+        ] {
+            assert!(parse_rfc3339(bad).is_err(), "{bad}");
+        }
+    }
+}
