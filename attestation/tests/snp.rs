@@ -9,7 +9,9 @@
 use std::sync::LazyLock;
 
 use mooring_attestation::snp::cert_table::{CertTable, CertTableKind};
-use mooring_attestation::snp::{Product, SigningKey, SnpCertSource, SnpError, SnpVerifier};
+use mooring_attestation::snp::{
+    Product, SigningKey, SnpCertSource, SnpError, SnpVerifier, BUILTIN_ROOT_FINGERPRINTS,
+};
 use mooring_attestation::x509::{ChainError, SignatureError};
 use mooring_tests::testdata;
 use serde_json::Value;
@@ -409,6 +411,17 @@ fn length_and_version_are_checked_first() {
     // The cache does not outlive the chain: before the VCEK's notBefore the full check runs.
     let err = VERIFIER.verify(&report, SnpCertSource::Certificates(&vcek), 1_600_000_000).unwrap_err();
     assert!(matches!(err, SnpError::Chain(ChainError::NotYetValid { .. })), "{err}");
+}
+
+/// The pins in the source are MANIFEST §3.1's fingerprints of AMD's certificates.
+#[test]
+fn builtin_pins_are_the_amd_certificates_in_the_test_data() {
+    use sha2::Digest as _;
+    assert_eq!(BUILTIN_ROOT_FINGERPRINTS.len(), 9);
+    for (product, role, pin) in BUILTIN_ROOT_FINGERPRINTS {
+        let file = format!("snp/amd-ca/{}/{}.pem", product_dir(product), role.to_lowercase());
+        assert_eq!(hex::encode(sha2::Sha256::digest(pem_der(&file))), pin, "{file}");
+    }
 }
 
 #[test]
