@@ -5,7 +5,9 @@
 //! Distribution Service (`/vcek/v1/<Product>/cert_chain` and `/vlek/v1/<Product>/cert_chain`):
 //! * `ark.pem`, `ask.pem`: the `sev` crate 8.0.0 (virtee), `src/certs/snp/builtin/<product>/`;
 //! * `asvk.pem`: the first certificate of google/go-sev-guest's
-//!   `verify/trust/ask_ark_<product>_vlek.pem`.
+//!   `verify/trust/ask_ark_<product>_vlek.pem` (Genoa, Turin); for Milan the same KDS
+//!   chain as go-sev-guest ships it in `verify/testdata/milanvlek.testcer`, transcribed
+//!   from a public repository quoting that file. Every file matches its pin below.
 //!
 //! The fingerprints in [`BUILTIN_ROOT_FINGERPRINTS`] are the pin: a built-in file whose
 //! DER hashes to anything else makes [`super::SnpVerifier`] construction fail.
