@@ -1,10 +1,10 @@
 //! The AMD root certificates built into the verifier, pinned by SHA-256, and root sets
 //! configured for tests.
 //!
-//! Sources of the embedded PEM files (`roots/<product>/`), all published by AMD's Key
+//! Sources of the embedded certificates (`roots/<product>/*.der`, DER of the published PEM), all published by AMD's Key
 //! Distribution Service (`/vcek/v1/<Product>/cert_chain` and `/vlek/v1/<Product>/cert_chain`):
-//! * `ark.pem`, `ask.pem`: the `sev` crate 8.0.0 (virtee), `src/certs/snp/builtin/<product>/`;
-//! * `asvk.pem`: the first certificate of google/go-sev-guest's
+//! * `ark`, `ask`: the `sev` crate 8.0.0 (virtee), `src/certs/snp/builtin/<product>/`;
+//! * `asvk`: the first certificate of google/go-sev-guest's
 //!   `verify/trust/ask_ark_<product>_vlek.pem` (Genoa, Turin); for Milan the same KDS
 //!   chain as go-sev-guest ships it in `verify/testdata/milanvlek.testcer`, transcribed
 //!   from a public repository quoting that file. Every file matches its pin below.
@@ -55,21 +55,21 @@ struct BuiltinPem {
 const BUILTIN_PEM: [BuiltinPem; 3] = [
     BuiltinPem {
         product: Product::Milan,
-        ark: include_bytes!("roots/milan/ark.pem"),
-        ask: include_bytes!("roots/milan/ask.pem"),
-        asvk: include_bytes!("roots/milan/asvk.pem"),
+        ark: include_bytes!("roots/milan/ark.der"),
+        ask: include_bytes!("roots/milan/ask.der"),
+        asvk: include_bytes!("roots/milan/asvk.der"),
     },
     BuiltinPem {
         product: Product::Genoa,
-        ark: include_bytes!("roots/genoa/ark.pem"),
-        ask: include_bytes!("roots/genoa/ask.pem"),
-        asvk: include_bytes!("roots/genoa/asvk.pem"),
+        ark: include_bytes!("roots/genoa/ark.der"),
+        ask: include_bytes!("roots/genoa/ask.der"),
+        asvk: include_bytes!("roots/genoa/asvk.der"),
     },
     BuiltinPem {
         product: Product::Turin,
-        ark: include_bytes!("roots/turin/ark.pem"),
-        ask: include_bytes!("roots/turin/ask.pem"),
-        asvk: include_bytes!("roots/turin/asvk.pem"),
+        ark: include_bytes!("roots/turin/ark.der"),
+        ask: include_bytes!("roots/turin/ask.der"),
+        asvk: include_bytes!("roots/turin/asvk.der"),
     },
 ];
 
