@@ -304,8 +304,10 @@ fn check_issuer_constraints(
     Ok(())
 }
 
-/// `YYYY-MM-DDTHH:MM:SSZ` for seconds since the epoch (proleptic Gregorian, UTC).
-fn format_unix(secs: i64) -> String {
+/// Calendar date and time of seconds since the epoch (proleptic Gregorian, UTC):
+/// `(year, month, day, hour, minute, second)`. Shared by error messages here and by the
+/// test signer's certificate writer.
+pub(crate) fn civil_from_unix(secs: i64) -> (i64, i64, i64, i64, i64, i64) {
     let days = secs.div_euclid(86_400);
     let rem = secs.rem_euclid(86_400);
     // Civil-from-days (H. Hinnant), all in i64.
@@ -318,7 +320,13 @@ fn format_unix(secs: i64) -> String {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+    (year, month, day, rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+/// `YYYY-MM-DDTHH:MM:SSZ` for seconds since the epoch.
+fn format_unix(secs: i64) -> String {
+    let (year, month, day, hour, minute, second) = civil_from_unix(secs);
+    format!("{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}Z")
 }
 
 #[cfg(test)]

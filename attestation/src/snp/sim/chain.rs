@@ -162,19 +162,8 @@ fn basic_constraints(path_len: Option<u8>) -> Vec<u8> {
 
 /// UTCTime before 2050, GeneralizedTime from then on (RFC 5280 §4.1.2.5).
 fn time(unix: i64) -> Vec<u8> {
-    let days = unix.div_euclid(86_400);
-    let secs = unix.rem_euclid(86_400);
-    // Civil-from-days (H. Hinnant's algorithm), proleptic Gregorian.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    let rest = format!("{month:02}{day:02}{:02}{:02}{:02}Z", secs / 3600, secs % 3600 / 60, secs % 60);
+    let (year, month, day, hour, minute, second) = crate::x509::civil_from_unix(unix);
+    let rest = format!("{month:02}{day:02}{hour:02}{minute:02}{second:02}Z");
     if year < 2050 {
         tlv(0x17, format!("{:02}{rest}", year % 100).as_bytes())
     } else {
