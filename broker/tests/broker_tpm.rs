@@ -261,3 +261,99 @@ fn an_ek_from_an_untrusted_manufacturer_is_refused() {
     assert_refused(&answer, 403, "ek_mismatch");
     assert!(audited(&broker, "ek_untrusted"));
 }
+
+#[test]
+fn evidence_checks_at_begin_and_finish_refuse_with_their_codes() {
+    let Some(vm) = Vm::start("broker_evidence_checks", SwtpmOptions::default()) else { return };
+    let broker = broker_for(&vm, "");
+    let client = broker.client(loopback(1));
+
+    // A non-restricted key offered as the AK; a decryption key offered as K.
+    let mut request = vm.begin_request();
+    request.ak_public = request.key_public.clone();
+    assert_refused(&broker.post(&client, "tpm/begin", &request), 403, "ak_invalid");
+    let mut request = vm.begin_request();
+    request.key_public = request.ek_public.clone();
+    assert_refused(&broker.post(&client, "tpm/begin", &request), 403, "key_invalid");
+
+    // A quote over fewer PCRs than the class selects.
+    let challenge = begin(&broker, &vm, 1);
+    let mut request = vm.finish_request(&challenge);
+    let qualifying =
+        mooring_attestation::protocol::tpm_qualifying_data(&challenge.nonce, &vm.begin_request().key_public);
+    let fewer = std::collections::BTreeMap::from([("sha256".to_owned(), vec![0u8, 7])]);
+    (request.quote, request.quote_signature, request.pcrs) = vm.quote(&fewer, &qualifying);
+    assert_refused(&finish(&broker, 1, &request), 403, "pcr_selection_mismatch");
+
+    // The quote presented as the certification of K.
+    let challenge = begin(&broker, &vm, 1);
+    let mut request = vm.finish_request(&challenge);
+    request.certify = request.quote.clone();
+    request.certify_signature = request.quote_signature.clone();
+    assert_refused(&finish(&broker, 1, &request), 403, "certify_invalid");
+}
+
+#[test]
+fn the_verify_api_names_each_reason_a_credential_is_no_good() {
+    let Some(vm) = Vm::start("broker_verify_reasons", SwtpmOptions::default()) else { return };
+    let broker = broker_for(&vm, "");
+    let issued = attest(&broker, &vm, 1);
+    let ask = |audience: &str, proof: serde_json::Value| {
+        let (status, answer) = broker.post(
+            &broker.client(loopback(1)),
+            "credentials/verify",
+            &json!({
+                "credential": {"type": "jwt", "token": issued.jwt_svid},
+                "peer_address": loopback(1),
+                "audience": audience,
+                "proof": proof,
+            }),
+        );
+        assert_eq!(status, 200, "{answer}");
+        answer
+    };
+    let signed = |statement: &[u8], signature: &[u8]| json!({"type": "signature", "statement": b64(statement), "signature": b64(signature)});
+    let (statement, signature) = vm.prove_possession("payments", now());
+    assert_eq!(ask("payments", signed(&statement, &signature))["valid"], true);
+
+    // Another audience; a proof made for another audience, long ago, or altered after
+    // signing; mutual TLS claimed for a bearer token.
+    assert_eq!(ask("billing", signed(&statement, &signature))["code"], "wrong_audience");
+    let (other, other_sig) = vm.prove_possession("billing", now());
+    assert_eq!(ask("payments", signed(&other, &other_sig))["code"], "proof_invalid");
+    let (stale, stale_sig) = vm.prove_possession("payments", now() - 3600);
+    assert_eq!(ask("payments", signed(&stale, &stale_sig))["code"], "proof_invalid");
+    let mut altered = statement.clone();
+    altered[10] ^= 1;
+    assert_eq!(ask("payments", signed(&altered, &signature))["code"], "proof_invalid");
+    assert_eq!(ask("payments", json!({"type": "mutual_tls"}))["code"], "no_proof_of_possession");
+
+    // The hardware blocked, then (unblocked) the credential revoked: refused at once.
+    let hardware_id = ask("payments", signed(&statement, &signature))["claims"]["hardware_id"].clone();
+    let change = |status: &str| {
+        let response = broker
+            .admin()
+            .post(broker.url("admin/identities"))
+            .json(&json!({"identity": {"kind": "ek", "id": hardware_id}, "status": status}))
+            .send()
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 200);
+    };
+    change("blocked");
+    assert_eq!(ask("payments", signed(&statement, &signature))["code"], "vm_blocked");
+    change("enrolled");
+    assert_eq!(ask("payments", signed(&statement, &signature))["valid"], true);
+    let response = broker
+        .admin()
+        .post(broker.url("admin/revocations"))
+        .json(&json!({"target": {"kind": "credential", "id": issued.x509_serial}, "reason": "key compromise drill"}))
+        .send()
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let answer = ask("payments", signed(&statement, &signature));
+    assert_eq!(answer["code"], "revoked");
+    assert!(answer["reason"].as_str().unwrap().contains("key compromise drill"), "{answer}");
+    let list: serde_json::Value =
+        broker.client(loopback(1)).get(broker.url("revocations")).send().unwrap().json().unwrap();
+    assert_eq!(list["revocations"][0]["target"]["id"], issued.x509_serial.as_str());
+}

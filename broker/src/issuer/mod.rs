@@ -173,3 +173,99 @@ fn new_serial() -> anyhow::Result<String> {
     bytes[0] = (bytes[0] & 0x7f) | 0x01;
     Ok(hex::encode(bytes))
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine as _;
+
+    use super::*;
+
+    const NOW: i64 = 1_800_000_000;
+
+    fn subject() -> Subject {
+        let key = aws_lc_rs::signature::EcdsaKeyPair::generate(
+            &aws_lc_rs::signature::ECDSA_P256_SHA256_ASN1_SIGNING,
+        )
+        .unwrap();
+        use aws_lc_rs::signature::KeyPair as _;
+        Subject {
+            spiffe_id: "spiffe://test/vm/web/ab".into(),
+            class: "web".into(),
+            hardware_id: "ab".into(),
+            key: CredentialKey::from_point(key.public_key().as_ref().to_vec()),
+            bound_address: "10.0.0.1".parse().unwrap(),
+            ttl_seconds: 600,
+            audiences: vec!["payments".into()],
+        }
+    }
+
+    fn issuer(dir: &Path) -> Issuer {
+        Issuer::open(dir, "test", 24, NOW).unwrap()
+    }
+
+    #[test]
+    fn issued_credentials_verify_until_they_expire() {
+        let dir = tempfile::tempdir().unwrap();
+        let issuer = issuer(dir.path());
+        let issued = issuer.issue(&subject(), NOW).unwrap();
+        let claims = issuer.verify_jwt(&issued.jwt_svid, NOW + 1).unwrap();
+        assert_eq!(claims.jti, issued.serial);
+        let svid = issuer.verify_x509(&issued.x509_svid_pem, NOW + 1).unwrap();
+        assert_eq!(svid.serial, issued.serial);
+        assert_eq!(svid.bound_address, subject().bound_address);
+
+        assert_eq!(issuer.verify_jwt(&issued.jwt_svid, NOW + 600).unwrap_err().code, Code::Expired);
+        assert_eq!(issuer.verify_x509(&issued.x509_svid_pem, NOW + 600).unwrap_err().code, Code::Expired);
+    }
+
+    #[test]
+    fn a_changed_token_or_foreign_key_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let issuer = issuer(dir.path());
+        let token = issuer.issue(&subject(), NOW).unwrap().jwt_svid;
+        let parts: Vec<&str> = token.split('.').collect();
+
+        // Claims rewritten (another address) under the original signature.
+        let mut claims: serde_json::Value =
+            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1]).unwrap()).unwrap();
+        claims["bound_address"] = "10.9.9.9".into();
+        let forged = format!("{}.{}.{}", parts[0], URL_SAFE_NO_PAD.encode(claims.to_string()), parts[2]);
+        assert_eq!(issuer.verify_jwt(&forged, NOW).unwrap_err().code, Code::BadSignature);
+
+        // alg "none", and a key id not in the bundle.
+        let none =
+            format!("{}.{}.", URL_SAFE_NO_PAD.encode(r#"{"alg":"none","kid":"x","typ":"JWT"}"#), parts[1]);
+        assert_eq!(issuer.verify_jwt(&none, NOW).unwrap_err().code, Code::BadSignature);
+        let other = tempfile::tempdir().unwrap();
+        let foreign = Issuer::open(other.path(), "test", 24, NOW).unwrap().issue(&subject(), NOW).unwrap();
+        assert_eq!(issuer.verify_jwt(&foreign.jwt_svid, NOW).unwrap_err().code, Code::UnknownSigningKey);
+        assert_eq!(
+            issuer.verify_x509(&foreign.x509_svid_pem, NOW).unwrap_err().code,
+            Code::UnknownSigningKey
+        );
+
+        // Not a JWS at all.
+        assert_eq!(issuer.verify_jwt("a.b", NOW).unwrap_err().code, Code::CredentialMalformed);
+        assert_eq!(issuer.verify_jwt(&"a".repeat(9000), NOW).unwrap_err().code, Code::CredentialMalformed);
+    }
+
+    #[test]
+    fn rotation_keeps_old_keys_until_their_credentials_expire() {
+        let dir = tempfile::tempdir().unwrap();
+        let issuer = issuer(dir.path());
+        let old = issuer.issue(&subject(), NOW).unwrap();
+        let later = NOW + 24 * 3600 + 1;
+        let new = issuer.issue(&subject(), later).unwrap();
+        assert_eq!(issuer.jwks(later).keys.len(), 2, "the old key stays in the bundle");
+        issuer.verify_jwt(&new.jwt_svid, later).unwrap();
+        // The old credential expired on its own; its key leaves once nothing it signed can be valid.
+        let gone = NOW + 24 * 3600 + keys::MAX_CREDENTIAL_TTL + 1;
+        assert_eq!(issuer.jwks(gone).keys.len(), 1);
+        assert_eq!(issuer.verify_jwt(&old.jwt_svid, gone).unwrap_err().code, Code::UnknownSigningKey);
+        // Reopening finds the same generations.
+        assert_eq!(Issuer::open(dir.path(), "test", 24, later).unwrap().jwks(later).keys.len(), 2);
+    }
+}
