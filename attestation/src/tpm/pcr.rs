@@ -288,9 +288,18 @@ impl PcrValues {
     pub fn from_json(text: &str) -> Result<Self, PcrError> {
         let raw: BTreeMap<String, BTreeMap<String, String>> = serde_json::from_str(text)
             .map_err(|e| PcrError::Format(format!("not a JSON map of banks to PCRs: {e}")))?;
+        Self::from_map(&raw)
+    }
+
+    /// From bank name to PCR index (decimal string) to hex value, as the broker API
+    /// carries them.
+    ///
+    /// # Errors
+    /// [`PcrError::Format`] for an unknown bank, a bad index or hex, or bad sizes.
+    pub fn from_map(raw: &BTreeMap<String, BTreeMap<String, String>>) -> Result<Self, PcrError> {
         let mut values = Self::new();
         for (bank_name, entries) in raw {
-            let bank = HashAlg::from_name(&bank_name)
+            let bank = HashAlg::from_name(bank_name)
                 .ok_or_else(|| PcrError::Format(format!("unknown bank {bank_name:?}")))?;
             for (index, value) in entries {
                 let index: u8 = index

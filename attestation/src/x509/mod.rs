@@ -36,9 +36,9 @@ mod store;
 
 pub use bundle::CertBundle;
 pub use cert::{Certificate, CertificateError};
-pub use chain::{ChainError, VerifiedChain};
 #[cfg(feature = "sim")]
 pub(crate) use chain::civil_from_unix;
+pub use chain::{ChainError, VerifiedChain};
 pub use extensions::Extension;
 pub(crate) use name::decode_string;
 pub use signature::SignatureError;

@@ -15,6 +15,7 @@ use mooring_attestation::tpm::quote::{verify_quote, QuoteError, QuoteExpectation
 use mooring_attestation::x509;
 use serde_json::json;
 
+use super::read_file as read;
 use super::Failure;
 
 #[derive(Debug, Subcommand)]
@@ -71,10 +72,6 @@ pub(crate) fn run(command: VerifyCommand) -> Result<String, Failure> {
         VerifyCommand::AzureCvm(args) => snp::azure_cvm(&args)?,
     };
     serde_json::to_string_pretty(&claims).map_err(|e| Failure::Usage(format!("encoding claims: {e}")))
-}
-
-fn read(path: &Path) -> Result<Vec<u8>, Failure> {
-    std::fs::read(path).map_err(|e| Failure::Usage(format!("{}: {e}", path.display())))
 }
 
 fn rejected(what: &str) -> impl Fn(&dyn std::fmt::Display) -> Failure + '_ {

@@ -24,6 +24,7 @@ use sha2::{Digest, Sha256};
 pub(crate) use self::guard::Guard;
 use crate::audit::Action;
 use crate::refusal::{Code, Refusal};
+use crate::service::admin::{IdentityChange, RevocationRequest};
 use crate::service::{Broker, Caller};
 
 /// What the connection told us about the client.
@@ -100,7 +101,7 @@ pub(crate) fn client_address(broker: &Broker, peer: IpAddr, headers: &HeaderMap)
 fn parse<T: DeserializeOwned>(
     broker: &Broker,
     action: Action,
-    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+    body: Body,
     address: IpAddr,
 ) -> Result<(T, Caller), ApiError> {
     let refuse = |refusal: Refusal, digest: [u8; 32]| {
@@ -137,34 +138,54 @@ async fn blocking<T: Send + 'static>(
     }
 }
 
+type Body = Result<Bytes, axum::extract::rejection::BytesRejection>;
+
+/// Parses the JSON body, runs the service call on the blocking pool, times it and
+/// answers JSON.
+async fn serve_json<Req, Resp>(
+    broker: AppState,
+    address: IpAddr,
+    action: Action,
+    route: &'static str,
+    body: Body,
+    call: impl FnOnce(&Broker, &Req, &Caller) -> Result<Resp, Refusal> + Send + 'static,
+) -> Result<Response, ApiError>
+where
+    Req: DeserializeOwned + Send + 'static,
+    Resp: serde::Serialize + Send + 'static,
+{
+    let started = Instant::now();
+    let (request, caller) = parse::<Req>(&broker, action, body, address)?;
+    let service = Arc::clone(&broker);
+    let answer = blocking(move || call(&service, &request, &caller)).await?;
+    broker.metrics.observe(route, started.elapsed());
+    Ok(Json(answer).into_response())
+}
+
 async fn tpm_begin(
     State(broker): State<AppState>,
     Extension(conn): Extension<Connection>,
     headers: HeaderMap,
-    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+    body: Body,
 ) -> Result<Response, ApiError> {
-    let started = Instant::now();
     let address = client_address(&broker, conn.peer.ip(), &headers);
-    let (request, caller) = parse::<TpmBeginRequest>(&broker, Action::Begin, body, address)?;
-    let service = Arc::clone(&broker);
-    let challenge = blocking(move || service.tpm_begin(&request, &caller)).await?;
-    broker.metrics.observe("tpm_begin", started.elapsed());
-    Ok(Json(challenge).into_response())
+    serve_json(broker, address, Action::Begin, "tpm_begin", body, |b, r: &TpmBeginRequest, c| {
+        b.tpm_begin(r, c)
+    })
+    .await
 }
 
 async fn tpm_finish(
     State(broker): State<AppState>,
     Extension(conn): Extension<Connection>,
     headers: HeaderMap,
-    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+    body: Body,
 ) -> Result<Response, ApiError> {
-    let started = Instant::now();
     let address = client_address(&broker, conn.peer.ip(), &headers);
-    let (request, caller) = parse::<TpmFinishRequest>(&broker, Action::Attest, body, address)?;
-    let service = Arc::clone(&broker);
-    let issued = blocking(move || service.tpm_finish(&request, &caller)).await?;
-    broker.metrics.observe("tpm_finish", started.elapsed());
-    Ok(Json(issued).into_response())
+    serve_json(broker, address, Action::Attest, "tpm_finish", body, |b, r: &TpmFinishRequest, c| {
+        b.tpm_finish(r, c)
+    })
+    .await
 }
 
 async fn snp_begin(State(broker): State<AppState>) -> Result<Json<SnpChallenge>, ApiError> {
@@ -172,17 +193,17 @@ async fn snp_begin(State(broker): State<AppState>) -> Result<Json<SnpChallenge>,
     Ok(Json(blocking(move || service.snp_begin()).await?))
 }
 
+/// The relying service states the caller's address in the body; its own peer address
+/// is what the audit record of the question shows.
 async fn verify(
     State(broker): State<AppState>,
     Extension(conn): Extension<Connection>,
-    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+    body: Body,
 ) -> Result<Response, ApiError> {
-    let started = Instant::now();
-    let (request, caller) = parse::<VerifyRequest>(&broker, Action::Verify, body, conn.peer.ip())?;
-    let service = Arc::clone(&broker);
-    let answer = blocking(move || Ok(service.verify_credential(&request, &caller))).await?;
-    broker.metrics.observe("verify", started.elapsed());
-    Ok(Json(answer).into_response())
+    serve_json(broker, conn.peer.ip(), Action::Verify, "verify", body, |b, r: &VerifyRequest, c| {
+        Ok(b.verify_credential(r, c))
+    })
+    .await
 }
 
 async fn bundle(State(broker): State<AppState>) -> Response {
@@ -225,27 +246,30 @@ fn admin(conn: &Connection) -> Result<String, ApiError> {
 async fn admin_identity(
     State(broker): State<AppState>,
     Extension(conn): Extension<Connection>,
-    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+    body: Body,
 ) -> Result<Response, ApiError> {
     let who = admin(&conn)?;
-    let (change, _) =
-        parse::<crate::service::admin::IdentityChange>(&broker, Action::Admin, body, conn.peer.ip())?;
-    let service = Arc::clone(&broker);
-    blocking(move || service.set_identity(&change, &who)).await?;
-    Ok(StatusCode::NO_CONTENT.into_response())
+    serve_json(broker, conn.peer.ip(), Action::Admin, "admin", body, move |b, change: &IdentityChange, _| {
+        b.set_identity(change, &who).map(|()| change.clone())
+    })
+    .await
 }
 
 async fn admin_revoke(
     State(broker): State<AppState>,
     Extension(conn): Extension<Connection>,
-    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+    body: Body,
 ) -> Result<Response, ApiError> {
     let who = admin(&conn)?;
-    let (request, _) =
-        parse::<crate::service::admin::RevocationRequest>(&broker, Action::Admin, body, conn.peer.ip())?;
-    let service = Arc::clone(&broker);
-    let revocation = blocking(move || service.revoke(&request, &who)).await?;
-    Ok(Json(revocation).into_response())
+    serve_json(
+        broker,
+        conn.peer.ip(),
+        Action::Admin,
+        "admin",
+        body,
+        move |b, request: &RevocationRequest, _| b.revoke(request, &who),
+    )
+    .await
 }
 
 async fn admin_vms(

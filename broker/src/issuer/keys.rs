@@ -41,6 +41,8 @@ pub(crate) struct Generation {
     pub(crate) ca_key: KeyPair,
     pub(crate) ca_params: CertificateParams,
     pub(crate) ca_der: Vec<u8>,
+    /// `ca_der`, parsed once for verifying X.509-SVIDs.
+    pub(crate) ca_cert: mooring_attestation::x509::Certificate,
     pub(crate) jwt_key: EcdsaKeyPair,
 }
 
@@ -185,12 +187,16 @@ fn load_generation(dir: &Path, trust_domain: &str, info: &GenerationInfo) -> any
             .context("CA key unusable")?;
     let jwt_key = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &read("jwt.pk8")?)
         .map_err(|e| anyhow::anyhow!("JWT key {} unusable: {e}", info.kid))?;
+    let ca_der = read("ca.der")?;
+    let ca_cert = mooring_attestation::x509::Certificate::from_der(&ca_der)
+        .map_err(|e| anyhow::anyhow!("CA certificate {} unreadable: {e}", info.kid))?;
     Ok(Generation {
         kid: info.kid.clone(),
         retire_at: info.retire_at,
         expire_at: info.expire_at,
         ca_params: ca_params(trust_domain, info)?,
-        ca_der: read("ca.der")?,
+        ca_der,
+        ca_cert,
         ca_key,
         jwt_key,
     })

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use mooring_attestation::x509::bundle::parse_certificates;
-use mooring_attestation::x509::Certificate;
 use rcgen::{
     CertificateParams, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyUsagePurpose, PublicKeyData, SanType,
     SignatureAlgorithm, PKCS_ECDSA_P256_SHA256,
@@ -88,17 +87,16 @@ pub(super) fn verify(
     let malformed = |what: String| Refusal::new(Code::CredentialMalformed, format!("X.509-SVID: {what}"));
     let chain = parse_certificates(chain_pem.as_bytes()).map_err(|e| malformed(e.to_string()))?;
     let leaf = chain.first().ok_or_else(|| malformed("no certificate".into()))?;
-    let issuer = generations
-        .iter()
-        .filter_map(|g| Certificate::from_der(&g.ca_der).ok())
-        .find(|ca| ca.subject_der() == leaf.issuer_der())
-        .ok_or_else(|| {
-            Refusal::new(
-                Code::UnknownSigningKey,
-                format!("X.509-SVID issuer {} is not in the trust bundle", leaf.issuer()),
-            )
-        })?;
-    leaf.verify_issued_by(&issuer).map_err(|e| {
+    let issuer =
+        generations.iter().map(|g| &g.ca_cert).find(|ca| ca.subject_der() == leaf.issuer_der()).ok_or_else(
+            || {
+                Refusal::new(
+                    Code::UnknownSigningKey,
+                    format!("X.509-SVID issuer {} is not in the trust bundle", leaf.issuer()),
+                )
+            },
+        )?;
+    leaf.verify_issued_by(issuer).map_err(|e| {
         Refusal::new(Code::BadSignature, format!("X.509-SVID signature does not verify: {e}"))
     })?;
     if leaf.is_ca() {

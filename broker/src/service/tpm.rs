@@ -323,6 +323,5 @@ impl Broker {
 }
 
 fn pcr_values(request: &TpmFinishRequest) -> Result<PcrValues, Refusal> {
-    let json = serde_json::to_string(&request.pcrs).map_err(|e| internal("PCR values", e))?;
-    PcrValues::from_json(&json).map_err(|e| Refusal::new(Code::MalformedRequest, format!("pcrs: {e}")))
+    PcrValues::from_map(&request.pcrs).map_err(|e| Refusal::new(Code::MalformedRequest, format!("pcrs: {e}")))
 }

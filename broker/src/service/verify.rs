@@ -21,6 +21,8 @@ struct Presented {
     audiences: Option<Vec<String>>,
     key: CredentialKey,
     x509: bool,
+    /// From the issuance record, which every credential the broker signed has.
+    hardware: HardwareId,
 }
 
 impl Broker {
@@ -66,7 +68,7 @@ impl Broker {
     fn verify_inner(&self, request: &VerifyRequest) -> Result<CredentialClaims, Refusal> {
         let now = self.now();
         let presented = self.presented(&request.credential, now)?;
-        let claims = presented.claims;
+        let claims = presented.claims.clone();
         if let Some(audiences) = &presented.audiences {
             let audience = request.audience.as_deref().ok_or_else(|| {
                 Refusal::new(Code::WrongAudience, "JWT-SVIDs are checked for an audience: give `audience`")
@@ -85,12 +87,7 @@ impl Broker {
         {
             return Err(Refusal::new(Code::Revoked, format!("revoked: {}", revocation.reason)));
         }
-        let hardware = if claims.hardware_id.len() == 128 {
-            HardwareId::Chip(claims.hardware_id.clone())
-        } else {
-            HardwareId::Ek(claims.hardware_id.clone())
-        };
-        if self.store.identity_status(&hardware).map_err(|e| internal("enrollment", e))?
+        if self.store.identity_status(&presented.hardware).map_err(|e| internal("enrollment", e))?
             == Some(IdentityStatus::Blocked)
         {
             return Err(Refusal::new(Code::VmBlocked, "the VM's hardware is blocked by an administrator"));
@@ -117,6 +114,7 @@ impl Broker {
         match credential {
             PresentedCredential::Jwt { token } => {
                 let jwt = self.issuer.verify_jwt(token, now)?;
+                let record = self.issuance_record(&jwt.jti)?;
                 let point = jwt.cnf.jwk.point().ok_or_else(|| {
                     Refusal::new(Code::CredentialMalformed, "JWT-SVID cnf is not a P-256 JWK")
                 })?;
@@ -132,15 +130,13 @@ impl Broker {
                     audiences: Some(jwt.aud),
                     key: CredentialKey::from_point(point),
                     x509: false,
+                    hardware: record.hardware_id,
                 })
             }
             PresentedCredential::X509 { chain } => {
                 let svid = self.issuer.verify_x509(chain, now)?;
                 // The X.509-SVID carries no class or hardware id; the issuance record does.
-                let record =
-                    self.store.credential(&svid.serial).map_err(|e| internal("credentials", e))?.ok_or_else(
-                        || Refusal::new(Code::UnknownSigningKey, "no issuance record for this X.509-SVID"),
-                    )?;
+                let record = self.issuance_record(&svid.serial)?;
                 Ok(Presented {
                     claims: CredentialClaims {
                         spiffe_id: svid.spiffe_id,
@@ -153,9 +149,18 @@ impl Broker {
                     audiences: None,
                     key: CredentialKey::from_point(svid.key_point),
                     x509: true,
+                    hardware: record.hardware_id,
                 })
             }
         }
+    }
+}
+
+impl Broker {
+    fn issuance_record(&self, serial: &str) -> Result<crate::store::CredentialRecord, Refusal> {
+        self.store.credential(serial).map_err(|e| internal("credentials", e))?.ok_or_else(|| {
+            Refusal::new(Code::UnknownSigningKey, format!("no issuance record for serial {serial}"))
+        })
     }
 }
 
