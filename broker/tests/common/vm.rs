@@ -88,6 +88,17 @@ impl Vm {
         }
     }
 
+    /// A policy session in `session.ctx` satisfying the EK's PolicySecret(endorsement).
+    fn ek_session(&self) -> Result<(), String> {
+        for (program, args) in [
+            ("tpm2_startauthsession", &["--policy-session", "-S", "session.ctx"][..]),
+            ("tpm2_policysecret", &["-S", "session.ctx", "-c", "e"][..]),
+        ] {
+            self.tools.run(program, args).map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+
     /// ActivateCredential on the challenge (EK authorized by PolicySecret(endorsement)).
     pub fn activate(&self, challenge: &TpmChallenge) -> Vec<u8> {
         let t = &self.tools;
@@ -96,8 +107,7 @@ impl Vm {
         file.extend(&challenge.credential_blob);
         file.extend(&challenge.encrypted_secret);
         std::fs::write(t.path("cred.bin"), file).unwrap();
-        t.run("tpm2_startauthsession", ["--policy-session", "-S", "session.ctx"]).unwrap();
-        t.run("tpm2_policysecret", ["-S", "session.ctx", "-c", "e"]).unwrap();
+        self.ek_session().unwrap();
         t.run(
             "tpm2_activatecredential",
             [
@@ -237,8 +247,7 @@ impl Vm {
             .collect();
         let run = |program: &str, args: &[&str]| t.run(program, args).map(|_| ()).map_err(|e| e.to_string());
         let result = (|| {
-            run("tpm2_startauthsession", &["--policy-session", "-S", "session.ctx"])?;
-            run("tpm2_policysecret", &["-S", "session.ctx", "-c", "e"])?;
+            self.ek_session()?;
             run(
                 "tpm2_import",
                 &[
@@ -257,8 +266,7 @@ impl Vm {
                 ],
             )?;
             t.flush_all().map_err(|e| e.to_string())?;
-            run("tpm2_startauthsession", &["--policy-session", "-S", "session.ctx"])?;
-            run("tpm2_policysecret", &["-S", "session.ctx", "-c", "e"])?;
+            self.ek_session()?;
             run(
                 "tpm2_load",
                 &[
