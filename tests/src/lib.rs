@@ -10,6 +10,7 @@
 
 use std::path::PathBuf;
 
+pub mod broker;
 mod cmd;
 mod error;
 pub mod prereq;
@@ -50,4 +51,24 @@ pub fn workspace_root() -> PathBuf {
 pub fn testdata(relative: &str) -> Vec<u8> {
     let path = testdata_dir().join(relative);
     std::fs::read(&path).unwrap_or_else(|e| panic!("test vector {}: {e}", path.display()))
+}
+
+/// A binary of this workspace, next to the running test's own executable
+/// (`target/<profile>/`): `$MOORING_BIN_DIR/<name>` when that is set. The README's test
+/// command builds the binaries before running the tests.
+#[must_use]
+#[allow(clippy::panic)]
+pub fn workspace_binary(name: &str) -> PathBuf {
+    let dir = match std::env::var_os("MOORING_BIN_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => std::env::current_exe()
+            .ok()
+            .and_then(|exe| exe.parent().and_then(|deps| deps.parent()).map(PathBuf::from))
+            .unwrap_or_else(|| panic!("cannot locate the test executable to find {name}")),
+    };
+    let path = dir.join(name);
+    if !path.is_file() {
+        panic!("{} is missing: build it first (cargo build --workspace --bins)", path.display());
+    }
+    path
 }
