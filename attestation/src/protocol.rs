@@ -36,6 +36,20 @@ pub fn snp_report_data(nonce: &[u8], key_spki: &[u8], sealing_key: &[u8]) -> [u8
     digest.into()
 }
 
+/// HPKE `info` of every secret the broker seals to an SEV-SNP VM.
+pub const HPKE_SECRET_INFO: &[u8] = b"mooring sealed secret v1";
+
+/// HPKE `aad` of a sealed secret: `name || 0x00 || spiffe_id`, so a box opens only as
+/// the secret it was released as, to the VM it was released to.
+#[must_use]
+pub fn hpke_secret_aad(name: &str, spiffe_id: &str) -> Vec<u8> {
+    let mut aad = Vec::with_capacity(name.len() + 1 + spiffe_id.len());
+    aad.extend_from_slice(name.as_bytes());
+    aad.push(0);
+    aad.extend_from_slice(spiffe_id.as_bytes());
+    aad
+}
+
 /// `POST /v1/tpm/begin`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -90,16 +90,50 @@ pub(crate) struct TpmConfig {
     pub(crate) ek_roots: Vec<PathBuf>,
 }
 
-/// SEV-SNP evidence settings.
+/// SEV-SNP evidence settings. AMD's ARK/ASK/ASVK for Milan, Genoa and Turin are built
+/// in and pinned; reports are verified with the VCEK/VLEK from the client's extended-report
+/// certificate table, or else with one provisioned in `vcek_dir`.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct SnpConfig {
-    /// Directory of operator-provisioned VCEK/VLEK certificates (no network fetch).
+    /// Directory of operator-provisioned VCEK/VLEK certificates, PEM or DER, e.g. fetched
+    /// from AMD's KDS ahead of time (the broker never fetches at verification time).
     pub(crate) vcek_dir: Option<PathBuf>,
-    /// Extra ARK certificates to trust besides AMD's built-in roots. Only for test
-    /// signers; never set in production.
+    /// Non-AMD root sets to trust as well. Only for the test signer; never in production.
+    /// Credentials issued through one say so in the audit log (`root: test`).
     #[serde(default)]
-    pub(crate) extra_roots: Vec<PathBuf>,
+    pub(crate) test_roots: Vec<SnpTestRoot>,
+}
+
+/// A non-AMD ARK/ASK(/ASVK) set for one product.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SnpTestRoot {
+    /// `milan`, `genoa` or `turin`.
+    pub(crate) product: SnpProduct,
+    pub(crate) ark: PathBuf,
+    pub(crate) ask: PathBuf,
+    #[serde(default)]
+    pub(crate) asvk: Option<PathBuf>,
+}
+
+/// An SEV-SNP product line.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum SnpProduct {
+    Milan,
+    Genoa,
+    Turin,
+}
+
+impl From<SnpProduct> for mooring_attestation::snp::Product {
+    fn from(product: SnpProduct) -> Self {
+        match product {
+            SnpProduct::Milan => Self::Milan,
+            SnpProduct::Genoa => Self::Genoa,
+            SnpProduct::Turin => Self::Turin,
+        }
+    }
 }
 
 /// Challenge lifetime.
@@ -208,7 +242,13 @@ impl Config {
         if let Some(dir) = &mut self.snp.vcek_dir {
             join(dir);
         }
-        self.snp.extra_roots.iter_mut().for_each(join);
+        for root in &mut self.snp.test_roots {
+            join(&mut root.ark);
+            join(&mut root.ask);
+            if let Some(asvk) = &mut root.asvk {
+                join(asvk);
+            }
+        }
     }
 
     fn check(&self) -> anyhow::Result<()> {

@@ -300,3 +300,50 @@ fn azure_cvm_evidence_verifies_and_tampering_is_refused() {
         assert_rejected(&azure(dir, &hcl, &quote, "00"), "vTPM quote");
     }
 }
+
+#[test]
+fn learn_snp_writes_a_class_for_a_verified_report_and_refuses_a_forged_one() {
+    let report = vector("snp/turin/oak-containers/report.bin");
+    let vcek = vector("snp/turin/oak-containers/vcek.der");
+    let learn = |report: &Path| {
+        broker(&[
+            "policy",
+            "learn-snp",
+            "--class",
+            "oak",
+            "--report",
+            s(report),
+            "--cert",
+            s(&vcek),
+            "--at",
+            AT_2026,
+        ])
+    };
+    let out = learn(&report);
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    let class = String::from_utf8(out.stdout).unwrap();
+    assert!(class.contains("evidence = \"snp\""), "{class}");
+    assert!(
+        class.contains("f924dd18f168df60fbea937f0b086284d51b1b376de872bac43694f61134d57967c318018de7335503023dbb50dee624"),
+        "{class}"
+    );
+    assert!(
+        class.contains("min_tcb = { bootloader = 1, tee = 0, snp = 2, microcode = 71, fmc = 0 }"),
+        "{class}"
+    );
+
+    // Once the operator fills in the networks, the class loads as written.
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("policy.toml");
+    let filled = class.replace("networks = []", "networks = [\"10.30.0.0/16\"]");
+    std::fs::write(&policy, format!("version = 1\n{filled}")).unwrap();
+    let check = broker(&["policy", "check", s(&policy)]);
+    assert_eq!(check.status.code(), Some(0), "{}", String::from_utf8_lossy(&check.stderr));
+
+    // Reference values are only learned from evidence that verifies.
+    let mut forged = std::fs::read(&report).unwrap();
+    forged[0x90] ^= 1; // MEASUREMENT
+    let forged_path = dir.path().join("forged.bin");
+    std::fs::write(&forged_path, forged).unwrap();
+    assert_rejected(&learn(&forged_path), "signature");
+}

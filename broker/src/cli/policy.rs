@@ -7,6 +7,7 @@ use mooring_attestation::tpm::alg::HashAlg;
 use mooring_attestation::tpm::pcr::PcrValues;
 use mooring_attestation::x509::bundle::parse_one_certificate;
 
+use super::verify::{verify_snp_report, SnpReportArgs};
 use super::{read_file, Failure};
 use crate::policy::{learn, Policy};
 
@@ -19,6 +20,18 @@ pub(crate) enum PolicyCommand {
     },
     /// Print a TPM class pinning a known-good VM's PCR values (and event-log rules).
     LearnTpm(LearnTpmArgs),
+    /// Print an SEV-SNP class admitting a known-good VM's launch measurement at its
+    /// reported TCB or newer (the report is verified against AMD's roots first).
+    LearnSnp(LearnSnpArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct LearnSnpArgs {
+    /// Name of the class to write.
+    #[arg(long)]
+    class: String,
+    #[command(flatten)]
+    evidence: SnpReportArgs,
 }
 
 #[derive(Debug, Args)]
@@ -73,6 +86,16 @@ pub(crate) fn run(command: &PolicyCommand) -> Result<String, Failure> {
             };
             learn::tpm_class(&args.class, bank, &args.indices, &values, log.as_deref(), issuer.as_deref())
                 .map_err(Failure::Rejected)
+        }
+        PolicyCommand::LearnSnp(args) => {
+            let report = verify_snp_report(&args.evidence)?;
+            let claims = report.claims();
+            Ok(learn::snp_class(
+                &args.class,
+                report.measurement(),
+                claims.reported_tcb().parts(),
+                report.policy().debug_allowed(),
+            ))
         }
     }
 }

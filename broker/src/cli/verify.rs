@@ -2,6 +2,8 @@
 
 mod snp;
 
+pub(crate) use snp::{verify_report as verify_snp_report, SnpReportArgs};
+
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};

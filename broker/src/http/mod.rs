@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use mooring_attestation::protocol::{
-    ErrorBody, SnpChallenge, TpmBeginRequest, TpmFinishRequest, VerifyRequest,
+    ErrorBody, SnpChallenge, SnpFinishRequest, TpmBeginRequest, TpmFinishRequest, VerifyRequest,
 };
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
@@ -64,6 +64,7 @@ pub(crate) fn router(broker: Arc<Broker>) -> Router {
         .route(&format!("{v1}/tpm/begin"), post(tpm_begin))
         .route(&format!("{v1}/tpm/finish"), post(tpm_finish))
         .route(&format!("{v1}/snp/begin"), post(snp_begin))
+        .route(&format!("{v1}/snp/finish"), post(snp_finish))
         .route(&format!("{v1}/credentials/verify"), post(verify))
         .route(&format!("{v1}/bundle"), get(bundle))
         .route(&format!("{v1}/bundle/jwks"), get(jwks))
@@ -90,7 +91,7 @@ pub(crate) fn client_address(broker: &Broker, peer: IpAddr, headers: &HeaderMap)
     headers
         .get_all("x-forwarded-for")
         .iter()
-        .last()
+        .next_back()
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.rsplit(',').next())
         .and_then(|v| v.trim().parse().ok())
@@ -191,6 +192,19 @@ async fn tpm_finish(
 async fn snp_begin(State(broker): State<AppState>) -> Result<Json<SnpChallenge>, ApiError> {
     let service = Arc::clone(&broker);
     Ok(Json(blocking(move || service.snp_begin()).await?))
+}
+
+async fn snp_finish(
+    State(broker): State<AppState>,
+    Extension(conn): Extension<Connection>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let address = client_address(&broker, conn.peer.ip(), &headers);
+    serve_json(broker, address, Action::Attest, "snp_finish", body, |b, r: &SnpFinishRequest, c| {
+        b.snp_finish(r, c)
+    })
+    .await
 }
 
 /// The relying service states the caller's address in the body; its own peer address

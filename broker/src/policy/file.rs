@@ -109,31 +109,14 @@ pub(super) struct EventLogFile {
 pub(super) struct SnpFile {
     /// Allowed launch measurements (48-byte hex).
     pub(super) measurements: Vec<Hex>,
-    /// Lowest acceptable reported TCB, per component.
-    pub(super) min_tcb: TcbFile,
+    /// Lowest acceptable reported TCB, per component (`fmc` only on Turin and later).
+    pub(super) min_tcb: mooring_attestation::snp::TcbParts,
     /// Admit guests whose policy allows debugging (never in production).
     #[serde(default)]
     pub(super) allow_debug: bool,
     /// Highest VMPL the report may come from.
     #[serde(default)]
     pub(super) max_vmpl: u32,
-}
-
-/// TCB component minimums.
-#[derive(Debug, Clone, Copy, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct TcbFile {
-    #[serde(default)]
-    pub(super) bootloader: u8,
-    #[serde(default)]
-    pub(super) tee: u8,
-    #[serde(default)]
-    pub(super) snp: u8,
-    #[serde(default)]
-    pub(super) microcode: u8,
-    /// Turin and later only.
-    #[serde(default)]
-    pub(super) fmc: u8,
 }
 
 /// `[[class.secrets]]`.

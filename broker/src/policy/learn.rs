@@ -3,11 +3,10 @@
 
 use std::fmt::Write as _;
 
+use mooring_attestation::snp::TcbParts;
 use mooring_attestation::tpm::alg::HashAlg;
 use mooring_attestation::tpm::eventlog::EventLog;
 use mooring_attestation::tpm::pcr::PcrValues;
-
-use super::Tcb;
 
 /// A TPM class pinning `pcrs` of `bank` to the values seen, plus event-log rules when a
 /// log is given (its replay must match the values).
@@ -60,7 +59,7 @@ pub(crate) fn tpm_class(
 }
 
 /// An SEV-SNP class admitting this measurement at this TCB or newer.
-pub(crate) fn snp_class(name: &str, measurement: &[u8], tcb: Tcb, debug_allowed: bool) -> String {
+pub(crate) fn snp_class(name: &str, measurement: &[u8], tcb: TcbParts, debug_allowed: bool) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "[[class]]\nname = {name:?}\nevidence = \"snp\"\nttl_seconds = 3600");
     let _ = writeln!(out, "audiences = []\nnetworks = [] # fill in: the CIDRs these VMs attest from\n");

@@ -11,6 +11,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use ipnet::IpNet;
+use mooring_attestation::snp::TcbParts;
 use mooring_attestation::tpm::alg::HashAlg;
 use mooring_attestation::tpm::eventlog::EventLog;
 use mooring_attestation::tpm::pcr::{PcrSelection, PcrValues};
@@ -79,34 +80,18 @@ struct EventLogRules {
 #[derive(Debug)]
 pub(crate) struct SnpRules {
     measurements: Vec<Vec<u8>>,
-    min_tcb: Tcb,
+    min_tcb: TcbParts,
     allow_debug: bool,
     max_vmpl: u32,
 }
 
-/// TCB component versions (SEV-SNP `TCB_VERSION`, decoded).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
-pub(crate) struct Tcb {
-    pub(crate) bootloader: u8,
-    pub(crate) tee: u8,
-    pub(crate) snp: u8,
-    pub(crate) microcode: u8,
-    pub(crate) fmc: u8,
-}
-
-impl Tcb {
-    /// The first component below `min`, if any.
-    fn below(&self, min: &Self) -> Option<(&'static str, u8, u8)> {
-        [
-            ("bootloader", self.bootloader, min.bootloader),
-            ("tee", self.tee, min.tee),
-            ("snp", self.snp, min.snp),
-            ("microcode", self.microcode, min.microcode),
-            ("fmc", self.fmc, min.fmc),
-        ]
+/// The first component of `have` below `min`, as (name, have, min).
+fn tcb_below(have: &TcbParts, min: &TcbParts) -> Option<(&'static str, u8, u8)> {
+    have.components()
         .into_iter()
-        .find(|(_, have, need)| have < need)
-    }
+        .zip(min.components())
+        .find(|((_, have), (_, need))| have < need)
+        .map(|((name, have), (_, need))| (name, have, need))
 }
 
 /// The facts of a verified SEV-SNP report the policy looks at.
@@ -116,7 +101,7 @@ pub(crate) struct SnpFacts {
     pub(crate) measurement: Vec<u8>,
     pub(crate) debug_allowed: bool,
     pub(crate) vmpl: u32,
-    pub(crate) reported_tcb: Tcb,
+    pub(crate) reported_tcb: TcbParts,
 }
 
 /// A releasable secret.
@@ -409,7 +394,7 @@ impl Class {
                 format!("report from VMPL {}, class allows at most {}", facts.vmpl, rules.max_vmpl),
             ));
         }
-        if let Some((component, have, need)) = facts.reported_tcb.below(&rules.min_tcb) {
+        if let Some((component, have, need)) = tcb_below(&facts.reported_tcb, &rules.min_tcb) {
             return Err(Refusal::new(
                 Code::SnpTcbTooLow,
                 format!("reported TCB {component} is {have}, class requires at least {need}: update the host firmware"),
@@ -601,16 +586,9 @@ impl SnpRules {
         if let Some(bad) = rules.measurements.iter().find(|m| m.0.len() != 48) {
             return Err(format!("measurement {} is {} bytes, not 48", hex::encode(&bad.0), bad.0.len()));
         }
-        let t = rules.min_tcb;
         Ok(Self {
             measurements: rules.measurements.into_iter().map(|m| m.0).collect(),
-            min_tcb: Tcb {
-                bootloader: t.bootloader,
-                tee: t.tee,
-                snp: t.snp,
-                microcode: t.microcode,
-                fmc: t.fmc,
-            },
+            min_tcb: rules.min_tcb,
             allow_debug: rules.allow_debug,
             max_vmpl: rules.max_vmpl,
         })

@@ -84,8 +84,14 @@ fn fail_closed_rules() {
     assert!(error(&tpm_class("").replace("version = 1", "version = 2")).message.contains("version 2"));
     let twice = format!("{}{}", tpm_class(""), tpm_class("").replace("version = 1\n", ""));
     assert!(error(&twice).message.contains("defined twice"));
-    let mixed = format!("{}[class.snp]\nmeasurements = []\nmin_tcb = {{}}\n", tpm_class(""));
+    let mixed = format!(
+        "{}[class.snp]\nmeasurements = []\nmin_tcb = {{ bootloader = 0, tee = 0, snp = 0, microcode = 0 }}\n",
+        tpm_class("")
+    );
     assert!(error(&mixed).message.contains("[class.snp]"));
+    // A minimum TCB must name every component (fmc only exists on Turin and may be left out).
+    let partial = format!("{}[class.snp]\nmeasurements = []\nmin_tcb = {{ snp = 8 }}\n", tpm_class(""));
+    assert!(error(&partial).message.contains("missing field `bootloader`"), "{}", error(&partial).message);
 }
 
 #[test]
@@ -146,7 +152,7 @@ fn snp_policy() -> Policy {
     let m = "11".repeat(48);
     let text = format!(
         "version = 1\n[[class]]\nname = \"cvm\"\nevidence = \"snp\"\nttl_seconds = 600\nnetworks = [\"10.0.0.0/8\"]\n\
-         [class.snp]\nmeasurements = [\"{m}\"]\nmin_tcb = {{ bootloader = 3, snp = 8, microcode = 115 }}\n"
+         [class.snp]\nmeasurements = [\"{m}\"]\nmin_tcb = {{ bootloader = 3, tee = 0, snp = 8, microcode = 115 }}\n"
     );
     parse(&text).unwrap()
 }
@@ -157,7 +163,7 @@ fn facts() -> SnpFacts {
         measurement: vec![0x11; 48],
         debug_allowed: false,
         vmpl: 0,
-        reported_tcb: Tcb { bootloader: 3, tee: 0, snp: 8, microcode: 115, fmc: 0 },
+        reported_tcb: TcbParts { bootloader: 3, tee: 0, snp: 8, microcode: 115, fmc: 0 },
     }
 }
 

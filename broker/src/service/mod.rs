@@ -13,6 +13,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
+use mooring_attestation::snp::SnpVerifier;
 use mooring_attestation::x509::{CertBundle, TrustStore};
 
 use crate::audit::{Action, AuditEvent, Outcome};
@@ -57,6 +58,7 @@ pub(crate) struct Broker {
     pub(crate) store: Arc<dyn Store>,
     policy: RwLock<Arc<Policy>>,
     ek_roots: TrustStore,
+    snp: SnpVerifier,
     pub(crate) issuer: Issuer,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) metrics: Metrics,
@@ -90,11 +92,13 @@ impl Broker {
         }
         let (roots, intermediates): (Vec<_>, Vec<_>) = anchors.into_iter().partition(|c| c.is_self_issued());
         let ek_roots = TrustStore::builder().anchors(roots).intermediates(intermediates).build();
+        let snp = snp::verifier(&config.snp)?;
         Ok(Self {
             config,
             store,
             policy: RwLock::new(Arc::new(policy)),
             ek_roots,
+            snp,
             issuer,
             clock,
             metrics: Metrics::default(),

@@ -1,11 +1,72 @@
 //! The SEV-SNP path: `begin` hands out a nonce; `finish` verifies the report, its
 //! binding to the nonce and the credential key, and policy, then issues.
 
-use mooring_attestation::protocol::SnpChallenge;
+use mooring_attestation::protocol::{snp_report_data, IssuedCredentials, SnpChallenge, SnpFinishRequest};
+use mooring_attestation::snp::{RootOrigin, SnpCertSource, SnpVerifier, VerifiedReport};
+use mooring_attestation::x509::spki_public_key;
 
-use super::{internal, Broker};
-use crate::refusal::Refusal;
-use crate::store::{ChallengeRecord, EvidenceKind};
+use super::{internal, Broker, Caller};
+use crate::audit::Action;
+use crate::config::SnpConfig;
+use crate::issuer::{CredentialKey, Subject};
+use crate::policy::SnpFacts;
+use crate::refusal::{Code, Refusal};
+use crate::store::{ChallengeRecord, EvidenceKind, HardwareId};
+
+/// A raw X25519 public key.
+const SEALING_KEY_LEN: usize = 32;
+
+/// The verifier for this configuration: AMD's pinned roots, the configured test roots and
+/// the provisioned VCEK/VLEK certificates.
+pub(super) fn verifier(config: &SnpConfig) -> anyhow::Result<SnpVerifier> {
+    let read = |path: &std::path::Path| {
+        std::fs::read(path).map_err(|e| anyhow::anyhow!("snp: reading {}: {e}", path.display()))
+    };
+    let mut builder = SnpVerifier::builder();
+    for root in &config.test_roots {
+        tracing::warn!(
+            ark = %root.ark.display(),
+            "SEV-SNP test root configured: reports signed by a non-AMD key are accepted"
+        );
+        let asvk = root.asvk.as_deref().map(read).transpose()?;
+        builder = builder.trust_test_root(
+            root.product.into(),
+            &read(&root.ark)?,
+            &read(&root.ask)?,
+            asvk.as_deref(),
+        );
+    }
+    if let Some(dir) = &config.vcek_dir {
+        let entries =
+            std::fs::read_dir(dir).map_err(|e| anyhow::anyhow!("snp.vcek_dir {}: {e}", dir.display()))?;
+        let mut paths = Vec::new();
+        for entry in entries {
+            let path = entry.map_err(|e| anyhow::anyhow!("snp.vcek_dir {}: {e}", dir.display()))?.path();
+            if path.is_file() {
+                paths.push(path);
+            }
+        }
+        paths.sort();
+        for path in paths {
+            builder = builder.provision(&read(&path)?);
+        }
+    }
+    builder.build().map_err(|e| anyhow::anyhow!("snp: {e}"))
+}
+
+/// What the policy looks at, from a verified report.
+fn facts(report: &VerifiedReport) -> SnpFacts {
+    let claims = report.claims();
+    let id_len = report.product().hw_id_len();
+    let chip_id = report.chip_id();
+    SnpFacts {
+        chip_id: hex::encode(chip_id.get(..id_len).unwrap_or(chip_id)),
+        measurement: report.measurement().to_vec(),
+        debug_allowed: report.policy().debug_allowed(),
+        vmpl: claims.vmpl(),
+        reported_tcb: claims.reported_tcb().parts(),
+    }
+}
 
 impl Broker {
     /// `POST /v1/snp/begin`.
@@ -22,5 +83,81 @@ impl Broker {
         };
         self.store.put_challenge(&record).map_err(|e| internal("storing the challenge", e))?;
         Ok(SnpChallenge { challenge_id: record.id, nonce: nonce.to_vec(), expires_at })
+    }
+
+    /// `POST /v1/snp/finish`.
+    pub(crate) fn snp_finish(
+        &self,
+        request: &SnpFinishRequest,
+        caller: &Caller,
+    ) -> Result<IssuedCredentials, Refusal> {
+        let mut hardware_id = None;
+        let result = self.snp_finish_inner(request, caller, &mut hardware_id);
+        if let Err(refusal) = &result {
+            self.audit_refusal(Action::Attest, refusal, Some(caller), hardware_id.as_deref());
+        }
+        result
+    }
+
+    fn snp_finish_inner(
+        &self,
+        request: &SnpFinishRequest,
+        caller: &Caller,
+        hardware_id_out: &mut Option<String>,
+    ) -> Result<IssuedCredentials, Refusal> {
+        let record = self.consume(&request.challenge_id, EvidenceKind::Snp)?;
+        let key = spki_public_key(&request.key_spki)
+            .map_err(|e| Refusal::new(Code::KeyInvalid, format!("credential key: {e}")))?;
+        let credential_key = CredentialKey::from_public_key(&key)?;
+        if request.sealing_key.len() != SEALING_KEY_LEN {
+            return Err(Refusal::new(
+                Code::KeyInvalid,
+                format!("sealing key is {} bytes; a raw X25519 public key is 32", request.sealing_key.len()),
+            ));
+        }
+
+        let source = match &request.certificate_table {
+            Some(table) => SnpCertSource::CertTable(table),
+            None => SnpCertSource::Provisioned,
+        };
+        let report = self
+            .snp
+            .verify(&request.report, source, self.now())
+            .map_err(|e| Refusal::new(Code::SnpReportInvalid, format!("SEV-SNP report: {e}")))?;
+        let facts = facts(&report);
+        *hardware_id_out = Some(facts.chip_id.clone());
+
+        let expected = snp_report_data(&record.nonce, &request.key_spki, &request.sealing_key);
+        if aws_lc_rs::constant_time::verify_slices_are_equal(report.report_data(), &expected).is_err() {
+            return Err(Refusal::new(
+                Code::ReportDataMismatch,
+                "REPORT_DATA is not SHA-512(nonce || SHA-256(K) || SHA-256(sealing key)) for this \
+                 challenge: stale report, or keys other than the ones sent",
+            ));
+        }
+
+        let hardware = HardwareId::Chip(facts.chip_id.clone());
+        let status = self.store.identity_status(&hardware).map_err(|e| internal("reading enrollment", e))?;
+        let policy = self.policy();
+        let class = policy.match_snp(&facts, status)?;
+        class.check_snp(&facts)?;
+        class.check_address(caller.address)?;
+
+        let spiffe_id = class.spiffe_id(self.issuer.trust_domain(), &facts.chip_id);
+        let secrets = self.seal_hpke_secrets(class, &request.sealing_key, &spiffe_id)?;
+        let subject = Subject {
+            spiffe_id,
+            class: class.name().to_owned(),
+            hardware_id: facts.chip_id,
+            key: credential_key,
+            bound_address: caller.address,
+            ttl_seconds: class.ttl_seconds(),
+            audiences: class.audiences().to_vec(),
+        };
+        let evidence = match report.claims().root() {
+            RootOrigin::Amd => format!("SEV-SNP {} report", report.product().name()),
+            RootOrigin::Test => format!("SEV-SNP {} report signed by a TEST root", report.product().name()),
+        };
+        self.issue(subject, hardware, caller, &evidence, secrets)
     }
 }

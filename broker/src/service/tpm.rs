@@ -273,15 +273,21 @@ impl Broker {
             audiences: class.audiences().to_vec(),
         };
         let secrets = self.seal_tpm_secrets(class, &keys.ek, quote.pcrs())?;
-        self.issue(subject, hardware, caller, secrets)
+        let evidence = match &state.ek_issuer {
+            Some(issuer) => format!("TPM quote, EK certified by {issuer}"),
+            None => "TPM quote, enrolled EK".to_owned(),
+        };
+        self.issue(subject, hardware, caller, &evidence, secrets)
     }
 
     /// Issues credentials and records them with their audit record before answering.
+    /// `evidence` says in a few words what the VM proved itself with (for the audit log).
     pub(crate) fn issue(
         &self,
         subject: Subject,
         hardware: HardwareId,
         caller: &Caller,
+        evidence: &str,
         secrets: Vec<mooring_attestation::protocol::SealedSecret>,
     ) -> Result<IssuedCredentials, Refusal> {
         let now = self.now();
@@ -299,7 +305,10 @@ impl Broker {
             Action::Attest,
             Outcome::Accepted,
             "issued",
-            format!("class {} admitted; credentials bound to {}", subject.class, subject.bound_address),
+            format!(
+                "class {} admitted on {evidence}; credentials bound to {}",
+                subject.class, subject.bound_address
+            ),
             Some(caller),
         );
         event.hardware_id = Some(subject.hardware_id.clone());

@@ -1,6 +1,13 @@
 //! Shared by the broker's integration tests: the broker process harness lives in
 //! `mooring-tests`; the VM simulated with tpm2-tools on a real swtpm is here.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(dead_code, unused_imports, unreachable_pub)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::type_complexity
+)]
 
 pub mod vm;
 

@@ -8,7 +8,7 @@ use clap::Args;
 use mooring_attestation::crypto::Scheme;
 use mooring_attestation::snp::azure::{verify_azure_cvm, AzureCvmEvidence};
 use mooring_attestation::snp::report::REPORT_LEN;
-use mooring_attestation::snp::{SnpCertSource, SnpVerifier};
+use mooring_attestation::snp::{SnpCertSource, SnpVerifier, VerifiedReport};
 use mooring_attestation::tpm::alg::HashAlg;
 use mooring_attestation::tpm::attest::Signature;
 use mooring_attestation::tpm::pcr::{PcrSelection, PcrValues};
@@ -59,6 +59,12 @@ pub(crate) struct AzureCvmArgs {
 }
 
 pub(crate) fn snp_report(args: &SnpReportArgs) -> Result<serde_json::Value, Failure> {
+    let verified = verify_report(args)?;
+    serde_json::to_value(verified.claims()).map_err(|e| Failure::Usage(format!("encoding claims: {e}")))
+}
+
+/// Verifies the report named by `args` against the built-in AMD roots.
+pub(crate) fn verify_report(args: &SnpReportArgs) -> Result<VerifiedReport, Failure> {
     let now = verification_time(args.at.as_deref())?;
     let report = read_report(&args.report)?;
     let certs = match (&args.cert, &args.cert_table) {
@@ -68,8 +74,7 @@ pub(crate) fn snp_report(args: &SnpReportArgs) -> Result<serde_json::Value, Fail
     };
     let source =
         if certs.1 { SnpCertSource::CertTable(&certs.0) } else { SnpCertSource::Certificates(&certs.0) };
-    let verified = verifier()?.verify(&report, source, now).map_err(|e| rejected("SEV-SNP report")(&e))?;
-    serde_json::to_value(verified.claims()).map_err(|e| Failure::Usage(format!("encoding claims: {e}")))
+    verifier()?.verify(&report, source, now).map_err(|e| rejected("SEV-SNP report")(&e))
 }
 
 pub(crate) fn azure_cvm(args: &AzureCvmArgs) -> Result<serde_json::Value, Failure> {

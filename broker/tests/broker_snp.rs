@@ -1,0 +1,274 @@
+//! The SEV-SNP path against the running broker over HTTPS, with the test signer as the
+//! platform (configured as a test root): a VM attests, receives its credentials and an
+//! HPKE-sealed secret only its sealing key opens; each SNP refusal of the threat table
+//! answers its own code and lands in the audit log.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
+mod common;
+
+use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::signature::{EcdsaKeyPair, KeyPair as _, ECDSA_P256_SHA256_ASN1_SIGNING};
+use common::{assert_refused, loopback, Broker, BrokerSetup};
+use mooring_attestation::crypto::PublicKey;
+use mooring_attestation::protocol::{
+    hpke_secret_aad, snp_report_data, IssuedCredentials, Possession, PossessionStatement,
+    PresentedCredential, Sealed, SnpChallenge, SnpFinishRequest, VerifyRequest, HPKE_SECRET_INFO,
+};
+use mooring_attestation::seal::{open, SealedBox, SealingKeyPair};
+use mooring_attestation::snp::sim::{ReportFields, TestSigner};
+use mooring_attestation::tpm::alg::EccCurve;
+use serde_json::{json, Value};
+
+const MEASUREMENT: [u8; 48] = [0x5a; 48];
+const SECRET: &[u8] = b"card-vault-token-for-the-cvm";
+
+/// A confidential VM: its platform (the test signer), K and the sealing key.
+struct Cvm {
+    signer: TestSigner,
+    key: EcdsaKeyPair,
+    key_spki: Vec<u8>,
+    sealing: SealingKeyPair,
+}
+
+impl Cvm {
+    fn new(signer: TestSigner) -> Self {
+        let rng = SystemRandom::new();
+        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &rng).unwrap();
+        let key = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, pkcs8.as_ref()).unwrap();
+        let point = key.public_key().as_ref();
+        let key_spki = PublicKey::ecc(EccCurve::NistP256, &point[1..33], &point[33..]).unwrap().to_spki_der();
+        Self { signer, key, key_spki, sealing: SealingKeyPair::generate().unwrap() }
+    }
+
+    /// Report fields a good guest produces for this challenge.
+    fn fields(&self, challenge: &SnpChallenge) -> ReportFields {
+        let mut fields = self.signer.report_fields();
+        fields.measurement = MEASUREMENT;
+        fields.report_data =
+            snp_report_data(&challenge.nonce, &self.key_spki, self.sealing.public_key_bytes());
+        fields
+    }
+
+    fn finish_request(&self, challenge: &SnpChallenge, fields: &ReportFields) -> SnpFinishRequest {
+        SnpFinishRequest {
+            challenge_id: challenge.challenge_id.clone(),
+            report: self.signer.sign(fields),
+            certificate_table: Some(self.signer.cert_table()),
+            key_spki: self.key_spki.clone(),
+            sealing_key: self.sealing.public_key_bytes().to_vec(),
+        }
+    }
+
+    fn sign_statement(&self, audience: &str, now: i64) -> (Vec<u8>, Vec<u8>) {
+        let statement = serde_json::to_vec(&PossessionStatement {
+            purpose: PossessionStatement::PURPOSE.into(),
+            audience: audience.into(),
+            issued_at: now,
+            request: "00".into(),
+        })
+        .unwrap();
+        let signature = self.key.sign(&SystemRandom::new(), &statement).unwrap();
+        (statement, signature.as_ref().to_vec())
+    }
+}
+
+fn policy(min_snp: u8) -> String {
+    format!(
+        "version = 1\n\
+         [[class]]\nname = \"cvm\"\nevidence = \"snp\"\nttl_seconds = 600\naudiences = [\"payments\"]\n\
+         networks = [\"127.0.0.1/32\", \"127.0.0.2/32\"]\n\
+         [class.snp]\nmeasurements = [\"{}\"]\n\
+         min_tcb = {{ bootloader = 0, tee = 0, snp = {min_snp}, microcode = 0 }}\n\
+         allow_debug = false\nmax_vmpl = 0\n\
+         [[class.secrets]]\nname = \"vault\"\nfile = \"vault.secret\"\n",
+        hex::encode(MEASUREMENT)
+    )
+}
+
+/// The broker trusting `signer`'s chain as a test root, with `policy`.
+fn broker(signer: &TestSigner, policy: String) -> Broker {
+    let product = signer.product().name().to_ascii_lowercase();
+    Broker::start(&BrokerSetup {
+        policy,
+        extra_config: format!(
+            "[[snp.test_roots]]\nproduct = \"{product}\"\nark = \"ark.der\"\nask = \"ask.der\"\nasvk = \"asvk.der\"\n"
+        ),
+        secrets: vec![
+            ("vault.secret".into(), SECRET.to_vec()),
+            ("ark.der".into(), signer.ark_der().to_vec()),
+            ("ask.der".into(), signer.ask_der().to_vec()),
+            ("asvk.der".into(), signer.asvk_der().to_vec()),
+        ],
+        ..BrokerSetup::default()
+    })
+}
+
+fn begin(broker: &Broker, client: &reqwest::blocking::Client) -> SnpChallenge {
+    let (status, body) = broker.post(client, "snp/begin", &json!({}));
+    assert_eq!(status, 200, "{body}");
+    serde_json::from_value(body).unwrap()
+}
+
+fn now() -> i64 {
+    i64::try_from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs())
+        .unwrap()
+}
+
+#[test]
+fn an_snp_vm_attests_and_only_its_sealing_key_opens_the_secret() {
+    let vm = Cvm::new(TestSigner::generate());
+    let tcb = vm.signer.tcb();
+    let broker = broker(&vm.signer, policy(tcb.snp));
+    let client = broker.client(loopback(1));
+
+    let challenge = begin(&broker, &client);
+    let request = vm.finish_request(&challenge, &vm.fields(&challenge));
+    let (status, body) = broker.post(&client, "snp/finish", &request);
+    assert_eq!(status, 200, "{body}");
+    let issued: IssuedCredentials = serde_json::from_value(body).unwrap();
+    let chip = hex::encode(&vm.signer.chip_id()[..vm.signer.product().hw_id_len()]);
+    assert_eq!(issued.spiffe_id, format!("spiffe://test.mooring/vm/cvm/{}", &chip[..16]));
+    assert_eq!(issued.bound_address, loopback(1));
+    assert!(issued.x509_svid.starts_with("-----BEGIN CERTIFICATE-----"));
+
+    // The secret opens with this VM's sealing key, as this secret, for this VM only.
+    let [secret] = issued.secrets.as_slice() else { panic!("one secret expected: {:?}", issued.secrets) };
+    assert_eq!(secret.name, "vault");
+    let Sealed::Hpke { enc, ciphertext } = &secret.sealed else { panic!("HPKE expected") };
+    let sealed = SealedBox::from_parts(enc, ciphertext.clone()).unwrap();
+    let aad = hpke_secret_aad("vault", &issued.spiffe_id);
+    assert_eq!(open(&vm.sealing, &sealed, HPKE_SECRET_INFO, &aad).unwrap(), SECRET);
+    let other = SealingKeyPair::generate().unwrap();
+    assert!(open(&other, &sealed, HPKE_SECRET_INFO, &aad).is_err(), "another key must not open it");
+    let other_vm = hpke_secret_aad("vault", "spiffe://test.mooring/vm/cvm/00");
+    assert!(open(&vm.sealing, &sealed, HPKE_SECRET_INFO, &other_vm).is_err(), "bound to the SPIFFE ID");
+
+    // The JWT-SVID verifies with a possession proof made with K in guest memory.
+    let (statement, signature) = vm.sign_statement("payments", now());
+    let verify = VerifyRequest {
+        credential: PresentedCredential::Jwt { token: issued.jwt_svid.clone() },
+        peer_address: loopback(1),
+        audience: Some("payments".into()),
+        proof: Some(Possession::Signature { statement, signature }),
+    };
+    let (status, answer) = broker.post(&client, "credentials/verify", &verify);
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["valid"], true, "{answer}");
+    assert_eq!(answer["claims"]["hardware_id"], chip, "{answer}");
+
+    // A second finish of the same challenge is refused.
+    assert_refused(&broker.post(&client, "snp/finish", &request), 409, "challenge_used");
+
+    let audit = broker.audit();
+    let issued_record = audit.iter().find(|r| r["serial"] == issued.x509_serial.as_str()).unwrap();
+    assert!(issued_record["reason"].as_str().unwrap().contains("TEST root"), "{issued_record}");
+    assert!(audit.iter().any(|r| r["code"] == "challenge_used"));
+}
+
+/// One refusal: the report fields changed by `tamper`, finished from `source`.
+fn refused_with(
+    broker: &Broker,
+    vm: &Cvm,
+    source: u8,
+    tamper: impl FnOnce(&mut ReportFields, &mut SnpFinishRequest),
+) -> (u16, Value) {
+    let client = broker.client(loopback(source));
+    let challenge = begin(broker, &client);
+    let mut fields = vm.fields(&challenge);
+    let mut request = vm.finish_request(&challenge, &fields);
+    tamper(&mut fields, &mut request);
+    if request.report.is_empty() {
+        request.report = vm.signer.sign(&fields);
+    }
+    broker.post(&client, "snp/finish", &request)
+}
+
+#[test]
+fn each_snp_refusal_answers_its_code_and_is_audited() {
+    let vm = Cvm::new(TestSigner::generate());
+    let tcb = vm.signer.tcb();
+    let broker = broker(&vm.signer, policy(tcb.snp));
+
+    // Guest policy allows debugging.
+    let answer = refused_with(&broker, &vm, 1, |fields, request| {
+        fields.policy |= 1 << 19;
+        request.report.clear();
+    });
+    assert_refused(&answer, 403, "snp_debug");
+
+    // Report from VMPL 1; the class allows 0.
+    let answer = refused_with(&broker, &vm, 1, |fields, request| {
+        fields.vmpl = 1;
+        request.report.clear();
+    });
+    assert_refused(&answer, 403, "snp_vmpl");
+
+    // A launch measurement no class lists.
+    let answer = refused_with(&broker, &vm, 1, |fields, request| {
+        fields.measurement = [0x11; 48];
+        request.report.clear();
+    });
+    assert_refused(&answer, 403, "snp_measurement");
+
+    // REPORT_DATA for another nonce (a stale report).
+    let answer = refused_with(&broker, &vm, 1, |fields, request| {
+        fields.report_data = snp_report_data(&[0; 32], &vm.key_spki, vm.sealing.public_key_bytes());
+        request.report.clear();
+    });
+    assert_refused(&answer, 403, "report_data_mismatch");
+
+    // The report commits to K, but the request swaps in another credential key.
+    let answer = refused_with(&broker, &vm, 1, |_, request| {
+        request.key_spki = Cvm::new(TestSigner::generate()).key_spki;
+    });
+    assert_refused(&answer, 403, "report_data_mismatch");
+
+    // ... or another sealing key (secrets would go to whoever holds it).
+    let answer = refused_with(&broker, &vm, 1, |_, request| {
+        request.sealing_key = SealingKeyPair::generate().unwrap().public_key_bytes().to_vec();
+    });
+    assert_refused(&answer, 403, "report_data_mismatch");
+
+    // One flipped bit of the signed report.
+    let answer = refused_with(&broker, &vm, 1, |_, request| request.report[0x50] ^= 1);
+    assert_refused(&answer, 403, "snp_report_invalid");
+
+    // A platform whose chain the broker does not trust.
+    let stranger = Cvm::new(TestSigner::generate());
+    let answer = refused_with(&broker, &stranger, 1, |_, _| {});
+    assert_refused(&answer, 403, "snp_report_invalid");
+    assert!(answer.1["reason"].as_str().unwrap().contains("SEV-SNP report"), "{}", answer.1);
+
+    // Finishing from an address outside the class's networks.
+    let answer = refused_with(&broker, &vm, 7, |_, _| {});
+    assert_refused(&answer, 403, "address_not_allowed");
+
+    // A sealing key that is not an X25519 public key.
+    let answer = refused_with(&broker, &vm, 1, |_, request| request.sealing_key.truncate(31));
+    assert_refused(&answer, 403, "key_invalid");
+
+    // Every refusal is in the audit log with its reason; nothing was issued.
+    let audit = broker.audit();
+    for code in [
+        "snp_debug",
+        "snp_vmpl",
+        "snp_measurement",
+        "report_data_mismatch",
+        "snp_report_invalid",
+        "address_not_allowed",
+        "key_invalid",
+    ] {
+        assert!(audit.iter().any(|r| r["code"] == code && r["outcome"] == "refused"), "{code} not audited");
+    }
+    assert!(audit.iter().all(|r| r["serial"].is_null()), "nothing may be issued");
+}
+
+#[test]
+fn a_platform_below_the_minimum_tcb_is_told_to_update_firmware() {
+    let vm = Cvm::new(TestSigner::generate());
+    let tcb = vm.signer.tcb();
+    let broker = broker(&vm.signer, policy(tcb.snp + 1));
+    let answer = refused_with(&broker, &vm, 1, |_, _| {});
+    assert_refused(&answer, 403, "snp_tcb_too_low");
+    assert!(answer.1["reason"].as_str().unwrap().contains("update the host firmware"), "{}", answer.1);
+}
