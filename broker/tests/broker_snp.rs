@@ -159,6 +159,18 @@ fn an_snp_vm_attests_and_only_its_sealing_key_opens_the_secret() {
     // A second finish of the same challenge is refused.
     assert_refused(&broker.post(&client, "snp/finish", &request), 409, "challenge_used");
 
+    // An administrator blocks the chip: the credential stops verifying at once and the VM
+    // cannot attest again.
+    let block = json!({"identity": {"kind": "chip", "id": chip}, "status": "blocked"});
+    let (status, body) = broker.post(&broker.admin(), "admin/identities", &block);
+    assert_eq!(status, 200, "{body}");
+    let (_, answer) = broker.post(&client, "credentials/verify", &verify);
+    assert_eq!(answer["valid"], false, "{answer}");
+    assert_eq!(answer["code"], "vm_blocked", "{answer}");
+    let challenge = begin(&broker, &client);
+    let again = vm.finish_request(&challenge, &vm.fields(&challenge));
+    assert_refused(&broker.post(&client, "snp/finish", &again), 403, "vm_blocked");
+
     let audit = broker.audit();
     let issued_record = audit.iter().find(|r| r["serial"] == issued.x509_serial.as_str()).unwrap();
     assert!(issued_record["reason"].as_str().unwrap().contains("TEST root"), "{issued_record}");
