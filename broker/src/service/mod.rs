@@ -161,6 +161,23 @@ impl Broker {
         event
     }
 
+    /// Runs one decision about `caller` and audits it when it is a refusal. `decide` names
+    /// the hardware identity in its argument as soon as it knows it, so the refusal's
+    /// record carries it.
+    pub(crate) fn audited<T>(
+        &self,
+        action: Action,
+        caller: &Caller,
+        decide: impl FnOnce(&mut Option<String>) -> Result<T, Refusal>,
+    ) -> Result<T, Refusal> {
+        let mut hardware_id = None;
+        let result = decide(&mut hardware_id);
+        if let Err(refusal) = &result {
+            self.audit_refusal(action, refusal, Some(caller), hardware_id.as_deref());
+        }
+        result
+    }
+
     /// Records a refusal; a store failure here is logged, not turned into another error.
     pub(crate) fn audit_refusal(
         &self,

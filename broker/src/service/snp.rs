@@ -91,12 +91,9 @@ impl Broker {
         request: &SnpFinishRequest,
         caller: &Caller,
     ) -> Result<IssuedCredentials, Refusal> {
-        let mut hardware_id = None;
-        let result = self.snp_finish_inner(request, caller, &mut hardware_id);
-        if let Err(refusal) = &result {
-            self.audit_refusal(Action::Attest, refusal, Some(caller), hardware_id.as_deref());
-        }
-        result
+        self.audited(Action::Attest, caller, |hardware_id| {
+            self.snp_finish_inner(request, caller, hardware_id)
+        })
     }
 
     fn snp_finish_inner(

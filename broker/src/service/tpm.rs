@@ -67,12 +67,7 @@ impl Broker {
         request: &TpmBeginRequest,
         caller: &Caller,
     ) -> Result<TpmChallenge, Refusal> {
-        let mut hardware_id = None;
-        let result = self.tpm_begin_inner(request, caller, &mut hardware_id);
-        if let Err(refusal) = &result {
-            self.audit_refusal(Action::Begin, refusal, Some(caller), hardware_id.as_deref());
-        }
-        result
+        self.audited(Action::Begin, caller, |hardware_id| self.tpm_begin_inner(request, caller, hardware_id))
     }
 
     fn tpm_begin_inner(
@@ -188,12 +183,9 @@ impl Broker {
         request: &TpmFinishRequest,
         caller: &Caller,
     ) -> Result<IssuedCredentials, Refusal> {
-        let mut hardware_id = None;
-        let result = self.tpm_finish_inner(request, caller, &mut hardware_id);
-        if let Err(refusal) = &result {
-            self.audit_refusal(Action::Attest, refusal, Some(caller), hardware_id.as_deref());
-        }
-        result
+        self.audited(Action::Attest, caller, |hardware_id| {
+            self.tpm_finish_inner(request, caller, hardware_id)
+        })
     }
 
     fn tpm_finish_inner(
