@@ -1,12 +1,183 @@
 //! `mooring-client`: the boot-time attestation client that runs on each VM.
 //!
-//! Its TPM (tss-esapi) and SEV-SNP paths are built in their own issue; until then the
-//! binary says so instead of pretending to attest.
-#![forbid(unsafe_code)]
+//! Exit status: 0 success; 1 local failure (TPM, device, files); 2 usage or configuration;
+//! 3 the broker refused this VM (its reason is printed); 4 the broker could not be reached.
 
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use clap::{Parser, Subcommand};
+use mooring_client::api::BrokerApi;
+use mooring_client::config::{Config, Evidence};
+use mooring_client::runtime::{RuntimeDir, Status, KEY_FILE};
+use mooring_client::service::{self, AttestError, Attester};
+use mooring_client::snp::sev_guest::SevGuest;
+use mooring_client::snp::{GuestKey, SnpAttester};
+use mooring_client::tpm::attest::TpmAttester;
+
+const EXIT_LOCAL: u8 = 1;
+const EXIT_USAGE: u8 = 2;
+const EXIT_REFUSED: u8 = 3;
+const EXIT_UNAVAILABLE: u8 = 4;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "mooring-client",
+    version,
+    about = "Proves this VM to the Mooring broker and keeps its credentials fresh"
+)]
+struct Cli {
+    /// Configuration file.
+    #[arg(long, default_value = "/etc/mooring/client.toml")]
+    config: PathBuf,
+    /// Local address to connect to the broker from (overrides `source_address`).
+    #[arg(long)]
+    source_address: Option<IpAddr>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Attest once, store the credentials, and exit.
+    Attest,
+    /// Attest, then renew at half of each credential's lifetime until stopped.
+    Run,
+    /// Print the credentials held and when they renew.
+    Status,
+}
+
 fn main() -> ExitCode {
-    eprintln!("mooring-client {}: attestation is not available in this build yet", env!("CARGO_PKG_VERSION"));
-    ExitCode::from(2)
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("MOORING_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let config = match Config::load(&cli.config) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("mooring-client: {e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    match cli.command {
+        Command::Status => status(&config),
+        Command::Attest | Command::Run => {
+            attest(&config, cli.source_address, matches!(cli.command, Command::Run))
+        }
+    }
+}
+
+fn attest(config: &Config, source: Option<IpAddr>, daemon: bool) -> ExitCode {
+    let setup = || -> anyhow::Result<(BrokerApi, RuntimeDir, Box<dyn Attester>)> {
+        let api = BrokerApi::new(&config.broker_url, &config.broker_ca, source.or(config.source_address))?;
+        let runtime = RuntimeDir::open(&config.runtime_dir, config.require_tmpfs)?;
+        let attester: Box<dyn Attester> = match &config.evidence {
+            Evidence::Tpm(tpm) => Box::new(TpmAttester::new(tpm.clone(), &config.state_dir)),
+            Evidence::Snp(snp) => {
+                Box::new(SnpAttester::new(SevGuest::open(&snp.device)?, snp.vmpl, guest_key(&runtime)?))
+            }
+        };
+        Ok((api, runtime, attester))
+    };
+    let (api, runtime, mut attester) = match setup() {
+        Ok(parts) => parts,
+        Err(e) => {
+            eprintln!("mooring-client: {e:#}");
+            return ExitCode::from(EXIT_LOCAL);
+        }
+    };
+    let result = if daemon {
+        service::run(attester.as_mut(), &api, &runtime, &config.renewal).map(|never| match never {})
+    } else {
+        service::attest_once(attester.as_mut(), &api, &runtime).map(|status| print_status(&status))
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => exit_for(&e),
+    }
+}
+
+/// K on the SEV-SNP path: the one kept in the runtime directory (guest memory) during this
+/// boot, or a new one.
+fn guest_key(runtime: &RuntimeDir) -> anyhow::Result<GuestKey> {
+    match runtime.read(KEY_FILE)? {
+        Some(pem) => Ok(GuestKey::from_pem(&pem)?),
+        None => Ok(GuestKey::generate()?),
+    }
+}
+
+fn exit_for(error: &AttestError) -> ExitCode {
+    if let Some((code, reason)) = error.refusal() {
+        eprintln!("mooring-client: the broker refused this VM: {reason} ({code})");
+        return ExitCode::from(EXIT_REFUSED);
+    }
+    eprintln!("mooring-client: {error}");
+    if error.is_unavailable() {
+        ExitCode::from(EXIT_UNAVAILABLE)
+    } else {
+        ExitCode::from(EXIT_LOCAL)
+    }
+}
+
+fn status(config: &Config) -> ExitCode {
+    let runtime = RuntimeDir::existing(&config.runtime_dir);
+    match runtime.status() {
+        Ok(Some(status)) => {
+            print_status(&status);
+            if status.expires_at > service::now() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(EXIT_LOCAL)
+            }
+        }
+        Ok(None) => {
+            println!("no credentials held in {}", display(&config.runtime_dir));
+            ExitCode::from(EXIT_LOCAL)
+        }
+        Err(e) => {
+            eprintln!("mooring-client: {e}");
+            ExitCode::from(EXIT_LOCAL)
+        }
+    }
+}
+
+fn print_status(status: &Status) {
+    let now = service::now();
+    let relative = |at: i64| {
+        let delta = at - now;
+        if delta >= 0 {
+            format!("in {delta} s")
+        } else {
+            format!("{} s ago", -delta)
+        }
+    };
+    println!("spiffe_id:     {}", status.spiffe_id);
+    println!("class:         {}", status.class);
+    println!("evidence:      {}", status.evidence);
+    if let Some(handle) = &status.ak_handle {
+        println!("ak_handle:     {handle}");
+    }
+    println!("serial:        {}", status.x509_serial);
+    println!("bound_address: {}", status.bound_address);
+    println!("attested_at:   {} ({})", status.attested_at, relative(status.attested_at));
+    println!(
+        "expires_at:    {} ({}){}",
+        status.expires_at,
+        relative(status.expires_at),
+        if status.expires_at <= now { " EXPIRED" } else { "" }
+    );
+    println!("renews_at:     {} ({})", status.renew_at, relative(status.renew_at));
+    println!(
+        "secrets:       {}",
+        if status.secrets.is_empty() { "-".to_owned() } else { status.secrets.join(", ") }
+    );
+}
+
+fn display(path: &Path) -> String {
+    path.display().to_string()
 }

@@ -1,0 +1,236 @@
+//! The broker's HTTPS API (`broker/openapi.json`), as the VM client uses it: TLS pinned to
+//! the configured broker CA only, optionally from a chosen local address.
+//!
+//! Every failure is classified for the service loop: [`ApiError::Refused`] (the broker
+//! looked at this VM and said no: do not retry blindly) or [`ApiError::Unavailable`]
+//! (network, timeout, 5xx, rate limit: retry later).
+
+use std::net::IpAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use mooring_attestation::protocol::{
+    ErrorBody, IssuedCredentials, SnpChallenge, SnpFinishRequest, TpmBeginRequest, TpmChallenge,
+    TpmFinishRequest, API_PREFIX,
+};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+/// How long one request may take.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long connecting may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest answer body read from the broker.
+const MAX_BODY: usize = 1 << 20;
+
+/// What went wrong talking to the broker.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ApiError {
+    /// The broker refused this VM or its request (4xx with a reason).
+    #[error("broker refused: {code}: {reason}")]
+    Refused {
+        /// HTTP status.
+        status: u16,
+        /// The broker's stable code.
+        code: String,
+        /// The broker's one-line reason.
+        reason: String,
+    },
+    /// The broker could not be reached or answered with a server error; try again later.
+    #[error("broker unavailable: {0}")]
+    Unavailable(String),
+    /// The broker's answer does not parse.
+    #[error("broker answer to {route} is malformed: {reason}")]
+    Malformed {
+        /// The route.
+        route: &'static str,
+        /// Why.
+        reason: String,
+    },
+    /// The client could not be set up (CA file, TLS).
+    #[error("broker client setup: {0}")]
+    Setup(String),
+}
+
+/// A client for one broker.
+#[derive(Debug, Clone)]
+pub struct BrokerApi {
+    client: reqwest::blocking::Client,
+    base: String,
+}
+
+impl BrokerApi {
+    /// A client trusting only the CA certificates in `ca_pem_file`.
+    ///
+    /// # Errors
+    /// [`ApiError::Setup`] when the CA file cannot be read or holds no certificate.
+    pub fn new(base_url: &str, ca_pem_file: &Path, source: Option<IpAddr>) -> Result<Self, ApiError> {
+        let pem = std::fs::read(ca_pem_file)
+            .map_err(|e| ApiError::Setup(format!("broker CA {}: {e}", ca_pem_file.display())))?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem)
+            .map_err(|e| ApiError::Setup(format!("broker CA {}: {e}", ca_pem_file.display())))?;
+        if certs.is_empty() {
+            return Err(ApiError::Setup(format!("broker CA {} holds no certificate", ca_pem_file.display())));
+        }
+        let mut builder = reqwest::blocking::Client::builder()
+            .tls_certs_only(certs)
+            .https_only(true)
+            .timeout(REQUEST_TIMEOUT)
+            .connect_timeout(CONNECT_TIMEOUT)
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("mooring-client/", env!("CARGO_PKG_VERSION")));
+        if let Some(source) = source {
+            builder = builder.local_address(source);
+        }
+        let client = builder.build().map_err(|e| ApiError::Setup(format!("TLS client: {e}")))?;
+        Ok(Self { client, base: base_url.trim_end_matches('/').to_owned() })
+    }
+
+    /// `POST /v1/tpm/begin`.
+    ///
+    /// # Errors
+    /// See [`ApiError`].
+    pub fn tpm_begin(&self, request: &TpmBeginRequest) -> Result<TpmChallenge, ApiError> {
+        self.post("tpm/begin", request)
+    }
+
+    /// `POST /v1/tpm/finish`.
+    ///
+    /// # Errors
+    /// See [`ApiError`].
+    pub fn tpm_finish(&self, request: &TpmFinishRequest) -> Result<IssuedCredentials, ApiError> {
+        self.post("tpm/finish", request)
+    }
+
+    /// `POST /v1/snp/begin`.
+    ///
+    /// # Errors
+    /// See [`ApiError`].
+    pub fn snp_begin(&self) -> Result<SnpChallenge, ApiError> {
+        self.post("snp/begin", &serde_json::json!({}))
+    }
+
+    /// `POST /v1/snp/finish`.
+    ///
+    /// # Errors
+    /// See [`ApiError`].
+    pub fn snp_finish(&self, request: &SnpFinishRequest) -> Result<IssuedCredentials, ApiError> {
+        self.post("snp/finish", request)
+    }
+
+    fn post<Req: Serialize, Resp: DeserializeOwned>(
+        &self,
+        route: &'static str,
+        request: &Req,
+    ) -> Result<Resp, ApiError> {
+        let url = format!("{}{API_PREFIX}/{route}", self.base);
+        let response = self
+            .client
+            .post(&url)
+            .json(request)
+            .send()
+            .map_err(|e| ApiError::Unavailable(format!("{url}: {}", error_chain(&e))))?;
+        let status = response.status().as_u16();
+        let body = read_limited(response).map_err(|e| ApiError::Unavailable(format!("{url}: {e}")))?;
+        classify(route, status, &body)
+    }
+}
+
+/// Maps an answer to its value or an [`ApiError`].
+fn classify<Resp: DeserializeOwned>(route: &'static str, status: u16, body: &[u8]) -> Result<Resp, ApiError> {
+    match status {
+        200 => serde_json::from_slice(body).map_err(|e| ApiError::Malformed { route, reason: e.to_string() }),
+        // Rate limited or overloaded: the VM itself was not judged.
+        429 | 500..=599 => {
+            Err(ApiError::Unavailable(format!("{route}: HTTP {status}{}", reason_suffix(body))))
+        }
+        400..=499 => match serde_json::from_slice::<ErrorBody>(body) {
+            Ok(error) => Err(ApiError::Refused { status, code: error.code, reason: error.reason }),
+            Err(_) => Err(ApiError::Refused {
+                status,
+                code: "unknown".into(),
+                reason: format!("HTTP {status} without an error body"),
+            }),
+        },
+        _ => Err(ApiError::Malformed { route, reason: format!("unexpected HTTP status {status}") }),
+    }
+}
+
+fn reason_suffix(body: &[u8]) -> String {
+    serde_json::from_slice::<ErrorBody>(body)
+        .map(|e| format!(" ({}: {})", e.code, e.reason))
+        .unwrap_or_default()
+}
+
+fn read_limited(response: reqwest::blocking::Response) -> Result<Vec<u8>, String> {
+    use std::io::Read as _;
+    let mut body = Vec::new();
+    response
+        .take(u64::try_from(MAX_BODY).unwrap_or(u64::MAX).saturating_add(1))
+        .read_to_end(&mut body)
+        .map_err(|e| format!("reading the answer: {e}"))?;
+    if body.len() > MAX_BODY {
+        return Err(format!("answer larger than {MAX_BODY} bytes"));
+    }
+    Ok(body)
+}
+
+/// The error and its causes on one line (reqwest's top-level message alone says little).
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::panic)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_carry_the_brokers_code_and_reason() {
+        let body =
+            br#"{"code":"pcr_value_not_allowed","reason":"PCR sha256:7 is ab12..., not an allowed value"}"#;
+        let err = classify::<SnpChallenge>("tpm/finish", 403, body).unwrap_err();
+        let ApiError::Refused { status, code, reason } = err else { panic!("not a refusal") };
+        assert_eq!((status, code.as_str()), (403, "pcr_value_not_allowed"));
+        assert!(reason.contains("PCR sha256:7"));
+    }
+
+    #[test]
+    fn server_errors_and_rate_limits_are_retryable() {
+        for status in [429, 500, 503] {
+            let err = classify::<SnpChallenge>("tpm/begin", status, b"").unwrap_err();
+            assert!(matches!(err, ApiError::Unavailable(_)), "{status}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_malformed_success_is_not_accepted() {
+        let err = classify::<SnpChallenge>("snp/begin", 200, b"{\"challenge_id\":1}").unwrap_err();
+        assert!(matches!(err, ApiError::Malformed { .. }), "{err}");
+    }
+
+    #[test]
+    fn a_refusal_without_a_body_still_names_its_status() {
+        let err = classify::<SnpChallenge>("snp/begin", 404, b"nope").unwrap_err();
+        assert!(err.to_string().contains("HTTP 404"), "{err}");
+    }
+
+    #[test]
+    fn a_missing_or_empty_ca_file_is_a_setup_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = BrokerApi::new("https://127.0.0.1:1", &dir.path().join("none.pem"), None).unwrap_err();
+        assert!(matches!(err, ApiError::Setup(_)), "{err}");
+        let empty = dir.path().join("empty.pem");
+        std::fs::write(&empty, "").unwrap();
+        let err = BrokerApi::new("https://127.0.0.1:1", &empty, None).unwrap_err();
+        assert!(err.to_string().contains("no certificate"), "{err}");
+    }
+}

@@ -1,0 +1,185 @@
+//! Answering the broker's TPM challenge: ActivateCredential (the AK shares a TPM with the
+//! EK), a Quote of the requested PCRs with the nonce- and K-bound qualifying data, the PCR
+//! values, and TPM2_Certify of K by the AK (K lives in that TPM too).
+
+use std::collections::BTreeMap;
+
+use mooring_attestation::protocol::{tpm_qualifying_data, TpmChallenge};
+use tss_esapi::abstraction::pcr;
+use tss_esapi::handles::KeyHandle;
+use tss_esapi::interface_types::algorithm::HashingAlgorithm;
+use tss_esapi::interface_types::session_handles::AuthSession;
+use tss_esapi::structures::{Data, EncryptedSecret, IdObject, PcrSelectionList, PcrSlot, SignatureScheme};
+use tss_esapi::traits::Marshall as _;
+use tss_esapi::Context;
+
+use super::{tpm2b_contents, tss, with_ek_session, TpmError};
+
+/// Bank names the broker uses, and their algorithms.
+const BANKS: [(&str, HashingAlgorithm); 4] = [
+    ("sha1", HashingAlgorithm::Sha1),
+    ("sha256", HashingAlgorithm::Sha256),
+    ("sha384", HashingAlgorithm::Sha384),
+    ("sha512", HashingAlgorithm::Sha512),
+];
+/// PCR indices a PC Client TPM has (TPM 2.0 Part 2: IMPLEMENTATION_PCR = 24).
+const PCR_COUNT: u8 = 24;
+
+/// A quote and the PCR values it covers.
+#[derive(Debug, Clone)]
+pub struct Quote {
+    /// `TPMS_ATTEST`.
+    pub attest: Vec<u8>,
+    /// `TPMT_SIGNATURE`.
+    pub signature: Vec<u8>,
+    /// Bank name to index to hex value.
+    pub pcrs: BTreeMap<String, BTreeMap<String, String>>,
+}
+
+/// ActivateCredential with the AK (password session) and the EK (policy session):
+/// returns the secret the broker put into the credential blob.
+///
+/// # Errors
+/// When the blobs are malformed or the TPM refuses (AK and EK not in one TPM).
+pub fn activate(
+    context: &mut Context,
+    ak: KeyHandle,
+    ek: KeyHandle,
+    challenge: &TpmChallenge,
+) -> Result<Vec<u8>, TpmError> {
+    let blob = IdObject::try_from(
+        tpm2b_contents("credential blob (TPM2B_ID_OBJECT)", &challenge.credential_blob)?.to_vec(),
+    )
+    .map_err(tss("credential blob"))?;
+    let secret = EncryptedSecret::try_from(
+        tpm2b_contents("encrypted secret (TPM2B_ENCRYPTED_SECRET)", &challenge.encrypted_secret)?.to_vec(),
+    )
+    .map_err(tss("encrypted secret"))?;
+    let digest = with_ek_session(
+        context,
+        ek,
+        true,
+        |ctx| ctx.activate_credential(ak, ek, blob, secret),
+        "ActivateCredential",
+    )?;
+    Ok(digest.value().to_vec())
+}
+
+/// The PCR selection the broker asked for.
+///
+/// # Errors
+/// For an unknown bank, an index past the TPM's PCRs, or an empty selection.
+pub fn selection(requested: &BTreeMap<String, Vec<u8>>) -> Result<PcrSelectionList, TpmError> {
+    if requested.values().all(Vec::is_empty) {
+        return Err(TpmError::Unsupported("the broker asked for a quote over no PCRs".into()));
+    }
+    let mut builder = PcrSelectionList::builder();
+    for (bank, indices) in requested {
+        let hash = bank_algorithm(bank)?;
+        let slots = indices
+            .iter()
+            .map(|&index| {
+                if index >= PCR_COUNT {
+                    return Err(TpmError::Unsupported(format!("PCR {bank}:{index} does not exist (0-23)")));
+                }
+                PcrSlot::try_from(1u32 << index).map_err(tss("PCR slot"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        builder = builder.with_selection(hash, &slots);
+    }
+    builder.build().map_err(tss("building the PCR selection"))
+}
+
+fn bank_algorithm(bank: &str) -> Result<HashingAlgorithm, TpmError> {
+    BANKS
+        .iter()
+        .find(|(name, _)| *name == bank)
+        .map(|(_, hash)| *hash)
+        .ok_or_else(|| TpmError::Unsupported(format!("PCR bank {bank:?} is not supported")))
+}
+
+fn bank_name(hash: HashingAlgorithm) -> Result<&'static str, TpmError> {
+    BANKS
+        .iter()
+        .find(|(_, h)| *h == hash)
+        .map(|(name, _)| *name)
+        .ok_or_else(|| TpmError::Unsupported(format!("PCR bank {hash:?} is not supported")))
+}
+
+/// TPM2_Quote by the AK over `requested` with qualifying data
+/// [`tpm_qualifying_data`]`(nonce, K's TPM2B_PUBLIC)`, then the PCR values.
+///
+/// # Errors
+/// When the selection is invalid or the TPM refuses.
+pub fn quote(
+    context: &mut Context,
+    ak: KeyHandle,
+    challenge: &TpmChallenge,
+    key_public: &[u8],
+) -> Result<Quote, TpmError> {
+    let selection = selection(&challenge.pcr_selection)?;
+    let qualifying =
+        Data::try_from(tpm_qualifying_data(&challenge.nonce, key_public)).map_err(tss("qualifying data"))?;
+    let (attest, signature) = context
+        .execute_with_session(Some(AuthSession::Password), |ctx| {
+            ctx.quote(ak, qualifying, SignatureScheme::Null, selection.clone())
+        })
+        .map_err(tss("TPM2_Quote"))?;
+    let values = context
+        .execute_without_session(|ctx| pcr::read_all(ctx, selection))
+        .map_err(tss("reading the quoted PCRs"))?;
+    let mut pcrs = BTreeMap::new();
+    for (hash, bank) in values {
+        let entries: &mut BTreeMap<String, String> = pcrs.entry(bank_name(hash)?.to_owned()).or_default();
+        for (slot, digest) in &bank {
+            let index = u32::from(*slot).trailing_zeros();
+            entries.insert(index.to_string(), hex::encode(digest.value()));
+        }
+    }
+    Ok(Quote {
+        attest: attest.marshall().map_err(tss("marshalling the quote"))?,
+        signature: signature.marshall().map_err(tss("marshalling the quote signature"))?,
+        pcrs,
+    })
+}
+
+/// TPM2_Certify of K by the AK (both authorised by empty-password sessions):
+/// (`TPMS_ATTEST`, `TPMT_SIGNATURE`).
+///
+/// # Errors
+/// When the TPM refuses.
+pub fn certify(context: &mut Context, key: KeyHandle, ak: KeyHandle) -> Result<(Vec<u8>, Vec<u8>), TpmError> {
+    let (attest, signature) = context
+        .execute_with_sessions((Some(AuthSession::Password), Some(AuthSession::Password), None), |ctx| {
+            ctx.certify(key.into(), ak, Data::default(), SignatureScheme::Null)
+        })
+        .map_err(tss("TPM2_Certify of K"))?;
+    Ok((
+        attest.marshall().map_err(tss("marshalling the certification"))?,
+        signature.marshall().map_err(tss("marshalling the certification signature"))?,
+    ))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_valid_selection_builds() {
+        let requested = BTreeMap::from([("sha256".to_owned(), vec![0, 1, 7, 23])]);
+        let list = selection(&requested).unwrap();
+        assert_eq!(list.len(), 1);
+    }
+
+    #[test]
+    fn unknown_banks_out_of_range_pcrs_and_empty_selections_are_refused() {
+        let err = selection(&BTreeMap::from([("md5".to_owned(), vec![0])])).unwrap_err();
+        assert!(err.to_string().contains("md5"), "{err}");
+        let err = selection(&BTreeMap::from([("sha256".to_owned(), vec![24])])).unwrap_err();
+        assert!(err.to_string().contains("sha256:24"), "{err}");
+        let err = selection(&BTreeMap::from([("sha256".to_owned(), vec![])])).unwrap_err();
+        assert!(err.to_string().contains("no PCRs"), "{err}");
+        assert!(selection(&BTreeMap::new()).is_err());
+    }
+}
