@@ -1,0 +1,158 @@
+//! `mooring-client` against real swtpm instances and the real broker: first attestation,
+//! reboot (swtpm restart: PCRs reset) with the kept AK, refusal with the broker's reason,
+//! sealed secrets that stop opening when the PCRs change, a foreign object at the AK handle,
+//! and K's TSS2 key file used by OpenSSL's tpm2 provider.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
+mod common;
+
+use common::{OutputText as _, Vm, CLIENT_EXIT_REFUSED};
+use mooring_client::api::BrokerApi;
+use mooring_client::config::{Config, Evidence};
+use mooring_client::service::Attester as _;
+use mooring_client::tpm::attest::TpmAttester;
+use mooring_client::tpm::{ek, open, unseal};
+
+#[test]
+fn first_attestation_stores_credentials_and_the_unsealed_secret() {
+    let Some(vm) = Vm::start("client_first") else { return };
+    let out = vm.client(&["attest"]);
+    assert!(out.status.success(), "{}", out.stderr_text());
+    assert!(out.stdout_text().contains("spiffe://test.mooring/vm/web/"), "{}", out.stdout_text());
+    let run = vm.runtime_dir();
+    assert_eq!(std::fs::read(run.join("secrets/payment-key")).unwrap(), b"pay-4242-secret");
+    for file in ["svid.pem", "svid.key", "bundle.pem", "jwt-svid", "status.json"] {
+        common::assert_private(&run.join(file));
+    }
+    let key = std::fs::read_to_string(run.join("svid.key")).unwrap();
+    assert!(key.starts_with("-----BEGIN TSS2 PRIVATE KEY-----"), "{key}");
+    let status = vm.client(&["status"]);
+    assert!(status.status.success(), "{}", status.stderr_text());
+    let text = status.stdout_text();
+    assert!(text.contains("ak_handle:     0x81010002") && text.contains("payment-key"), "{text}");
+    assert!(text.contains("renews_at:"), "{text}");
+}
+
+#[test]
+fn a_reboot_resets_the_pcrs_and_the_kept_ak_attests_again() {
+    let Some(mut vm) = Vm::start("client_reboot") else { return };
+    let first = vm.client(&["attest"]);
+    assert!(first.status.success(), "{}", first.stderr_text());
+    assert!(first.stderr_text().contains("created the AK"), "{}", first.stderr_text());
+    let ak_before = std::fs::read(vm.state_dir().join("ak.pub")).unwrap();
+    let serial_before = vm.status_json()["x509_serial"].clone();
+    // Change a PCR, then reboot: the PCRs are reset, the persistent AK survives.
+    vm.extend_pcr(0);
+    vm.tpm.restart().unwrap();
+    let again = vm.client(&["attest"]);
+    assert!(again.status.success(), "{}", again.stderr_text());
+    assert!(!again.stderr_text().contains("created the AK"), "{}", again.stderr_text());
+    assert_eq!(std::fs::read(vm.state_dir().join("ak.pub")).unwrap(), ak_before);
+    assert_ne!(vm.status_json()["x509_serial"], serial_before);
+    assert_eq!(std::fs::read(vm.runtime_dir().join("secrets/payment-key")).unwrap(), b"pay-4242-secret");
+}
+
+#[test]
+fn a_refused_vm_exits_with_the_brokers_reason() {
+    let Some(vm) = Vm::start("client_refused") else { return };
+    vm.extend_pcr(7);
+    let out = vm.client(&["attest"]);
+    assert_eq!(out.status.code(), Some(CLIENT_EXIT_REFUSED), "{}", out.stderr_text());
+    let stderr = out.stderr_text();
+    assert!(stderr.contains("the broker refused this VM: PCR sha256:7"), "{stderr}");
+    assert!(stderr.contains("pcr_value_not_allowed"), "{stderr}");
+    assert!(!vm.runtime_dir().join("status.json").exists());
+    // `run` stops too, with the same message, instead of retrying a refusal forever.
+    let out = vm.client(&["run"]);
+    assert_eq!(out.status.code(), Some(CLIENT_EXIT_REFUSED), "{}", out.stderr_text());
+}
+
+#[test]
+fn a_sealed_secret_does_not_open_after_the_pcrs_change() {
+    let Some(vm) = Vm::start("client_unseal") else { return };
+    let config = Config::load(&vm.config_path()).unwrap();
+    let Evidence::Tpm(tpm) = config.evidence.clone() else { panic!("tpm config") };
+    let api = BrokerApi::new(&config.broker_url, &config.broker_ca, config.source_address).unwrap();
+    let attested = TpmAttester::new(tpm.clone(), &config.state_dir).attest(&api).unwrap();
+    assert_eq!(attested.secrets, vec![("payment-key".to_owned(), b"pay-4242-secret".to_vec())]);
+    let sealed = attested.issued.secrets.first().unwrap();
+    let unseal_now = || {
+        let mut context = open(&tpm.tcti).unwrap();
+        let ek = ek::recreate(&mut context, tpm.ek).unwrap();
+        let result = unseal::unseal(&mut context, ek.handle, sealed);
+        context.flush_context(ek.handle.into()).unwrap();
+        result
+    };
+    assert_eq!(unseal_now().unwrap(), b"pay-4242-secret");
+    vm.extend_pcr(0);
+    let err = unseal_now().unwrap_err();
+    assert!(err.to_string().contains("TPM2_Unseal"), "{err}");
+}
+
+#[test]
+fn a_foreign_object_at_the_ak_handle_is_refused_not_replaced() {
+    let Some(vm) = Vm::start("client_foreign_ak") else { return };
+    let tools = vm.tpm.tools();
+    tools.run("tpm2_createprimary", ["-C", "o", "-G", "ecc", "-c", "other.ctx"]).unwrap();
+    tools.run("tpm2_evictcontrol", ["-C", "o", "-c", "other.ctx", "0x81010002"]).unwrap();
+    tools.flush_all().unwrap();
+    let out = vm.client(&["attest"]);
+    assert_eq!(out.status.code(), Some(1), "{}", out.stderr_text());
+    assert!(out.stderr_text().contains("not this client's AK"), "{}", out.stderr_text());
+    assert!(!vm.state_dir().join("ak.pub").exists());
+}
+
+#[test]
+fn the_tss2_key_file_signs_in_openssls_tpm2_provider() {
+    let Some(vm) = Vm::start("client_openssl") else { return };
+    if !common::openssl_tpm2_provider_available() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "OpenSSL tpm2 provider missing (apt-get install tpm2-openssl)"
+        );
+        eprintln!("skipping: OpenSSL tpm2 provider not installed (apt-get install tpm2-openssl)");
+        return;
+    }
+    let out = vm.client(&["attest"]);
+    assert!(out.status.success(), "{}", out.stderr_text());
+    let run = vm.runtime_dir();
+    let work = tempfile::tempdir().unwrap();
+    std::fs::write(work.path().join("message"), b"signed by K inside the TPM").unwrap();
+    let openssl = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(work.path())
+            .env("TPM2OPENSSL_TCTI", vm.tpm.tcti())
+            .env("TSS2_LOG", "all+none")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let key = run.join("svid.key").display().to_string();
+    let svid = run.join("svid.pem").display().to_string();
+    // The key file loads in the TPM through the provider and is the SVID's key ...
+    let from_tpm = openssl(&["pkey", "-provider", "tpm2", "-provider", "default", "-in", &key, "-pubout"]);
+    let from_svid = openssl(&["x509", "-in", &svid, "-noout", "-pubkey"]);
+    assert_eq!(from_tpm, from_svid);
+    // ... and signs there (the tpm2 provider's ECDSA, not the default provider's, which has
+    // no private key); the signature verifies with the SVID's public key.
+    openssl(&[
+        "dgst",
+        "-provider",
+        "tpm2",
+        "-provider",
+        "default",
+        "-propquery",
+        "?provider=tpm2",
+        "-sha256",
+        "-sign",
+        &key,
+        "-out",
+        "sig",
+        "message",
+    ]);
+    std::fs::write(work.path().join("svid-pub.pem"), &from_svid).unwrap();
+    let verified = openssl(&["dgst", "-sha256", "-verify", "svid-pub.pem", "-signature", "sig", "message"]);
+    assert!(verified.contains("Verified OK"), "{verified}");
+}
