@@ -50,6 +50,9 @@ pub(crate) struct Config {
     pub(crate) network: NetworkConfig,
     #[serde(default)]
     pub(crate) keys: KeyConfig,
+    /// Connection to the shared database when `store = "postgres"`.
+    #[serde(default)]
+    pub(crate) postgres: Option<PostgresConfig>,
 }
 
 /// Which `Store` implementation holds the broker's state.
@@ -59,6 +62,33 @@ pub(crate) enum StoreKind {
     /// Embedded sled database in `data_dir/store` (one broker process).
     #[default]
     Sled,
+    /// A PostgreSQL database shared by several broker replicas (`[postgres]`).
+    Postgres,
+}
+
+/// The shared PostgreSQL database (`store = "postgres"`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PostgresConfig {
+    /// libpq key/value string or `postgresql://` URL, without a password, e.g.
+    /// `host=/run/postgresql dbname=mooring user=mooring`.
+    pub(crate) url: String,
+    /// File whose first line is the password.
+    #[serde(default)]
+    pub(crate) password_file: Option<PathBuf>,
+    /// Environment variable holding the password (instead of `password_file`).
+    #[serde(default)]
+    pub(crate) password_env: Option<String>,
+    /// Connections each replica keeps at most.
+    #[serde(default = "default_pool_size")]
+    pub(crate) pool_size: u32,
+    /// File holding 32 random bytes as 64 hex digits: encrypts the signing keys stored in
+    /// the database (AES-256-GCM). Every replica gets the same file.
+    pub(crate) key_encryption_key_file: PathBuf,
+}
+
+fn default_pool_size() -> u32 {
+    8
 }
 
 /// A configured server certificate.
@@ -231,6 +261,12 @@ impl Config {
         };
         join(&mut self.data_dir);
         join(&mut self.policy);
+        if let Some(postgres) = &mut self.postgres {
+            if let Some(file) = &mut postgres.password_file {
+                join(file);
+            }
+            join(&mut postgres.key_encryption_key_file);
+        }
         if let Some(tls) = &mut self.tls {
             join(&mut tls.certificate);
             join(&mut tls.private_key);
@@ -265,6 +301,18 @@ impl Config {
             "limits.max_concurrent_requests must be positive"
         );
         anyhow::ensure!(self.keys.rotate_after_hours > 0, "keys.rotate_after_hours must be positive");
+        match (&self.store, &self.postgres) {
+            (StoreKind::Postgres, None) => anyhow::bail!("store = \"postgres\" needs a [postgres] section"),
+            (StoreKind::Sled, Some(_)) => anyhow::bail!("[postgres] is set but store is \"sled\""),
+            (StoreKind::Postgres, Some(postgres)) => {
+                anyhow::ensure!(postgres.pool_size > 0, "postgres.pool_size must be positive");
+                anyhow::ensure!(
+                    postgres.password_file.is_none() || postgres.password_env.is_none(),
+                    "postgres: set password_file or password_env, not both"
+                );
+            }
+            (StoreKind::Sled, None) => {}
+        }
         Ok(())
     }
 }

@@ -17,6 +17,9 @@ pub struct Broker {
     child: Option<Child>,
     pub dir: tempfile::TempDir,
     pub address: SocketAddr,
+    /// Where the server CA and admin certificate are (this broker's `data/tls`, or the
+    /// first replica's).
+    tls_dir: PathBuf,
 }
 
 /// What to put into the broker's configuration and policy.
@@ -31,6 +34,17 @@ pub struct BrokerSetup {
 
 impl Broker {
     pub fn start(setup: &BrokerSetup) -> Self {
+        Self::start_with_tls(setup, None)
+    }
+
+    /// Another replica behind the same name: it serves `first`'s server certificate and
+    /// accepts `first`'s admin certificate (as `[tls]` and `[admin]` files, the way
+    /// replicas behind a load balancer are configured), so one pinned CA reaches both.
+    pub fn start_replica(setup: &BrokerSetup, first: &Broker) -> Self {
+        Self::start_with_tls(setup, Some(first.tls_dir.clone()))
+    }
+
+    fn start_with_tls(setup: &BrokerSetup, shared_tls: Option<PathBuf>) -> Self {
         let dir = tempfile::Builder::new().prefix("mooring-broker-").tempdir().unwrap();
         std::fs::write(dir.path().join("policy.toml"), &setup.policy).unwrap();
         for (name, content) in &setup.secrets {
@@ -38,13 +52,26 @@ impl Broker {
         }
         let roots: Vec<String> =
             setup.ek_roots.iter().map(|p| format!("{:?}", p.display().to_string())).collect();
-        let config = format!(
+        let mut config = format!(
             "listen = \"127.0.0.1:0\"\ndata_dir = \"data\"\ntrust_domain = \"test.mooring\"\npolicy = \"policy.toml\"\n{}\n\n[tpm]\nek_roots = [{}]\n",
             setup.extra_config,
             roots.join(", ")
         );
+        let tls_dir = match shared_tls {
+            Some(tls) => {
+                let file = |name: &str| format!("{:?}", tls.join(name).display().to_string());
+                config.push_str(&format!(
+                    "\n[tls]\ncertificate = {}\nprivate_key = {}\n\n[admin]\nclient_ca = {}\n",
+                    file("server.pem"),
+                    file("server.key"),
+                    file("admin-ca.pem")
+                ));
+                tls
+            }
+            None => dir.path().join("data/tls"),
+        };
         std::fs::write(dir.path().join("broker.toml"), config).unwrap();
-        let mut broker = Self { child: None, dir, address: "127.0.0.1:0".parse().unwrap() };
+        let mut broker = Self { child: None, dir, address: "127.0.0.1:0".parse().unwrap(), tls_dir };
         broker.launch();
         broker
     }
@@ -104,7 +131,7 @@ impl Broker {
     }
 
     fn client_builder(&self, source: IpAddr) -> reqwest::blocking::ClientBuilder {
-        let ca = std::fs::read(self.data_dir().join("tls/ca.pem")).unwrap();
+        let ca = std::fs::read(self.tls_dir.join("ca.pem")).unwrap();
         reqwest::blocking::Client::builder()
             .tls_certs_only([reqwest::Certificate::from_pem(&ca).unwrap()])
             .resolve("localhost", SocketAddr::new(self.address.ip(), self.address.port()))
@@ -114,7 +141,7 @@ impl Broker {
 
     /// A client presenting the generated admin certificate.
     pub fn admin(&self) -> reqwest::blocking::Client {
-        let tls = self.data_dir().join("tls");
+        let tls = &self.tls_dir;
         let mut identity = std::fs::read(tls.join("admin.pem")).unwrap();
         identity.extend(std::fs::read(tls.join("admin.key")).unwrap());
         self.client_builder(IpAddr::from([127, 0, 0, 1]))

@@ -1,7 +1,8 @@
 //! Test harness shared by the workspace's tests: where the public test vectors live
 //! ([`testdata_dir`]), real software TPMs ([`swtpm::Swtpm`]: one swtpm process per test, own
 //! state, own loopback ports, EK certificates from a local CA), and tpm2-tools as an
-//! independent client ([`tpm2_tools::Tpm2Tools`]).
+//! independent client ([`tpm2_tools::Tpm2Tools`]), and real PostgreSQL servers for the
+//! replicated broker ([`postgres::Postgres`]).
 //!
 //! TPM tests start with [`swtpm::Swtpm::start_or_skip`] (or [`prereq::require_tools`]): on a
 //! machine without swtpm they print why they skip, and with `CI` set they fail instead.
@@ -13,11 +14,13 @@ use std::path::PathBuf;
 pub mod broker;
 mod cmd;
 mod error;
+pub mod postgres;
 pub mod prereq;
 pub mod swtpm;
 pub mod tpm2_tools;
 
 pub use error::HarnessError;
+pub use postgres::Postgres;
 pub use swtpm::{EkCaFiles, EkKind, Swtpm, SwtpmOptions};
 pub use tpm2_tools::Tpm2Tools;
 

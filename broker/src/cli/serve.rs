@@ -8,12 +8,12 @@ use clap::Args;
 use tokio::net::TcpListener;
 
 use super::Failure;
-use crate::config::{Config, StoreKind};
+use crate::config::Config;
 use crate::http;
 use crate::issuer::Issuer;
 use crate::policy::Policy;
 use crate::service::{Broker, Clock as _, SystemClock};
-use crate::store::{SledStore, Store};
+use crate::store;
 
 #[derive(Debug, Args)]
 pub(crate) struct ServeArgs {
@@ -37,17 +37,11 @@ pub(crate) fn run(args: &ServeArgs) -> Result<String, Failure> {
     let config = Config::load(&args.config).map_err(|e| usage(format!("{e:#}")))?;
     crate::files::private_dir(&config.data_dir).map_err(|e| usage(format!("{e:#}")))?;
     let policy = Policy::load(&config.policy).map_err(usage)?;
-    let store: Arc<dyn Store> = match config.store {
-        StoreKind::Sled => Arc::new(SledStore::open(&config.data_dir.join("store")).map_err(usage)?),
-    };
+    let backend = store::open(&config).map_err(usage)?;
     let clock = Arc::new(SystemClock);
-    let issuer = Issuer::open(
-        &config.data_dir.join("keys"),
-        &config.trust_domain,
-        config.keys.rotate_after_hours,
-        clock.unix(),
-    )
-    .map_err(|e| usage(format!("{e:#}")))?;
+    let issuer =
+        Issuer::open(backend.keys, &config.trust_domain, config.keys.rotate_after_hours, clock.unix())
+            .map_err(|e| usage(format!("{e:#}")))?;
     let (tls, generated) = http::tls::server_config(&config).map_err(|e| usage(format!("{e:#}")))?;
     if let Some(generated) = generated {
         println!("generated a server certificate; clients pin its CA: {}", generated.server_ca.display());
@@ -57,8 +51,9 @@ pub(crate) fn run(args: &ServeArgs) -> Result<String, Failure> {
     }
     let listen = config.listen;
     let policy_path = config.policy.clone();
-    let broker =
-        Arc::new(Broker::new(config, store, policy, issuer, clock).map_err(|e| usage(format!("{e:#}")))?);
+    let broker = Arc::new(
+        Broker::new(config, backend.store, policy, issuer, clock).map_err(|e| usage(format!("{e:#}")))?,
+    );
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(usage)?;
     runtime.block_on(async move {
         let listener =

@@ -3,10 +3,13 @@
 //! reaches its rotation age; an old one stays in the trust bundle until the last
 //! credential it could have signed has expired.
 //!
-//! Stored in `data_dir/keys`: `manifest.json`, and per generation `<kid>.ca.pk8`,
-//! `<kid>.ca.der`, `<kid>.jwt.pk8` (private keys 0600, directory 0700).
+//! Kept in a [`KeyVault`] shared by every replica (files with sled, the database with
+//! PostgreSQL). Replicas coordinate through it: the first to find the newest generation
+//! retired stores a new one, the others find that one and sign with it; a key id this
+//! replica does not know yet (another replica rotated first) makes it read the vault
+//! again, at most once a second.
 
-use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use anyhow::Context as _;
@@ -16,22 +19,11 @@ use rcgen::{
     BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose, PKCS_ECDSA_P256_SHA256,
 };
 use rustls_pki_types::PrivatePkcs8KeyDer;
-use serde::{Deserialize, Serialize};
 
-use crate::files;
+use crate::store::{KeyVault, StoredKeys};
 
 /// Longest credential lifetime a policy may set; keys outlive their signing period by it.
 pub(crate) const MAX_CREDENTIAL_TTL: i64 = 7 * 24 * 3600;
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct GenerationInfo {
-    kid: String,
-    created_at: i64,
-    /// Stops signing at this time.
-    retire_at: i64,
-    /// Leaves the bundle at this time.
-    expire_at: i64,
-}
 
 /// One key generation, loaded.
 pub(crate) struct Generation {
@@ -65,137 +57,168 @@ impl Generation {
 /// All generations still in the bundle, newest last.
 #[derive(Debug)]
 pub(crate) struct KeySet {
-    dir: PathBuf,
+    vault: Arc<dyn KeyVault>,
     trust_domain: String,
     rotate_after: i64,
     generations: Mutex<Arc<Vec<Arc<Generation>>>>,
+    /// Serializes rotation within this process (the vault arbitrates between replicas).
+    rotating: Mutex<()>,
+    /// When the vault was last read (unix seconds).
+    loaded_at: AtomicI64,
 }
 
 impl KeySet {
-    /// Loads the generations in `dir` (creating the first one if there is none).
+    /// Loads the generations in `vault` (creating the first one if there is none).
     pub(crate) fn open(
-        dir: &Path,
+        vault: Arc<dyn KeyVault>,
         trust_domain: &str,
         rotate_after_hours: u32,
         now: i64,
     ) -> anyhow::Result<Self> {
-        files::private_dir(dir)?;
-        let manifest: Vec<GenerationInfo> = match std::fs::read(dir.join("manifest.json")) {
-            Ok(bytes) => serde_json::from_slice(&bytes).context("keys/manifest.json is unreadable")?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-            Err(e) => return Err(e).context("cannot read keys/manifest.json"),
-        };
-        let mut generations = Vec::new();
-        for info in manifest.into_iter().filter(|g| g.expire_at > now) {
-            generations.push(Arc::new(load_generation(dir, trust_domain, &info)?));
-        }
         let set = Self {
-            dir: dir.to_owned(),
+            vault,
             trust_domain: trust_domain.to_owned(),
             rotate_after: i64::from(rotate_after_hours) * 3600,
-            generations: Mutex::new(Arc::new(generations)),
+            generations: Mutex::new(Arc::new(Vec::new())),
+            rotating: Mutex::new(()),
+            loaded_at: AtomicI64::new(i64::MIN),
         };
+        set.reload(now)?;
         set.current(now)?;
         Ok(set)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Arc<Vec<Arc<Generation>>>> {
-        self.generations.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    fn snapshot(&self) -> Arc<Vec<Arc<Generation>>> {
+        Arc::clone(&self.generations.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
+    }
+
+    /// Reads the vault again (another replica may have rotated). Generations already
+    /// loaded are kept as they are.
+    pub(crate) fn reload(&self, now: i64) -> anyhow::Result<()> {
+        self.loaded_at.store(now, Ordering::Relaxed);
+        let known = self.snapshot();
+        let mut loaded = Vec::new();
+        for stored in self.vault.signing_keys(now).context("reading the signing keys")? {
+            match known.iter().find(|g| g.kid == stored.kid) {
+                Some(generation) => loaded.push(Arc::clone(generation)),
+                None => loaded.push(Arc::new(load_generation(&self.trust_domain, &stored)?)),
+            }
+        }
+        *self.generations.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(loaded);
+        Ok(())
+    }
+
+    fn signing(&self, now: i64) -> Option<Arc<Generation>> {
+        self.snapshot().last().filter(|g| g.retire_at > now).cloned()
     }
 
     /// The generation that signs now, rotating first if it is due.
     pub(crate) fn current(&self, now: i64) -> anyhow::Result<Arc<Generation>> {
-        let mut guard = self.lock();
-        if let Some(newest) = guard.last().filter(|g| g.retire_at > now) {
-            return Ok(Arc::clone(newest));
+        if let Some(generation) = self.signing(now) {
+            return Ok(generation);
         }
-        let created = Arc::new(self.create(now)?);
-        let mut next: Vec<Arc<Generation>> = guard.iter().filter(|g| g.expire_at > now).cloned().collect();
-        next.push(Arc::clone(&created));
-        self.write_manifest(&next)?;
-        *guard = Arc::new(next);
-        tracing::info!(kid = %created.kid, "created a new signing key generation");
-        Ok(created)
+        let _rotating = self.rotating.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Another thread, or another replica, may have rotated meanwhile.
+        self.reload(now)?;
+        if let Some(generation) = self.signing(now) {
+            return Ok(generation);
+        }
+        let stored = self.create(now)?;
+        let kid = stored.kid.clone();
+        let added = self.vault.add_signing_keys(&stored).context("storing a new signing key generation")?;
+        self.reload(now)?;
+        if added {
+            tracing::info!(%kid, "created a new signing key generation");
+        }
+        self.signing(now).ok_or_else(|| anyhow::anyhow!("no signing key generation in force after rotation"))
     }
 
-    /// Every generation still valid for verification.
+    /// Every generation still valid for verification (as last read from the vault).
     pub(crate) fn all(&self, now: i64) -> Vec<Arc<Generation>> {
-        self.lock().iter().filter(|g| g.expire_at > now).cloned().collect()
+        self.snapshot().iter().filter(|g| g.expire_at > now).cloned().collect()
     }
 
-    /// A generation by key id, if still valid for verification.
+    /// A generation by key id, if still valid for verification. An unknown id makes the
+    /// set read the vault again, at most once a second.
     pub(crate) fn find(&self, kid: &str, now: i64) -> Option<Arc<Generation>> {
-        self.lock().iter().find(|g| g.kid == kid && g.expire_at > now).cloned()
+        let lookup = || self.snapshot().iter().find(|g| g.kid == kid && g.expire_at > now).cloned();
+        lookup().or_else(|| if self.reload_if_stale(now) { lookup() } else { None })
     }
 
-    fn create(&self, now: i64) -> anyhow::Result<Generation> {
+    /// Reads the vault again unless that happened this second; true when it did (so a
+    /// failed verification is worth retrying).
+    pub(crate) fn reload_if_stale(&self, now: i64) -> bool {
+        if self.loaded_at.load(Ordering::Relaxed) >= now {
+            return false;
+        }
+        match self.reload(now) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!("re-reading the signing keys: {e:#}");
+                false
+            }
+        }
+    }
+
+    fn create(&self, now: i64) -> anyhow::Result<StoredKeys> {
         let mut id = [0u8; 8];
         SystemRandom::new().fill(&mut id).map_err(|_| anyhow::anyhow!("no randomness"))?;
-        let info = GenerationInfo {
-            kid: hex::encode(id),
-            created_at: now,
-            retire_at: now + self.rotate_after,
-            expire_at: now + self.rotate_after + MAX_CREDENTIAL_TTL,
-        };
+        let kid = hex::encode(id);
+        let retire_at = now + self.rotate_after;
+        let expire_at = retire_at + MAX_CREDENTIAL_TTL;
         let ca_key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
-        let params = ca_params(&self.trust_domain, &info)?;
+        let params = ca_params(&self.trust_domain, &kid, now, expire_at)?;
         let ca_der = params.self_signed(&ca_key)?.der().to_vec();
         let jwt_pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &SystemRandom::new())
             .map_err(|_| anyhow::anyhow!("cannot generate a JWT key"))?;
-        files::write_private(&self.dir.join(format!("{}.ca.pk8", info.kid)), &ca_key.serialize_der())?;
-        files::write_public(&self.dir.join(format!("{}.ca.der", info.kid)), &ca_der)?;
-        files::write_private(&self.dir.join(format!("{}.jwt.pk8", info.kid)), jwt_pkcs8.as_ref())?;
-        load_generation(&self.dir, &self.trust_domain, &info)
-    }
-
-    fn write_manifest(&self, generations: &[Arc<Generation>]) -> anyhow::Result<()> {
-        let infos: Vec<GenerationInfo> = generations
-            .iter()
-            .map(|g| GenerationInfo {
-                kid: g.kid.clone(),
-                created_at: g.expire_at - MAX_CREDENTIAL_TTL - self.rotate_after,
-                retire_at: g.retire_at,
-                expire_at: g.expire_at,
-            })
-            .collect();
-        files::write_public(&self.dir.join("manifest.json"), &serde_json::to_vec_pretty(&infos)?)
+        Ok(StoredKeys {
+            kid,
+            created_at: now,
+            retire_at,
+            expire_at,
+            ca_der,
+            ca_pkcs8: ca_key.serialize_der(),
+            jwt_pkcs8: jwt_pkcs8.as_ref().to_vec(),
+        })
     }
 }
 
-fn ca_params(trust_domain: &str, info: &GenerationInfo) -> anyhow::Result<CertificateParams> {
+fn ca_params(
+    trust_domain: &str,
+    kid: &str,
+    created_at: i64,
+    expire_at: i64,
+) -> anyhow::Result<CertificateParams> {
     let mut params = CertificateParams::default();
     params.distinguished_name = rcgen::DistinguishedName::new();
     params.distinguished_name.push(DnType::OrganizationName, trust_domain);
-    params.distinguished_name.push(DnType::CommonName, format!("Mooring VM CA {}", info.kid));
+    params.distinguished_name.push(DnType::CommonName, format!("Mooring VM CA {kid}"));
     params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
     params.key_usages =
         vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
-    params.not_before = time::OffsetDateTime::from_unix_timestamp(info.created_at - 300)?;
-    params.not_after = time::OffsetDateTime::from_unix_timestamp(info.expire_at)?;
-    params.serial_number = Some(rcgen::SerialNumber::from_slice(&hex::decode(&info.kid)?));
+    params.not_before = time::OffsetDateTime::from_unix_timestamp(created_at - 300)?;
+    params.not_after = time::OffsetDateTime::from_unix_timestamp(expire_at)?;
+    params.serial_number = Some(rcgen::SerialNumber::from_slice(&hex::decode(kid)?));
     Ok(params)
 }
 
-fn load_generation(dir: &Path, trust_domain: &str, info: &GenerationInfo) -> anyhow::Result<Generation> {
-    let read = |suffix: &str| {
-        let path = dir.join(format!("{}.{suffix}", info.kid));
-        std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))
-    };
-    let ca_pkcs8 = read("ca.pk8")?;
-    let ca_key =
-        KeyPair::from_pkcs8_der_and_sign_algo(&PrivatePkcs8KeyDer::from(ca_pkcs8), &PKCS_ECDSA_P256_SHA256)
-            .context("CA key unusable")?;
-    let jwt_key = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &read("jwt.pk8")?)
-        .map_err(|e| anyhow::anyhow!("JWT key {} unusable: {e}", info.kid))?;
-    let ca_der = read("ca.der")?;
-    let ca_cert = mooring_attestation::x509::Certificate::from_der(&ca_der)
-        .map_err(|e| anyhow::anyhow!("CA certificate {} unreadable: {e}", info.kid))?;
+fn load_generation(trust_domain: &str, stored: &StoredKeys) -> anyhow::Result<Generation> {
+    let kid = &stored.kid;
+    let ca_key = KeyPair::from_pkcs8_der_and_sign_algo(
+        &PrivatePkcs8KeyDer::from(stored.ca_pkcs8.clone()),
+        &PKCS_ECDSA_P256_SHA256,
+    )
+    .with_context(|| format!("CA key {kid} unusable"))?;
+    let jwt_key = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &stored.jwt_pkcs8)
+        .map_err(|e| anyhow::anyhow!("JWT key {kid} unusable: {e}"))?;
+    let ca_cert = mooring_attestation::x509::Certificate::from_der(&stored.ca_der)
+        .map_err(|e| anyhow::anyhow!("CA certificate {kid} unreadable: {e}"))?;
     Ok(Generation {
-        kid: info.kid.clone(),
-        retire_at: info.retire_at,
-        expire_at: info.expire_at,
-        ca_params: ca_params(trust_domain, info)?,
-        ca_der,
+        kid: kid.clone(),
+        retire_at: stored.retire_at,
+        expire_at: stored.expire_at,
+        ca_params: ca_params(trust_domain, kid, stored.created_at, stored.expire_at)?,
+        ca_der: stored.ca_der.clone(),
         ca_cert,
         ca_key,
         jwt_key,

@@ -5,7 +5,7 @@ pub(crate) mod keys;
 mod svid;
 
 use std::net::IpAddr;
-use std::path::Path;
+use std::sync::Arc;
 
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use mooring_attestation::crypto::PublicKey;
@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 pub(crate) use self::jwt::{Jwk, JwtClaims};
 use self::keys::KeySet;
 use crate::refusal::{Code, Refusal};
+use crate::store::KeyVault;
 
 /// What a credential is issued for.
 #[derive(Debug, Clone)]
@@ -90,15 +91,15 @@ pub(crate) struct Issuer {
 }
 
 impl Issuer {
-    /// Opens the key store in `dir`.
+    /// Opens the signing keys kept in `vault`.
     pub(crate) fn open(
-        dir: &Path,
+        vault: Arc<dyn KeyVault>,
         trust_domain: &str,
         rotate_after_hours: u32,
         now: i64,
     ) -> anyhow::Result<Self> {
         Ok(Self {
-            keys: KeySet::open(dir, trust_domain, rotate_after_hours, now)?,
+            keys: KeySet::open(vault, trust_domain, rotate_after_hours, now)?,
             trust_domain: trust_domain.to_owned(),
         })
     }
@@ -157,11 +158,19 @@ impl Issuer {
 
     /// Checks an X.509-SVID chain's signature (by any generation in use) and validity.
     pub(crate) fn verify_x509(&self, chain_pem: &str, now: i64) -> Result<svid::SvidClaims, Refusal> {
-        svid::verify(chain_pem, &self.keys.all(now), now)
+        match svid::verify(chain_pem, &self.keys.all(now), now) {
+            // Signed by a generation another replica made since this one last looked.
+            Err(refusal) if refusal.code == Code::UnknownSigningKey && self.keys.reload_if_stale(now) => {
+                svid::verify(chain_pem, &self.keys.all(now), now)
+            }
+            other => other,
+        }
     }
 
-    /// Makes sure a current generation exists (rotating if due).
+    /// Reads the shared keys again (another replica may have rotated) and makes sure a
+    /// current generation exists (rotating if due).
     pub(crate) fn rotate_if_due(&self, now: i64) -> anyhow::Result<()> {
+        self.keys.reload(now)?;
         self.keys.current(now).map(|_| ())
     }
 }
@@ -202,8 +211,12 @@ mod tests {
         }
     }
 
-    fn issuer(dir: &Path) -> Issuer {
-        Issuer::open(dir, "test", 24, NOW).unwrap()
+    fn vault(dir: &std::path::Path) -> Arc<dyn KeyVault> {
+        Arc::new(crate::store::KeyFiles::new(dir))
+    }
+
+    fn issuer(dir: &std::path::Path) -> Issuer {
+        Issuer::open(vault(dir), "test", 24, NOW).unwrap()
     }
 
     #[test]
@@ -240,7 +253,8 @@ mod tests {
             format!("{}.{}.", URL_SAFE_NO_PAD.encode(r#"{"alg":"none","kid":"x","typ":"JWT"}"#), parts[1]);
         assert_eq!(issuer.verify_jwt(&none, NOW).unwrap_err().code, Code::BadSignature);
         let other = tempfile::tempdir().unwrap();
-        let foreign = Issuer::open(other.path(), "test", 24, NOW).unwrap().issue(&subject(), NOW).unwrap();
+        let foreign =
+            Issuer::open(vault(other.path()), "test", 24, NOW).unwrap().issue(&subject(), NOW).unwrap();
         assert_eq!(issuer.verify_jwt(&foreign.jwt_svid, NOW).unwrap_err().code, Code::UnknownSigningKey);
         assert_eq!(
             issuer.verify_x509(&foreign.x509_svid_pem, NOW).unwrap_err().code,
@@ -266,6 +280,6 @@ mod tests {
         assert_eq!(issuer.jwks(gone).keys.len(), 1);
         assert_eq!(issuer.verify_jwt(&old.jwt_svid, gone).unwrap_err().code, Code::UnknownSigningKey);
         // Reopening finds the same generations.
-        assert_eq!(Issuer::open(dir.path(), "test", 24, later).unwrap().jwks(later).keys.len(), 2);
+        assert_eq!(Issuer::open(vault(dir.path()), "test", 24, later).unwrap().jwks(later).keys.len(), 2);
     }
 }

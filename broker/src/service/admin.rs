@@ -93,7 +93,7 @@ impl Broker {
     /// Verifies the whole audit chain against the stored head.
     pub(crate) fn verify_audit(&self) -> Result<Result<ChainReport, String>, Refusal> {
         let head = self.store.audit_head().map_err(|e| internal("reading the audit head", e))?;
-        Ok(verify_chain(self.store.audit_scan(), head).map_err(|e| e.to_string()))
+        Ok(verify_chain(self.store.audit_scan(head.seq), head).map_err(|e| e.to_string()))
     }
 
     /// Reloads the policy; the old one stays in force when the new one is bad.

@@ -1,21 +1,32 @@
 //! Everything the broker remembers, behind one trait so the embedded store (sled) and a
-//! shared one can serve the same service.
+//! shared one (PostgreSQL, for several replicas) can serve the same service.
 //!
 //! Crash guarantee of every implementation: when `consume_challenge` returns, the
 //! challenge is durably marked used; when `issue` returns, the credential record and its
 //! audit record are durable together. The service consumes before it verifies and
 //! records before it answers, so after a crash no challenge is accepted twice and no
 //! credential that left the broker lacks its audit record. Refusals and admin changes are
-//! durable before they are answered too.
+//! durable before they are answered too. What "durable" survives differs: see each
+//! backend's module documentation.
+//!
+//! The broker's signing keys live behind [`KeyVault`]: files in the data directory with
+//! sled, the database with PostgreSQL, so every replica signs with the same keys.
 
+mod codec;
+mod key_files;
+mod postgres;
 mod sled;
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+pub(crate) use self::key_files::KeyFiles;
+pub(crate) use self::postgres::PgStore;
 pub(crate) use self::sled::SledStore;
 use crate::audit::{AuditEvent, AuditRecord, ChainError, ChainHead};
+use crate::config::{Config, StoreKind};
 
 /// Failure of the storage backend itself (not a decision).
 #[derive(Debug, thiserror::Error)]
@@ -25,6 +36,8 @@ pub(crate) enum StoreError {
     Backend(String),
     #[error("stored record {key} is unreadable: {reason}")]
     Corrupt { key: String, reason: String },
+    #[error("store configuration: {0}")]
+    Config(String),
 }
 
 /// Kind of evidence a challenge waits for.
@@ -137,6 +150,30 @@ pub(crate) struct VmRecord {
     pub(crate) revoked: bool,
 }
 
+impl VmRecord {
+    /// The VM's state after `credential` was issued to it (admin state filled in on reading).
+    fn issued(credential: &CredentialRecord) -> Self {
+        Self {
+            hardware_id: credential.hardware_id.clone(),
+            spiffe_id: credential.spiffe_id.clone(),
+            class: credential.class.clone(),
+            last_address: credential.bound_address,
+            last_attested: credential.issued_at,
+            last_serial: credential.serial.clone(),
+            credential_expires_at: credential.expires_at,
+            status: None,
+            revoked: false,
+        }
+    }
+
+    /// Fills in what the admin said about the VM (enrollment, block, revocation).
+    fn with_admin_state(mut self, store: &dyn Store) -> Result<Self, StoreError> {
+        self.status = store.identity_status(&self.hardware_id)?;
+        self.revoked = store.revocation_for(&self.last_serial, &self.spiffe_id)?.is_some();
+        Ok(self)
+    }
+}
+
 /// What a revocation names.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(tag = "kind", content = "id", rename_all = "snake_case")]
@@ -153,6 +190,11 @@ impl RevocationTarget {
             Self::Credential(serial) => format!("credential:{serial}"),
             Self::Vm(spiffe_id) => format!("vm:{spiffe_id}"),
         }
+    }
+
+    /// The keys of the revocations that would name a credential: its own, then its VM's.
+    fn keys_naming(serial: &str, spiffe_id: &str) -> [String; 2] {
+        [Self::Credential(serial.to_owned()).key(), Self::Vm(spiffe_id.to_owned()).key()]
     }
 }
 
@@ -204,10 +246,80 @@ pub(crate) trait Store: Send + Sync + 'static {
 
     /// Audit records with `seq > after`, at most `limit`.
     fn audit_records(&self, after: u64, limit: usize) -> Result<Vec<AuditRecord>, StoreError>;
-    /// Every audit record in order (for verification), as stored.
-    fn audit_scan(&self) -> Box<dyn Iterator<Item = Result<AuditRecord, ChainError>> + '_>;
+    /// Audit records `1..=through` in order (for verification against the head that was
+    /// read before: records appended meanwhile are not part of it), as stored.
+    fn audit_scan(&self, through: u64) -> Box<dyn Iterator<Item = Result<AuditRecord, ChainError>> + '_>;
     /// The chain head the store keeps apart from the records.
     fn audit_head(&self) -> Result<ChainHead, StoreError>;
+}
+
+/// One signing key generation as stored (see `issuer::keys`).
+#[derive(Clone)]
+pub(crate) struct StoredKeys {
+    /// Key id (hex), also the CA certificate's serial.
+    pub(crate) kid: String,
+    pub(crate) created_at: i64,
+    /// Stops signing at this time.
+    pub(crate) retire_at: i64,
+    /// Leaves the trust bundle at this time.
+    pub(crate) expire_at: i64,
+    /// The X.509 CA certificate (DER).
+    pub(crate) ca_der: Vec<u8>,
+    /// The CA private key (PKCS#8). Secret.
+    pub(crate) ca_pkcs8: Vec<u8>,
+    /// The JWT signing key (PKCS#8). Secret.
+    pub(crate) jwt_pkcs8: Vec<u8>,
+}
+
+impl std::fmt::Debug for StoredKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredKeys")
+            .field("kid", &self.kid)
+            .field("retire_at", &self.retire_at)
+            .field("expire_at", &self.expire_at)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where the signing keys are kept. Shared by every replica of one deployment.
+pub(crate) trait KeyVault: Send + Sync + 'static {
+    /// Every stored generation still in the bundle at `now` (`expire_at > now`), oldest
+    /// first.
+    fn signing_keys(&self, now: i64) -> Result<Vec<StoredKeys>, StoreError>;
+    /// Stores a new generation, atomically, unless a stored generation still signs at
+    /// `keys.created_at` (another replica rotated first: use that one). Returns whether
+    /// `keys` was stored.
+    fn add_signing_keys(&self, keys: &StoredKeys) -> Result<bool, StoreError>;
+}
+
+impl std::fmt::Debug for dyn KeyVault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("KeyVault")
+    }
+}
+
+/// The configured backend: its state store and where its signing keys live.
+#[derive(Debug)]
+pub(crate) struct Backend {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) keys: Arc<dyn KeyVault>,
+}
+
+/// Opens the configured backend (for PostgreSQL: connects and applies migrations).
+pub(crate) fn open(config: &Config) -> Result<Backend, StoreError> {
+    match config.store {
+        StoreKind::Sled => Ok(Backend {
+            store: Arc::new(SledStore::open(&config.data_dir.join("store"))?),
+            keys: Arc::new(KeyFiles::new(&config.data_dir.join("keys"))),
+        }),
+        StoreKind::Postgres => {
+            let settings = config.postgres.as_ref().ok_or_else(|| {
+                StoreError::Config("store = \"postgres\" needs a [postgres] section".into())
+            })?;
+            let store = Arc::new(PgStore::connect(settings)?);
+            Ok(Backend { store: Arc::clone(&store) as Arc<dyn Store>, keys: store })
+        }
+    }
 }
 
 /// Hex for byte fields of stored records.

@@ -15,9 +15,10 @@ use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
 use sled::Transactional;
 
+use super::codec::decode;
 use super::{
-    ChallengeRecord, Consumed, CredentialRecord, HardwareId, IdentityStatus, Revocation, Store, StoreError,
-    VmRecord,
+    ChallengeRecord, Consumed, CredentialRecord, HardwareId, IdentityStatus, Revocation, RevocationTarget,
+    Store, StoreError, VmRecord,
 };
 use crate::audit::{Action, AuditEvent, AuditRecord, ChainError, ChainHead, Outcome};
 
@@ -57,14 +58,7 @@ fn backend(e: impl std::fmt::Display) -> StoreError {
 }
 
 fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
-    serde_json::to_vec(value).map_err(backend)
-}
-
-fn decode<T: DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T, StoreError> {
-    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
-        key: String::from_utf8_lossy(key).into_owned(),
-        reason: e.to_string(),
-    })
+    super::codec::encode(value).map(String::into_bytes)
 }
 
 fn abort(e: StoreError) -> ConflictableTransactionError<StoreError> {
@@ -228,17 +222,7 @@ impl Store for SledStore {
     }
 
     fn issue(&self, credential: &CredentialRecord, audit: AuditEvent) -> Result<(), StoreError> {
-        let vm = VmRecord {
-            hardware_id: credential.hardware_id.clone(),
-            spiffe_id: credential.spiffe_id.clone(),
-            class: credential.class.clone(),
-            last_address: credential.bound_address,
-            last_attested: credential.issued_at,
-            last_serial: credential.serial.clone(),
-            credential_expires_at: credential.expires_at,
-            status: None,
-            revoked: false,
-        };
+        let vm = VmRecord::issued(credential);
         let credential_value = encode(credential)?;
         let vm_value = encode(&vm)?;
         let vm_key = credential.hardware_id.key();
@@ -287,7 +271,7 @@ impl Store for SledStore {
     }
 
     fn revocation_for(&self, serial: &str, spiffe_id: &str) -> Result<Option<Revocation>, StoreError> {
-        for key in [format!("credential:{serial}"), format!("vm:{spiffe_id}")] {
+        for key in RevocationTarget::keys_naming(serial, spiffe_id) {
             if let Some(value) = self.revocations.get(key.as_bytes()).map_err(backend)? {
                 return decode(key.as_bytes(), &value).map(Some);
             }
@@ -300,12 +284,8 @@ impl Store for SledStore {
     }
 
     fn vms(&self) -> Result<Vec<VmRecord>, StoreError> {
-        let mut vms: Vec<VmRecord> = Self::scan(&self.vms)?;
-        for vm in &mut vms {
-            vm.status = self.identity_status(&vm.hardware_id)?;
-            vm.revoked = self.revocation_for(&vm.last_serial, &vm.spiffe_id)?.is_some();
-        }
-        Ok(vms)
+        let vms: Vec<VmRecord> = Self::scan(&self.vms)?;
+        vms.into_iter().map(|vm| vm.with_admin_state(self)).collect()
     }
 
     fn audit_records(&self, after: u64, limit: usize) -> Result<Vec<AuditRecord>, StoreError> {
@@ -320,8 +300,8 @@ impl Store for SledStore {
             .collect()
     }
 
-    fn audit_scan(&self) -> Box<dyn Iterator<Item = Result<AuditRecord, ChainError>> + '_> {
-        Box::new(self.audit.iter().map(|entry| {
+    fn audit_scan(&self, through: u64) -> Box<dyn Iterator<Item = Result<AuditRecord, ChainError>> + '_> {
+        Box::new(self.audit.range(..=through.to_be_bytes()).map(|entry| {
             let (key, value) = entry.map_err(|e| ChainError::Unreadable { seq: 0, reason: e.to_string() })?;
             let seq = <[u8; 8]>::try_from(key.as_ref()).map(u64::from_be_bytes).unwrap_or(0);
             serde_json::from_slice(&value).map_err(|e| ChainError::Unreadable { seq, reason: e.to_string() })

@@ -1,0 +1,310 @@
+//! Several broker processes on one real PostgreSQL server (started by the test, no mocks):
+//! challenges cross replicas and are accepted once across all of them, revocations and
+//! blocks reach every replica's verify API at once, credentials from any replica verify
+//! on every other, and killing a replica mid-load loses no audit record.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Barrier, Mutex};
+
+use common::vm::Vm;
+use common::{assert_refused, loopback, Broker, BrokerSetup};
+use mooring_attestation::protocol::{IssuedCredentials, TpmChallenge, TpmFinishRequest};
+use mooring_attestation::x509::bundle::parse_one_certificate;
+use mooring_tests::{Postgres, SwtpmOptions};
+use serde_json::{json, Value};
+
+/// Brokers for `vm` on `postgres`: the first generates the TLS material, the others
+/// serve the same certificate (as replicas behind one name do).
+fn replicas(vm: &Vm, postgres: &Postgres, count: usize) -> Vec<Broker> {
+    let issuer = parse_one_certificate(&vm.ek_certificate()).unwrap().issuer().to_owned();
+    let setup = BrokerSetup {
+        policy: format!(
+            "version = 1\n[[class]]\nname = \"web\"\nevidence = \"tpm\"\nttl_seconds = 600\n\
+             audiences = [\"payments\"]\nnetworks = [\"127.0.0.0/8\"]\n\
+             [class.match]\nek_issuers = [{issuer:?}]\n[class.tpm]\npcr_bank = \"sha256\"\npcrs = [7]\n\
+             [class.tpm.pcr_values]\n7 = [\"{}\"]\n",
+            "00".repeat(32)
+        ),
+        ek_roots: vm.tpm.ek_cert_ca_files().all().iter().map(|p| p.to_path_buf()).collect(),
+        extra_config: postgres.broker_config().unwrap(),
+        secrets: Vec::new(),
+    };
+    let first = Broker::start(&setup);
+    let mut all: Vec<Broker> = (1..count).map(|_| Broker::start_replica(&setup, &first)).collect();
+    all.insert(0, first);
+    all
+}
+
+fn begin(broker: &Broker, vm: &Vm) -> TpmChallenge {
+    let (status, body) = broker.post(&broker.client(loopback(1)), "tpm/begin", &vm.begin_request());
+    assert_eq!(status, 200, "{body}");
+    serde_json::from_value(body).unwrap()
+}
+
+fn now() -> i64 {
+    i64::try_from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs())
+        .unwrap()
+}
+
+fn b64(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// Asks `broker`'s verify API about a JWT-SVID presented with a fresh possession proof.
+fn verify_jwt(broker: &Broker, vm: &Vm, token: &str) -> Value {
+    let (statement, signature) = vm.prove_possession("payments", now());
+    let (status, answer) = broker.post(
+        &broker.client(loopback(1)),
+        "credentials/verify",
+        &json!({
+            "credential": {"type": "jwt", "token": token},
+            "peer_address": loopback(1),
+            "audience": "payments",
+            "proof": {"type": "signature", "statement": b64(&statement), "signature": b64(&signature)},
+        }),
+    );
+    assert_eq!(status, 200, "{answer}");
+    answer
+}
+
+/// `mooring-broker audit verify --config` against the shared database (replicas running).
+fn audit_verify_cli(broker: &Broker) -> (Option<i32>, String) {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_mooring-broker"))
+        .args(["audit", "verify", "--config"])
+        .arg(broker.config_path())
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr);
+    (output.status.code(), text)
+}
+
+fn admin_audit_verify(broker: &Broker) -> Value {
+    broker.admin().post(broker.url("admin/audit/verify")).send().unwrap().json().unwrap()
+}
+
+#[test]
+fn challenges_cross_replicas_once_and_revocations_reach_every_replica() {
+    let Some(vm) = Vm::start("broker_replicas", SwtpmOptions::default()) else { return };
+    let Some(postgres) = Postgres::start_or_skip("broker_replicas") else { return };
+    let brokers = replicas(&vm, &postgres, 3);
+
+    // One signing key generation for all: every replica publishes the same bundle.
+    let jwks: Vec<Value> = brokers
+        .iter()
+        .map(|b| b.client(loopback(1)).get(b.url("bundle")).send().unwrap().json::<Value>().unwrap())
+        .map(|bundle| bundle["jwt_authorities"].clone())
+        .collect();
+    assert_eq!(jwks[0], jwks[1]);
+    assert_eq!(jwks[0], jwks[2]);
+
+    // Begun on replica 1, finished on replica 2.
+    let challenge = begin(&brokers[0], &vm);
+    let (status, body) =
+        brokers[1].post(&brokers[1].client(loopback(1)), "tpm/finish", &vm.finish_request(&challenge));
+    assert_eq!(status, 200, "{body}");
+    let issued: IssuedCredentials = serde_json::from_value(body).unwrap();
+    // The same finish again, on the replica that began it: used.
+    let replay =
+        brokers[0].post(&brokers[0].client(loopback(1)), "tpm/finish", &vm.finish_request(&challenge));
+    assert_refused(&replay, 409, "challenge_used");
+
+    // Issued by replica 2, good on every replica's verify API.
+    for broker in &brokers {
+        assert_eq!(verify_jwt(broker, &vm, &issued.jwt_svid)["valid"], true);
+    }
+
+    // One finish replayed concurrently against all replicas: accepted exactly once.
+    let challenge = begin(&brokers[2], &vm);
+    let request = vm.finish_request(&challenge);
+    let attempts = 3 * brokers.len();
+    let barrier = Arc::new(Barrier::new(attempts));
+    let answers: Vec<(u16, Value)> = std::thread::scope(|scope| {
+        let threads: Vec<_> = (0..attempts)
+            .map(|i| {
+                let broker = &brokers[i % brokers.len()];
+                let client = broker.client(loopback(1));
+                let (barrier, request) = (Arc::clone(&barrier), &request);
+                scope.spawn(move || {
+                    barrier.wait();
+                    broker.post(&client, "tpm/finish", request)
+                })
+            })
+            .collect();
+        threads.into_iter().map(|t| t.join().unwrap()).collect()
+    });
+    let accepted = answers.iter().filter(|(status, _)| *status == 200).count();
+    assert_eq!(accepted, 1, "{answers:?}");
+    for answer in answers.iter().filter(|(status, _)| *status != 200) {
+        assert_refused(answer, 409, "challenge_used");
+    }
+
+    // A block made on replica 2 and a revocation made on replica 1 are refused at once
+    // by the other replicas' verify APIs.
+    let hardware_id = verify_jwt(&brokers[2], &vm, &issued.jwt_svid)["claims"]["hardware_id"].clone();
+    let set_status = |broker: &Broker, status: &str| {
+        let response = broker
+            .admin()
+            .post(broker.url("admin/identities"))
+            .json(&json!({"identity": {"kind": "ek", "id": hardware_id}, "status": status}))
+            .send()
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 200);
+    };
+    set_status(&brokers[1], "blocked");
+    assert_eq!(verify_jwt(&brokers[0], &vm, &issued.jwt_svid)["code"], "vm_blocked");
+    assert_eq!(verify_jwt(&brokers[2], &vm, &issued.jwt_svid)["code"], "vm_blocked");
+    set_status(&brokers[1], "enrolled");
+    assert_eq!(verify_jwt(&brokers[2], &vm, &issued.jwt_svid)["valid"], true);
+    let response = brokers[0]
+        .admin()
+        .post(brokers[0].url("admin/revocations"))
+        .json(&json!({"target": {"kind": "credential", "id": issued.x509_serial}, "reason": "replica drill"}))
+        .send()
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    for broker in &brokers[1..] {
+        let answer = verify_jwt(broker, &vm, &issued.jwt_svid);
+        assert_eq!(answer["code"], "revoked", "{answer}");
+        assert!(answer["reason"].as_str().unwrap().contains("replica drill"), "{answer}");
+    }
+
+    // One audit chain, whichever replica wrote each record; it verifies through every
+    // replica and with the CLI, while they run.
+    let audit = brokers[2].audit();
+    let issued_records = audit.iter().filter(|r| r["code"] == "issued").count();
+    assert_eq!(issued_records, 2, "two credentials issued across the replicas");
+    for broker in &brokers {
+        let verified = admin_audit_verify(broker);
+        assert_eq!(verified["valid"], true, "{verified}");
+    }
+    let (code, text) = audit_verify_cli(&brokers[0]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains(&format!("{} records", audit.len())), "{text}");
+
+    // A modified record is found by the CLI (the database is shared, so is tampering).
+    postgres.psql("UPDATE audit SET record = replace(record, 'replica drill', 'other drill') WHERE record LIKE '%replica drill%'").unwrap();
+    let (code, text) = audit_verify_cli(&brokers[1]);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("was modified"), "{text}");
+}
+
+const CHALLENGES: usize = 16;
+
+#[test]
+fn killing_a_replica_mid_load_loses_no_audit_record_and_the_other_keeps_serving() {
+    let Some(vm) = Vm::start("broker_replicas_kill", SwtpmOptions::default()) else { return };
+    let Some(postgres) = Postgres::start_or_skip("broker_replicas_kill") else { return };
+    let mut brokers = replicas(&vm, &postgres, 2);
+
+    // Evidence for many challenges, begun on both replicas, prepared before the load.
+    let requests: Vec<TpmFinishRequest> =
+        (0..CHALLENGES).map(|i| vm.finish_request(&begin(&brokers[i % 2], &vm))).collect();
+
+    // Four threads send finishes, alternating between the replicas; replica 1 is killed
+    // with SIGKILL once a few answers are in. A finish that replica 1 does not answer is
+    // sent to replica 2, as a load balancer would retry it.
+    let urls: Vec<String> = brokers.iter().map(|b| b.url("tpm/finish")).collect();
+    let clients: Vec<_> = brokers.iter().map(|b| b.client(loopback(1))).collect();
+    let accepted: Arc<Mutex<BTreeMap<String, Vec<String>>>> = Arc::default();
+    let retried: Arc<Mutex<Vec<(u16, Value)>>> = Arc::default();
+    let answered = Arc::new(AtomicUsize::new(0));
+    let threads: Vec<_> = (0..4)
+        .map(|t| {
+            let chunk: Vec<(usize, TpmFinishRequest)> =
+                requests.iter().cloned().enumerate().skip(t).step_by(4).collect();
+            let (urls, clients) = (urls.clone(), clients.clone());
+            let (accepted, retried, answered) =
+                (Arc::clone(&accepted), Arc::clone(&retried), Arc::clone(&answered));
+            std::thread::spawn(move || {
+                for (i, request) in chunk {
+                    let target = (i / 4 + t) % 2;
+                    let record = |body: Value| {
+                        let serial = body["x509_serial"].as_str().unwrap().to_owned();
+                        accepted
+                            .lock()
+                            .unwrap()
+                            .entry(request.challenge_id.clone())
+                            .or_default()
+                            .push(serial);
+                    };
+                    match clients[target].post(&urls[target]).json(&request).send() {
+                        Ok(response) => {
+                            if response.status().as_u16() == 200 {
+                                record(response.json().unwrap());
+                            }
+                        }
+                        Err(_) => {
+                            // Replica 1 is gone: the other one answers.
+                            assert_eq!(target, 0, "replica 2 failed a request");
+                            let response = clients[1].post(&urls[1]).json(&request).send().unwrap();
+                            let status = response.status().as_u16();
+                            let body: Value = response.json().unwrap();
+                            if status == 200 {
+                                record(body.clone());
+                            }
+                            retried.lock().unwrap().push((status, body));
+                        }
+                    }
+                    answered.fetch_add(1, Ordering::SeqCst);
+                }
+            })
+        })
+        .collect();
+    while answered.load(Ordering::SeqCst) < 3 {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    brokers[0].kill_9();
+    for thread in threads {
+        thread.join().unwrap();
+    }
+    let accepted_during_load = accepted.lock().unwrap().len();
+    assert!(accepted_during_load >= 3, "{accepted_during_load} accepted");
+    // Retried finishes were answered by replica 2: issued, or refused as used because
+    // replica 1 consumed the challenge before it died.
+    for answer in retried.lock().unwrap().iter().filter(|(status, _)| *status != 200) {
+        assert_refused(answer, 409, "challenge_used");
+    }
+
+    // Every finish replayed on the surviving replica: none is accepted a second time.
+    let survivor = &brokers[1];
+    for request in &requests {
+        let (status, body) = survivor.post(&survivor.client(loopback(1)), "tpm/finish", request);
+        match status {
+            200 => accepted
+                .lock()
+                .unwrap()
+                .entry(request.challenge_id.clone())
+                .or_default()
+                .push(body["x509_serial"].as_str().unwrap().to_owned()),
+            409 => assert_eq!(body["code"], "challenge_used", "{body}"),
+            other => panic!("unexpected {other}: {body}"),
+        }
+    }
+    let accepted = accepted.lock().unwrap();
+    for (challenge, serials) in accepted.iter() {
+        assert_eq!(serials.len(), 1, "challenge {challenge} accepted {} times", serials.len());
+    }
+
+    // Every credential a client received has its audit record in one intact chain.
+    let audit = survivor.audit();
+    let audited: BTreeSet<&str> =
+        audit.iter().filter(|r| r["code"] == "issued").filter_map(|r| r["serial"].as_str()).collect();
+    for serials in accepted.values() {
+        assert!(audited.contains(serials[0].as_str()), "credential {} has no audit record", serials[0]);
+    }
+    let verified = admin_audit_verify(survivor);
+    assert_eq!(verified["valid"], true, "{verified}");
+
+    // The killed replica comes back on the same database and agrees.
+    brokers[0].restart();
+    let verified = admin_audit_verify(&brokers[0]);
+    assert_eq!(verified["valid"], true, "{verified}");
+    let (code, text) = audit_verify_cli(&brokers[0]);
+    assert_eq!(code, Some(0), "{text}");
+}
