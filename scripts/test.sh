@@ -3,7 +3,8 @@
 # cargo-nextest when it is installed (plus the doctests, which nextest does not run), else
 # with cargo test. Extra arguments go to the test runner (e.g. a test name filter).
 #
-# The tests start real swtpm instances and drive them with tpm2-tools. When the Debian
+# The tests start real swtpm instances and drive them with tpm2-tools, and real PostgreSQL
+# servers (initdb on a temporary directory, as the postgres user when run as root). When the Debian
 # packages they need are missing, this installs them if run as root, and otherwise prints
 # the apt-get line and exits 2. Set CI=true to make a test that finds swtpm missing fail
 # instead of skip.
@@ -18,12 +19,17 @@ declare -A probe=(
   [swtpm-tools]=swtpm_setup
   [tpm2-tools]=tpm2_getrandom
   [openssl]=openssl
+  [postgresql]=pgbin:initdb
 )
 missing=()
-for package in pkg-config libtss2-dev swtpm swtpm-tools tpm2-tools openssl; do
+for package in pkg-config libtss2-dev swtpm swtpm-tools tpm2-tools openssl postgresql; do
   check=${probe[$package]}
   if [[ $check == pc:* ]]; then
     command -v pkg-config >/dev/null && pkg-config --exists "${check#pc:}" && continue
+  elif [[ $check == pgbin:* ]]; then
+    # Debian keeps the server programs off PATH, in /usr/lib/postgresql/<version>/bin.
+    compgen -G "/usr/lib/postgresql/*/bin/${check#pgbin:}" >/dev/null && continue
+    command -v "${check#pgbin:}" >/dev/null && continue
   else
     command -v "$check" >/dev/null && continue
   fi
