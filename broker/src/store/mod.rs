@@ -16,6 +16,8 @@ mod codec;
 mod key_files;
 mod postgres;
 mod sled;
+#[cfg(test)]
+mod tests;
 
 use std::net::IpAddr;
 use std::sync::Arc;

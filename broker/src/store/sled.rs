@@ -29,7 +29,7 @@ const AUDIT_HEAD: &[u8] = b"audit_head";
 #[derive(Serialize, Deserialize)]
 #[serde(tag = "state", rename_all = "snake_case")]
 enum StoredChallenge {
-    Open(ChallengeRecord),
+    Open(Box<ChallengeRecord>),
     Used { expires_at: i64 },
 }
 
@@ -146,7 +146,7 @@ impl SledStore {
 
 impl Store for SledStore {
     fn put_challenge(&self, challenge: &ChallengeRecord) -> Result<(), StoreError> {
-        let value = encode(&StoredChallenge::Open(challenge.clone()))?;
+        let value = encode(&StoredChallenge::Open(Box::new(challenge.clone())))?;
         // A random 128-bit id never collides; refuse rather than overwrite if it did.
         self.challenges
             .compare_and_swap(challenge.id.as_bytes(), None as Option<&[u8]>, Some(value))
@@ -167,7 +167,7 @@ impl Store for SledStore {
                     StoredChallenge::Open(record) => {
                         let used = StoredChallenge::Used { expires_at: record.expires_at };
                         tree.insert(key, encode(&used).map_err(abort)?)?;
-                        Ok(Consumed::Fresh(record))
+                        Ok(Consumed::Fresh(*record))
                     }
                 }
             })

@@ -117,16 +117,21 @@ impl PgStore {
         config.options(&options);
         config.application_name("mooring-broker");
         config.connect_timeout(CONNECT_TIMEOUT);
+        let kek = KeyEncryptionKey::load(&settings.key_encryption_key_file)?;
+        // One connection first: it says at once why the server refuses (the pool would
+        // retry until its timeout), and it migrates the schema.
+        let mut first = config
+            .connect(NoTls)
+            .map_err(|e| StoreError::Backend(format!("connecting to PostgreSQL: {e}")))?;
+        schema::migrate(&mut first)?;
+        drop(first);
         let pool = r2d2::Pool::builder()
             .max_size(settings.pool_size)
             .min_idle(Some(1))
             .connection_timeout(CONNECT_TIMEOUT)
             .build(PostgresConnectionManager::new(config, NoTls))
             .map_err(|e| StoreError::Backend(format!("connecting to PostgreSQL: {e}")))?;
-        let kek = KeyEncryptionKey::load(&settings.key_encryption_key_file)?;
-        let store = Self { pool, kek };
-        schema::migrate(&mut *store.client()?)?;
-        Ok(store)
+        Ok(Self { pool, kek })
     }
 
     fn client(&self) -> Result<Connection, StoreError> {

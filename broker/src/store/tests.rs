@@ -1,0 +1,222 @@
+//! One set of checks every `Store` must pass, run on sled and on a real PostgreSQL server
+//! (two connections pools standing for two replicas), plus PostgreSQL's own: settings
+//! refused, migrations, shared signing keys.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
+use std::path::Path;
+use std::sync::{Arc, Barrier};
+
+use super::*;
+use crate::audit::{verify_chain, Action, Outcome};
+use crate::config::PostgresConfig;
+use crate::issuer::keys::KeySet;
+
+fn challenge(id: &str, expires_at: i64) -> ChallengeRecord {
+    ChallengeRecord { id: id.into(), kind: EvidenceKind::Snp, nonce: vec![7; 32], expires_at, tpm: None }
+}
+
+fn event(code: &str) -> AuditEvent {
+    AuditEvent::new(1_800_000_000, Action::Admin, Outcome::Accepted, code, "test")
+}
+
+fn credential(serial: &str, spiffe_id: &str) -> CredentialRecord {
+    CredentialRecord {
+        serial: serial.into(),
+        hardware_id: HardwareId::Ek("ab".repeat(32)),
+        spiffe_id: spiffe_id.into(),
+        class: "web".into(),
+        bound_address: "127.0.0.1".parse().unwrap(),
+        issued_at: 100,
+        expires_at: 700,
+    }
+}
+
+/// The checks, on `stores` (several handles on one backend, as replicas are).
+fn conformance(stores: &[Arc<dyn Store>]) {
+    let (a, b) = (&stores[0], &stores[stores.len() - 1]);
+
+    // Single use, across handles.
+    a.put_challenge(&challenge("c1", 500)).unwrap();
+    assert_eq!(b.consume_challenge("c1").unwrap(), Consumed::Fresh(challenge("c1", 500)));
+    assert_eq!(a.consume_challenge("c1").unwrap(), Consumed::AlreadyUsed);
+    assert_eq!(a.consume_challenge("never").unwrap(), Consumed::Unknown);
+    assert!(a.put_challenge(&challenge("c1", 500)).is_err(), "an id is never overwritten");
+
+    // Many concurrent consumers of one challenge: exactly one gets it.
+    a.put_challenge(&challenge("c2", 500)).unwrap();
+    let racers = 8;
+    let barrier = Arc::new(Barrier::new(racers));
+    let fresh = std::thread::scope(|scope| {
+        let threads: Vec<_> = (0..racers)
+            .map(|i| {
+                let (store, barrier) = (Arc::clone(&stores[i % stores.len()]), Arc::clone(&barrier));
+                scope.spawn(move || {
+                    barrier.wait();
+                    store.consume_challenge("c2").unwrap()
+                })
+            })
+            .collect();
+        threads.into_iter().map(|t| t.join().unwrap()).filter(|c| matches!(c, Consumed::Fresh(_))).count()
+    });
+    assert_eq!(fresh, 1);
+
+    // Pruning drops what expired, open or used.
+    a.put_challenge(&challenge("c3", 900)).unwrap();
+    assert_eq!(a.prune_challenges(600).unwrap(), 2);
+    assert_eq!(b.consume_challenge("c1").unwrap(), Consumed::Unknown);
+    assert!(matches!(b.consume_challenge("c3").unwrap(), Consumed::Fresh(_)));
+
+    // Credentials, VMs, enrollment, revocations: written on one handle, read on another.
+    let hardware = HardwareId::Ek("ab".repeat(32));
+    a.issue(&credential("01", "spiffe://t/vm/web/ab"), event("issued")).unwrap();
+    assert_eq!(b.credential("01").unwrap(), Some(credential("01", "spiffe://t/vm/web/ab")));
+    assert_eq!(b.credential("02").unwrap(), None);
+    assert_eq!(b.identity_status(&hardware).unwrap(), None);
+    a.set_identity_status(&hardware, IdentityStatus::Blocked, event("blocked")).unwrap();
+    assert_eq!(b.identity_status(&hardware).unwrap(), Some(IdentityStatus::Blocked));
+    assert_eq!(b.revocation_for("01", "spiffe://t/vm/web/ab").unwrap(), None);
+    let vm_revocation = Revocation {
+        target: RevocationTarget::Vm("spiffe://t/vm/web/ab".into()),
+        revoked_at: 5,
+        reason: "vm".into(),
+    };
+    let credential_revocation =
+        Revocation { target: RevocationTarget::Credential("01".into()), revoked_at: 6, reason: "one".into() };
+    a.revoke(&vm_revocation, event("revoked")).unwrap();
+    a.revoke(&credential_revocation, event("revoked")).unwrap();
+    assert_eq!(b.revocation_for("01", "spiffe://t/vm/web/ab").unwrap(), Some(credential_revocation.clone()));
+    assert_eq!(b.revocation_for("09", "spiffe://t/vm/web/ab").unwrap(), Some(vm_revocation.clone()));
+    assert_eq!(b.revocations().unwrap(), vec![credential_revocation, vm_revocation]);
+    let vms = b.vms().unwrap();
+    assert_eq!(vms.len(), 1);
+    assert_eq!(
+        (vms[0].status, vms[0].revoked, vms[0].last_serial.as_str()),
+        (Some(IdentityStatus::Blocked), true, "01")
+    );
+
+    // One audit chain, appended from every handle at once.
+    let appenders = 8;
+    std::thread::scope(|scope| {
+        for i in 0..appenders {
+            let store = Arc::clone(&stores[i % stores.len()]);
+            scope.spawn(move || {
+                for _ in 0..5 {
+                    store.audit(event("concurrent")).unwrap();
+                }
+            });
+        }
+    });
+    let head = b.audit_head().unwrap();
+    let expected = 4 + 5 * u64::try_from(appenders).unwrap();
+    assert_eq!(head.seq, expected);
+    assert_eq!(verify_chain(a.audit_scan(head.seq), head).unwrap().records, expected);
+    // A scan stops at the head it was asked for, whatever was appended since.
+    a.audit(event("later")).unwrap();
+    assert_eq!(verify_chain(b.audit_scan(head.seq), head).unwrap().records, expected);
+    let page = b.audit_records(3, 2).unwrap();
+    assert_eq!(page.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![4, 5]);
+    assert_eq!(b.audit_records(expected, 10).unwrap().len(), 1);
+}
+
+#[test]
+fn sled_passes_the_store_checks() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = Arc::new(SledStore::open(dir.path()).unwrap());
+    conformance(&[store]);
+}
+
+fn settings(postgres: &mooring_tests::Postgres, dir: &Path) -> PostgresConfig {
+    let kek = dir.join("kek");
+    if !kek.exists() {
+        std::fs::write(&kek, "11".repeat(32)).unwrap();
+        std::fs::set_permissions(&kek, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    }
+    PostgresConfig {
+        url: postgres.url(),
+        password_file: Some(postgres.password_file()),
+        password_env: None,
+        pool_size: 4,
+        key_encryption_key_file: kek,
+    }
+}
+
+#[test]
+fn postgres_passes_the_store_checks_across_replicas() {
+    let Some(postgres) = mooring_tests::Postgres::start_or_skip("postgres_store_checks") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let settings = settings(&postgres, dir.path());
+    let replicas: Vec<Arc<dyn Store>> =
+        (0..2).map(|_| Arc::new(PgStore::connect(&settings).unwrap()) as Arc<dyn Store>).collect();
+    conformance(&replicas);
+}
+
+#[test]
+fn postgres_settings_that_would_leak_or_mismatch_are_refused() {
+    let Some(postgres) = mooring_tests::Postgres::start_or_skip("postgres_settings") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let good = settings(&postgres, dir.path());
+    let refused = |settings: &PostgresConfig| PgStore::connect(settings).unwrap_err().to_string();
+
+    let mut with_password = good.clone();
+    with_password.url = format!("{} password=hunter2", good.url);
+    let message = refused(&with_password);
+    assert!(message.contains("holds a password") && !message.contains("hunter2"), "{message}");
+
+    let open_kek = dir.path().join("open-kek");
+    std::fs::write(&open_kek, "22".repeat(32)).unwrap();
+    std::fs::set_permissions(&open_kek, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    let message = refused(&PostgresConfig { key_encryption_key_file: open_kek.clone(), ..good.clone() });
+    assert!(message.contains("chmod 600"), "{message}");
+
+    let mut no_password = good.clone();
+    no_password.password_file = None;
+    assert!(refused(&no_password).contains("connecting to PostgreSQL"));
+
+    // Migrating twice is a no-op; a schema from a newer broker is refused.
+    PgStore::connect(&good).unwrap();
+    PgStore::connect(&good).unwrap();
+    postgres.psql("INSERT INTO mooring_schema (version) VALUES (999)").unwrap();
+    assert!(refused(&good).contains("newer than this broker"));
+    postgres.psql("DELETE FROM mooring_schema WHERE version = 999").unwrap();
+
+    // Signing keys sealed under one key-encryption key do not open under another.
+    let store: Arc<dyn KeyVault> = Arc::new(PgStore::connect(&good).unwrap());
+    KeySet::open(Arc::clone(&store), "test", 24, 1_800_000_000).unwrap();
+    std::fs::set_permissions(&open_kek, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let other: Arc<dyn KeyVault> =
+        Arc::new(PgStore::connect(&PostgresConfig { key_encryption_key_file: open_kek, ..good }).unwrap());
+    let message = format!("{:#}", KeySet::open(other, "test", 24, 1_800_000_000).unwrap_err());
+    assert!(message.contains("does not decrypt"), "{message}");
+    let sealed = postgres.psql("SELECT encode(sealed_jwt_key, 'hex') FROM signing_keys").unwrap();
+    assert!(sealed.trim().len() > 64, "the JWT key is stored sealed: {sealed}");
+}
+
+#[test]
+fn replicas_share_one_signing_key_generation_and_rotate_to_the_same_next_one() {
+    let Some(postgres) = mooring_tests::Postgres::start_or_skip("postgres_shared_keys") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let settings = settings(&postgres, dir.path());
+    let now = 1_800_000_000;
+    let vault = || Arc::new(PgStore::connect(&settings).unwrap()) as Arc<dyn KeyVault>;
+    // Three replicas starting at once on an empty database: one generation is made.
+    let sets: Vec<KeySet> = std::thread::scope(|scope| {
+        let threads: Vec<_> =
+            (0..3).map(|_| scope.spawn(|| KeySet::open(vault(), "test", 24, now).unwrap())).collect();
+        threads.into_iter().map(|t| t.join().unwrap()).collect()
+    });
+    let kid = sets[0].current(now).unwrap().kid.clone();
+    assert!(sets.iter().all(|set| set.current(now).unwrap().kid == kid));
+
+    // Rotation due on all of them at once: they agree on one new generation.
+    let later = now + 24 * 3600 + 1;
+    let rotated: Vec<String> = std::thread::scope(|scope| {
+        let threads: Vec<_> =
+            sets.iter().map(|set| scope.spawn(move || set.current(later).unwrap().kid.clone())).collect();
+        threads.into_iter().map(|t| t.join().unwrap()).collect()
+    });
+    assert_ne!(rotated[0], kid);
+    assert!(rotated.iter().all(|k| *k == rotated[0]), "{rotated:?}");
+    assert_eq!(sets[2].all(later).len(), 2, "the old generation stays for verification");
+    let stored = postgres.psql("SELECT count(*) FROM signing_keys").unwrap();
+    assert_eq!(stored.trim(), "2");
+}
