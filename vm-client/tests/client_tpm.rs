@@ -156,3 +156,103 @@ fn the_tss2_key_file_signs_in_openssls_tpm2_provider() {
     let verified = openssl(&["dgst", "-sha256", "-verify", "svid-pub.pem", "-signature", "sig", "message"]);
     assert!(verified.contains("Verified OK"), "{verified}");
 }
+
+/// `mooring-client run` as a child, its stderr collected.
+struct Daemon {
+    child: std::process::Child,
+    log: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl Daemon {
+    fn start(vm: &Vm) -> Self {
+        use std::io::BufRead as _;
+        let mut child = vm.client_command(&["run"]).stderr(std::process::Stdio::piped()).spawn().unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+                let mut log = sink.lock().unwrap();
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        Self { child, log }
+    }
+
+    fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn the_daemon_serves_through_a_broker_outage_and_renews_at_half_life() {
+    use std::time::Duration;
+    let Some(mut vm) = Vm::start("client_daemon") else { return };
+    let first = vm.client(&["attest"]);
+    assert!(first.status.success(), "{}", first.stderr_text());
+    let serial = |vm: &Vm| vm.status_json()["x509_serial"].as_str().unwrap().to_owned();
+    let first_serial = serial(&vm);
+    let svid = std::fs::read(vm.runtime_dir().join("svid.pem")).unwrap();
+
+    // The broker goes down; the daemon retries with backoff and keeps the credentials.
+    let port = vm.broker.address.port();
+    vm.broker.kill_9();
+    let daemon = Daemon::start(&vm);
+    assert!(
+        common::wait_for(Duration::from_secs(20), || daemon.log().matches("attestation failed").count() >= 2),
+        "{}",
+        daemon.log()
+    );
+    assert!(daemon.log().contains("still serving the current credentials"), "{}", daemon.log());
+    assert_eq!(std::fs::read(vm.runtime_dir().join("svid.pem")).unwrap(), svid);
+    assert_eq!(serial(&vm), first_serial);
+    assert!(vm.client(&["status"]).status.success());
+
+    // The broker comes back on the same address: the daemon attests again.
+    let config = std::fs::read_to_string(vm.broker.config_path()).unwrap();
+    std::fs::write(vm.broker.config_path(), config.replace("127.0.0.1:0", &format!("127.0.0.1:{port}")))
+        .unwrap();
+    vm.broker.restart();
+    assert_eq!(vm.broker.address.port(), port);
+    assert!(common::wait_for(Duration::from_secs(20), || serial(&vm) != first_serial), "{}", daemon.log());
+    let second_serial = serial(&vm);
+    let status = vm.status_json();
+    let (renew_after, renew_at) =
+        (status["renew_after"].as_i64().unwrap(), status["renew_at"].as_i64().unwrap());
+    assert!(renew_at <= renew_after && renew_after - renew_at <= 3, "{status}");
+
+    // Renewal at half of the 60 s lifetime, with at most 10 % jitter.
+    assert!(common::wait_for(Duration::from_secs(45), || serial(&vm) != second_serial), "{}", daemon.log());
+    let renewed = vm.status_json();
+    assert!(renewed["attested_at"].as_i64().unwrap() >= renew_at, "{renewed} after {status}");
+    assert_eq!(std::fs::read(vm.runtime_dir().join("secrets/payment-key")).unwrap(), b"pay-4242-secret");
+}
+
+#[test]
+fn k_in_the_tpm_does_mutual_tls_with_the_x509_svid() {
+    let Some(vm) = Vm::start("client_mtls") else { return };
+    let out = vm.client(&["attest"]);
+    assert!(out.status.success(), "{}", out.stderr_text());
+    let config = Config::load(&vm.config_path()).unwrap();
+    let Evidence::Tpm(tpm) = config.evidence else { panic!("tpm config") };
+    let key = mooring_client::tpm::key::CredentialKey {
+        public: std::fs::read(vm.state_dir().join("k.pub")).unwrap(),
+        private: std::fs::read(vm.state_dir().join("k.priv")).unwrap(),
+    };
+    let signer = std::sync::Arc::new(mooring_client::tpm::sign::TpmSigner::new(&tpm.tcti, key));
+    let run = vm.runtime_dir();
+    let bundle = std::fs::read(run.join("bundle.pem")).unwrap();
+    let seen = common::mtls_peer_certificate(
+        |roots| mooring_client::tls::client_config(&run, signer, roots).unwrap(),
+        &bundle,
+    );
+    assert_eq!(seen, common::leaf(&std::fs::read(run.join("svid.pem")).unwrap()));
+}
