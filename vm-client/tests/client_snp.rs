@@ -15,10 +15,11 @@ use mooring_client::runtime::RuntimeDir;
 use mooring_client::service::attest_once;
 use mooring_client::snp::{GuestKey, SnpAttester, SnpDevice, SnpError, SnpEvidence};
 use mooring_client::tls;
-use mooring_tests::broker::Broker;
-use mooring_tests::cvm::{snp_broker_setup, MEASUREMENT};
+use mooring_tests::broker::{Broker, BrokerSetup};
 
 const SECRET: &[u8] = b"card-vault-token-for-the-cvm";
+/// The launch measurement of the simulated guest.
+const MEASUREMENT: [u8; 48] = [0x5a; 48];
 
 /// The test signer as the platform: signs a report with the requested REPORT_DATA and VMPL,
 /// and hands out its certificate table like a host with extended-report certificates.
@@ -55,9 +56,21 @@ fn broker(signer: &TestSigner) -> Broker {
          [[class.secrets]]\nname = \"vault\"\nfile = \"vault.secret\"\n",
         hex::encode(MEASUREMENT)
     );
-    let mut setup = snp_broker_setup(signer, policy);
-    setup.secrets.push(("vault.secret".into(), SECRET.to_vec()));
-    Broker::start(&setup)
+    // The broker trusts the test signer's chain as a test root (configuration, not code).
+    let product = signer.product().name().to_ascii_lowercase();
+    Broker::start(&BrokerSetup {
+        policy,
+        extra_config: format!(
+            "[[snp.test_roots]]\nproduct = \"{product}\"\nark = \"ark.der\"\nask = \"ask.der\"\nasvk = \"asvk.der\"\n"
+        ),
+        secrets: vec![
+            ("ark.der".into(), signer.ark_der().to_vec()),
+            ("ask.der".into(), signer.ask_der().to_vec()),
+            ("asvk.der".into(), signer.asvk_der().to_vec()),
+            ("vault.secret".into(), SECRET.to_vec()),
+        ],
+        ..BrokerSetup::default()
+    })
 }
 
 fn api(broker: &Broker) -> BrokerApi {
