@@ -19,13 +19,16 @@ declare -A probe=(
   [swtpm-tools]=swtpm_setup
   [tpm2-tools]=tpm2_getrandom
   [openssl]=openssl
+  [tpm2-openssl]=file:/usr/lib/x86_64-linux-gnu/ossl-modules/tpm2.so
   [postgresql]=pgbin:initdb
 )
 missing=()
-for package in pkg-config libtss2-dev swtpm swtpm-tools tpm2-tools openssl postgresql; do
+for package in pkg-config libtss2-dev swtpm swtpm-tools tpm2-tools openssl tpm2-openssl postgresql; do
   check=${probe[$package]}
   if [[ $check == pc:* ]]; then
     command -v pkg-config >/dev/null && pkg-config --exists "${check#pc:}" && continue
+  elif [[ $check == file:* ]]; then
+    compgen -G "${check#file:}" >/dev/null && continue
   elif [[ $check == pgbin:* ]]; then
     # Debian keeps the server programs off PATH, in /usr/lib/postgresql/<version>/bin.
     compgen -G "/usr/lib/postgresql/*/bin/${check#pgbin:}" >/dev/null && continue
