@@ -126,11 +126,13 @@ impl Postgres {
     /// The programs are missing, a command fails, or the server does not come up.
     pub fn start() -> Result<Self, HarnessError> {
         let bin = server_bin_dir().ok_or_else(|| HarnessError::MissingTool { tool: "initdb".into() })?;
-        let dir = tempfile::Builder::new()
-            .prefix("mooring-pg-")
-            .tempdir()
-            .map_err(|e| HarnessError::io("create the PostgreSQL directory", e))?;
         let run_as = is_root().then(|| "postgres".to_owned());
+        // As root, under /tmp whatever TMPDIR says: the postgres user must reach it. It
+        // also keeps the socket path short (Unix socket paths end at 107 bytes).
+        let parent = if run_as.is_some() { PathBuf::from("/tmp") } else { std::env::temp_dir() };
+        let dir = tempfile::Builder::new().prefix("mooring-pg-").tempdir_in(&parent).map_err(|e| {
+            HarnessError::io(format!("create a PostgreSQL directory in {}", parent.display()), e)
+        })?;
         let server = Self { dir, bin, run_as };
         std::fs::create_dir(server.socket_dir())
             .map_err(|e| HarnessError::io("create the socket directory", e))?;

@@ -7,7 +7,9 @@
 //! PostgreSQL). Replicas coordinate through it: the first to find the newest generation
 //! retired stores a new one, the others find that one and sign with it; a key id this
 //! replica does not know yet (another replica rotated first) makes it read the vault
-//! again, at most once a second.
+//! again, at most once a second. The published bundle ([`KeySet::all`], answered on the
+//! async runtime, so it never reads the vault itself) picks up another replica's new
+//! generation when this replica next signs or at its next housekeeping (every minute).
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
