@@ -10,6 +10,7 @@ pub mod crypto;
 pub mod protocol;
 pub mod seal;
 pub mod snp;
+pub mod svid;
 pub mod tpm;
 pub mod x509;
 

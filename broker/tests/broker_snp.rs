@@ -6,71 +6,17 @@
 
 mod common;
 
-use aws_lc_rs::rand::SystemRandom;
-use aws_lc_rs::signature::{EcdsaKeyPair, KeyPair as _, ECDSA_P256_SHA256_ASN1_SIGNING};
-use common::{assert_refused, loopback, Broker, BrokerSetup};
-use mooring_attestation::crypto::PublicKey;
+use common::{assert_refused, loopback, Broker};
 use mooring_attestation::protocol::{
-    hpke_secret_aad, snp_report_data, IssuedCredentials, Possession, PossessionStatement,
-    PresentedCredential, Sealed, SnpChallenge, SnpFinishRequest, VerifyRequest, HPKE_SECRET_INFO,
+    hpke_secret_aad, snp_report_data, IssuedCredentials, Possession, PresentedCredential, Sealed,
+    SnpFinishRequest, VerifyRequest, HPKE_SECRET_INFO,
 };
 use mooring_attestation::seal::{open, SealedBox, SealingKeyPair};
 use mooring_attestation::snp::sim::{ReportFields, TestSigner};
-use mooring_attestation::tpm::alg::EccCurve;
+use mooring_tests::cvm::{begin, now, snp_broker_setup, Cvm, MEASUREMENT};
 use serde_json::{json, Value};
 
-const MEASUREMENT: [u8; 48] = [0x5a; 48];
 const SECRET: &[u8] = b"card-vault-token-for-the-cvm";
-
-/// A confidential VM: its platform (the test signer), K and the sealing key.
-struct Cvm {
-    signer: TestSigner,
-    key: EcdsaKeyPair,
-    key_spki: Vec<u8>,
-    sealing: SealingKeyPair,
-}
-
-impl Cvm {
-    fn new(signer: TestSigner) -> Self {
-        let rng = SystemRandom::new();
-        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &rng).unwrap();
-        let key = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, pkcs8.as_ref()).unwrap();
-        let point = key.public_key().as_ref();
-        let key_spki = PublicKey::ecc(EccCurve::NistP256, &point[1..33], &point[33..]).unwrap().to_spki_der();
-        Self { signer, key, key_spki, sealing: SealingKeyPair::generate().unwrap() }
-    }
-
-    /// Report fields a good guest produces for this challenge.
-    fn fields(&self, challenge: &SnpChallenge) -> ReportFields {
-        let mut fields = self.signer.report_fields();
-        fields.measurement = MEASUREMENT;
-        fields.report_data =
-            snp_report_data(&challenge.nonce, &self.key_spki, self.sealing.public_key_bytes());
-        fields
-    }
-
-    fn finish_request(&self, challenge: &SnpChallenge, fields: &ReportFields) -> SnpFinishRequest {
-        SnpFinishRequest {
-            challenge_id: challenge.challenge_id.clone(),
-            report: self.signer.sign(fields),
-            certificate_table: Some(self.signer.cert_table()),
-            key_spki: self.key_spki.clone(),
-            sealing_key: self.sealing.public_key_bytes().to_vec(),
-        }
-    }
-
-    fn sign_statement(&self, audience: &str, now: i64) -> (Vec<u8>, Vec<u8>) {
-        let statement = serde_json::to_vec(&PossessionStatement {
-            purpose: PossessionStatement::PURPOSE.into(),
-            audience: audience.into(),
-            issued_at: now,
-            request: "00".into(),
-        })
-        .unwrap();
-        let signature = self.key.sign(&SystemRandom::new(), &statement).unwrap();
-        (statement, signature.as_ref().to_vec())
-    }
-}
 
 fn policy(min_snp: u8) -> String {
     format!(
@@ -85,33 +31,11 @@ fn policy(min_snp: u8) -> String {
     )
 }
 
-/// The broker trusting `signer`'s chain as a test root, with `policy`.
+/// The broker trusting `signer`'s chain as a test root, with `policy` and the secret file.
 fn broker(signer: &TestSigner, policy: String) -> Broker {
-    let product = signer.product().name().to_ascii_lowercase();
-    Broker::start(&BrokerSetup {
-        policy,
-        extra_config: format!(
-            "[[snp.test_roots]]\nproduct = \"{product}\"\nark = \"ark.der\"\nask = \"ask.der\"\nasvk = \"asvk.der\"\n"
-        ),
-        secrets: vec![
-            ("vault.secret".into(), SECRET.to_vec()),
-            ("ark.der".into(), signer.ark_der().to_vec()),
-            ("ask.der".into(), signer.ask_der().to_vec()),
-            ("asvk.der".into(), signer.asvk_der().to_vec()),
-        ],
-        ..BrokerSetup::default()
-    })
-}
-
-fn begin(broker: &Broker, client: &reqwest::blocking::Client) -> SnpChallenge {
-    let (status, body) = broker.post(client, "snp/begin", &json!({}));
-    assert_eq!(status, 200, "{body}");
-    serde_json::from_value(body).unwrap()
-}
-
-fn now() -> i64 {
-    i64::try_from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs())
-        .unwrap()
+    let mut setup = snp_broker_setup(signer, policy);
+    setup.secrets.push(("vault.secret".into(), SECRET.to_vec()));
+    Broker::start(&setup)
 }
 
 #[test]
@@ -144,7 +68,7 @@ fn an_snp_vm_attests_and_only_its_sealing_key_opens_the_secret() {
     assert!(open(&vm.sealing, &sealed, HPKE_SECRET_INFO, &other_vm).is_err(), "bound to the SPIFFE ID");
 
     // The JWT-SVID verifies with a possession proof made with K in guest memory.
-    let (statement, signature) = vm.sign_statement("payments", now());
+    let (statement, signature) = vm.sign_statement("payments", "00", now());
     let verify = VerifyRequest {
         credential: PresentedCredential::Jwt { token: issued.jwt_svid.clone() },
         peer_address: loopback(1),

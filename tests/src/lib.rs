@@ -13,7 +13,9 @@ use std::path::PathBuf;
 
 pub mod broker;
 mod cmd;
+pub mod cvm;
 mod error;
+pub mod payments;
 pub mod postgres;
 pub mod prereq;
 pub mod swtpm;

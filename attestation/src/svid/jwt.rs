@@ -1,0 +1,119 @@
+//! JWT-SVIDs (SPIFFE JWT-SVID specification) as the broker issues them: compact JWS,
+//! ES256 only, with the Mooring claims (`cnf`, `class`, `hardware_id`, `bound_address`).
+
+use std::net::IpAddr;
+
+use aws_lc_rs::signature::{UnparsedPublicKey, ECDSA_P256_SHA256_FIXED};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use serde::Deserialize;
+
+use super::bundle::{Jwk, TrustBundle};
+use super::{check_spiffe_id, Checked, CredentialKey, SvidError, VerifiedCredential};
+
+/// Largest token accepted (a JWT-SVID is well under 2 KiB).
+pub(super) const MAX_TOKEN_BYTES: usize = 8192;
+
+/// How far in the future `iat` may lie (clock skew between broker and verifier).
+const ISSUED_AT_SKEW_SECONDS: i64 = 120;
+
+#[derive(Debug, Deserialize)]
+struct Header {
+    alg: String,
+    #[serde(default)]
+    kid: Option<String>,
+}
+
+/// `aud`: one string or an array (RFC 7519 §4.1.3).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Audience {
+    One(String),
+    Many(Vec<String>),
+}
+
+/// RFC 7800 `cnf`.
+#[derive(Debug, Deserialize)]
+struct Confirmation {
+    jwk: Jwk,
+}
+
+#[derive(Debug, Deserialize)]
+struct Claims {
+    sub: String,
+    aud: Audience,
+    exp: i64,
+    iat: i64,
+    jti: String,
+    cnf: Confirmation,
+    class: String,
+    hardware_id: String,
+    bound_address: IpAddr,
+}
+
+/// Signature (by a bundle key), expiry and claims of a JWT-SVID.
+pub(super) fn verify(token: &str, bundle: &TrustBundle, now: i64) -> Result<Checked, SvidError> {
+    let malformed = |what: &str| SvidError::Malformed(format!("JWT-SVID: {what}"));
+    if token.len() > MAX_TOKEN_BYTES {
+        return Err(malformed("longer than 8 KiB"));
+    }
+    let mut parts = token.split('.');
+    let (Some(header_b64), Some(claims_b64), Some(signature_b64), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(malformed("not a compact JWS (three dot-separated parts)"));
+    };
+    let header: Header = URL_SAFE_NO_PAD
+        .decode(header_b64)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .ok_or_else(|| malformed("header is not base64url JSON with alg"))?;
+    if header.alg != "ES256" {
+        return Err(SvidError::BadSignature(format!(
+            "JWT-SVID alg {:?}: only ES256 is accepted",
+            header.alg
+        )));
+    }
+    let kid = header.kid.ok_or_else(|| malformed("header has no kid"))?;
+    let key = bundle.jwt_key(&kid).ok_or_else(|| {
+        SvidError::UnknownSigningKey(format!("JWT-SVID key {kid:?} is not in the trust bundle"))
+    })?;
+    let signature =
+        URL_SAFE_NO_PAD.decode(signature_b64).map_err(|_| malformed("signature is not base64url"))?;
+    let signing_input = token.len().saturating_sub(signature_b64.len() + 1);
+    let signing_input = token.get(..signing_input).unwrap_or_default();
+    UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, key)
+        .verify(signing_input.as_bytes(), &signature)
+        .map_err(|_| SvidError::BadSignature("JWT-SVID signature does not verify".into()))?;
+    let claims: Claims = URL_SAFE_NO_PAD
+        .decode(claims_b64)
+        .map_err(|_| malformed("claims are not base64url"))
+        .and_then(|b| serde_json::from_slice(&b).map_err(|e| malformed(&format!("claims: {e}"))))?;
+    if claims.exp <= now {
+        return Err(SvidError::Expired(format!("JWT-SVID expired {} s ago", now.saturating_sub(claims.exp))));
+    }
+    if claims.iat > now.saturating_add(ISSUED_AT_SKEW_SECONDS) {
+        return Err(SvidError::Expired(format!(
+            "JWT-SVID issued {} s in the future",
+            claims.iat.saturating_sub(now)
+        )));
+    }
+    check_spiffe_id(&claims.sub, bundle.trust_domain())?;
+    let point = claims.cnf.jwk.point().ok_or_else(|| malformed("cnf is not an EC P-256 JWK"))?;
+    let audiences = match claims.aud {
+        Audience::One(aud) => vec![aud],
+        Audience::Many(auds) => auds,
+    };
+    Ok(Checked {
+        credential: VerifiedCredential {
+            spiffe_id: claims.sub,
+            serial: claims.jti,
+            bound_address: claims.bound_address,
+            expires_at: claims.exp,
+            class: Some(claims.class),
+            hardware_id: Some(claims.hardware_id),
+        },
+        key: CredentialKey { point },
+        audiences: Some(audiences),
+    })
+}

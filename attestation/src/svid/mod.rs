@@ -1,0 +1,286 @@
+//! Offline verification of Mooring credentials by a relying service: is this SPIFFE
+//! X.509-SVID or JWT-SVID genuine, current, for this audience, not revoked, presented from
+//! the address it is bound to, by the holder of its key K?
+//!
+//! Pure: bytes, the trust bundle and the revocation list the service fetched from the
+//! broker (`GET /v1/bundle`, `GET /v1/revocations`), the caller's address and `now` in;
+//! a [`VerifiedCredential`] or an [`SvidError`] naming the broker's reason code out.
+//! The broker's `POST /v1/credentials/verify` answers the same question online, with the
+//! same codes.
+
+mod bundle;
+mod jwt;
+mod possession;
+mod x509;
+
+#[cfg(test)]
+mod tests;
+
+use std::net::IpAddr;
+
+use aws_lc_rs::signature::{UnparsedPublicKey, ECDSA_P256_SHA256_ASN1};
+
+pub use self::bundle::{
+    BundleDocument, Jwk, JwkSet, Revocation, RevocationList, RevocationTarget, TrustBundle,
+};
+pub use self::possession::{
+    request_digest, PossessionProof, MAX_PROOF_HEADER_BYTES, POSSESSION_HEADER, POSSESSION_SKEW_SECONDS,
+};
+
+/// Why a credential is not good for this caller. [`SvidError::code`] is the broker's
+/// stable reason code for the same refusal.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SvidError {
+    /// Not a well-formed SVID (bad encoding, missing claims or names).
+    #[error("{0}")]
+    Malformed(String),
+    /// Signed, but the signature does not verify (or an algorithm other than ES256).
+    #[error("{0}")]
+    BadSignature(String),
+    /// Signed by a key or CA that is not in the trust bundle.
+    #[error("{0}")]
+    UnknownSigningKey(String),
+    /// Outside its validity period.
+    #[error("{0}")]
+    Expired(String),
+    /// A JWT-SVID issued for other audiences.
+    #[error("{0}")]
+    WrongAudience(String),
+    /// On the revocation list.
+    #[error("revoked: {0}")]
+    Revoked(String),
+    /// Presented from an address other than the one the credential is bound to.
+    #[error("presented from {peer}, but the credential is bound to {bound}")]
+    AddressOutsideBinding {
+        /// The address in the credential.
+        bound: IpAddr,
+        /// The caller's address.
+        peer: IpAddr,
+    },
+    /// No proof that the caller holds K: a copied credential looks exactly like this.
+    #[error("{0}")]
+    NoProofOfPossession(String),
+    /// A possession proof that does not hold (wrong key, audience, request or time).
+    #[error("{0}")]
+    ProofInvalid(String),
+    /// The revocation list is too old to say a credential is not revoked.
+    #[error("{0}")]
+    RevocationListStale(String),
+    /// The trust bundle itself is unusable.
+    #[error("trust bundle: {0}")]
+    BundleInvalid(String),
+}
+
+impl SvidError {
+    /// The broker's reason code (`broker/openapi.json`, `ErrorCode`) for this refusal.
+    #[must_use]
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Malformed(_) => "credential_malformed",
+            Self::BadSignature(_) => "bad_signature",
+            Self::UnknownSigningKey(_) => "unknown_signing_key",
+            Self::Expired(_) => "expired",
+            Self::WrongAudience(_) => "wrong_audience",
+            Self::Revoked(_) => "revoked",
+            Self::AddressOutsideBinding { .. } => "address_outside_binding",
+            Self::NoProofOfPossession(_) => "no_proof_of_possession",
+            Self::ProofInvalid(_) => "proof_invalid",
+            Self::RevocationListStale(_) => "revocation_list_stale",
+            Self::BundleInvalid(_) => "bundle_invalid",
+        }
+    }
+}
+
+/// The credential key K: an ECC P-256 public key (uncompressed SEC1 point).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CredentialKey {
+    point: Vec<u8>,
+}
+
+impl CredentialKey {
+    /// Uncompressed SEC1 point `04 || x || y`.
+    #[must_use]
+    pub fn point(&self) -> &[u8] {
+        &self.point
+    }
+
+    /// Checks an ECDSA P-256 / SHA-256 signature (ASN.1 DER) by K over `message`.
+    fn verify(&self, message: &[u8], signature: &[u8]) -> bool {
+        UnparsedPublicKey::new(&ECDSA_P256_SHA256_ASN1, &self.point).verify(message, signature).is_ok()
+    }
+}
+
+/// The credential a caller presented.
+#[derive(Debug, Clone, Copy)]
+pub enum Presented<'a> {
+    /// A JWT-SVID (compact JWS).
+    Jwt(&'a str),
+    /// The leaf of an X.509-SVID chain (DER), e.g. the client certificate of mutual TLS.
+    X509(&'a [u8]),
+}
+
+/// How the caller proved it holds K.
+#[derive(Debug, Clone, Copy)]
+pub enum Proof<'a> {
+    /// The TLS layer authenticated the caller with exactly the presented X.509-SVID.
+    MutualTls,
+    /// A signature by K over a possession statement for this request.
+    Signature {
+        /// The statement and its signature.
+        proof: &'a PossessionProof,
+        /// What the statement's `request` must be ([`request_digest`] of this request).
+        request: &'a str,
+    },
+}
+
+/// One presentation of a credential to a relying service.
+#[derive(Debug, Clone, Copy)]
+pub struct Presentation<'a> {
+    /// The credential.
+    pub credential: Presented<'a>,
+    /// The address the caller connected from.
+    pub peer: IpAddr,
+    /// The proof of possession of K, when the caller gave one.
+    pub proof: Option<Proof<'a>>,
+}
+
+/// What a relying service trusts: the broker's bundle, its latest revocation list, its
+/// own audience name, and how old that list may be.
+#[derive(Debug, Clone, Copy)]
+pub struct Verifier<'a> {
+    /// The trust bundle.
+    pub bundle: &'a TrustBundle,
+    /// The latest revocation list fetched.
+    pub revocations: &'a RevocationList,
+    /// Oldest acceptable revocation list (seconds since its `generated_at`).
+    pub max_revocation_age: i64,
+    /// This service's audience name (JWT-SVIDs must name it; so must possession statements).
+    pub audience: &'a str,
+}
+
+/// A credential that passed every check, with what it says about its holder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedCredential {
+    spiffe_id: String,
+    serial: String,
+    bound_address: IpAddr,
+    expires_at: i64,
+    class: Option<String>,
+    hardware_id: Option<String>,
+}
+
+impl VerifiedCredential {
+    /// The SPIFFE ID.
+    #[must_use]
+    pub fn spiffe_id(&self) -> &str {
+        &self.spiffe_id
+    }
+
+    /// The credential serial (hex), shared by a VM's X.509-SVID and JWT-SVID.
+    #[must_use]
+    pub fn serial(&self) -> &str {
+        &self.serial
+    }
+
+    /// The address the credential is bound to (the caller's address).
+    #[must_use]
+    pub fn bound_address(&self) -> IpAddr {
+        self.bound_address
+    }
+
+    /// Expiry (Unix seconds).
+    #[must_use]
+    pub fn expires_at(&self) -> i64 {
+        self.expires_at
+    }
+
+    /// Policy class (JWT-SVIDs carry it; X.509-SVIDs do not).
+    #[must_use]
+    pub fn class(&self) -> Option<&str> {
+        self.class.as_deref()
+    }
+
+    /// Hardware identity (EK hash or CHIP_ID; JWT-SVIDs only).
+    #[must_use]
+    pub fn hardware_id(&self) -> Option<&str> {
+        self.hardware_id.as_deref()
+    }
+}
+
+/// A credential's content after its signature and validity checked out.
+struct Checked {
+    credential: VerifiedCredential,
+    key: CredentialKey,
+    /// JWT-SVIDs only.
+    audiences: Option<Vec<String>>,
+}
+
+impl Verifier<'_> {
+    /// Every check, in the broker's order: signature and validity, audience, revocation,
+    /// address binding, proof of possession.
+    ///
+    /// # Errors
+    /// The first check that fails, as an [`SvidError`].
+    pub fn verify(&self, presentation: &Presentation<'_>, now: i64) -> Result<VerifiedCredential, SvidError> {
+        let checked = match presentation.credential {
+            Presented::Jwt(token) => jwt::verify(token, self.bundle, now)?,
+            Presented::X509(leaf) => x509::verify(leaf, self.bundle, now)?,
+        };
+        if let Some(audiences) = &checked.audiences {
+            if !audiences.iter().any(|a| a == self.audience) {
+                return Err(SvidError::WrongAudience(format!(
+                    "credential is for {audiences:?}, not {:?}",
+                    self.audience
+                )));
+            }
+        }
+        self.check_revocation(&checked.credential, now)?;
+        let bound = checked.credential.bound_address;
+        if bound != presentation.peer {
+            return Err(SvidError::AddressOutsideBinding { bound, peer: presentation.peer });
+        }
+        match (presentation.proof, presentation.credential) {
+            (None, _) => Err(SvidError::NoProofOfPossession(
+                "no proof of possession of the credential key: a copied credential looks exactly like this"
+                    .into(),
+            )),
+            (Some(Proof::MutualTls), Presented::X509(_)) => Ok(checked.credential),
+            (Some(Proof::MutualTls), Presented::Jwt(_)) => Err(SvidError::NoProofOfPossession(
+                "mutual TLS proves possession only for an X.509-SVID; sign a possession statement".into(),
+            )),
+            (Some(Proof::Signature { proof, request }), _) => {
+                proof.verify(&checked.key, self.audience, request, now)?;
+                Ok(checked.credential)
+            }
+        }
+    }
+
+    fn check_revocation(&self, credential: &VerifiedCredential, now: i64) -> Result<(), SvidError> {
+        let age = now.saturating_sub(self.revocations.generated_at);
+        if age > self.max_revocation_age {
+            return Err(SvidError::RevocationListStale(format!(
+                "the revocation list is {age} s old; at most {} s is accepted",
+                self.max_revocation_age
+            )));
+        }
+        match self.revocations.find(&credential.serial, &credential.spiffe_id) {
+            Some(revocation) => Err(SvidError::Revoked(revocation.reason.clone())),
+            None => Ok(()),
+        }
+    }
+}
+
+/// A SPIFFE ID in `trust_domain` (`spiffe://<trust_domain>/<path>`, non-empty path).
+fn check_spiffe_id(id: &str, trust_domain: &str) -> Result<(), SvidError> {
+    let in_domain = id
+        .strip_prefix("spiffe://")
+        .and_then(|rest| rest.strip_prefix(trust_domain))
+        .and_then(|path| path.strip_prefix('/'))
+        .is_some_and(|path| !path.is_empty());
+    if in_domain {
+        Ok(())
+    } else {
+        Err(SvidError::Malformed(format!("SPIFFE ID {id:?} is not in trust domain {trust_domain:?}")))
+    }
+}

@@ -1,0 +1,190 @@
+//! Who is calling: the credential a request presents (a JWT-SVID with a possession proof,
+//! or the X.509-SVID of mutual TLS), checked by the broker's verify API or offline against
+//! the trust bundle, always with the address the caller connected from.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use axum::http::{header, HeaderMap};
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+use mooring_attestation::protocol::{Possession, PresentedCredential, VerifyRequest};
+use mooring_attestation::svid::{
+    request_digest, PossessionProof, Presentation, Presented, Proof, Verifier, POSSESSION_HEADER,
+};
+
+use crate::broker::BrokerClient;
+use crate::config::Mode;
+use crate::refusal::Refusal;
+use crate::replay::{SeenProofs, Unusable};
+use crate::tls::Connection;
+use crate::trust::Trust;
+
+/// A caller whose credential checked out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Caller {
+    pub(crate) spiffe_id: String,
+    pub(crate) serial: String,
+}
+
+/// The request being authorized, as its proof must name it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RequestBinding<'a> {
+    pub(crate) method: &'a str,
+    pub(crate) path: &'a str,
+    pub(crate) body: &'a [u8],
+}
+
+/// What a request presented.
+enum Credential {
+    Jwt { token: String, proof: Option<PossessionProof> },
+    MutualTls { leaf: Vec<u8> },
+}
+
+/// Checks callers in the configured mode.
+#[derive(Debug)]
+pub(crate) struct Gate {
+    pub(crate) mode: Mode,
+    pub(crate) audience: String,
+    pub(crate) max_revocation_age: i64,
+    pub(crate) trust: Arc<Trust>,
+    pub(crate) broker: BrokerClient,
+    pub(crate) seen: SeenProofs,
+}
+
+impl Gate {
+    /// The caller of one request, or why it is refused.
+    pub(crate) async fn admit(
+        &self,
+        connection: &Connection,
+        headers: &HeaderMap,
+        request: RequestBinding<'_>,
+        now: i64,
+    ) -> Result<Caller, Refusal> {
+        let credential = presented(connection, headers)?;
+        let peer = connection.peer.ip();
+        let request = request_digest(request.method, request.path, request.body);
+        let caller = match self.mode {
+            Mode::Offline => self.offline(&credential, peer, &request, now)?,
+            Mode::Broker => self.ask_broker(&credential, peer, &request, now).await?,
+        };
+        if let Credential::Jwt { proof: Some(proof), .. } = &credential {
+            self.seen.use_once(proof.statement(), now).map_err(|e| match e {
+                Unusable::Replayed => {
+                    Refusal::forbidden("proof_invalid", "this possession proof was used before")
+                }
+                Unusable::Full => Refusal::verifier_unavailable(),
+            })?;
+        }
+        Ok(caller)
+    }
+
+    fn offline(
+        &self,
+        credential: &Credential,
+        peer: IpAddr,
+        request: &str,
+        now: i64,
+    ) -> Result<Caller, Refusal> {
+        let bundle = self.trust.bundle();
+        let revocations = self.trust.revocations();
+        let verifier = Verifier {
+            bundle: &bundle,
+            revocations: &revocations,
+            max_revocation_age: self.max_revocation_age,
+            audience: &self.audience,
+        };
+        let presentation = match credential {
+            Credential::Jwt { token, proof } => Presentation {
+                credential: Presented::Jwt(token),
+                peer,
+                proof: proof.as_ref().map(|proof| Proof::Signature { proof, request }),
+            },
+            Credential::MutualTls { leaf } => {
+                Presentation { credential: Presented::X509(leaf), peer, proof: Some(Proof::MutualTls) }
+            }
+        };
+        let verified = verifier.verify(&presentation, now)?;
+        Ok(Caller { spiffe_id: verified.spiffe_id().to_owned(), serial: verified.serial().to_owned() })
+    }
+
+    async fn ask_broker(
+        &self,
+        credential: &Credential,
+        peer: IpAddr,
+        request: &str,
+        now: i64,
+    ) -> Result<Caller, Refusal> {
+        let (credential, proof) = match credential {
+            Credential::Jwt { token, proof } => {
+                // The broker checks the signature, purpose, audience and time; what the
+                // statement's `request` means is this service's to check.
+                let proof = match proof {
+                    Some(proof) => {
+                        proof.check_statement(&self.audience, request, now)?;
+                        Some(Possession::Signature {
+                            statement: proof.statement().to_vec(),
+                            signature: proof.signature().to_vec(),
+                        })
+                    }
+                    None => None,
+                };
+                (PresentedCredential::Jwt { token: token.clone() }, proof)
+            }
+            Credential::MutualTls { leaf } => {
+                (PresentedCredential::X509 { chain: pem_certificate(leaf) }, Some(Possession::MutualTls))
+            }
+        };
+        let question =
+            VerifyRequest { credential, peer_address: peer, audience: Some(self.audience.clone()), proof };
+        let answer = self.broker.verify(&question).await.map_err(|e| {
+            tracing::error!("broker verify call failed: {e:#}");
+            Refusal::verifier_unavailable()
+        })?;
+        match (answer.valid, answer.claims) {
+            (true, Some(claims)) => Ok(Caller { spiffe_id: claims.spiffe_id, serial: claims.serial }),
+            _ => Err(Refusal::forbidden(
+                answer.code.unwrap_or_else(|| "invalid".into()),
+                answer.reason.unwrap_or_else(|| "the broker refused the credential".into()),
+            )),
+        }
+    }
+}
+
+/// The credential in the request: a bearer JWT-SVID (with its proof header when sent)
+/// takes precedence over a TLS client certificate.
+fn presented(connection: &Connection, headers: &HeaderMap) -> Result<Credential, Refusal> {
+    if let Some(value) = headers.get(header::AUTHORIZATION) {
+        let token = value
+            .to_str()
+            .ok()
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| Refusal::malformed("Authorization: expected `Bearer <JWT-SVID>`"))?;
+        let proof = match headers.get(POSSESSION_HEADER) {
+            Some(value) => Some(PossessionProof::from_header(
+                value
+                    .to_str()
+                    .map_err(|_| Refusal::forbidden("proof_invalid", "proof header is not ASCII"))?,
+            )?),
+            None => None,
+        };
+        return Ok(Credential::Jwt { token: token.to_owned(), proof });
+    }
+    match &connection.client_leaf {
+        Some(leaf) => Ok(Credential::MutualTls { leaf: leaf.to_vec() }),
+        None => Err(Refusal::no_credential()),
+    }
+}
+
+fn pem_certificate(der: &[u8]) -> String {
+    let body = STANDARD.encode(der);
+    let mut pem = String::from("-----BEGIN CERTIFICATE-----\n");
+    for line in body.as_bytes().chunks(64) {
+        pem.push_str(&String::from_utf8_lossy(line));
+        pem.push('\n');
+    }
+    pem.push_str("-----END CERTIFICATE-----\n");
+    pem
+}

@@ -1,0 +1,102 @@
+//! `mooring-payments`: an example relying service. It accepts `POST /pay` only from a
+//! caller presenting a valid Mooring credential from the address it is bound to, with
+//! proof that the caller holds the credential's key: mutual TLS with the X.509-SVID, or a
+//! JWT-SVID with a signed possession statement for the request. Credentials are checked
+//! by the broker's verify API (`mode = "broker"`) or offline against the broker's trust
+//! bundle and revocation list (`mode = "offline"`).
+#![forbid(unsafe_code)]
+
+mod broker;
+mod caller;
+mod config;
+mod http;
+mod refusal;
+mod replay;
+mod tls;
+mod trust;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::Context as _;
+use clap::Parser;
+
+use crate::broker::BrokerClient;
+use crate::caller::Gate;
+use crate::config::Config;
+use crate::trust::Trust;
+
+/// Example payment service for Mooring credentials.
+#[derive(Debug, Parser)]
+#[command(version)]
+struct Args {
+    /// Configuration file (TOML; see examples/payments/example.toml).
+    #[arg(long)]
+    config: PathBuf,
+}
+
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .ok()
+        .and_then(|d| i64::try_from(d.as_secs()).ok())
+        .unwrap_or(0)
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("MOORING_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let config = Config::load(&args.config)?;
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("tokio runtime")?
+        .block_on(run(config))
+}
+
+async fn run(config: Config) -> anyhow::Result<()> {
+    let broker = BrokerClient::new(&config.broker)?;
+    let trust =
+        Arc::new(Trust::fetch(&broker, config.mode).await.context("cannot fetch the broker's trust bundle")?);
+    trust::spawn_refresh(Arc::clone(&trust), broker.clone(), &config.refresh, config.mode);
+    let tls = tls::server_config(&config.tls, config.listen.ip(), trust.client_verifier())?;
+    let gate = Gate {
+        mode: config.mode,
+        audience: config.audience.clone(),
+        max_revocation_age: i64::from(config.refresh.max_revocation_age_seconds),
+        trust,
+        broker,
+        seen: replay::SeenProofs::default(),
+    };
+    let app = http::router(Arc::new(http::App { gate, clock: now }));
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let address = listener.local_addr().context("listen address")?;
+    println!("mooring-payments listening on https://{address} (mode {:?})", config.mode);
+    tls::serve(listener, tls, app, shutdown()).await;
+    Ok(())
+}
+
+/// SIGINT or SIGTERM.
+async fn shutdown() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {},
+        () = terminate => {},
+    }
+}

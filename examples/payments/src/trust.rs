@@ -1,0 +1,98 @@
+//! What this service trusts right now: the broker's trust bundle (both modes; it holds the
+//! CAs that mutual TLS accepts) and its revocation list (offline mode), refreshed on their
+//! own intervals. A failed refresh keeps the last good copy; a revocation list that grows
+//! too old refuses every caller (the verifier checks its age).
+
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::Duration;
+
+use mooring_attestation::svid::{RevocationList, TrustBundle};
+
+use crate::broker::BrokerClient;
+use crate::config::{Mode, Refresh};
+use crate::tls::BundleClientVerifier;
+
+/// The current bundle and revocation list.
+#[derive(Debug)]
+pub(crate) struct Trust {
+    bundle: RwLock<Arc<TrustBundle>>,
+    revocations: RwLock<Arc<RevocationList>>,
+    client_verifier: Arc<BundleClientVerifier>,
+}
+
+impl Trust {
+    /// Fetches the bundle (and, offline, the revocation list) once; the service does not
+    /// start without them.
+    pub(crate) async fn fetch(broker: &BrokerClient, mode: Mode) -> anyhow::Result<Self> {
+        let bundle = broker.bundle().await?;
+        let revocations = match mode {
+            Mode::Offline => broker.revocations().await?,
+            Mode::Broker => RevocationList::default(),
+        };
+        let client_verifier = Arc::new(BundleClientVerifier::new(&bundle)?);
+        Ok(Self {
+            bundle: RwLock::new(Arc::new(bundle)),
+            revocations: RwLock::new(Arc::new(revocations)),
+            client_verifier,
+        })
+    }
+
+    pub(crate) fn bundle(&self) -> Arc<TrustBundle> {
+        Arc::clone(&self.bundle.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    pub(crate) fn revocations(&self) -> Arc<RevocationList> {
+        Arc::clone(&self.revocations.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// The TLS client-certificate verifier, which follows the bundle.
+    pub(crate) fn client_verifier(&self) -> Arc<BundleClientVerifier> {
+        Arc::clone(&self.client_verifier)
+    }
+
+    async fn refresh_bundle(&self, broker: &BrokerClient) -> anyhow::Result<()> {
+        let bundle = broker.bundle().await?;
+        self.client_verifier.update(&bundle)?;
+        *self.bundle.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(bundle);
+        Ok(())
+    }
+
+    async fn refresh_revocations(&self, broker: &BrokerClient) -> anyhow::Result<()> {
+        let list = broker.revocations().await?;
+        tracing::debug!(revocations = list.revocations.len(), "revocation list fetched");
+        *self.revocations.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(list);
+        Ok(())
+    }
+}
+
+/// Keeps `trust` fresh until the runtime stops.
+pub(crate) fn spawn_refresh(trust: Arc<Trust>, broker: BrokerClient, refresh: &Refresh, mode: Mode) {
+    let every = |seconds: u64| {
+        let mut interval = tokio::time::interval(Duration::from_secs(seconds));
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        interval
+    };
+    let mut bundle_timer = every(refresh.bundle_seconds);
+    let (t, b) = (Arc::clone(&trust), broker.clone());
+    tokio::spawn(async move {
+        bundle_timer.tick().await;
+        loop {
+            bundle_timer.tick().await;
+            if let Err(e) = t.refresh_bundle(&b).await {
+                tracing::warn!("trust bundle refresh failed, keeping the last one: {e:#}");
+            }
+        }
+    });
+    if mode == Mode::Offline {
+        let mut revocation_timer = every(refresh.revocations_seconds);
+        tokio::spawn(async move {
+            revocation_timer.tick().await;
+            loop {
+                revocation_timer.tick().await;
+                if let Err(e) = trust.refresh_revocations(&broker).await {
+                    tracing::warn!("revocation list refresh failed, keeping the last one: {e:#}");
+                }
+            }
+        });
+    }
+}
