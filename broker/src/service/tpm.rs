@@ -150,7 +150,7 @@ impl Broker {
         }
         let record =
             match self.store.consume_challenge(id).map_err(|e| internal("consuming the challenge", e))? {
-                Consumed::Fresh(record) => record,
+                Consumed::Fresh(record) => *record,
                 Consumed::AlreadyUsed => {
                     return Err(Refusal::new(Code::ChallengeUsed, "challenge already used: begin again"));
                 }

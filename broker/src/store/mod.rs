@@ -86,7 +86,7 @@ pub(crate) struct TpmChallengeState {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Consumed {
     /// It was open; now it is used.
-    Fresh(ChallengeRecord),
+    Fresh(Box<ChallengeRecord>),
     /// It had already been used.
     AlreadyUsed,
     /// No such challenge (never issued, or pruned long after expiry).

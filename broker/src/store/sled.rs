@@ -167,7 +167,7 @@ impl Store for SledStore {
                     StoredChallenge::Open(record) => {
                         let used = StoredChallenge::Used { expires_at: record.expires_at };
                         tree.insert(key, encode(&used).map_err(abort)?)?;
-                        Ok(Consumed::Fresh(*record))
+                        Ok(Consumed::Fresh(record))
                     }
                 }
             })

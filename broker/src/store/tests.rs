@@ -37,7 +37,7 @@ fn conformance(stores: &[Arc<dyn Store>]) {
 
     // Single use, across handles.
     a.put_challenge(&challenge("c1", 500)).unwrap();
-    assert_eq!(b.consume_challenge("c1").unwrap(), Consumed::Fresh(challenge("c1", 500)));
+    assert_eq!(b.consume_challenge("c1").unwrap(), Consumed::Fresh(Box::new(challenge("c1", 500))));
     assert_eq!(a.consume_challenge("c1").unwrap(), Consumed::AlreadyUsed);
     assert_eq!(a.consume_challenge("never").unwrap(), Consumed::Unknown);
     assert!(a.put_challenge(&challenge("c1", 500)).is_err(), "an id is never overwritten");

@@ -196,7 +196,7 @@ impl Store for PgStore {
             .map_err(failed("consuming a challenge"))?;
         if let Some(row) = used {
             let text: String = read(&row, 0, id)?;
-            return decode(id.as_bytes(), text.as_bytes()).map(Consumed::Fresh);
+            return decode(id.as_bytes(), text.as_bytes()).map(|record| Consumed::Fresh(Box::new(record)));
         }
         // Not updated: used before (a concurrent finish waited for that commit, then
         // found it used), or never there.
