@@ -3,6 +3,8 @@
 //! quote or certification. Nothing here is trusted by a verifier: an AK made here has no
 //! EK behind it and cannot pass credential activation.
 
+pub mod activate;
+
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
 
@@ -48,6 +50,14 @@ impl SoftKey {
     #[must_use]
     pub fn public(&self) -> &Public {
         &self.public
+    }
+
+    /// The public area as a `TPM2B_PUBLIC` (what `tpm2_create -u` writes).
+    #[must_use]
+    pub fn tpm2b_public(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.public.tpmt_bytes().len() + 2);
+        out.put_tpm2b(self.public.tpmt_bytes());
+        out
     }
 
     /// Signs `message` and returns the `TPMT_SIGNATURE` bytes (ECDSA, SHA-256).

@@ -1,0 +1,111 @@
+//! Command-line options.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Which evidence the simulated VMs present.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum Path {
+    /// TPM 2.0: EK certificate, credential activation, quote, certify, event log.
+    Tpm,
+    /// AMD SEV-SNP: a report signed by the test signer, VCEK chain in the certificate table.
+    Snp,
+}
+
+/// Boot-storm benchmark for the Mooring broker.
+#[derive(Debug, clap::Parser)]
+#[command(name = "mooring-load", version)]
+pub(crate) struct Options {
+    /// Evidence path to drive.
+    #[arg(long, value_enum, default_value = "tpm")]
+    pub(crate) path: Path,
+    /// Distinct simulated VMs (each with its own keys) cycled through in the measured phase.
+    #[arg(long, default_value_t = 1000)]
+    pub(crate) vms: usize,
+    /// Attestations in flight at once (one simulated VM each).
+    #[arg(long, default_value_t = 100)]
+    pub(crate) concurrency: usize,
+    /// Length of the measured phase (e.g. `20s`, `500ms`); ignored with `--count`.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub(crate) duration: Duration,
+    /// Measure exactly this many attestations instead of a duration.
+    #[arg(long)]
+    pub(crate) count: Option<u64>,
+    /// Warm-up before measuring (connections, caches), excluded from every figure.
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    pub(crate) warmup: Duration,
+    /// First attest this many further distinct VMs so the store holds them, then measure
+    /// again; the report compares throughput and memory before and after.
+    #[arg(long, default_value_t = 0)]
+    pub(crate) preload: u64,
+    /// SEV-SNP hosts (test signers: a Milan and a Genoa one); VMs are spread over them.
+    #[arg(long, default_value_t = 2)]
+    pub(crate) snp_hosts: usize,
+    /// Source addresses 127.0.0.2.. the VMs connect from (one HTTPS client each).
+    #[arg(long, default_value_t = 16)]
+    pub(crate) sources: u8,
+    /// Measured-boot event log the TPM VMs booted with (relative to the test data).
+    #[arg(long, default_value = "tpm/eventlogs/go-tpm-tools/ubuntu-2404-amd-sevsnp.bin")]
+    pub(crate) event_log: PathBuf,
+    /// CPU milliseconds spent measuring each crypto-floor operation (0 skips the floor).
+    #[arg(long, default_value_t = 400)]
+    pub(crate) floor_ms: u32,
+    /// The broker binary to start (default: `mooring-broker` next to this executable).
+    #[arg(long, conflicts_with = "url")]
+    pub(crate) broker: Option<PathBuf>,
+    /// Drive brokers started elsewhere (repeat for several replicas: used round-robin).
+    /// Their configuration must admit the VMs: see `--write-setup`.
+    #[arg(long, requires = "ca")]
+    pub(crate) url: Vec<String>,
+    /// CA certificate (PEM) the brokers given with `--url` present.
+    #[arg(long)]
+    pub(crate) ca: Option<PathBuf>,
+    /// Process ids of the brokers given with `--url` (comma separated), for CPU and memory.
+    #[arg(long, value_delimiter = ',')]
+    pub(crate) pid: Vec<u32>,
+    /// Directory holding the fleet's trust material and policy (`ek-ca.pem`,
+    /// `ek-ca.key`, `snp-host-N/`, `policy.toml`): reused when present, written when not.
+    /// Brokers started elsewhere are configured from it.
+    #[arg(long)]
+    pub(crate) setup_dir: Option<PathBuf>,
+    /// Only write the fleet's EK CA and policy into `--setup-dir` and print the broker
+    /// configuration lines for them (TPM path), for brokers started elsewhere.
+    #[arg(long, requires = "setup_dir")]
+    pub(crate) setup_only: bool,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+/// Parses `20s`, `1500ms`, `2m` or a bare number of seconds.
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let (number, unit) = match text.find(|c: char| !c.is_ascii_digit() && c != '.') {
+        Some(at) => text.split_at(at),
+        None => (text, "s"),
+    };
+    let value: f64 = number.parse().map_err(|_| format!("{text:?} is not a duration such as 20s"))?;
+    let seconds = match unit {
+        "ms" => value / 1000.0,
+        "s" => value,
+        "m" => value * 60.0,
+        other => return Err(format!("unknown duration unit {other:?} (ms, s or m)")),
+    };
+    Duration::try_from_secs_f64(seconds).map_err(|e| format!("{text:?}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_duration;
+    use std::time::Duration;
+
+    #[test]
+    fn durations_take_units() {
+        assert_eq!(parse_duration("20s"), Ok(Duration::from_secs(20)));
+        assert_eq!(parse_duration("1500ms"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
+        assert!(parse_duration("3h").is_err());
+        assert!(parse_duration("x").is_err());
+    }
+}

@@ -1,0 +1,187 @@
+//! One benchmark run: build the fleet, start (or reach) the broker, warm up, measure,
+//! optionally preload the store and measure again, then measure the crypto floor.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+
+use super::boot_log::BootImage;
+use super::client::{self, Endpoint};
+use super::drive::{self, Source, Stop};
+use super::ek_ca::EkCa;
+use super::fleet::Fleet;
+use super::floor;
+use super::options::{Options, Path as EvidencePath};
+use super::procfs;
+use super::report::{BrokerUsage, Header, PhaseReport, Report};
+use super::target::{self, Target};
+
+/// Everything a phase needs.
+struct Bench {
+    runtime: tokio::runtime::Runtime,
+    target: Target,
+    fleet: Arc<Fleet>,
+    endpoints: Arc<Vec<Endpoint>>,
+    concurrency: usize,
+    ticks: f64,
+}
+
+impl Bench {
+    fn phase(&self, stop: impl FnOnce() -> Stop, source: Source) -> anyhow::Result<PhaseReport> {
+        let own = std::process::id();
+        let broker_before = self.target.cpu_seconds(self.ticks)?;
+        let own_before = procfs::cpu_seconds(own, self.ticks)?;
+        let phase = self.runtime.block_on(drive::run(
+            Arc::clone(&self.fleet),
+            Arc::clone(&self.endpoints),
+            self.concurrency,
+            stop(),
+            source,
+        ));
+        let broker_cpu = self.target.cpu_seconds(self.ticks)? - broker_before;
+        let own_cpu = procfs::cpu_seconds(own, self.ticks)? - own_before;
+        let broker = if self.target.pids.is_empty() {
+            None
+        } else {
+            Some(BrokerUsage {
+                cpu_seconds: broker_cpu,
+                cpu_us_per_attestation: 0.0,
+                rss_mib: self.target.rss_mib()?,
+                peak_rss_mib: self.target.peak_rss_mib()?,
+            })
+        };
+        Ok(PhaseReport::new(&phase, broker, own_cpu))
+    }
+}
+
+fn ek_ca(options: &Options) -> anyhow::Result<EkCa> {
+    match &options.setup_dir {
+        Some(dir) => EkCa::load_or_create(dir),
+        None => EkCa::generate(),
+    }
+}
+
+fn boot_image(options: &Options) -> anyhow::Result<BootImage> {
+    let path = if options.event_log.is_absolute() {
+        options.event_log.clone()
+    } else {
+        mooring_tests::testdata_dir().join(&options.event_log)
+    };
+    BootImage::load(&path)
+}
+
+/// `--setup-only`: writes the EK CA and policy for brokers started elsewhere and prints
+/// the configuration lines that use them.
+pub(crate) fn write_setup(options: &Options) -> anyhow::Result<()> {
+    let dir = options.setup_dir.as_ref().context("--setup-only needs --setup-dir")?;
+    anyhow::ensure!(
+        options.path == EvidencePath::Tpm,
+        "brokers started elsewhere can be driven on the TPM path only (the SEV-SNP test signers live in this process)"
+    );
+    let fleet = Fleet::build(EvidencePath::Tpm, 0, 0, ek_ca(options)?, boot_image(options)?)?;
+    let config = fleet.write_setup(dir)?;
+    println!(
+        "# broker configuration for the mooring-load fleet (policy: {})",
+        dir.join("policy.toml").display()
+    );
+    println!("{config}");
+    Ok(())
+}
+
+/// Runs the benchmark.
+pub(crate) fn run(options: &Options) -> anyhow::Result<Report> {
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    let load_average = std::fs::read_to_string("/proc/loadavg")
+        .map(|text| text.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default();
+    anyhow::ensure!(options.vms > 0, "--vms must be at least 1");
+    anyhow::ensure!(
+        options.preload == 0 || options.path == EvidencePath::Tpm,
+        "--preload attests fresh TPM VMs: use it with --path tpm"
+    );
+    let external = !options.url.is_empty();
+    anyhow::ensure!(
+        !external || options.path == EvidencePath::Tpm,
+        "brokers started elsewhere can be driven on the TPM path only (the SEV-SNP test signers live in this process)"
+    );
+    anyhow::ensure!(!external || options.setup_dir.is_some(), "--url needs --setup-dir (see --setup-only)");
+
+    let fleet = Arc::new(
+        Fleet::build(options.path, options.vms, options.snp_hosts, ek_ca(options)?, boot_image(options)?)
+            .context("building the simulated fleet")?,
+    );
+    let target = match (&options.ca, external) {
+        (Some(ca), true) => Target::external(&options.url, ca, &options.pid)?,
+        _ => {
+            let binary = match &options.broker {
+                Some(path) => PathBuf::from(path),
+                None => target::default_broker_binary()?,
+            };
+            Target::start(&binary, &fleet)?
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(cores)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let endpoints = {
+        let _guard = runtime.enter();
+        Arc::new(client::endpoints(&target, options.sources)?)
+    };
+    let bench = Bench {
+        runtime,
+        target,
+        fleet: Arc::clone(&fleet),
+        endpoints,
+        concurrency: options.concurrency,
+        ticks: procfs::clock_ticks(),
+    };
+
+    if !options.warmup.is_zero() {
+        let warmup = options.warmup;
+        let report = bench.phase(|| Stop::At(Instant::now() + warmup), Source::Fleet)?;
+        if report.attestations == 0 {
+            let first = report.error_kinds.keys().next().cloned().unwrap_or_else(|| "nothing ran".into());
+            anyhow::bail!("every warm-up attestation failed: {first}");
+        }
+    }
+    let duration = options.duration;
+    let count = options.count;
+    let stop = move || match count {
+        Some(count) => Stop::After(count),
+        None => Stop::At(Instant::now() + duration),
+    };
+    let measured = bench.phase(stop, Source::Fleet)?;
+    let preload = if options.preload > 0 {
+        let fill = bench.phase(|| Stop::After(options.preload), Source::Fresh)?;
+        settle();
+        let after = bench.phase(stop, Source::Fleet)?;
+        Some((options.preload, fill, after))
+    } else {
+        None
+    };
+    let floor = if options.floor_ms > 0 {
+        Some(floor::measure_floor(options.path, &fleet, options.floor_ms)?)
+    } else {
+        None
+    };
+    let header = Header {
+        path: options.path,
+        vms: fleet.len(),
+        concurrency: options.concurrency,
+        sources: options.sources,
+        brokers: bench.target.urls.len(),
+        cores,
+        load_average,
+    };
+    Ok(Report::new(header, measured, floor, preload))
+}
+
+/// A pause after the preload so the store's background flushing does not land in the
+/// next measurement.
+fn settle() {
+    std::thread::sleep(Duration::from_secs(2));
+}

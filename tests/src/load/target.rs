@@ -1,0 +1,139 @@
+//! The broker(s) under test: started here (the real `mooring-broker serve` on a temporary
+//! data directory, so its pid is known) or started elsewhere (`--url`, `--ca`, `--pid`).
+
+use std::io::{BufRead as _, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+
+use super::fleet::Fleet;
+
+/// How long a starting broker may take to listen.
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Raised limits: the per-source rate limit would otherwise refuse a boot storm from a
+/// handful of loopback addresses.
+const LIMITS: &str = "[limits]\nmax_body_bytes = 262144\nrequests_per_second = 1000000\nburst = 1000000\n\
+                      max_concurrent_requests = 4096\nrequest_timeout_seconds = 30\n";
+
+/// The brokers a run drives.
+#[derive(Debug)]
+pub(crate) struct Target {
+    /// Base URLs (`https://host:port`), used round-robin.
+    pub(crate) urls: Vec<String>,
+    /// The CA (PEM) their server certificates chain to.
+    pub(crate) ca_pem: Vec<u8>,
+    /// Their process ids (empty: CPU and memory are not reported).
+    pub(crate) pids: Vec<u32>,
+    _owned: Option<OwnedBroker>,
+}
+
+/// A broker process this run started; killed when dropped.
+#[derive(Debug)]
+struct OwnedBroker {
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for OwnedBroker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `mooring-broker` next to this executable.
+pub(crate) fn default_broker_binary() -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe().context("locating this executable")?;
+    let dir = exe.parent().context("this executable has no directory")?;
+    let path = dir.join("mooring-broker");
+    anyhow::ensure!(
+        path.is_file(),
+        "{} is missing: build it (cargo build --release -p mooring-broker) or pass --broker",
+        path.display()
+    );
+    Ok(path)
+}
+
+impl Target {
+    /// Brokers started elsewhere.
+    pub(crate) fn external(urls: &[String], ca: &Path, pids: &[u32]) -> anyhow::Result<Self> {
+        let ca_pem = std::fs::read(ca).with_context(|| format!("reading {}", ca.display()))?;
+        let urls = urls.iter().map(|u| u.trim_end_matches('/').to_owned()).collect();
+        Ok(Self { urls, ca_pem, pids: pids.to_vec(), _owned: None })
+    }
+
+    /// Starts `binary serve` with a configuration and policy admitting `fleet`.
+    pub(crate) fn start(binary: &Path, fleet: &Fleet) -> anyhow::Result<Self> {
+        let dir =
+            tempfile::Builder::new().prefix("mooring-load-").tempdir().context("temporary directory")?;
+        let trust = fleet.write_setup(dir.path())?;
+        let config = format!(
+            "listen = \"127.0.0.1:0\"\ndata_dir = {data:?}\ntrust_domain = \"load.mooring\"\npolicy = {policy:?}\n\n\
+             {LIMITS}\n{trust}",
+            data = dir.path().join("data").display().to_string(),
+            policy = dir.path().join("policy.toml").display().to_string(),
+        );
+        let config_path = dir.path().join("broker.toml");
+        std::fs::write(&config_path, config).with_context(|| format!("writing {}", config_path.display()))?;
+        let mut child = Command::new(binary)
+            .args(["serve", "--config"])
+            .arg(&config_path)
+            .env("MOORING_LOG", "error")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .with_context(|| format!("starting {}", binary.display()))?;
+        let stdout = child.stdout.take().context("broker stdout")?;
+        let owned = OwnedBroker { child, _dir: dir };
+        let (tx, rx) = mpsc::channel();
+        // Reads the listening line, then keeps draining stdout so the broker never blocks.
+        std::thread::spawn(move || {
+            let mut sent = false;
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if !sent {
+                    if let Some(rest) = line.strip_prefix("mooring-broker listening on https://") {
+                        let _ = tx.send(rest.split_whitespace().next().unwrap_or_default().to_owned());
+                        sent = true;
+                    }
+                }
+            }
+        });
+        let address = rx
+            .recv_timeout(START_TIMEOUT)
+            .context("the broker did not start listening (its stderr above says why)")?;
+        let port = address
+            .rsplit_once(':')
+            .and_then(|(_, port)| port.parse::<u16>().ok())
+            .with_context(|| format!("broker listens on {address:?}"))?;
+        let ca_path = owned._dir.path().join("data/tls/ca.pem");
+        let ca_pem = std::fs::read(&ca_path).with_context(|| format!("reading {}", ca_path.display()))?;
+        let pid = owned.child.id();
+        Ok(Self {
+            urls: vec![format!("https://localhost:{port}")],
+            ca_pem,
+            pids: vec![pid],
+            _owned: Some(owned),
+        })
+    }
+
+    /// CPU seconds all brokers have used (0 without pids).
+    pub(crate) fn cpu_seconds(&self, ticks: f64) -> anyhow::Result<f64> {
+        self.pids.iter().map(|pid| super::procfs::cpu_seconds(*pid, ticks)).sum()
+    }
+
+    /// Summed resident memory, MiB.
+    pub(crate) fn rss_mib(&self) -> anyhow::Result<f64> {
+        self.pids.iter().map(|pid| super::procfs::rss_mib(*pid)).sum()
+    }
+
+    /// Summed peak resident memory, MiB.
+    pub(crate) fn peak_rss_mib(&self) -> anyhow::Result<f64> {
+        self.pids.iter().map(|pid| super::procfs::peak_rss_mib(*pid)).sum()
+    }
+}

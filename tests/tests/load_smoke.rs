@@ -1,0 +1,71 @@
+//! Smoke run of the boot-storm benchmark (`mooring-load`), so the tool cannot rot: a few
+//! hundred attestations on each evidence path against the real broker, at low
+//! concurrency, with zero errors and a report whose fields make sense. The benchmark
+//! itself (thousands of VMs, minutes) is not part of the test suite.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
+use std::process::Command;
+
+use serde_json::Value;
+
+fn run(args: &[&str]) -> Value {
+    let output = Command::new(env!("CARGO_BIN_EXE_mooring-load"))
+        .args(args)
+        .args(["--json", "--warmup", "0s", "--floor-ms", "20", "--concurrency", "4", "--sources", "3"])
+        .arg("--broker")
+        .arg(mooring_tests::workspace_binary("mooring-broker"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "mooring-load {args:?} failed ({}):\n{stdout}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("report is not JSON ({e}):\n{stdout}"))
+}
+
+/// Throughput, latency order and broker usage of one phase.
+fn assert_sane_phase(phase: &Value, attestations: u64) {
+    assert_eq!(phase["attestations"], attestations, "{phase}");
+    assert_eq!(phase["errors"], 0, "{phase}");
+    assert!(phase["per_second"].as_f64().unwrap() > 0.0, "{phase}");
+    let (p50, p95, p99) = (
+        phase["p50_ms"].as_f64().unwrap(),
+        phase["p95_ms"].as_f64().unwrap(),
+        phase["p99_ms"].as_f64().unwrap(),
+    );
+    assert!(0.0 < p50 && p50 <= p95 && p95 <= p99, "{phase}");
+    let broker = &phase["broker"];
+    assert!(broker["cpu_us_per_attestation"].as_f64().unwrap() > 0.0, "{phase}");
+    assert!(broker["peak_rss_mib"].as_f64().unwrap() >= broker["rss_mib"].as_f64().unwrap(), "{phase}");
+}
+
+fn assert_floor(report: &Value, components: usize) {
+    let floor = &report["floor"];
+    assert_eq!(floor["components"].as_array().unwrap().len(), components, "{floor}");
+    assert!(
+        floor["components"].as_array().unwrap().iter().all(|c| c["us"].as_f64().unwrap() > 0.0),
+        "{floor}"
+    );
+    assert!(report["ratio"].as_f64().unwrap() > 0.0, "{report}");
+}
+
+#[test]
+fn tpm_boot_storm_smoke_run_with_preload() {
+    let report = run(&["--path", "tpm", "--vms", "20", "--count", "200", "--preload", "60"]);
+    assert_eq!(report["path"], "tpm");
+    assert_sane_phase(&report["measured"], 200);
+    assert_sane_phase(&report["preload"]["fill"], 60);
+    assert_sane_phase(&report["preload"]["after"], 200);
+    assert_floor(&report, 7);
+}
+
+#[test]
+fn snp_boot_storm_smoke_run() {
+    let report = run(&["--path", "snp", "--vms", "20", "--snp-hosts", "2", "--count", "150"]);
+    assert_eq!(report["path"], "snp");
+    assert_sane_phase(&report["measured"], 150);
+    assert_floor(&report, 3);
+}
