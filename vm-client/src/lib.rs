@@ -11,11 +11,13 @@
 //! - [`runtime`]: atomic 0600 files in a 0700 tmpfs directory, and the status they record.
 //! - [`service`]: attest once, or keep the credentials fresh (renewal, backoff, refusals).
 //! - [`tls`]: a rustls client configuration that signs with K (mutual TLS with the X.509-SVID).
+//! - [`possession`]: a signed proof of possession of K for one request to a relying service.
 #![deny(unsafe_code)]
 
 pub mod api;
 pub mod config;
 mod der;
+pub mod possession;
 pub mod runtime;
 pub mod service;
 pub mod snp;

@@ -27,8 +27,10 @@ use rustls::{ClientConfig, RootCertStore, SignatureAlgorithm, SignatureScheme};
 use rustls_pki_types::pem::PemObject as _;
 use rustls_pki_types::CertificateDer;
 
-use crate::runtime::SVID_FILE;
+use crate::config::{Config, Evidence};
+use crate::runtime::{KEY_FILE, SVID_FILE};
 use crate::snp::GuestKey;
+use crate::tpm::key::{CredentialKey, K_PRIVATE_FILE, K_PUBLIC_FILE};
 use crate::tpm::sign::TpmSigner;
 
 /// Something that signs with K: ECDSA P-256 with SHA-256, DER signature.
@@ -49,6 +51,32 @@ impl KeySigner for TpmSigner {
 impl KeySigner for GuestKey {
     fn sign_sha256(&self, message: &[u8]) -> Result<Vec<u8>, String> {
         self.sign(message).map_err(|e| e.to_string())
+    }
+}
+
+/// The signer for K as this VM's configuration keeps it: in the TPM (`k.pub`, `k.priv` in
+/// the state directory, loaded through the configured TCTI) or in guest memory (the PKCS#8
+/// `svid.key` in the runtime directory, SEV-SNP path).
+///
+/// # Errors
+/// A description of the file that cannot be read or parsed. Whether K loads in this TPM is
+/// only known at the first signature.
+pub fn configured_signer(config: &Config) -> Result<Arc<dyn KeySigner>, String> {
+    let read = |path: PathBuf| std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()));
+    match &config.evidence {
+        Evidence::Tpm(tpm) => {
+            let key = CredentialKey {
+                public: read(config.state_dir.join(K_PUBLIC_FILE))?,
+                private: read(config.state_dir.join(K_PRIVATE_FILE))?,
+            };
+            Ok(Arc::new(TpmSigner::new(&tpm.tcti, key)))
+        }
+        Evidence::Snp(_) => {
+            let path = config.runtime_dir.join(KEY_FILE);
+            let key =
+                GuestKey::from_pem(&read(path.clone())?).map_err(|e| format!("{}: {e}", path.display()))?;
+            Ok(Arc::new(key))
+        }
     }
 }
 

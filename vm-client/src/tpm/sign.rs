@@ -4,7 +4,6 @@
 
 use std::sync::Mutex;
 
-use mooring_attestation::protocol::PossessionStatement;
 use sha2::{Digest as _, Sha256};
 use tss_esapi::constants::tss::{TPM2_RH_NULL, TPM2_ST_HASHCHECK};
 use tss_esapi::interface_types::session_handles::AuthSession;
@@ -74,13 +73,8 @@ impl TpmSigner {
         request: &str,
         now: i64,
     ) -> Result<(Vec<u8>, Vec<u8>), TpmError> {
-        let statement = serde_json::to_vec(&PossessionStatement {
-            purpose: PossessionStatement::PURPOSE.into(),
-            audience: audience.into(),
-            issued_at: now,
-            request: request.into(),
-        })
-        .map_err(|e| TpmError::Malformed { what: "possession statement", reason: e.to_string() })?;
+        let statement = crate::possession::statement(audience, request, now)
+            .map_err(|e| TpmError::Malformed { what: "possession statement", reason: e.to_string() })?;
         let signature = self.sign_sha256(&statement)?;
         Ok((statement, signature))
     }
