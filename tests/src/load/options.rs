@@ -54,6 +54,10 @@ pub(crate) struct Options {
     /// The broker binary to start (default: `mooring-broker` next to this executable).
     #[arg(long, conflicts_with = "url")]
     pub(crate) broker: Option<PathBuf>,
+    /// `[limits] max_concurrent_requests` of the broker started here: requests beyond it
+    /// wait (cheaply, in the async runtime) instead of piling onto the blocking pool.
+    #[arg(long, default_value_t = 1024)]
+    pub(crate) broker_permits: usize,
     /// Drive brokers started elsewhere (repeat for several replicas: used round-robin).
     /// Their configuration must admit the VMs: see `--write-setup`.
     #[arg(long, requires = "ca")]

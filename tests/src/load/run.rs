@@ -119,7 +119,7 @@ pub(crate) fn run(options: &Options) -> anyhow::Result<Report> {
                 Some(path) => PathBuf::from(path),
                 None => target::default_broker_binary()?,
             };
-            Target::start(&binary, &fleet)?
+            Target::start(&binary, &fleet, options.broker_permits)?
         }
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()

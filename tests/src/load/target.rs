@@ -15,9 +15,13 @@ use super::fleet::Fleet;
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Raised limits: the per-source rate limit would otherwise refuse a boot storm from a
-/// handful of loopback addresses.
-const LIMITS: &str = "[limits]\nmax_body_bytes = 262144\nrequests_per_second = 1000000\nburst = 1000000\n\
-                      max_concurrent_requests = 4096\nrequest_timeout_seconds = 30\n";
+/// handful of loopback addresses. `permits` is the broker's `max_concurrent_requests`.
+fn limits(permits: usize) -> String {
+    format!(
+        "[limits]\nmax_body_bytes = 262144\nrequests_per_second = 1000000\nburst = 1000000\n\
+         max_concurrent_requests = {permits}\nrequest_timeout_seconds = 30\n"
+    )
+}
 
 /// The brokers a run drives.
 #[derive(Debug)]
@@ -67,13 +71,14 @@ impl Target {
     }
 
     /// Starts `binary serve` with a configuration and policy admitting `fleet`.
-    pub(crate) fn start(binary: &Path, fleet: &Fleet) -> anyhow::Result<Self> {
+    pub(crate) fn start(binary: &Path, fleet: &Fleet, permits: usize) -> anyhow::Result<Self> {
         let dir =
             tempfile::Builder::new().prefix("mooring-load-").tempdir().context("temporary directory")?;
         let trust = fleet.write_setup(dir.path())?;
         let config = format!(
             "listen = \"127.0.0.1:0\"\ndata_dir = {data:?}\ntrust_domain = \"load.mooring\"\npolicy = {policy:?}\n\n\
-             {LIMITS}\n{trust}",
+             {limits}\n{trust}",
+            limits = limits(permits),
             data = dir.path().join("data").display().to_string(),
             policy = dir.path().join("policy.toml").display().to_string(),
         );
