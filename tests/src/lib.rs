@@ -12,6 +12,7 @@
 use std::path::PathBuf;
 
 pub mod broker;
+pub mod client;
 mod cmd;
 pub mod cvm;
 mod error;

@@ -13,38 +13,13 @@ use mooring_attestation::snp::sim::TestSigner;
 use mooring_client::api::BrokerApi;
 use mooring_client::runtime::RuntimeDir;
 use mooring_client::service::attest_once;
-use mooring_client::snp::{GuestKey, SnpAttester, SnpDevice, SnpError, SnpEvidence};
+use mooring_client::snp::{GuestKey, SnpAttester};
 use mooring_client::tls;
-use mooring_tests::broker::{Broker, BrokerSetup};
+use mooring_tests::broker::Broker;
+use mooring_tests::client::{TestSignerDevice, SNP_MEASUREMENT};
+use mooring_tests::cvm::snp_broker_setup;
 
 const SECRET: &[u8] = b"card-vault-token-for-the-cvm";
-/// The launch measurement of the simulated guest.
-const MEASUREMENT: [u8; 48] = [0x5a; 48];
-
-/// The test signer as the platform: signs a report with the requested REPORT_DATA and VMPL,
-/// and hands out its certificate table like a host with extended-report certificates.
-struct TestSignerDevice {
-    signer: TestSigner,
-    /// Sign over other REPORT_DATA than asked (a report bound to someone else's keys).
-    wrong_report_data: bool,
-}
-
-impl SnpDevice for TestSignerDevice {
-    fn report(&self, report_data: &[u8; 64], vmpl: u32) -> Result<SnpEvidence, SnpError> {
-        let mut fields = self.signer.report_fields();
-        fields.measurement = MEASUREMENT;
-        fields.report_data = *report_data;
-        if self.wrong_report_data {
-            fields.report_data[0] ^= 1;
-        }
-        fields.vmpl = vmpl;
-        Ok(SnpEvidence {
-            report: self.signer.sign(&fields),
-            certificate_table: Some(self.signer.cert_table()),
-        })
-    }
-}
-
 fn broker(signer: &TestSigner) -> Broker {
     let policy = format!(
         "version = 1\n\
@@ -54,23 +29,12 @@ fn broker(signer: &TestSigner) -> Broker {
          min_tcb = {{ bootloader = 0, tee = 0, snp = 0, microcode = 0 }}\n\
          allow_debug = false\nmax_vmpl = 0\n\
          [[class.secrets]]\nname = \"vault\"\nfile = \"vault.secret\"\n",
-        hex::encode(MEASUREMENT)
+        hex::encode(SNP_MEASUREMENT)
     );
     // The broker trusts the test signer's chain as a test root (configuration, not code).
-    let product = signer.product().name().to_ascii_lowercase();
-    Broker::start(&BrokerSetup {
-        policy,
-        extra_config: format!(
-            "[[snp.test_roots]]\nproduct = \"{product}\"\nark = \"ark.der\"\nask = \"ask.der\"\nasvk = \"asvk.der\"\n"
-        ),
-        secrets: vec![
-            ("ark.der".into(), signer.ark_der().to_vec()),
-            ("ask.der".into(), signer.ask_der().to_vec()),
-            ("asvk.der".into(), signer.asvk_der().to_vec()),
-            ("vault.secret".into(), SECRET.to_vec()),
-        ],
-        ..BrokerSetup::default()
-    })
+    let mut setup = snp_broker_setup(signer, policy);
+    setup.secrets.push(("vault.secret".into(), SECRET.to_vec()));
+    Broker::start(&setup)
 }
 
 fn api(broker: &Broker) -> BrokerApi {

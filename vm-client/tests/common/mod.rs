@@ -1,156 +1,47 @@
 //! A VM for client tests: a real swtpm, the real broker admitting it, and a client
 //! configuration pointing at both, with the runtime directory on tmpfs (/dev/shm).
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, dead_code, unreachable_pub)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, dead_code, unreachable_pub, unused_imports)]
 
+use std::ops::{Deref, DerefMut};
 use std::os::unix::fs::MetadataExt as _;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
+use std::process::Command;
 
-use mooring_attestation::x509::bundle::parse_one_certificate;
-use mooring_tests::broker::{Broker, BrokerSetup};
-use mooring_tests::{EkKind, Swtpm, SwtpmOptions};
+use mooring_tests::broker::{loopback, Broker};
+use mooring_tests::client::{tpm_broker_setup, ClientVm};
 
-/// Exit status of `mooring-client` when the broker refuses the VM.
-pub const CLIENT_EXIT_REFUSED: i32 = 3;
-/// Exit status when the broker cannot be reached.
-pub const CLIENT_EXIT_UNAVAILABLE: i32 = 4;
+pub use mooring_tests::client::{OutputText, CLIENT_EXIT_REFUSED, CLIENT_EXIT_UNAVAILABLE};
 
-const ZERO: &str = "0000000000000000000000000000000000000000000000000000000000000000";
-
-/// A broker policy admitting TPMs whose EK certificate `issuer` signed, from 127.0.0.1.
-pub fn tpm_policy(issuer: &str) -> String {
-    format!(
-        r#"version = 1
-
-[[class]]
-name = "web"
-evidence = "tpm"
-ttl_seconds = 60
-audiences = ["payments"]
-networks = ["127.0.0.1/32"]
-
-[class.match]
-ek_issuers = [{issuer:?}]
-
-[class.tpm]
-pcr_bank = "sha256"
-pcrs = [0, 1, 2, 3, 4, 5, 6, 7]
-
-[class.tpm.pcr_values]
-0 = ["{ZERO}"]
-7 = ["{ZERO}"]
-
-[[class.secrets]]
-name = "payment-key"
-file = "payment.key"
-"#
-    )
+/// The test VM (from 127.0.0.1) and a broker admitting it.
+pub struct Vm {
+    pub vm: ClientVm,
+    pub broker: Broker,
 }
 
-/// The test VM.
-pub struct Vm {
-    pub tpm: Swtpm,
-    pub broker: Broker,
-    /// Holds the state directory and the configuration.
-    pub dir: tempfile::TempDir,
-    /// The runtime directory's parent, on tmpfs.
-    pub run: tempfile::TempDir,
+impl Deref for Vm {
+    type Target = ClientVm;
+    fn deref(&self) -> &ClientVm {
+        &self.vm
+    }
+}
+
+impl DerefMut for Vm {
+    fn deref_mut(&mut self) -> &mut ClientVm {
+        &mut self.vm
+    }
 }
 
 impl Vm {
     pub fn start(test: &str) -> Option<Self> {
-        let tpm = Swtpm::start_or_skip(test, SwtpmOptions::default())?;
-        let ek_cert = tpm.ek_cert_der(EkKind::Rsa2048).unwrap();
-        let issuer = parse_one_certificate(&ek_cert).unwrap().issuer().to_owned();
-        let broker = Broker::start(&BrokerSetup {
-            policy: tpm_policy(&issuer),
-            ek_roots: tpm.ek_cert_ca_files().all().iter().map(|p| p.to_path_buf()).collect(),
-            extra_config: String::new(),
-            secrets: vec![("payment.key".into(), b"pay-4242-secret".to_vec())],
-        });
-        let dir = tempfile::Builder::new().prefix("mooring-client-").tempdir().unwrap();
-        let run = tempfile::Builder::new().prefix("mooring-client-run-").tempdir_in("/dev/shm").unwrap();
-        let vm = Self { tpm, broker, dir, run };
-        vm.write_config();
-        Some(vm)
+        let vm = ClientVm::start_or_skip(test, loopback(1))?;
+        let broker = Broker::start(&tpm_broker_setup(&[&vm.tpm], &["127.0.0.1/32"]));
+        vm.write_config(&broker);
+        Some(Self { vm, broker })
     }
 
     /// (Re)writes the client configuration for the broker's current port.
     pub fn write_config(&self) {
-        let config = format!(
-            r#"broker_url = "https://127.0.0.1:{port}"
-broker_ca = {ca:?}
-runtime_dir = {runtime:?}
-state_dir = {state:?}
-source_address = "127.0.0.1"
-
-[evidence]
-kind = "tpm"
-tcti = {tcti:?}
-
-[renewal]
-retry_initial_seconds = 1
-retry_max_seconds = 2
-"#,
-            port = self.broker.address.port(),
-            ca = self.broker.data_dir().join("tls/ca.pem").display().to_string(),
-            runtime = self.runtime_dir().display().to_string(),
-            state = self.state_dir().display().to_string(),
-            tcti = self.tpm.tcti(),
-        );
-        std::fs::write(self.config_path(), config).unwrap();
-    }
-
-    pub fn config_path(&self) -> PathBuf {
-        self.dir.path().join("client.toml")
-    }
-
-    pub fn state_dir(&self) -> PathBuf {
-        self.dir.path().join("state")
-    }
-
-    pub fn runtime_dir(&self) -> PathBuf {
-        self.run.path().join("mooring")
-    }
-
-    /// Runs `mooring-client --config .. ARGS` to completion.
-    pub fn client(&self, args: &[&str]) -> Output {
-        self.client_command(args).output().unwrap()
-    }
-
-    pub fn client_command(&self, args: &[&str]) -> Command {
-        let mut command = Command::new(mooring_tests::workspace_binary("mooring-client"));
-        command
-            .arg("--config")
-            .arg(self.config_path())
-            .args(args)
-            .env("TSS2_LOG", "all+none")
-            .env("MOORING_LOG", "info");
-        command
-    }
-
-    pub fn status_json(&self) -> serde_json::Value {
-        serde_json::from_slice(&std::fs::read(self.runtime_dir().join("status.json")).unwrap()).unwrap()
-    }
-
-    /// Extends a PCR (what a different boot chain would do).
-    pub fn extend_pcr(&self, pcr: u8) {
-        let tools = self.tpm.tools();
-        tools.run("tpm2_pcrextend", [format!("{pcr}:sha256={}", "ab".repeat(32))]).unwrap();
-    }
-}
-
-pub trait OutputText {
-    fn stdout_text(&self) -> String;
-    fn stderr_text(&self) -> String;
-}
-
-impl OutputText for Output {
-    fn stdout_text(&self) -> String {
-        String::from_utf8_lossy(&self.stdout).into_owned()
-    }
-    fn stderr_text(&self) -> String {
-        String::from_utf8_lossy(&self.stderr).into_owned()
+        self.vm.write_config(&self.broker);
     }
 }
 
