@@ -1,11 +1,13 @@
 //! Everything the broker remembers, behind one trait so the embedded store (sled) and a
 //! shared one (PostgreSQL, for several replicas) can serve the same service.
 //!
-//! Crash guarantee of every implementation: when `consume_challenge` returns, the
-//! challenge is durably marked used; when `issue` returns, the credential record and its
-//! audit record are durable together. The service consumes before it verifies and
-//! records before it answers, so after a crash no challenge is accepted twice and no
-//! credential that left the broker lacks its audit record. Refusals and admin changes are
+//! Crash guarantee of every implementation: when `consume_challenge` returns, no later
+//! caller gets the challenge, and the mark is durable no later than the record that
+//! decides the challenge (`issue`, or the refusal's audit record); when `issue` returns,
+//! the credential record and its audit record are durable together. The service
+//! consumes before it verifies and records before it answers, so after a crash no
+//! challenge is accepted twice (a finish that was never answered may be finished again)
+//! and no credential that left the broker lacks its audit record. Refusals and admin changes are
 //! durable before they are answered too. What "durable" survives differs: see each
 //! backend's module documentation.
 //!
@@ -212,8 +214,9 @@ pub(crate) struct Revocation {
 pub(crate) trait Store: Send + Sync + 'static {
     /// Stores a new open challenge.
     fn put_challenge(&self, challenge: &ChallengeRecord) -> Result<(), StoreError>;
-    /// Marks a challenge used, durably, and returns what it was. At most one caller ever
-    /// gets [`Consumed::Fresh`] for an id.
+    /// Marks a challenge used and returns what it was. At most one caller gets
+    /// [`Consumed::Fresh`] for an id; the mark is durable by the time the decision that
+    /// follows is (see the module documentation).
     fn consume_challenge(&self, id: &str) -> Result<Consumed, StoreError>;
     /// Drops challenges (open or used) that expired before `before`.
     fn prune_challenges(&self, before: i64) -> Result<usize, StoreError>;

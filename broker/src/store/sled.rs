@@ -1,10 +1,14 @@
 //! `Store` on sled, the embedded default (one broker process, no setup).
 //!
-//! Durability: sled 0.34 buffers writes in memory and its `flush` writes them to the
-//! operating system with `sync_file_range`, not `fsync`. Every operation the crash
-//! guarantee depends on (`consume_challenge`, `issue`, admin changes) flushes before it
-//! returns, so their effects survive the broker process being killed at any point; so do
-//! refusal records. Accepted verifications are flushed by sled within 500 ms. They
+//! Durability: sled 0.34 buffers writes in memory and its `flush` writes everything
+//! buffered so far to the operating system with `sync_file_range`, not `fsync`. `issue`,
+//! refusal records and admin changes flush before they return, so their effects survive
+//! the broker process being killed at any point. `consume_challenge` does not flush on its
+//! own: its mark is written before the decision that follows it, so that decision's flush
+//! makes both durable together (one flush per attestation). Concurrent flushes are
+//! grouped: a caller whose writes an already running flush did not cover waits for the
+//! next one, which covers every caller waiting. Accepted verifications are flushed by sled
+//! within 500 ms. They
 //! are not guaranteed to survive a power loss or kernel crash; run the PostgreSQL
 //! backend where that matters.
 
@@ -45,6 +49,7 @@ pub(crate) struct SledStore {
     meta: sled::Tree,
     /// Serializes audit appends so each sees the previous head.
     audit_lock: Mutex<()>,
+    flushes: GroupFlush,
 }
 
 impl std::fmt::Debug for SledStore {
@@ -72,10 +77,34 @@ fn unwrap_txn(e: TransactionError<StoreError>) -> StoreError {
     }
 }
 
+/// sled's page cache (its default is 1 GiB): records are small and recent ones are hot.
+const CACHE_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Flushes waiting for one another (see [`SledStore::flush`]).
+#[derive(Debug, Default)]
+struct GroupFlush {
+    state: Mutex<FlushState>,
+    finished: std::sync::Condvar,
+}
+
+#[derive(Debug, Default)]
+struct FlushState {
+    /// Tickets handed out: each caller's writes precede its ticket.
+    requested: u64,
+    /// Every ticket up to this one is durable.
+    done: u64,
+    running: bool,
+}
+
 impl SledStore {
     /// Opens (or creates) the store in `dir`.
     pub(crate) fn open(dir: &Path) -> Result<Self, StoreError> {
-        let db = sled::Config::new().path(dir).mode(sled::Mode::HighThroughput).open().map_err(backend)?;
+        let db = sled::Config::new()
+            .path(dir)
+            .mode(sled::Mode::HighThroughput)
+            .cache_capacity(CACHE_BYTES)
+            .open()
+            .map_err(backend)?;
         let tree = |name: &str| db.open_tree(name).map_err(backend);
         Ok(Self {
             challenges: tree("challenges")?,
@@ -87,11 +116,36 @@ impl SledStore {
             meta: tree("meta")?,
             db,
             audit_lock: Mutex::new(()),
+            flushes: GroupFlush::default(),
         })
     }
 
+    /// Makes every write this thread has done durable, sharing one sled flush with every
+    /// caller that arrives while another flush is running.
     fn flush(&self) -> Result<(), StoreError> {
-        self.db.flush().map(|_| ()).map_err(backend)
+        let lock = || self.flushes.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut state = lock();
+        state.requested += 1;
+        let ticket = state.requested;
+        loop {
+            if state.done >= ticket {
+                return Ok(());
+            }
+            if !state.running {
+                state.running = true;
+                let target = state.requested;
+                drop(state);
+                let result = self.db.flush().map(|_| ()).map_err(backend);
+                state = lock();
+                state.running = false;
+                if result.is_ok() {
+                    state.done = state.done.max(target);
+                }
+                self.flushes.finished.notify_all();
+                return result;
+            }
+            state = self.flushes.finished.wait(state).unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
     }
 
     fn lock_audit(&self) -> std::sync::MutexGuard<'_, ()> {
@@ -172,9 +226,7 @@ impl Store for SledStore {
                 }
             })
             .map_err(unwrap_txn)?;
-        if matches!(consumed, Consumed::Fresh(_)) {
-            self.flush()?;
-        }
+        // No flush here: see the module documentation.
         Ok(consumed)
     }
 
