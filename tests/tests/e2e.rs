@@ -399,6 +399,8 @@ fn s7_an_snp_vm_attests_and_pays_and_its_copied_credentials_are_refused() {
     assert!(payer.starts_with("spiffe://test.mooring/vm/cvm/"), "{payer}");
     assert_paid(&pay(&a.config_path(), &payments, "jwt", &[]), &payer);
     assert_paid(&pay(&a.config_path(), &payments, "mtls", &[]), &payer);
+    let offline = Payments::start(&broker, &PaymentsSetup::new(Mode::Offline));
+    assert_paid(&pay(&a.config_path(), &offline, "jwt", &[]), &payer);
 
     // A's runtime directory copied to B (another address). On this path K lives in guest
     // memory, so a copy of it carries K: the address binding is what refuses it.
@@ -415,4 +417,14 @@ fn s7_an_snp_vm_attests_and_pays_and_its_copied_credentials_are_refused() {
         "no_proof_of_possession",
     );
     assert_audited(&broker, "no_proof_of_possession", A);
+
+    // Revoked by the admin API: refused at once, by mutual TLS too.
+    let revoke = json!({"target": {"kind": "vm", "id": payer}, "reason": "decommissioned"});
+    let (status, body) = broker.post(&broker.admin(), "admin/revocations", &revoke);
+    assert_eq!(status, 200, "{body}");
+    for mode in ["jwt", "mtls"] {
+        let reason = assert_refused(&pay(&a.config_path(), &payments, mode, &[]), "revoked");
+        assert!(reason.contains("decommissioned"), "{reason}");
+    }
+    assert_audited(&broker, "revoked", A);
 }
