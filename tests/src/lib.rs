@@ -59,22 +59,24 @@ pub fn testdata(relative: &str) -> Vec<u8> {
     std::fs::read(&path).unwrap_or_else(|e| panic!("test vector {}: {e}", path.display()))
 }
 
-/// A binary of this workspace, next to the running test's own executable
-/// (`target/<profile>/`): `$MOORING_BIN_DIR/<name>` when that is set. The README's test
-/// command builds the binaries before running the tests.
+/// A binary of this workspace in `target/<profile>/`: next to the running executable (a
+/// binary such as `mooring-demo`) or one level up from it (a test in `target/<profile>/deps`);
+/// `$MOORING_BIN_DIR/<name>` when that is set. The README's test command builds the
+/// binaries before running the tests.
 #[must_use]
 #[allow(clippy::panic)]
 pub fn workspace_binary(name: &str) -> PathBuf {
-    let dir = match std::env::var_os("MOORING_BIN_DIR") {
-        Some(dir) => PathBuf::from(dir),
-        None => std::env::current_exe()
-            .ok()
-            .and_then(|exe| exe.parent().and_then(|deps| deps.parent()).map(PathBuf::from))
-            .unwrap_or_else(|| panic!("cannot locate the test executable to find {name}")),
+    let candidates: Vec<PathBuf> = match std::env::var_os("MOORING_BIN_DIR") {
+        Some(dir) => vec![PathBuf::from(dir)],
+        None => {
+            let exe = std::env::current_exe()
+                .unwrap_or_else(|e| panic!("cannot locate the running executable to find {name}: {e}"));
+            exe.ancestors().skip(1).take(2).map(PathBuf::from).collect()
+        }
     };
-    let path = dir.join(name);
-    if !path.is_file() {
-        panic!("{} is missing: build it first (cargo build --workspace --bins)", path.display());
-    }
-    path
+    let found = candidates.iter().map(|dir| dir.join(name)).find(|path| path.is_file());
+    found.unwrap_or_else(|| {
+        let looked: Vec<String> = candidates.iter().map(|d| d.display().to_string()).collect();
+        panic!("{name} is missing in {}: build it first (cargo build --workspace --bins)", looked.join(" and "))
+    })
 }
