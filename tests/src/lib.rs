@@ -77,6 +77,9 @@ pub fn workspace_binary(name: &str) -> PathBuf {
     let found = candidates.iter().map(|dir| dir.join(name)).find(|path| path.is_file());
     found.unwrap_or_else(|| {
         let looked: Vec<String> = candidates.iter().map(|d| d.display().to_string()).collect();
-        panic!("{name} is missing in {}: build it first (cargo build --workspace --bins)", looked.join(" and "))
+        panic!(
+            "{name} is missing in {}: build it first (cargo build --workspace --bins)",
+            looked.join(" and ")
+        )
     })
 }
