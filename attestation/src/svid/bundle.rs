@@ -105,12 +105,25 @@ impl TrustBundle {
     /// # Errors
     /// As [`TrustBundle::from_document`].
     pub fn new(trust_domain: &str, x509_authorities_pem: &[u8], jwks: &JwkSet) -> Result<Self, SvidError> {
+        let authorities = parse_certificates(x509_authorities_pem)
+            .map_err(|e| SvidError::BundleInvalid(format!("X.509 authorities: {e}")))?;
+        Self::from_authorities(trust_domain, authorities, jwks)
+    }
+
+    /// A bundle from CA certificates already parsed (the broker's own key generations; an
+    /// empty list trusts no X.509-SVID).
+    ///
+    /// # Errors
+    /// As [`TrustBundle::from_document`].
+    pub fn from_authorities(
+        trust_domain: &str,
+        authorities: Vec<Certificate>,
+        jwks: &JwkSet,
+    ) -> Result<Self, SvidError> {
         let invalid = SvidError::BundleInvalid;
         if trust_domain.is_empty() || trust_domain.contains(['/', ':']) {
             return Err(invalid(format!("trust domain {trust_domain:?}")));
         }
-        let authorities = parse_certificates(x509_authorities_pem)
-            .map_err(|e| invalid(format!("X.509 authorities: {e}")))?;
         if let Some(leaf) = authorities.iter().find(|c| !c.is_ca()) {
             return Err(invalid(format!("{} is not a CA certificate", leaf.subject())));
         }

@@ -9,7 +9,7 @@ use base64::Engine as _;
 use serde::Deserialize;
 
 use super::bundle::{Jwk, TrustBundle};
-use super::{check_spiffe_id, Checked, CredentialKey, SvidError, VerifiedCredential};
+use super::{check_spiffe_id, CheckedCredential, CredentialKey, SvidError, VerifiedCredential};
 
 /// Largest token accepted (a JWT-SVID is well under 2 KiB).
 pub(super) const MAX_TOKEN_BYTES: usize = 8192;
@@ -52,7 +52,7 @@ struct Claims {
 }
 
 /// Signature (by a bundle key), expiry and claims of a JWT-SVID.
-pub(super) fn verify(token: &str, bundle: &TrustBundle, now: i64) -> Result<Checked, SvidError> {
+pub(super) fn verify(token: &str, bundle: &TrustBundle, now: i64) -> Result<CheckedCredential, SvidError> {
     let malformed = |what: &str| SvidError::Malformed(format!("JWT-SVID: {what}"));
     if token.len() > MAX_TOKEN_BYTES {
         return Err(malformed("longer than 8 KiB"));
@@ -104,7 +104,7 @@ pub(super) fn verify(token: &str, bundle: &TrustBundle, now: i64) -> Result<Chec
         Audience::One(aud) => vec![aud],
         Audience::Many(auds) => auds,
     };
-    Ok(Checked {
+    Ok(CheckedCredential {
         credential: VerifiedCredential {
             spiffe_id: claims.sub,
             serial: claims.jti,
@@ -115,5 +115,6 @@ pub(super) fn verify(token: &str, bundle: &TrustBundle, now: i64) -> Result<Chec
         },
         key: CredentialKey { point },
         audiences: Some(audiences),
+        x509: false,
     })
 }

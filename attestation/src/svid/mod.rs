@@ -132,6 +132,13 @@ pub enum Proof<'a> {
         /// What the statement's `request` must be ([`request_digest`] of this request).
         request: &'a str,
     },
+    /// A signature by K over a possession statement whose `request` is left to the relying
+    /// service: the broker's verify API, to which `request` is opaque. Purpose, audience
+    /// and time are checked.
+    SignatureAnyRequest {
+        /// The statement and its signature.
+        proof: &'a PossessionProof,
+    },
 }
 
 /// One presentation of a credential to a relying service.
@@ -208,12 +215,103 @@ impl VerifiedCredential {
     }
 }
 
-/// A credential's content after its signature and validity checked out.
-struct Checked {
+/// A credential whose signature (by a key or CA of the trust bundle), validity period and
+/// names checked out: the first stage of [`Verifier::verify`]. The other checks are its
+/// methods, so a verifier with its own revocation source (the broker, whose store is the
+/// truth) runs them in the same order with its own checks in between.
+#[derive(Debug, Clone)]
+pub struct CheckedCredential {
     credential: VerifiedCredential,
     key: CredentialKey,
     /// JWT-SVIDs only.
     audiences: Option<Vec<String>>,
+    /// An X.509-SVID (mutual TLS can prove its key).
+    x509: bool,
+}
+
+impl CheckedCredential {
+    /// Signature, validity and names of `credential` against `bundle`.
+    ///
+    /// # Errors
+    /// [`SvidError::Malformed`], [`SvidError::BadSignature`], [`SvidError::UnknownSigningKey`]
+    /// or [`SvidError::Expired`].
+    pub fn check(credential: Presented<'_>, bundle: &TrustBundle, now: i64) -> Result<Self, SvidError> {
+        match credential {
+            Presented::Jwt(token) => jwt::verify(token, bundle, now),
+            Presented::X509(leaf) => x509::verify(leaf, bundle, now),
+        }
+    }
+
+    /// What the credential says (not yet checked for audience, revocation, address or
+    /// possession).
+    #[must_use]
+    pub fn credential(&self) -> &VerifiedCredential {
+        &self.credential
+    }
+
+    /// The audiences of a JWT-SVID; `None` for an X.509-SVID, which has none.
+    #[must_use]
+    pub fn audiences(&self) -> Option<&[String]> {
+        self.audiences.as_deref()
+    }
+
+    /// A JWT-SVID must name `audience`; an X.509-SVID passes.
+    ///
+    /// # Errors
+    /// [`SvidError::WrongAudience`].
+    pub fn check_audience(&self, audience: &str) -> Result<(), SvidError> {
+        match &self.audiences {
+            Some(audiences) if !audiences.iter().any(|a| a == audience) => {
+                Err(SvidError::WrongAudience(format!("credential is for {audiences:?}, not {audience:?}")))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Presented from the address the credential is bound to.
+    ///
+    /// # Errors
+    /// [`SvidError::AddressOutsideBinding`].
+    pub fn check_binding(&self, peer: IpAddr) -> Result<(), SvidError> {
+        let bound = self.credential.bound_address;
+        if bound == peer {
+            Ok(())
+        } else {
+            Err(SvidError::AddressOutsideBinding { bound, peer })
+        }
+    }
+
+    /// The last check: the caller holds K. `audience` is what a possession statement must
+    /// name.
+    ///
+    /// # Errors
+    /// [`SvidError::NoProofOfPossession`] without a proof (or mutual TLS claimed for a
+    /// JWT-SVID); [`SvidError::ProofInvalid`] for a proof that does not hold.
+    pub fn check_possession(
+        self,
+        proof: Option<Proof<'_>>,
+        audience: &str,
+        now: i64,
+    ) -> Result<VerifiedCredential, SvidError> {
+        match proof {
+            None => Err(SvidError::NoProofOfPossession(
+                "no proof of possession of the credential key: a copied credential looks exactly like this"
+                    .into(),
+            )),
+            Some(Proof::MutualTls) if self.x509 => Ok(self.credential),
+            Some(Proof::MutualTls) => Err(SvidError::NoProofOfPossession(
+                "mutual TLS proves possession only for an X.509-SVID; sign a possession statement".into(),
+            )),
+            Some(Proof::Signature { proof, request }) => {
+                proof.verify(&self.key, audience, Some(request), now)?;
+                Ok(self.credential)
+            }
+            Some(Proof::SignatureAnyRequest { proof }) => {
+                proof.verify(&self.key, audience, None, now)?;
+                Ok(self.credential)
+            }
+        }
+    }
 }
 
 impl Verifier<'_> {
@@ -223,37 +321,11 @@ impl Verifier<'_> {
     /// # Errors
     /// The first check that fails, as an [`SvidError`].
     pub fn verify(&self, presentation: &Presentation<'_>, now: i64) -> Result<VerifiedCredential, SvidError> {
-        let checked = match presentation.credential {
-            Presented::Jwt(token) => jwt::verify(token, self.bundle, now)?,
-            Presented::X509(leaf) => x509::verify(leaf, self.bundle, now)?,
-        };
-        if let Some(audiences) = &checked.audiences {
-            if !audiences.iter().any(|a| a == self.audience) {
-                return Err(SvidError::WrongAudience(format!(
-                    "credential is for {audiences:?}, not {:?}",
-                    self.audience
-                )));
-            }
-        }
+        let checked = CheckedCredential::check(presentation.credential, self.bundle, now)?;
+        checked.check_audience(self.audience)?;
         self.check_revocation(&checked.credential, now)?;
-        let bound = checked.credential.bound_address;
-        if bound != presentation.peer {
-            return Err(SvidError::AddressOutsideBinding { bound, peer: presentation.peer });
-        }
-        match (presentation.proof, presentation.credential) {
-            (None, _) => Err(SvidError::NoProofOfPossession(
-                "no proof of possession of the credential key: a copied credential looks exactly like this"
-                    .into(),
-            )),
-            (Some(Proof::MutualTls), Presented::X509(_)) => Ok(checked.credential),
-            (Some(Proof::MutualTls), Presented::Jwt(_)) => Err(SvidError::NoProofOfPossession(
-                "mutual TLS proves possession only for an X.509-SVID; sign a possession statement".into(),
-            )),
-            (Some(Proof::Signature { proof, request }), _) => {
-                proof.verify(&checked.key, self.audience, request, now)?;
-                Ok(checked.credential)
-            }
-        }
+        checked.check_binding(presentation.peer)?;
+        checked.check_possession(presentation.proof, self.audience, now)
     }
 
     fn check_revocation(&self, credential: &VerifiedCredential, now: i64) -> Result<(), SvidError> {

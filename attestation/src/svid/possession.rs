@@ -101,6 +101,16 @@ impl PossessionProof {
         request: &str,
         now: i64,
     ) -> Result<PossessionStatement, SvidError> {
+        self.check_fields(audience, Some(request), now)
+    }
+
+    /// As [`PossessionProof::check_statement`]; `request: None` leaves `request` unchecked.
+    fn check_fields(
+        &self,
+        audience: &str,
+        request: Option<&str>,
+        now: i64,
+    ) -> Result<PossessionStatement, SvidError> {
         let invalid = SvidError::ProofInvalid;
         let statement: PossessionStatement = serde_json::from_slice(&self.statement)
             .map_err(|e| invalid(format!("possession statement: {e}")))?;
@@ -113,7 +123,7 @@ impl PossessionProof {
                 statement.audience
             )));
         }
-        if statement.request != request {
+        if request.is_some_and(|request| statement.request != request) {
             return Err(invalid("possession statement was made for another request".into()));
         }
         let offset = statement.issued_at.saturating_sub(now);
@@ -125,12 +135,13 @@ impl PossessionProof {
         Ok(statement)
     }
 
-    /// The signature by `key`, then [`PossessionProof::check_statement`].
+    /// The signature by `key`, then [`PossessionProof::check_statement`] (`request: None`:
+    /// every field but `request`).
     pub(super) fn verify(
         &self,
         key: &CredentialKey,
         audience: &str,
-        request: &str,
+        request: Option<&str>,
         now: i64,
     ) -> Result<(), SvidError> {
         if !key.verify(&self.statement, &self.signature) {
@@ -138,6 +149,6 @@ impl PossessionProof {
                 "possession signature is not by the credential's key".into(),
             ));
         }
-        self.check_statement(audience, request, now).map(|_| ())
+        self.check_fields(audience, request, now).map(|_| ())
     }
 }

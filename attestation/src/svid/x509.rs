@@ -7,13 +7,17 @@ use std::net::IpAddr;
 use x509_parser::extensions::GeneralName;
 
 use super::bundle::TrustBundle;
-use super::{check_spiffe_id, Checked, CredentialKey, SvidError, VerifiedCredential};
+use super::{check_spiffe_id, CheckedCredential, CredentialKey, SvidError, VerifiedCredential};
 use crate::crypto::PublicKey;
 use crate::tpm::alg::EccCurve;
 use crate::x509::Certificate;
 
 /// Signature (by a bundle CA), validity, names and key of an X.509-SVID leaf (DER).
-pub(super) fn verify(leaf_der: &[u8], bundle: &TrustBundle, now: i64) -> Result<Checked, SvidError> {
+pub(super) fn verify(
+    leaf_der: &[u8],
+    bundle: &TrustBundle,
+    now: i64,
+) -> Result<CheckedCredential, SvidError> {
     let malformed = |what: String| SvidError::Malformed(format!("X.509-SVID: {what}"));
     let leaf = Certificate::from_der(leaf_der).map_err(|e| malformed(e.to_string()))?;
     let issuer =
@@ -46,7 +50,7 @@ pub(super) fn verify(leaf_der: &[u8], bundle: &TrustBundle, now: i64) -> Result<
         _ => None,
     }
     .ok_or_else(|| malformed("leaf key is not ECC P-256".into()))?;
-    Ok(Checked {
+    Ok(CheckedCredential {
         credential: VerifiedCredential {
             spiffe_id,
             serial: hex::encode(leaf.serial()),
@@ -57,6 +61,7 @@ pub(super) fn verify(leaf_der: &[u8], bundle: &TrustBundle, now: i64) -> Result<
         },
         key: CredentialKey { point },
         audiences: None,
+        x509: true,
     })
 }
 

@@ -56,13 +56,21 @@ impl Generation {
     }
 }
 
+/// The generations as last read from the vault.
+#[derive(Debug, Default)]
+struct Loaded {
+    /// Changes whenever the set of generations does (not on a re-read that finds the same).
+    version: u64,
+    generations: Arc<Vec<Arc<Generation>>>,
+}
+
 /// All generations still in the bundle, newest last.
 #[derive(Debug)]
 pub(crate) struct KeySet {
     vault: Arc<dyn KeyVault>,
     trust_domain: String,
     rotate_after: i64,
-    generations: Mutex<Arc<Vec<Arc<Generation>>>>,
+    generations: Mutex<Loaded>,
     /// Serializes rotation within this process (the vault arbitrates between replicas).
     rotating: Mutex<()>,
     /// When the vault was last read (unix seconds).
@@ -81,7 +89,7 @@ impl KeySet {
             vault,
             trust_domain: trust_domain.to_owned(),
             rotate_after: i64::from(rotate_after_hours) * 3600,
-            generations: Mutex::new(Arc::new(Vec::new())),
+            generations: Mutex::new(Loaded::default()),
             rotating: Mutex::new(()),
             loaded_at: AtomicI64::new(i64::MIN),
         };
@@ -90,8 +98,12 @@ impl KeySet {
         Ok(set)
     }
 
+    fn loaded(&self) -> std::sync::MutexGuard<'_, Loaded> {
+        self.generations.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     fn snapshot(&self) -> Arc<Vec<Arc<Generation>>> {
-        Arc::clone(&self.generations.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
+        Arc::clone(&self.loaded().generations)
     }
 
     /// Reads the vault again (another replica may have rotated). Generations already
@@ -106,7 +118,13 @@ impl KeySet {
                 None => loaded.push(Arc::new(load_generation(&self.trust_domain, &stored)?)),
             }
         }
-        *self.generations.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(loaded);
+        let mut current = self.loaded();
+        let same = current.generations.len() == loaded.len()
+            && current.generations.iter().zip(&loaded).all(|(a, b)| Arc::ptr_eq(a, b));
+        if !same {
+            current.version = current.version.wrapping_add(1);
+            current.generations = Arc::new(loaded);
+        }
         Ok(())
     }
 
@@ -140,11 +158,11 @@ impl KeySet {
         self.snapshot().iter().filter(|g| g.expire_at > now).cloned().collect()
     }
 
-    /// A generation by key id, if still valid for verification. An unknown id makes the
-    /// set read the vault again, at most once a second.
-    pub(crate) fn find(&self, kid: &str, now: i64) -> Option<Arc<Generation>> {
-        let lookup = || self.snapshot().iter().find(|g| g.kid == kid && g.expire_at > now).cloned();
-        lookup().or_else(|| if self.reload_if_stale(now) { lookup() } else { None })
+    /// Every generation as last read from the vault, expired or not, with the version of
+    /// the set: the same version means the same generations.
+    pub(crate) fn versioned(&self) -> (u64, Arc<Vec<Arc<Generation>>>) {
+        let loaded = self.loaded();
+        (loaded.version, Arc::clone(&loaded.generations))
     }
 
     /// Reads the vault again unless that happened this second; true when it did (so a

@@ -1,19 +1,21 @@
-//! Issuing credentials for a VM's key K, and checking credentials the broker issued.
+//! Issuing credentials for a VM's key K, and checking credentials the broker issued (with
+//! [`mooring_attestation::svid`], against a trust bundle of the broker's key generations).
 
 mod jwt;
 pub(crate) mod keys;
 mod svid;
 
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use mooring_attestation::crypto::PublicKey;
+use mooring_attestation::svid::{CheckedCredential, Jwk, JwkSet, Presented, SvidError, TrustBundle};
 use mooring_attestation::tpm::alg::EccCurve;
 use serde::{Deserialize, Serialize};
 
-pub(crate) use self::jwt::{Jwk, JwtClaims};
-use self::keys::KeySet;
+use self::jwt::JwtClaims;
+use self::keys::{Generation, KeySet};
 use crate::refusal::{Code, Refusal};
 use crate::store::KeyVault;
 
@@ -52,7 +54,8 @@ impl CredentialKey {
         }
     }
 
-    /// From an uncompressed SEC1 point taken from a credential the broker signed.
+    /// From an uncompressed SEC1 point.
+    #[cfg(test)]
     pub(crate) fn from_point(point: Vec<u8>) -> Self {
         Self { point }
     }
@@ -60,16 +63,6 @@ impl CredentialKey {
     /// Uncompressed SEC1 point.
     pub(crate) fn point(&self) -> &[u8] {
         &self.point
-    }
-
-    /// Checks an ECDSA P-256 / SHA-256 signature (ASN.1 DER) by K over `message`.
-    pub(crate) fn verify(&self, message: &[u8], signature: &[u8]) -> bool {
-        aws_lc_rs::signature::UnparsedPublicKey::new(
-            &aws_lc_rs::signature::ECDSA_P256_SHA256_ASN1,
-            &self.point,
-        )
-        .verify(message, signature)
-        .is_ok()
     }
 }
 
@@ -88,6 +81,20 @@ pub(crate) struct Issued {
 pub(crate) struct Issuer {
     keys: KeySet,
     trust_domain: String,
+    /// The trust bundle credentials are checked against, built once per key-set version.
+    bundle: Mutex<Option<CachedBundle>>,
+}
+
+/// A trust bundle of the generations valid for verification from `valid_from` until
+/// `valid_until` in key-set version `version`.
+#[derive(Debug)]
+struct CachedBundle {
+    version: u64,
+    /// The latest expiry of a generation left out (it has expired).
+    valid_from: i64,
+    /// The earliest expiry of a generation in it.
+    valid_until: i64,
+    bundle: Arc<TrustBundle>,
 }
 
 impl Issuer {
@@ -101,6 +108,7 @@ impl Issuer {
         Ok(Self {
             keys: KeySet::open(vault, trust_domain, rotate_after_hours, now)?,
             trust_domain: trust_domain.to_owned(),
+            bundle: Mutex::new(None),
         })
     }
 
@@ -135,36 +143,46 @@ impl Issuer {
     }
 
     /// The JWT verification keys (RFC 7517 JWK Set, SPIFFE bundle style).
-    pub(crate) fn jwks(&self, now: i64) -> jwt::JwkSet {
-        jwt::JwkSet {
-            keys: self
-                .keys
-                .all(now)
-                .iter()
-                .map(|g| {
-                    let mut jwk = Jwk::ec_p256(g.jwt_public());
-                    jwk.kid = Some(g.kid.clone());
-                    jwk.use_ = Some("jwt-svid".into());
-                    jwk
-                })
-                .collect(),
-        }
+    pub(crate) fn jwks(&self, now: i64) -> JwkSet {
+        jwk_set(&self.keys.all(now))
     }
 
-    /// Checks a JWT-SVID's signature (by any generation in use) and expiry.
-    pub(crate) fn verify_jwt(&self, token: &str, now: i64) -> Result<JwtClaims, Refusal> {
-        jwt::verify(token, |kid| self.keys.find(kid, now), now)
-    }
-
-    /// Checks an X.509-SVID chain's signature (by any generation in use) and validity.
-    pub(crate) fn verify_x509(&self, chain_pem: &str, now: i64) -> Result<svid::SvidClaims, Refusal> {
-        match svid::verify(chain_pem, &self.keys.all(now), now) {
-            // Signed by a generation another replica made since this one last looked.
-            Err(refusal) if refusal.code == Code::UnknownSigningKey && self.keys.reload_if_stale(now) => {
-                svid::verify(chain_pem, &self.keys.all(now), now)
+    /// Signature (by a generation in use), validity and names of a credential the broker
+    /// issued. A signer this replica does not know (another replica rotated since it last
+    /// looked) makes it read the vault again, at most once a second, and retry.
+    pub(crate) fn check(&self, credential: Presented<'_>, now: i64) -> Result<CheckedCredential, SvidError> {
+        match CheckedCredential::check(credential, &*self.trust_bundle(now)?, now) {
+            Err(SvidError::UnknownSigningKey(_)) if self.keys.reload_if_stale(now) => {
+                CheckedCredential::check(credential, &*self.trust_bundle(now)?, now)
             }
             other => other,
         }
+    }
+
+    /// The trust bundle of the generations valid for verification at `now`: the cached one
+    /// unless the key set changed or a generation expired (or `now` went back before one).
+    fn trust_bundle(&self, now: i64) -> Result<Arc<TrustBundle>, SvidError> {
+        let mut cached = self.bundle.lock().unwrap_or_else(PoisonError::into_inner);
+        let (version, loaded) = self.keys.versioned();
+        if let Some(hit) =
+            cached.as_ref().filter(|c| c.version == version && c.valid_from <= now && now < c.valid_until)
+        {
+            return Ok(Arc::clone(&hit.bundle));
+        }
+        let (valid, expired): (Vec<Arc<Generation>>, Vec<Arc<Generation>>) =
+            loaded.iter().cloned().partition(|g| g.expire_at > now);
+        let bundle = Arc::new(TrustBundle::from_authorities(
+            &self.trust_domain,
+            valid.iter().map(|g| g.ca_cert.clone()).collect(),
+            &jwk_set(&valid),
+        )?);
+        *cached = Some(CachedBundle {
+            version,
+            valid_from: expired.iter().map(|g| g.expire_at).max().unwrap_or(i64::MIN),
+            valid_until: valid.iter().map(|g| g.expire_at).min().unwrap_or(i64::MAX),
+            bundle: Arc::clone(&bundle),
+        });
+        Ok(bundle)
     }
 
     /// Reads the shared keys again (another replica may have rotated) and makes sure a
@@ -172,6 +190,21 @@ impl Issuer {
     pub(crate) fn rotate_if_due(&self, now: i64) -> anyhow::Result<()> {
         self.keys.reload(now)?;
         self.keys.current(now).map(|_| ())
+    }
+}
+
+/// The JWT keys of `generations`, named by their key ids.
+fn jwk_set(generations: &[Arc<Generation>]) -> JwkSet {
+    JwkSet {
+        keys: generations
+            .iter()
+            .map(|g| {
+                let mut jwk = Jwk::ec_p256(g.jwt_public());
+                jwk.kid = Some(g.kid.clone());
+                jwk.use_ = Some("jwt-svid".into());
+                jwk
+            })
+            .collect(),
     }
 }
 
@@ -219,19 +252,31 @@ mod tests {
         Issuer::open(vault(dir), "test", 24, NOW).unwrap()
     }
 
+    fn check_jwt(issuer: &Issuer, token: &str, now: i64) -> Result<CheckedCredential, SvidError> {
+        issuer.check(Presented::Jwt(token), now)
+    }
+
+    fn check_x509(issuer: &Issuer, chain_pem: &str, now: i64) -> Result<CheckedCredential, SvidError> {
+        let chain = mooring_attestation::x509::bundle::parse_certificates(chain_pem.as_bytes()).unwrap();
+        issuer.check(Presented::X509(chain[0].der()), now)
+    }
+
     #[test]
     fn issued_credentials_verify_until_they_expire() {
         let dir = tempfile::tempdir().unwrap();
         let issuer = issuer(dir.path());
         let issued = issuer.issue(&subject(), NOW).unwrap();
-        let claims = issuer.verify_jwt(&issued.jwt_svid, NOW + 1).unwrap();
-        assert_eq!(claims.jti, issued.serial);
-        let svid = issuer.verify_x509(&issued.x509_svid_pem, NOW + 1).unwrap();
-        assert_eq!(svid.serial, issued.serial);
-        assert_eq!(svid.bound_address, subject().bound_address);
+        let jwt = check_jwt(&issuer, &issued.jwt_svid, NOW + 1).unwrap();
+        assert_eq!(jwt.credential().serial(), issued.serial);
+        assert_eq!(jwt.credential().class(), Some("web"));
+        assert_eq!(jwt.audiences(), Some(&["payments".to_owned()][..]));
+        let svid = check_x509(&issuer, &issued.x509_svid_pem, NOW + 1).unwrap();
+        assert_eq!(svid.credential().serial(), issued.serial);
+        assert_eq!(svid.credential().bound_address(), subject().bound_address);
+        assert_eq!(svid.credential().spiffe_id(), subject().spiffe_id);
 
-        assert_eq!(issuer.verify_jwt(&issued.jwt_svid, NOW + 600).unwrap_err().code, Code::Expired);
-        assert_eq!(issuer.verify_x509(&issued.x509_svid_pem, NOW + 600).unwrap_err().code, Code::Expired);
+        assert_eq!(check_jwt(&issuer, &issued.jwt_svid, NOW + 600).unwrap_err().code(), "expired");
+        assert_eq!(check_x509(&issuer, &issued.x509_svid_pem, NOW + 600).unwrap_err().code(), "expired");
     }
 
     #[test]
@@ -246,24 +291,17 @@ mod tests {
             serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1]).unwrap()).unwrap();
         claims["bound_address"] = "10.9.9.9".into();
         let forged = format!("{}.{}.{}", parts[0], URL_SAFE_NO_PAD.encode(claims.to_string()), parts[2]);
-        assert_eq!(issuer.verify_jwt(&forged, NOW).unwrap_err().code, Code::BadSignature);
+        assert_eq!(check_jwt(&issuer, &forged, NOW).unwrap_err().code(), "bad_signature");
 
-        // alg "none", and a key id not in the bundle.
-        let none =
-            format!("{}.{}.", URL_SAFE_NO_PAD.encode(r#"{"alg":"none","kid":"x","typ":"JWT"}"#), parts[1]);
-        assert_eq!(issuer.verify_jwt(&none, NOW).unwrap_err().code, Code::BadSignature);
+        // Another broker's keys (the same trust domain).
         let other = tempfile::tempdir().unwrap();
         let foreign =
             Issuer::open(vault(other.path()), "test", 24, NOW).unwrap().issue(&subject(), NOW).unwrap();
-        assert_eq!(issuer.verify_jwt(&foreign.jwt_svid, NOW).unwrap_err().code, Code::UnknownSigningKey);
+        assert_eq!(check_jwt(&issuer, &foreign.jwt_svid, NOW).unwrap_err().code(), "unknown_signing_key");
         assert_eq!(
-            issuer.verify_x509(&foreign.x509_svid_pem, NOW).unwrap_err().code,
-            Code::UnknownSigningKey
+            check_x509(&issuer, &foreign.x509_svid_pem, NOW).unwrap_err().code(),
+            "unknown_signing_key"
         );
-
-        // Not a JWS at all.
-        assert_eq!(issuer.verify_jwt("a.b", NOW).unwrap_err().code, Code::CredentialMalformed);
-        assert_eq!(issuer.verify_jwt(&"a".repeat(9000), NOW).unwrap_err().code, Code::CredentialMalformed);
     }
 
     #[test]
@@ -271,15 +309,33 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let issuer = issuer(dir.path());
         let old = issuer.issue(&subject(), NOW).unwrap();
+        let version = issuer.keys.versioned().0;
+        check_jwt(&issuer, &old.jwt_svid, NOW).unwrap();
         let later = NOW + 24 * 3600 + 1;
         let new = issuer.issue(&subject(), later).unwrap();
+        assert_ne!(issuer.keys.versioned().0, version, "rotation changes the key-set version");
         assert_eq!(issuer.jwks(later).keys.len(), 2, "the old key stays in the bundle");
-        issuer.verify_jwt(&new.jwt_svid, later).unwrap();
+        check_jwt(&issuer, &new.jwt_svid, later).unwrap();
+        check_x509(&issuer, &new.x509_svid_pem, later).unwrap();
         // The old credential expired on its own; its key leaves once nothing it signed can be valid.
         let gone = NOW + 24 * 3600 + keys::MAX_CREDENTIAL_TTL + 1;
         assert_eq!(issuer.jwks(gone).keys.len(), 1);
-        assert_eq!(issuer.verify_jwt(&old.jwt_svid, gone).unwrap_err().code, Code::UnknownSigningKey);
+        assert_eq!(check_jwt(&issuer, &old.jwt_svid, gone).unwrap_err().code(), "unknown_signing_key");
+        assert_eq!(check_x509(&issuer, &old.x509_svid_pem, gone).unwrap_err().code(), "unknown_signing_key");
         // Reopening finds the same generations.
         assert_eq!(Issuer::open(vault(dir.path()), "test", 24, later).unwrap().jwks(later).keys.len(), 2);
+    }
+
+    #[test]
+    fn a_replica_checks_credentials_signed_by_a_generation_another_replica_made() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = issuer(dir.path());
+        let second = issuer(dir.path());
+        check_jwt(&second, &first.issue(&subject(), NOW).unwrap().jwt_svid, NOW).unwrap();
+        // `first` rotates; `second` has its bundle cached and has not read the vault since.
+        let later = NOW + 24 * 3600 + 1;
+        let rotated = first.issue(&subject(), later).unwrap();
+        check_jwt(&second, &rotated.jwt_svid, later).unwrap();
+        check_x509(&second, &rotated.x509_svid_pem, later).unwrap();
     }
 }

@@ -1,20 +1,15 @@
-//! X.509-SVIDs (SPIFFE X509-SVID specification) for the VM's key K.
-
-use std::net::IpAddr;
-use std::sync::Arc;
+//! X.509-SVIDs (SPIFFE X509-SVID specification) for the VM's key K. Verified by
+//! [`mooring_attestation::svid`].
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
-use mooring_attestation::x509::bundle::parse_certificates;
 use rcgen::{
     CertificateParams, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyUsagePurpose, PublicKeyData, SanType,
     SignatureAlgorithm, PKCS_ECDSA_P256_SHA256,
 };
-use x509_parser::extensions::GeneralName;
 
 use super::keys::Generation;
 use super::Subject;
-use crate::refusal::{Code, Refusal};
 
 /// K as rcgen wants it.
 struct SubjectKey<'a>(&'a [u8]);
@@ -66,83 +61,4 @@ pub(super) fn issue(
 
 fn subject_point(subject: &Subject) -> Vec<u8> {
     subject.key.point().to_vec()
-}
-
-/// What a verified X.509-SVID says.
-#[derive(Debug, Clone)]
-pub(crate) struct SvidClaims {
-    pub(crate) spiffe_id: String,
-    pub(crate) serial: String,
-    pub(crate) bound_address: IpAddr,
-    pub(crate) expires_at: i64,
-    /// K: the leaf's key (uncompressed SEC1 point).
-    pub(crate) key_point: Vec<u8>,
-}
-
-pub(super) fn verify(
-    chain_pem: &str,
-    generations: &[Arc<Generation>],
-    now: i64,
-) -> Result<SvidClaims, Refusal> {
-    let malformed = |what: String| Refusal::new(Code::CredentialMalformed, format!("X.509-SVID: {what}"));
-    let chain = parse_certificates(chain_pem.as_bytes()).map_err(|e| malformed(e.to_string()))?;
-    let leaf = chain.first().ok_or_else(|| malformed("no certificate".into()))?;
-    let issuer =
-        generations.iter().map(|g| &g.ca_cert).find(|ca| ca.subject_der() == leaf.issuer_der()).ok_or_else(
-            || {
-                Refusal::new(
-                    Code::UnknownSigningKey,
-                    format!("X.509-SVID issuer {} is not in the trust bundle", leaf.issuer()),
-                )
-            },
-        )?;
-    leaf.verify_issued_by(issuer).map_err(|e| {
-        Refusal::new(Code::BadSignature, format!("X.509-SVID signature does not verify: {e}"))
-    })?;
-    if leaf.is_ca() {
-        return Err(malformed("leaf is a CA certificate".into()));
-    }
-    if leaf.not_after_unix() <= now {
-        return Err(Refusal::new(
-            Code::Expired,
-            format!("X.509-SVID expired {} s ago", now - leaf.not_after_unix()),
-        ));
-    }
-    if leaf.not_before_unix() > now {
-        return Err(Refusal::new(Code::Expired, "X.509-SVID is not valid yet"));
-    }
-    let (_, parsed) =
-        x509_parser::parse_x509_certificate(leaf.der()).map_err(|e| malformed(format!("unreadable: {e}")))?;
-    let san = parsed
-        .subject_alternative_name()
-        .ok()
-        .flatten()
-        .ok_or_else(|| malformed("no subjectAltName".into()))?;
-    let mut spiffe_id = None;
-    let mut address = None;
-    for name in &san.value.general_names {
-        match name {
-            GeneralName::URI(uri) if uri.starts_with("spiffe://") => spiffe_id = Some((*uri).to_owned()),
-            GeneralName::IPAddress(bytes) => {
-                address = match bytes.len() {
-                    4 => <[u8; 4]>::try_from(*bytes).ok().map(IpAddr::from),
-                    16 => <[u8; 16]>::try_from(*bytes).ok().map(IpAddr::from),
-                    _ => None,
-                }
-            }
-            _ => {}
-        }
-    }
-    let key_point = leaf
-        .public_key()
-        .ok()
-        .and_then(|k| k.sec1_uncompressed())
-        .ok_or_else(|| malformed("leaf key is not ECC".into()))?;
-    Ok(SvidClaims {
-        spiffe_id: spiffe_id.ok_or_else(|| malformed("no SPIFFE ID URI".into()))?,
-        serial: hex::encode(leaf.serial()),
-        bound_address: address.ok_or_else(|| malformed("no bound IP address".into()))?,
-        expires_at: leaf.not_after_unix(),
-        key_point,
-    })
 }

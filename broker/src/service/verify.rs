@@ -1,29 +1,20 @@
 //! The relying services' question: is this credential good for this caller, now?
-
-use std::net::IpAddr;
+//!
+//! The credential checks (signature by a key generation in use, validity, audience,
+//! address binding, proof of possession) are [`mooring_attestation::svid`]'s, the same a
+//! relying service runs offline; the broker adds what only it knows: the issuance record,
+//! revocations (its store is the truth) and blocked hardware.
 
 use mooring_attestation::protocol::{
-    CredentialClaims, Possession, PossessionStatement, PresentedCredential, VerifyRequest, VerifyResponse,
+    CredentialClaims, Possession, PresentedCredential, VerifyRequest, VerifyResponse,
 };
+use mooring_attestation::svid::{CheckedCredential, PossessionProof, Presented, Proof, SvidError};
+use mooring_attestation::x509::bundle::parse_certificates;
 
 use super::{internal, Broker, Caller};
 use crate::audit::{Action, Outcome};
-use crate::issuer::CredentialKey;
 use crate::refusal::{Code, Refusal};
-use crate::store::{HardwareId, IdentityStatus};
-
-/// How far a possession statement's time may be from the broker's clock.
-pub(crate) const POSSESSION_SKEW_SECONDS: i64 = 120;
-
-/// A credential's content, whichever form it came in.
-struct Presented {
-    claims: CredentialClaims,
-    audiences: Option<Vec<String>>,
-    key: CredentialKey,
-    x509: bool,
-    /// From the issuance record, which every credential the broker signed has.
-    hardware: HardwareId,
-}
+use crate::store::{CredentialRecord, IdentityStatus};
 
 impl Broker {
     /// `POST /v1/credentials/verify`. Always an answer; refusals are audited.
@@ -65,147 +56,103 @@ impl Broker {
         }
     }
 
+    /// Signature and validity, issuance record, audience, revocation, blocked hardware,
+    /// address binding, proof of possession: the first that fails answers.
     fn verify_inner(&self, request: &VerifyRequest) -> Result<CredentialClaims, Refusal> {
         let now = self.now();
-        let presented = self.presented(&request.credential, now)?;
-        let claims = presented.claims.clone();
-        if let Some(audiences) = &presented.audiences {
-            let audience = request.audience.as_deref().ok_or_else(|| {
-                Refusal::new(Code::WrongAudience, "JWT-SVIDs are checked for an audience: give `audience`")
-            })?;
-            if !audiences.iter().any(|a| a == audience) {
+        let checked = self.checked(&request.credential, now)?;
+        let record = self.issuance_record(checked.credential().serial())?;
+        match request.audience.as_deref() {
+            Some(audience) => checked.check_audience(audience).map_err(refusal)?,
+            None if checked.audiences().is_some() => {
                 return Err(Refusal::new(
                     Code::WrongAudience,
-                    format!("credential is for {audiences:?}, not {audience:?}"),
-                ));
+                    "JWT-SVIDs are checked for an audience: give `audience`",
+                ))
             }
+            None => {}
         }
+        let credential = checked.credential();
         if let Some(revocation) = self
             .store
-            .revocation_for(&claims.serial, &claims.spiffe_id)
+            .revocation_for(credential.serial(), credential.spiffe_id())
             .map_err(|e| internal("revocations", e))?
         {
             return Err(Refusal::new(Code::Revoked, format!("revoked: {}", revocation.reason)));
         }
-        if self.store.identity_status(&presented.hardware).map_err(|e| internal("enrollment", e))?
+        if self.store.identity_status(&record.hardware_id).map_err(|e| internal("enrollment", e))?
             == Some(IdentityStatus::Blocked)
         {
             return Err(Refusal::new(Code::VmBlocked, "the VM's hardware is blocked by an administrator"));
         }
-        check_address(claims.bound_address, request.peer_address)?;
-        match &request.proof {
-            None => Err(Refusal::new(
-                Code::NoProofOfPossession,
-                "no proof of possession of the credential key: a copied credential looks exactly like this",
-            )),
-            Some(Possession::MutualTls) if presented.x509 => Ok(claims),
-            Some(Possession::MutualTls) => Err(Refusal::new(
-                Code::NoProofOfPossession,
-                "mutual TLS proves possession only for an X.509-SVID; sign a possession statement",
-            )),
-            Some(Possession::Signature { statement, signature }) => {
-                check_statement(statement, signature, &presented.key, request.audience.as_deref(), now)?;
-                Ok(claims)
+        checked.check_binding(request.peer_address).map_err(refusal)?;
+        let signed;
+        let (proof, audience) = match (&request.proof, request.audience.as_deref()) {
+            (None, audience) => (None, audience.unwrap_or_default()),
+            (Some(Possession::MutualTls), audience) => (Some(Proof::MutualTls), audience.unwrap_or_default()),
+            (Some(Possession::Signature { statement, signature }), Some(audience)) => {
+                signed = PossessionProof::new(statement.clone(), signature.clone());
+                // `request` is the relying service's to check; the broker treats it as opaque.
+                (Some(Proof::SignatureAnyRequest { proof: &signed }), audience)
             }
-        }
+            (Some(Possession::Signature { .. }), None) => {
+                return Err(Refusal::new(
+                    Code::ProofInvalid,
+                    "a possession statement names the relying service: give `audience`",
+                ))
+            }
+        };
+        let verified = checked.check_possession(proof, audience, now).map_err(refusal)?;
+        Ok(CredentialClaims {
+            spiffe_id: verified.spiffe_id().to_owned(),
+            // The X.509-SVID carries no class or hardware id; the issuance record does.
+            class: verified.class().map_or_else(|| record.class.clone(), str::to_owned),
+            serial: verified.serial().to_owned(),
+            hardware_id: verified
+                .hardware_id()
+                .map_or_else(|| record.hardware_id.hex().to_owned(), str::to_owned),
+            bound_address: verified.bound_address(),
+            expires_at: verified.expires_at(),
+        })
     }
 
-    fn presented(&self, credential: &PresentedCredential, now: i64) -> Result<Presented, Refusal> {
+    /// Signature (by a key generation in use), validity and names.
+    fn checked(&self, credential: &PresentedCredential, now: i64) -> Result<CheckedCredential, Refusal> {
         match credential {
-            PresentedCredential::Jwt { token } => {
-                let jwt = self.issuer.verify_jwt(token, now)?;
-                let record = self.issuance_record(&jwt.jti)?;
-                let point = jwt.cnf.jwk.point().ok_or_else(|| {
-                    Refusal::new(Code::CredentialMalformed, "JWT-SVID cnf is not a P-256 JWK")
-                })?;
-                Ok(Presented {
-                    claims: CredentialClaims {
-                        spiffe_id: jwt.sub,
-                        class: jwt.class,
-                        serial: jwt.jti,
-                        hardware_id: jwt.hardware_id,
-                        bound_address: jwt.bound_address,
-                        expires_at: jwt.exp,
-                    },
-                    audiences: Some(jwt.aud),
-                    key: CredentialKey::from_point(point),
-                    x509: false,
-                    hardware: record.hardware_id,
-                })
-            }
+            PresentedCredential::Jwt { token } => self.issuer.check(Presented::Jwt(token), now),
             PresentedCredential::X509 { chain } => {
-                let svid = self.issuer.verify_x509(chain, now)?;
-                // The X.509-SVID carries no class or hardware id; the issuance record does.
-                let record = self.issuance_record(&svid.serial)?;
-                Ok(Presented {
-                    claims: CredentialClaims {
-                        spiffe_id: svid.spiffe_id,
-                        class: record.class,
-                        serial: svid.serial,
-                        hardware_id: record.hardware_id.hex().to_owned(),
-                        bound_address: svid.bound_address,
-                        expires_at: svid.expires_at,
-                    },
-                    audiences: None,
-                    key: CredentialKey::from_point(svid.key_point),
-                    x509: true,
-                    hardware: record.hardware_id,
-                })
+                let chain = parse_certificates(chain.as_bytes())
+                    .map_err(|e| Refusal::new(Code::CredentialMalformed, format!("X.509-SVID: {e}")))?;
+                let leaf = chain
+                    .first()
+                    .ok_or_else(|| Refusal::new(Code::CredentialMalformed, "X.509-SVID: no certificate"))?;
+                self.issuer.check(Presented::X509(leaf.der()), now)
             }
         }
+        .map_err(refusal)
     }
-}
 
-impl Broker {
-    fn issuance_record(&self, serial: &str) -> Result<crate::store::CredentialRecord, Refusal> {
+    fn issuance_record(&self, serial: &str) -> Result<CredentialRecord, Refusal> {
         self.store.credential(serial).map_err(|e| internal("credentials", e))?.ok_or_else(|| {
             Refusal::new(Code::UnknownSigningKey, format!("no issuance record for serial {serial}"))
         })
     }
 }
 
-fn check_address(bound: IpAddr, peer: IpAddr) -> Result<(), Refusal> {
-    if bound == peer {
-        return Ok(());
-    }
-    Err(Refusal::new(
-        Code::AddressOutsideBinding,
-        format!("presented from {peer}, but the credential is bound to {bound}"),
-    ))
-}
-
-fn check_statement(
-    statement: &[u8],
-    signature: &[u8],
-    key: &CredentialKey,
-    audience: Option<&str>,
-    now: i64,
-) -> Result<(), Refusal> {
-    if !key.verify(statement, signature) {
-        return Err(Refusal::new(Code::ProofInvalid, "possession signature is not by the credential's key"));
-    }
-    let statement: PossessionStatement = serde_json::from_slice(statement)
-        .map_err(|e| Refusal::new(Code::ProofInvalid, format!("possession statement: {e}")))?;
-    if statement.purpose != PossessionStatement::PURPOSE {
-        return Err(Refusal::new(
-            Code::ProofInvalid,
-            format!("possession statement purpose {:?}", statement.purpose),
-        ));
-    }
-    if audience != Some(statement.audience.as_str()) {
-        return Err(Refusal::new(
-            Code::ProofInvalid,
-            format!("possession statement is for {:?}, not {audience:?}", statement.audience),
-        ));
-    }
-    if (statement.issued_at - now).abs() > POSSESSION_SKEW_SECONDS {
-        return Err(Refusal::new(
-            Code::ProofInvalid,
-            format!(
-                "possession statement made {} s from now; allowed ±{POSSESSION_SKEW_SECONDS}",
-                statement.issued_at - now
-            ),
-        ));
-    }
-    Ok(())
+/// The broker's answer for an `svid` refusal: the same reason code.
+fn refusal(e: SvidError) -> Refusal {
+    let code = match &e {
+        SvidError::Malformed(_) => Code::CredentialMalformed,
+        SvidError::BadSignature(_) => Code::BadSignature,
+        SvidError::UnknownSigningKey(_) => Code::UnknownSigningKey,
+        SvidError::Expired(_) => Code::Expired,
+        SvidError::WrongAudience(_) => Code::WrongAudience,
+        SvidError::Revoked(_) => Code::Revoked,
+        SvidError::AddressOutsideBinding { .. } => Code::AddressOutsideBinding,
+        SvidError::NoProofOfPossession(_) => Code::NoProofOfPossession,
+        SvidError::ProofInvalid(_) => Code::ProofInvalid,
+        // The broker's own key generations as a bundle; no revocation list.
+        _ => return internal("trust bundle", e),
+    };
+    Refusal::new(code, e.to_string())
 }
