@@ -169,6 +169,16 @@ fn each_snp_refusal_answers_its_code_and_is_audited() {
     let answer = refused_with(&broker, &vm, 1, |_, request| request.report[0x50] ^= 1);
     assert_refused(&answer, 403, "snp_report_invalid");
 
+    // A VLEK-signed report with a masked (zero) CHIP_ID: no hardware identity to bind.
+    let answer = refused_with(&broker, &vm, 1, |fields, request| {
+        fields.signing_key = 1;
+        fields.chip_id = [0; 64];
+        request.report.clear();
+        request.certificate_table = Some(vm.signer.vlek_cert_table());
+    });
+    assert_refused(&answer, 403, "snp_report_invalid");
+    assert!(answer.1["reason"].as_str().unwrap().contains("CHIP_ID is zero"), "{}", answer.1);
+
     // A platform whose chain the broker does not trust.
     let stranger = Cvm::new(TestSigner::generate());
     let answer = refused_with(&broker, &stranger, 1, |_, _| {});

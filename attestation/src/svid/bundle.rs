@@ -194,7 +194,7 @@ impl RevocationList {
     #[must_use]
     pub fn find(&self, serial: &str, spiffe_id: &str) -> Option<&Revocation> {
         self.revocations.iter().find(|r| match &r.target {
-            RevocationTarget::Credential(s) => s.eq_ignore_ascii_case(serial),
+            RevocationTarget::Credential(s) => s == serial,
             RevocationTarget::Vm(id) => id == spiffe_id,
         })
     }

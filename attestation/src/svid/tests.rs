@@ -338,7 +338,10 @@ fn revocation_negatives() {
         )
     };
     let revoked = |target| Revocation { target, revoked_at: NOW - 5, reason: "stolen laptop".into() };
-    let by_serial = revocations(vec![revoked(RevocationTarget::Credential("0A1B".into()))]);
+    // Serials match exactly, as in the broker's store (its admin API takes lowercase hex only).
+    let other_spelling = revocations(vec![revoked(RevocationTarget::Credential("0A1B".into()))]);
+    assert!(check(&other_spelling).is_ok());
+    let by_serial = revocations(vec![revoked(RevocationTarget::Credential("0a1b".into()))]);
     let err = check(&by_serial).unwrap_err();
     assert_eq!(err.code(), "revoked");
     assert!(err.to_string().contains("stolen laptop"), "{err}");

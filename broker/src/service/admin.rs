@@ -23,19 +23,22 @@ pub(crate) struct RevocationRequest {
     pub(crate) reason: String,
 }
 
-fn check_hex(id: &str) -> Result<(), Refusal> {
+fn check_hex(what: &str, id: &str) -> Result<(), Refusal> {
     if id.is_empty()
         || id.len() > 128
         || !id.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
     {
-        return Err(Refusal::new(Code::MalformedRequest, "identity: lowercase hex, at most 128 digits"));
+        return Err(Refusal::new(
+            Code::MalformedRequest,
+            format!("{what}: lowercase hex, at most 128 digits"),
+        ));
     }
     Ok(())
 }
 
 impl Broker {
     pub(crate) fn set_identity(&self, change: &IdentityChange, admin: &str) -> Result<(), Refusal> {
-        check_hex(change.identity.hex())?;
+        check_hex("identity", change.identity.hex())?;
         let mut event = self.event(
             Action::Admin,
             Outcome::Accepted,
@@ -53,6 +56,10 @@ impl Broker {
     }
 
     pub(crate) fn revoke(&self, request: &RevocationRequest, admin: &str) -> Result<Revocation, Refusal> {
+        if let RevocationTarget::Credential(serial) = &request.target {
+            // Serials are matched exactly, here and by offline verifiers.
+            check_hex("credential serial", serial)?;
+        }
         let (RevocationTarget::Credential(id) | RevocationTarget::Vm(id)) = &request.target;
         if id.is_empty() || id.len() > 512 || request.reason.len() > 512 {
             return Err(Refusal::new(

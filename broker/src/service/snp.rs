@@ -123,6 +123,16 @@ impl Broker {
             .map_err(|e| Refusal::new(Code::SnpReportInvalid, format!("SEV-SNP report: {e}")))?;
         let facts = facts(&report);
         *hardware_id_out = Some(facts.chip_id.clone());
+        // A masked CHIP_ID (MASK_CHIP_ID, or a VLEK-signed report without one) is all zeros:
+        // every such VM would share one hardware identity, one SPIFFE ID and one block list
+        // entry. Refuse rather than conflate them.
+        if report.chip_id().iter().all(|&b| b == 0) {
+            return Err(Refusal::new(
+                Code::SnpReportInvalid,
+                "CHIP_ID is zero (masked): the broker identifies SEV-SNP VMs by CHIP_ID; \
+                 do not set MASK_CHIP_ID in the host's SNP configuration",
+            ));
+        }
 
         let expected = snp_report_data(&record.nonce, &request.key_spki, &request.sealing_key);
         if aws_lc_rs::constant_time::verify_slices_are_equal(report.report_data(), &expected).is_err() {

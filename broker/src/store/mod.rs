@@ -7,7 +7,10 @@
 //! the credential record and its audit record are durable together. The service
 //! consumes before it verifies and records before it answers, so after a crash no
 //! challenge is accepted twice (a finish that was never answered may be finished again)
-//! and no credential that left the broker lacks its audit record. Refusals and admin changes are
+//! and no credential that left the broker lacks its audit record. (If a refusal's audit
+//! record itself cannot be written, the refusal is still answered and logged; its
+//! challenge's mark may then not survive a crash, so that challenge could be finished once
+//! more after a restart, through every check again.) Refusals and admin changes are
 //! durable before they are answered too. What "durable" survives differs: see each
 //! backend's module documentation.
 //!

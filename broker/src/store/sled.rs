@@ -96,6 +96,25 @@ struct FlushState {
     running: bool,
 }
 
+/// The end of one caller's turn at flushing: records what it made durable and wakes the
+/// waiters, also when the flush panicked.
+struct FlushTurn<'a> {
+    store: &'a SledStore,
+    covered: Option<u64>,
+}
+
+impl Drop for FlushTurn<'_> {
+    fn drop(&mut self) {
+        let flushes = &self.store.flushes;
+        let mut state = flushes.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        state.running = false;
+        if let Some(target) = self.covered {
+            state.done = state.done.max(target);
+        }
+        flushes.finished.notify_all();
+    }
+}
+
 impl SledStore {
     /// Opens (or creates) the store in `dir`.
     pub(crate) fn open(dir: &Path) -> Result<Self, StoreError> {
@@ -135,13 +154,14 @@ impl SledStore {
                 state.running = true;
                 let target = state.requested;
                 drop(state);
+                // Clears `running` and wakes the waiters even if the flush panics, so one
+                // failure cannot leave every later caller waiting.
+                let mut finish = FlushTurn { store: self, covered: None };
                 let result = self.db.flush().map(|_| ()).map_err(backend);
-                state = lock();
-                state.running = false;
                 if result.is_ok() {
-                    state.done = state.done.max(target);
+                    finish.covered = Some(target);
                 }
-                self.flushes.finished.notify_all();
+                drop(finish);
                 return result;
             }
             state = self.flushes.finished.wait(state).unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -176,14 +196,17 @@ impl SledStore {
         event: &AuditEvent,
         write: impl Fn(&TransactionalTree) -> Result<T, ConflictableTransactionError<StoreError>>,
     ) -> Result<T, StoreError> {
-        let _guard = self.lock_audit();
-        let value = (tree, &self.audit, &self.meta)
-            .transaction(|(tree, audit, meta)| {
-                let value = write(tree)?;
-                Self::append_in(audit, meta, event)?;
-                Ok(value)
-            })
-            .map_err(unwrap_txn)?;
+        let value = {
+            let _guard = self.lock_audit();
+            (tree, &self.audit, &self.meta)
+                .transaction(|(tree, audit, meta)| {
+                    let value = write(tree)?;
+                    Self::append_in(audit, meta, event)?;
+                    Ok(value)
+                })
+                .map_err(unwrap_txn)?
+        };
+        // Outside the audit lock, so concurrent decisions share one flush.
         self.flush()?;
         Ok(value)
     }
@@ -278,14 +301,17 @@ impl Store for SledStore {
         let credential_value = encode(credential)?;
         let vm_value = encode(&vm)?;
         let vm_key = credential.hardware_id.key();
-        let _guard = self.lock_audit();
-        (&self.credentials, &self.vms, &self.audit, &self.meta)
-            .transaction(|(credentials, vms, audit_tree, meta)| {
-                credentials.insert(credential.serial.as_bytes(), credential_value.clone())?;
-                vms.insert(vm_key.as_bytes(), vm_value.clone())?;
-                Self::append_in(audit_tree, meta, &audit)
-            })
-            .map_err(unwrap_txn)?;
+        {
+            let _guard = self.lock_audit();
+            (&self.credentials, &self.vms, &self.audit, &self.meta)
+                .transaction(|(credentials, vms, audit_tree, meta)| {
+                    credentials.insert(credential.serial.as_bytes(), credential_value.clone())?;
+                    vms.insert(vm_key.as_bytes(), vm_value.clone())?;
+                    Self::append_in(audit_tree, meta, &audit)
+                })
+                .map_err(unwrap_txn)?;
+        }
+        // Outside the audit lock, so concurrent issuances share one flush.
         self.flush()
     }
 
