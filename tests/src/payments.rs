@@ -5,7 +5,8 @@
 
 use std::io::{BufRead as _, BufReader};
 use std::net::{IpAddr, SocketAddr};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -100,6 +101,23 @@ impl Payments {
     }
 
     /// `POST /pay` with `body` and extra `headers`; returns (status, JSON body).
+    /// Runs `mooring-pay` (the VM's application) with the client configuration `config`
+    /// against this service, presenting the credential as `mode` (`jwt`, `mtls`, `bearer`).
+    pub fn mooring_pay(&self, config: &Path, mode: &str, args: &[&str]) -> Output {
+        Command::new(crate::workspace_binary("mooring-pay"))
+            .arg("--config")
+            .arg(config)
+            .arg("--url")
+            .arg(format!("https://127.0.0.1:{}", self.address.port()))
+            .arg("--payments-ca")
+            .arg(self.dir.path().join("server.pem"))
+            .args(["--mode", mode])
+            .args(args)
+            .env("TSS2_LOG", "all+none")
+            .output()
+            .unwrap()
+    }
+
     pub fn pay(
         &self,
         client: &reqwest::blocking::Client,

@@ -7,7 +7,7 @@
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
 use mooring_attestation::snp::sim::TestSigner;
@@ -25,7 +25,6 @@ use mooring_tests::client::{
 };
 use mooring_tests::cvm::snp_broker_setup;
 use mooring_tests::payments::{Mode, Payments, PaymentsSetup};
-use mooring_tests::workspace_binary;
 use serde_json::{json, Value};
 
 /// VM A's and VM B's addresses.
@@ -57,18 +56,7 @@ fn world(test: &str) -> Option<World> {
 
 /// `mooring-pay --config CONFIG --mode MODE ARGS` against `payments`.
 fn pay(config: &Path, payments: &Payments, mode: &str, args: &[&str]) -> Output {
-    Command::new(workspace_binary("mooring-pay"))
-        .arg("--config")
-        .arg(config)
-        .arg("--url")
-        .arg(format!("https://127.0.0.1:{}", payments.address.port()))
-        .arg("--payments-ca")
-        .arg(payments.dir.path().join("server.pem"))
-        .args(["--mode", mode])
-        .args(args)
-        .env("TSS2_LOG", "all+none")
-        .output()
-        .unwrap()
+    payments.mooring_pay(config, mode, args)
 }
 
 /// Paid: the receipt names `payer`.

@@ -11,13 +11,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode, Output};
+use std::process::{ExitCode, Output};
 
 use mooring_tests::broker::{loopback, Broker};
 use mooring_tests::client::{copy_dir, tpm_broker_setup, ClientVm};
 use mooring_tests::payments::{Mode, Payments, PaymentsSetup};
 use mooring_tests::prereq::{require_tools, TPM_TOOLS};
-use mooring_tests::workspace_binary;
 use serde_json::Value;
 
 const A: u8 = 2;
@@ -124,18 +123,7 @@ fn show(out: &Output) {
 
 /// `mooring-pay` with `config` against `payments`.
 fn pay(config: &Path, payments: &Payments, mode: &str, args: &[&str]) -> Output {
-    Command::new(workspace_binary("mooring-pay"))
-        .arg("--config")
-        .arg(config)
-        .arg("--url")
-        .arg(format!("https://127.0.0.1:{}", payments.address.port()))
-        .arg("--payments-ca")
-        .arg(payments.dir.path().join("server.pem"))
-        .args(["--mode", mode])
-        .args(args)
-        .env("TSS2_LOG", "all+none")
-        .output()
-        .unwrap()
+    payments.mooring_pay(config, mode, args)
 }
 
 fn expect_paid(out: &Output) -> bool {
