@@ -76,12 +76,19 @@ mod tests {
         assert!(cpu_seconds(pid, clock_ticks()).is_ok());
         assert!(rss_mib(pid).is_ok_and(|m| m > 0.0));
         assert!(peak_rss_mib(pid).is_ok_and(|m| m > 0.0));
-        let before = thread_cpu_ns().unwrap_or(0);
+        // The kernel updates a thread's run time at scheduler ticks, not on every read: spin
+        // (up to a second of wall time) until it has moved.
+        let before = thread_cpu_ns().unwrap();
+        let start = std::time::Instant::now();
         let mut x = 0u64;
-        for i in 0..100_000u64 {
-            x = x.wrapping_add(i * i);
+        let mut advanced = false;
+        while !advanced && start.elapsed() < std::time::Duration::from_secs(1) {
+            for i in 0..100_000u64 {
+                x = x.wrapping_add(std::hint::black_box(i * i));
+            }
+            advanced = thread_cpu_ns().unwrap() > before;
         }
         assert!(x > 0);
-        assert!(thread_cpu_ns().is_ok_and(|after| after > before));
+        assert!(advanced, "thread CPU time did not advance in a second of spinning");
     }
 }
