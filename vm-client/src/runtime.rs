@@ -102,8 +102,8 @@ pub struct Status {
     pub ak_handle: Option<String>,
 }
 
-/// What one attestation produced, to be stored.
-#[derive(Debug)]
+/// What one attestation produced, to be stored. `Debug` leaves out the key file, the JWT
+/// and the secrets' plaintext.
 pub struct Bundle<'a> {
     /// X.509-SVID chain PEM.
     pub svid_pem: &'a str,
@@ -117,6 +117,16 @@ pub struct Bundle<'a> {
     pub secrets: &'a [(String, Vec<u8>)],
     /// Status to record.
     pub status: &'a Status,
+}
+
+impl std::fmt::Debug for Bundle<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let secrets: Vec<&str> = self.secrets.iter().map(|(name, _)| name.as_str()).collect();
+        f.debug_struct("Bundle")
+            .field("secrets", &secrets)
+            .field("status", self.status)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The runtime directory.

@@ -19,8 +19,8 @@ const RENEW_JITTER: f64 = 0.1;
 /// Longest single sleep, so a changed wall clock is noticed.
 const MAX_SLEEP: Duration = Duration::from_secs(30);
 
-/// What one successful attestation produced.
-#[derive(Debug)]
+/// What one successful attestation produced. `Debug` leaves out the key file and the
+/// secrets' plaintext.
 pub struct Attested {
     /// The broker's answer.
     pub issued: IssuedCredentials,
@@ -30,6 +30,18 @@ pub struct Attested {
     pub secrets: Vec<(String, Vec<u8>)>,
     /// Persistent handle of the AK (TPM path).
     pub ak_handle: Option<u32>,
+}
+
+impl std::fmt::Debug for Attested {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let secrets: Vec<&str> = self.secrets.iter().map(|(name, _)| name.as_str()).collect();
+        f.debug_struct("Attested")
+            .field("spiffe_id", &self.issued.spiffe_id)
+            .field("serial", &self.issued.x509_serial)
+            .field("secrets", &secrets)
+            .field("ak_handle", &self.ak_handle)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Why an attestation failed.

@@ -69,10 +69,18 @@ pub trait SnpDevice {
 }
 
 /// K on the SEV-SNP path: an ECDSA P-256 key in guest memory.
-#[derive(Debug)]
 pub struct GuestKey {
     pair: EcdsaKeyPair,
     pkcs8: Vec<u8>,
+}
+
+/// Shows the public key only: K's private half must never reach a log.
+impl std::fmt::Debug for GuestKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GuestKey")
+            .field("public", &hex::encode(self.pair.public_key()))
+            .finish_non_exhaustive()
+    }
 }
 
 impl GuestKey {
