@@ -4,7 +4,7 @@
 use serde::Serialize;
 use thiserror::Error;
 
-use crate::codec::{CodecError, Reader};
+use crate::codec::{CodecError, Reader, TpmWrite};
 use crate::crypto::{CryptoError, PublicKey, Scheme};
 use crate::tpm::alg::{id, EccCurve, HashAlg};
 use crate::tpm::limits::{MAX_DIGEST, MAX_ECC_KEY_BYTES, MAX_PUBLIC, MAX_RSA_KEY_BYTES};
@@ -204,6 +204,15 @@ impl Public {
         &self.raw
     }
 
+    /// The area as a `TPM2B_PUBLIC` (size-prefixed), as a client sends it and
+    /// [`Public::from_tpm2b`] reads it.
+    #[must_use]
+    pub fn to_tpm2b(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.raw.len() + 2);
+        out.put_tpm2b(&self.raw);
+        out
+    }
+
     /// The object's Name: `nameAlg || H_nameAlg(TPMT_PUBLIC)` (Part 1, 16).
     #[must_use]
     pub fn name(&self) -> Vec<u8> {
@@ -311,6 +320,12 @@ mod tests {
         assert_eq!(ak.name(), keylime("ak.name"));
         assert!(ak.attributes().has(ObjectAttributes::RESTRICTED | ObjectAttributes::SIGN));
         assert_eq!(ak.scheme(), Some(Scheme::RsaPkcs1(HashAlg::Sha256)));
+    }
+
+    #[test]
+    fn to_tpm2b_gives_back_the_bytes_read() {
+        let bytes = keylime("ak.pub");
+        assert_eq!(Public::from_tpm2b(&bytes).unwrap().to_tpm2b(), bytes);
     }
 
     #[test]

@@ -55,9 +55,7 @@ impl SoftKey {
     /// The public area as a `TPM2B_PUBLIC` (what `tpm2_create -u` writes).
     #[must_use]
     pub fn tpm2b_public(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.public.tpmt_bytes().len() + 2);
-        out.put_tpm2b(self.public.tpmt_bytes());
-        out
+        self.public.to_tpm2b()
     }
 
     /// Signs `message` and returns the `TPMT_SIGNATURE` bytes (ECDSA, SHA-256).

@@ -100,9 +100,7 @@ impl SoftEk {
     /// The EK's `TPM2B_PUBLIC`, as a VM sends it at `begin`.
     #[must_use]
     pub fn tpm2b_public(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.public.tpmt_bytes().len() + 2);
-        out.put_tpm2b(self.public.tpmt_bytes());
-        out
+        self.public.to_tpm2b()
     }
 
     /// The EK public key as SubjectPublicKeyInfo (DER), for its certificate.
