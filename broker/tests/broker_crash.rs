@@ -5,11 +5,11 @@
 
 mod common;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use common::vm::Vm;
-use common::{loopback, Broker, BrokerSetup};
+use common::{loopback, replay_all_accepting_each_once_and_audited, Broker, BrokerSetup};
 use mooring_attestation::protocol::{TpmChallenge, TpmFinishRequest};
 use mooring_attestation::x509::bundle::parse_one_certificate;
 use mooring_tests::SwtpmOptions;
@@ -88,32 +88,8 @@ fn kill_9_during_attestations_loses_no_audit_record_and_accepts_no_challenge_twi
     // Restart on the same store and replay every finish: a challenge that was answered
     // before the crash is never accepted again.
     broker.restart();
-    let client = broker.client(loopback(1));
-    for request in &requests {
-        let (status, body) = broker.post(&client, "tpm/finish", request);
-        match status {
-            200 => accepted
-                .lock()
-                .unwrap()
-                .entry(request.challenge_id.clone())
-                .or_default()
-                .push(body["x509_serial"].as_str().unwrap().to_owned()),
-            409 => assert_eq!(body["code"], "challenge_used", "{body}"),
-            other => panic!("unexpected {other}: {body}"),
-        }
-    }
-    let accepted = accepted.lock().unwrap();
-    for (challenge, serials) in accepted.iter() {
-        assert_eq!(serials.len(), 1, "challenge {challenge} accepted {} times", serials.len());
-    }
-
     // Every credential a client received has its audit record; the chain is intact.
-    let audit = broker.audit();
-    let audited: BTreeSet<&str> =
-        audit.iter().filter(|r| r["code"] == "issued").filter_map(|r| r["serial"].as_str()).collect();
-    for serials in accepted.values() {
-        assert!(audited.contains(serials[0].as_str()), "credential {} has no audit record", serials[0]);
-    }
+    replay_all_accepting_each_once_and_audited(&broker, &requests, &mut accepted.lock().unwrap());
     let verified: serde_json::Value =
         broker.admin().post(broker.url("admin/audit/verify")).send().unwrap().json().unwrap();
     assert_eq!(verified["valid"], true, "{verified}");

@@ -6,12 +6,12 @@
 
 mod common;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier, Mutex};
 
 use common::vm::Vm;
-use common::{assert_refused, loopback, Broker, BrokerSetup};
+use common::{assert_refused, loopback, replay_all_accepting_each_once_and_audited, Broker, BrokerSetup};
 use mooring_attestation::protocol::{IssuedCredentials, TpmChallenge, TpmFinishRequest};
 use mooring_attestation::x509::bundle::parse_one_certificate;
 use mooring_tests::{Postgres, SwtpmOptions};
@@ -273,31 +273,8 @@ fn killing_a_replica_mid_load_loses_no_audit_record_and_the_other_keeps_serving(
 
     // Every finish replayed on the surviving replica: none is accepted a second time.
     let survivor = &brokers[1];
-    for request in &requests {
-        let (status, body) = survivor.post(&survivor.client(loopback(1)), "tpm/finish", request);
-        match status {
-            200 => accepted
-                .lock()
-                .unwrap()
-                .entry(request.challenge_id.clone())
-                .or_default()
-                .push(body["x509_serial"].as_str().unwrap().to_owned()),
-            409 => assert_eq!(body["code"], "challenge_used", "{body}"),
-            other => panic!("unexpected {other}: {body}"),
-        }
-    }
-    let accepted = accepted.lock().unwrap();
-    for (challenge, serials) in accepted.iter() {
-        assert_eq!(serials.len(), 1, "challenge {challenge} accepted {} times", serials.len());
-    }
-
     // Every credential a client received has its audit record in one intact chain.
-    let audit = survivor.audit();
-    let audited: BTreeSet<&str> =
-        audit.iter().filter(|r| r["code"] == "issued").filter_map(|r| r["serial"].as_str()).collect();
-    for serials in accepted.values() {
-        assert!(audited.contains(serials[0].as_str()), "credential {} has no audit record", serials[0]);
-    }
+    replay_all_accepting_each_once_and_audited(survivor, &requests, &mut accepted.lock().unwrap());
     let verified = admin_audit_verify(survivor);
     assert_eq!(verified["valid"], true, "{verified}");
 

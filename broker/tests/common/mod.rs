@@ -12,3 +12,37 @@
 pub mod vm;
 
 pub use mooring_tests::broker::{assert_refused, loopback, read, Broker, BrokerSetup};
+
+/// Challenge id to the serials of the credentials a client received for it.
+pub type Accepted = std::collections::BTreeMap<String, Vec<String>>;
+
+/// After a crash: every finish sent again to `broker` (a used challenge answers
+/// `challenge_used`), then no challenge was accepted twice in all, and every credential a
+/// client received has its `issued` audit record.
+pub fn replay_all_accepting_each_once_and_audited(
+    broker: &Broker,
+    requests: &[mooring_attestation::protocol::TpmFinishRequest],
+    accepted: &mut Accepted,
+) {
+    let client = broker.client(loopback(1));
+    for request in requests {
+        let (status, body) = broker.post(&client, "tpm/finish", request);
+        match status {
+            200 => accepted
+                .entry(request.challenge_id.clone())
+                .or_default()
+                .push(body["x509_serial"].as_str().unwrap().to_owned()),
+            409 => assert_eq!(body["code"], "challenge_used", "{body}"),
+            other => panic!("unexpected {other}: {body}"),
+        }
+    }
+    for (challenge, serials) in accepted.iter() {
+        assert_eq!(serials.len(), 1, "challenge {challenge} accepted {} times", serials.len());
+    }
+    let audit = broker.audit();
+    let audited: std::collections::BTreeSet<&str> =
+        audit.iter().filter(|r| r["code"] == "issued").filter_map(|r| r["serial"].as_str()).collect();
+    for serials in accepted.values() {
+        assert!(audited.contains(serials[0].as_str()), "credential {} has no audit record", serials[0]);
+    }
+}
