@@ -11,18 +11,9 @@ missing=()
 for package in "${packages[@]}"; do
   dpkg-query -W -f '${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
 done
-if ((${#missing[@]})); then
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    echo "== installing ${missing[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq </dev/null
-    apt-get install -y -qq -o Dpkg::Use-Pty=0 "${missing[@]}" </dev/null >/dev/null
-  else
-    echo "missing Debian packages: ${missing[*]}" >&2
-    echo "install them with:  sudo apt-get install ${missing[*]}" >&2
-    exit 2
-  fi
-fi
+# shellcheck source=scripts/packages.sh
+. scripts/packages.sh
+install_or_explain "${missing[@]}"
 
 echo "== building the broker, the client, the payment service and the demo (first time: a few minutes)"
 cargo build -q --workspace --bins --locked

@@ -39,18 +39,9 @@ for package in pkg-config libtss2-dev swtpm swtpm-tools tpm2-tools openssl tpm2-
   missing+=("$package")
 done
 
-if ((${#missing[@]})); then
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    echo "== installing ${missing[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq </dev/null
-    apt-get install -y -qq -o Dpkg::Use-Pty=0 "${missing[@]}" </dev/null >/dev/null
-  else
-    echo "missing Debian packages: ${missing[*]}" >&2
-    echo "install them with:  sudo apt-get install ${missing[*]}" >&2
-    exit 2
-  fi
-fi
+# shellcheck source=scripts/packages.sh
+. scripts/packages.sh
+install_or_explain "${missing[@]}"
 
 echo "== cargo build --workspace --bins --locked"
 cargo build --workspace --bins --locked
