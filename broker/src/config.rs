@@ -166,17 +166,20 @@ impl From<SnpProduct> for mooring_attestation::snp::Product {
     }
 }
 
-/// Challenge lifetime.
+/// Challenge lifetime and bound.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub(crate) struct ChallengeConfig {
     /// Seconds between `begin` and the last accepted `finish`.
     pub(crate) ttl_seconds: u32,
+    /// Most challenges open at once on the embedded store, which holds them in memory
+    /// (about 1 KiB each); `begin` beyond it answers `rate_limited`.
+    pub(crate) max_open: usize,
 }
 
 impl Default for ChallengeConfig {
     fn default() -> Self {
-        Self { ttl_seconds: 60 }
+        Self { ttl_seconds: 60, max_open: 100_000 }
     }
 }
 
@@ -294,6 +297,7 @@ impl Config {
             && domain.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-._".contains(&b));
         anyhow::ensure!(valid, "trust_domain {domain:?}: lowercase letters, digits, '-', '.', '_' only");
         anyhow::ensure!(self.challenge.ttl_seconds > 0, "challenge.ttl_seconds must be positive");
+        anyhow::ensure!(self.challenge.max_open > 0, "challenge.max_open must be positive");
         anyhow::ensure!(self.limits.max_body_bytes >= 1024, "limits.max_body_bytes below 1024");
         anyhow::ensure!(self.limits.requests_per_second > 0, "limits.requests_per_second must be positive");
         anyhow::ensure!(

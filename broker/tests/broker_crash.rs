@@ -85,11 +85,18 @@ fn kill_9_during_attestations_loses_no_audit_record_and_accepts_no_challenge_twi
     let before_crash = accepted.lock().unwrap().len();
     assert!((1..CHALLENGES).contains(&before_crash), "the kill landed mid-stream ({before_crash} accepted)");
 
-    // Restart on the same store and replay every finish: a challenge that was answered
-    // before the crash is never accepted again.
+    // Restart on the same store and replay every finish: the embedded store holds
+    // challenges in memory, so the restarted broker knows none of them and accepts none.
     broker.restart();
+    let before_replay = accepted.lock().unwrap().clone();
     // Every credential a client received has its audit record; the chain is intact.
-    replay_all_accepting_each_once_and_audited(&broker, &requests, &mut accepted.lock().unwrap());
+    replay_all_accepting_each_once_and_audited(
+        &broker,
+        &requests,
+        &mut accepted.lock().unwrap(),
+        "challenge_unknown",
+    );
+    assert_eq!(*accepted.lock().unwrap(), before_replay, "a challenge begun before the crash was accepted");
     let verified: serde_json::Value =
         broker.admin().post(broker.url("admin/audit/verify")).send().unwrap().json().unwrap();
     assert_eq!(verified["valid"], true, "{verified}");

@@ -47,3 +47,32 @@ fn admin_routes_need_the_admin_certificate() {
         .unwrap();
     assert!(metrics.text().unwrap().contains("mooring_credentials_issued_total 0"));
 }
+
+#[test]
+fn begin_beyond_the_open_challenge_bound_is_refused_until_one_is_used() {
+    let broker = broker("[challenge]\nmax_open = 2");
+    let client = broker.client(loopback(1));
+    let begin = || {
+        let response = client.post(broker.url("snp/begin")).json(&serde_json::json!({})).send().unwrap();
+        (response.status().as_u16(), response.json::<serde_json::Value>().unwrap())
+    };
+    let (first, second) = (begin(), begin());
+    assert_eq!((first.0, second.0), (200, 200), "{first:?} {second:?}");
+    let full = begin();
+    assert_refused(&full, 429, "rate_limited");
+    assert!(full.1["reason"].as_str().unwrap().contains("challenge.max_open"), "{}", full.1);
+
+    // A finish consumes its challenge before it looks at the evidence, so even a refused
+    // one frees a slot.
+    let finish = serde_json::json!({
+        "challenge_id": first.1["challenge_id"],
+        "report": "AAAA",
+        "key_spki": "AAAA",
+        "sealing_key": "AAAA",
+    });
+    let response = client.post(broker.url("snp/finish")).json(&finish).send().unwrap();
+    let refused = (response.status().as_u16(), response.json::<serde_json::Value>().unwrap());
+    assert_refused(&refused, 403, "key_invalid");
+    assert_eq!(begin().0, 200, "the consumed challenge freed its slot");
+    assert_refused(&begin(), 429, "rate_limited");
+}

@@ -274,7 +274,12 @@ fn killing_a_replica_mid_load_loses_no_audit_record_and_the_other_keeps_serving(
     // Every finish replayed on the surviving replica: none is accepted a second time.
     let survivor = &brokers[1];
     // Every credential a client received has its audit record in one intact chain.
-    replay_all_accepting_each_once_and_audited(survivor, &requests, &mut accepted.lock().unwrap());
+    replay_all_accepting_each_once_and_audited(
+        survivor,
+        &requests,
+        &mut accepted.lock().unwrap(),
+        "challenge_used",
+    );
     let verified = admin_audit_verify(survivor);
     assert_eq!(verified["valid"], true, "{verified}");
 

@@ -128,10 +128,18 @@ impl Broker {
         Ok(bytes)
     }
 
-    /// Periodic housekeeping: prune old challenges, rotate keys when due.
+    /// Stores a new challenge; a full challenge table answers `rate_limited`.
+    pub(crate) fn open_challenge(&self, record: &crate::store::ChallengeRecord) -> Result<(), Refusal> {
+        self.store.put_challenge(record).map_err(|e| match e {
+            crate::store::StoreError::Busy(reason) => Refusal::new(Code::RateLimited, reason),
+            e => internal("storing the challenge", e),
+        })
+    }
+
+    /// Periodic housekeeping: prune expired challenges, rotate keys when due.
     pub(crate) fn housekeeping(&self) {
         let now = self.now();
-        match self.store.prune_challenges(now - 3600) {
+        match self.store.prune_challenges(now) {
             Ok(pruned) if pruned > 0 => tracing::debug!(pruned, "pruned expired challenges"),
             Ok(_) => {}
             Err(e) => tracing::warn!("pruning challenges: {e}"),

@@ -81,7 +81,7 @@ impl Broker {
             expires_at,
             tpm: None,
         };
-        self.store.put_challenge(&record).map_err(|e| internal("storing the challenge", e))?;
+        self.open_challenge(&record)?;
         Ok(SnpChallenge { challenge_id: record.id, nonce: nonce.to_vec(), expires_at })
     }
 

@@ -131,7 +131,7 @@ impl Broker {
                 ek_issuer,
             }),
         };
-        self.store.put_challenge(&record).map_err(|e| internal("storing the challenge", e))?;
+        self.open_challenge(&record)?;
         Ok(TpmChallenge {
             challenge_id: record.id,
             nonce: nonce.to_vec(),

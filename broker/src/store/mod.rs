@@ -2,8 +2,9 @@
 //! shared one (PostgreSQL, for several replicas) can serve the same service.
 //!
 //! Crash guarantee of every implementation: when `consume_challenge` returns, no later
-//! caller gets the challenge, and the mark is durable no later than the record that
-//! decides the challenge (`issue`, or the refusal's audit record); when `issue` returns,
+//! caller gets the challenge, also after a restart: either the mark is durable no later
+//! than the record that decides the challenge (`issue`, or the refusal's audit record), or
+//! no challenge survives a restart at all (sled keeps them in memory); when `issue` returns,
 //! the credential record and its audit record are durable together. The service
 //! consumes before it verifies and records before it answers, so after a crash no
 //! challenge is accepted twice (a finish that was never answered may be finished again)
@@ -17,6 +18,7 @@
 //! The broker's signing keys live behind [`KeyVault`]: files in the data directory with
 //! sled, the database with PostgreSQL, so every replica signs with the same keys.
 
+mod challenges;
 mod codec;
 mod key_files;
 mod postgres;
@@ -45,6 +47,9 @@ pub(crate) enum StoreError {
     Corrupt { key: String, reason: String },
     #[error("store configuration: {0}")]
     Config(String),
+    /// Full for now (too many open challenges); the caller may retry.
+    #[error("busy: {0}")]
+    Busy(String),
 }
 
 /// Kind of evidence a challenge waits for.
@@ -215,11 +220,11 @@ pub(crate) struct Revocation {
 
 /// The broker's state.
 pub(crate) trait Store: Send + Sync + 'static {
-    /// Stores a new open challenge.
+    /// Stores a new open challenge; [`StoreError::Busy`] when too many are open.
     fn put_challenge(&self, challenge: &ChallengeRecord) -> Result<(), StoreError>;
     /// Marks a challenge used and returns what it was. At most one caller gets
-    /// [`Consumed::Fresh`] for an id; the mark is durable by the time the decision that
-    /// follows is (see the module documentation).
+    /// [`Consumed::Fresh`] for an id, also across a restart (see the module
+    /// documentation).
     fn consume_challenge(&self, id: &str) -> Result<Consumed, StoreError>;
     /// Drops challenges (open or used) that expired before `before`.
     fn prune_challenges(&self, before: i64) -> Result<usize, StoreError>;
@@ -317,7 +322,7 @@ pub(crate) struct Backend {
 pub(crate) fn open(config: &Config) -> Result<Backend, StoreError> {
     match config.store {
         StoreKind::Sled => Ok(Backend {
-            store: Arc::new(SledStore::open(&config.data_dir.join("store"))?),
+            store: Arc::new(SledStore::open(&config.data_dir.join("store"), config.challenge.max_open)?),
             keys: Arc::new(KeyFiles::new(&config.data_dir.join("keys"))),
         }),
         StoreKind::Postgres => {

@@ -3,22 +3,24 @@
 //! Durability: sled 0.34 buffers writes in memory and its `flush` writes everything
 //! buffered so far to the operating system with `sync_file_range`, not `fsync`. `issue`,
 //! refusal records and admin changes flush before they return, so their effects survive
-//! the broker process being killed at any point. `consume_challenge` does not flush on its
-//! own: its mark is written before the decision that follows it, so that decision's flush
-//! makes both durable together (one flush per attestation). Concurrent flushes are
-//! grouped: a caller whose writes an already running flush did not cover waits for the
-//! next one, which covers every caller waiting. Accepted verifications are flushed by sled
-//! within 500 ms. They
-//! are not guaranteed to survive a power loss or kernel crash; run the PostgreSQL
+//! the broker process being killed at any point. Concurrent flushes are grouped: a caller
+//! whose writes an already running flush did not cover waits for the next one, which
+//! covers every caller waiting. Accepted verifications are flushed by sled within 500 ms.
+//! None of it is guaranteed to survive a power loss or kernel crash; run the PostgreSQL
 //! backend where that matters.
+//!
+//! Challenges are held in memory ([`ChallengeBook`]), never on disk: a restart forgets
+//! every open challenge, so none can be accepted after it, let alone twice, and a VM that
+//! was mid-exchange begins again.
 
 use std::path::Path;
 use std::sync::Mutex;
 
-use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use serde::{de::DeserializeOwned, Serialize};
 use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
 use sled::Transactional;
 
+use super::challenges::ChallengeBook;
 use super::codec::decode;
 use super::{
     ChallengeRecord, Consumed, CredentialRecord, HardwareId, IdentityStatus, Revocation, RevocationTarget,
@@ -28,19 +30,10 @@ use crate::audit::{Action, AuditEvent, AuditRecord, ChainError, ChainHead, Outco
 
 const AUDIT_HEAD: &[u8] = b"audit_head";
 
-/// A challenge as stored: open, or a tombstone kept until it would have expired so a
-/// replay is told it was used.
-#[derive(Serialize, Deserialize)]
-#[serde(tag = "state", rename_all = "snake_case")]
-enum StoredChallenge {
-    Open(Box<ChallengeRecord>),
-    Used { expires_at: i64 },
-}
-
 /// The sled-backed store.
 pub(crate) struct SledStore {
     db: sled::Db,
-    challenges: sled::Tree,
+    challenges: ChallengeBook,
     identities: sled::Tree,
     vms: sled::Tree,
     credentials: sled::Tree,
@@ -116,17 +109,20 @@ impl Drop for FlushTurn<'_> {
 }
 
 impl SledStore {
-    /// Opens (or creates) the store in `dir`.
-    pub(crate) fn open(dir: &Path) -> Result<Self, StoreError> {
+    /// Opens (or creates) the store in `dir`; at most `max_open_challenges` challenges
+    /// are open at once.
+    pub(crate) fn open(dir: &Path, max_open_challenges: usize) -> Result<Self, StoreError> {
         let db = sled::Config::new()
             .path(dir)
             .mode(sled::Mode::HighThroughput)
             .cache_capacity(CACHE_BYTES)
             .open()
             .map_err(backend)?;
+        // Earlier builds kept challenges in this tree; nothing reads it any more.
+        db.drop_tree("challenges").map_err(backend)?;
         let tree = |name: &str| db.open_tree(name).map_err(backend);
         Ok(Self {
-            challenges: tree("challenges")?,
+            challenges: ChallengeBook::new(max_open_challenges),
             identities: tree("identities")?,
             vms: tree("vms")?,
             credentials: tree("credentials")?,
@@ -223,58 +219,15 @@ impl SledStore {
 
 impl Store for SledStore {
     fn put_challenge(&self, challenge: &ChallengeRecord) -> Result<(), StoreError> {
-        let value = encode(&StoredChallenge::Open(Box::new(challenge.clone())))?;
-        // A random 128-bit id never collides; refuse rather than overwrite if it did.
-        self.challenges
-            .compare_and_swap(challenge.id.as_bytes(), None as Option<&[u8]>, Some(value))
-            .map_err(backend)?
-            .map_err(|_| StoreError::Backend("challenge id collision".into()))?;
-        // No flush: a challenge lost in a crash is simply unknown at `finish`.
-        Ok(())
+        self.challenges.put(challenge)
     }
 
     fn consume_challenge(&self, id: &str) -> Result<Consumed, StoreError> {
-        let key = id.as_bytes();
-        let consumed = self
-            .challenges
-            .transaction(|tree| {
-                let Some(bytes) = tree.get(key)? else { return Ok(Consumed::Unknown) };
-                match decode::<StoredChallenge>(key, &bytes).map_err(abort)? {
-                    StoredChallenge::Used { .. } => Ok(Consumed::AlreadyUsed),
-                    StoredChallenge::Open(record) => {
-                        let used = StoredChallenge::Used { expires_at: record.expires_at };
-                        tree.insert(key, encode(&used).map_err(abort)?)?;
-                        Ok(Consumed::Fresh(record))
-                    }
-                }
-            })
-            .map_err(unwrap_txn)?;
-        // No flush here: see the module documentation.
-        Ok(consumed)
+        Ok(self.challenges.consume(id))
     }
 
     fn prune_challenges(&self, before: i64) -> Result<usize, StoreError> {
-        let mut pruned = 0;
-        for entry in &self.challenges {
-            let (key, value) = entry.map_err(backend)?;
-            let expires_at = match decode::<StoredChallenge>(&key, &value) {
-                Ok(StoredChallenge::Open(record)) => record.expires_at,
-                Ok(StoredChallenge::Used { expires_at }) => expires_at,
-                Err(_) => i64::MIN,
-            };
-            if expires_at < before {
-                // Only remove what was read: a concurrent consume wins.
-                if self
-                    .challenges
-                    .compare_and_swap(&key, Some(&value), None as Option<&[u8]>)
-                    .map_err(backend)?
-                    .is_ok()
-                {
-                    pruned += 1;
-                }
-            }
-        }
-        Ok(pruned)
+        Ok(self.challenges.prune(before))
     }
 
     fn identity_status(&self, id: &HardwareId) -> Result<Option<IdentityStatus>, StoreError> {

@@ -121,7 +121,7 @@ fn conformance(stores: &[Arc<dyn Store>]) {
 #[test]
 fn sled_passes_the_store_checks() {
     let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn Store> = Arc::new(SledStore::open(dir.path()).unwrap());
+    let store: Arc<dyn Store> = Arc::new(SledStore::open(dir.path(), 1000).unwrap());
     conformance(&[store]);
 }
 
