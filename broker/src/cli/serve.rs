@@ -50,11 +50,18 @@ pub(crate) fn run(args: &ServeArgs) -> Result<String, Failure> {
         }
     }
     let listen = config.listen;
+    let service_threads = config.service_threads();
     let policy_path = config.policy.clone();
     let broker = Arc::new(
         Broker::new(config, backend.store, policy, issuer, clock).map_err(|e| usage(format!("{e:#}")))?,
     );
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(usage)?;
+    // Verification and store calls run on tokio's blocking pool, bounded here: hundreds of
+    // threads competing for a few cores cost more than they overlap.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .max_blocking_threads(service_threads)
+        .enable_all()
+        .build()
+        .map_err(usage)?;
     runtime.block_on(async move {
         let listener =
             TcpListener::bind(listen).await.map_err(|e| usage(format!("cannot listen on {listen}: {e}")))?;
