@@ -100,6 +100,8 @@ fn every_reference_log_parses_and_replays_to_its_expected_pcrs() {
         });
         for (bank, values) in &want {
             assert_eq!(&replayed(&replay, *bank), values, "{path} {bank}");
+            let extended: Vec<u8> = (0..24).filter(|i| log.extends(*bank, *i)).collect();
+            assert_eq!(extended, values.keys().copied().collect::<Vec<_>>(), "{path} {bank}: extends");
             if !values.is_empty() {
                 let indices: Vec<u8> = values.keys().copied().collect();
                 let matched =

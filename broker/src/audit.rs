@@ -122,6 +122,21 @@ impl ChainHead {
         let record = AuditRecord { seq, prev, event, hash: hex::encode(hash) };
         (record, ChainHead { seq, hash })
     }
+
+    /// The head after `record`, if `record` is the intact next record of this chain.
+    pub(crate) fn follow(&self, record: &AuditRecord) -> Result<ChainHead, ChainError> {
+        if record.seq != self.seq + 1 {
+            return Err(ChainError::Gap { previous: self.seq, found: record.seq });
+        }
+        if record.prev != hex::encode(self.hash) {
+            return Err(ChainError::BrokenLink { seq: record.seq });
+        }
+        let hash = record_hash(record.seq, &record.prev, &record.event);
+        if hex::encode(hash) != record.hash {
+            return Err(ChainError::Modified { seq: record.seq });
+        }
+        Ok(ChainHead { seq: record.seq, hash })
+    }
 }
 
 fn record_hash(seq: u64, prev: &str, event: &AuditEvent) -> [u8; 32] {
@@ -175,18 +190,7 @@ pub(crate) fn verify_chain(
     let mut last = ChainHead::GENESIS;
     let mut count = 0;
     for record in records {
-        let record = record?;
-        if record.seq != last.seq + 1 {
-            return Err(ChainError::Gap { previous: last.seq, found: record.seq });
-        }
-        if record.prev != hex::encode(last.hash) {
-            return Err(ChainError::BrokenLink { seq: record.seq });
-        }
-        let hash = record_hash(record.seq, &record.prev, &record.event);
-        if hex::encode(hash) != record.hash {
-            return Err(ChainError::Modified { seq: record.seq });
-        }
-        last = ChainHead { seq: record.seq, hash };
+        last = last.follow(&record?)?;
         count += 1;
     }
     if last.seq != head.seq {

@@ -129,14 +129,28 @@ fn parse<T: DeserializeOwned>(
     Ok((value, Caller { address, body_digest: digest }))
 }
 
-/// Runs a service call off the async runtime.
+/// Runs a service call off the async runtime; answers once what it wrote is durable.
 async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, Refusal> + Send + 'static,
+    broker: &Arc<Broker>,
+    f: impl FnOnce(&Broker) -> Result<T, Refusal> + Send + 'static,
 ) -> Result<T, ApiError> {
-    match tokio::task::spawn_blocking(f).await {
+    let service = Arc::clone(broker);
+    let result = match tokio::task::spawn_blocking(move || f(&service)).await {
         Ok(result) => result.map_err(ApiError),
         Err(e) => Err(ApiError(crate::service::internal("request task", e))),
-    }
+    };
+    settled(broker, result).await
+}
+
+/// `result`, once every write made for it (a decision, its audit record) is durable: an
+/// answer never gets ahead of its record.
+async fn settled<T>(broker: &Broker, result: Result<T, ApiError>) -> Result<T, ApiError> {
+    broker
+        .store
+        .durable()
+        .await
+        .map_err(|e| ApiError(crate::service::internal("making the record durable", e)))?;
+    result
 }
 
 type Body = Result<Bytes, axum::extract::rejection::BytesRejection>;
@@ -156,9 +170,11 @@ where
     Resp: serde::Serialize + Send + 'static,
 {
     let started = Instant::now();
-    let (request, caller) = parse::<Req>(&broker, action, body, address)?;
-    let service = Arc::clone(&broker);
-    let answer = blocking(move || call(&service, &request, &caller)).await?;
+    let (request, caller) = match parse::<Req>(&broker, action, body, address) {
+        Ok(parsed) => parsed,
+        Err(refused) => return settled(&broker, Err(refused)).await,
+    };
+    let answer = blocking(&broker, move |service| call(service, &request, &caller)).await?;
     broker.metrics.observe(route, started.elapsed());
     Ok(Json(answer).into_response())
 }
@@ -190,8 +206,7 @@ async fn tpm_finish(
 }
 
 async fn snp_begin(State(broker): State<AppState>) -> Result<Json<SnpChallenge>, ApiError> {
-    let service = Arc::clone(&broker);
-    Ok(Json(blocking(move || service.snp_begin()).await?))
+    Ok(Json(blocking(&broker, Broker::snp_begin).await?))
 }
 
 async fn snp_finish(
@@ -236,10 +251,10 @@ async fn jwks(State(broker): State<AppState>) -> Response {
 }
 
 async fn revocations(State(broker): State<AppState>) -> Result<Response, ApiError> {
-    let service = Arc::clone(&broker);
-    let list =
-        blocking(move || service.store.revocations().map_err(|e| crate::service::internal("revocations", e)))
-            .await?;
+    let list = blocking(&broker, |service| {
+        service.store.revocations().map_err(|e| crate::service::internal("revocations", e))
+    })
+    .await?;
     Ok(Json(serde_json::json!({ "generated_at": broker.now(), "revocations": list })).into_response())
 }
 
@@ -291,8 +306,7 @@ async fn admin_vms(
     Extension(conn): Extension<Connection>,
 ) -> Result<Response, ApiError> {
     admin(&conn)?;
-    let service = Arc::clone(&broker);
-    Ok(Json(blocking(move || service.vms()).await?).into_response())
+    Ok(Json(blocking(&broker, Broker::vms).await?).into_response())
 }
 
 #[derive(Debug, Deserialize)]
@@ -314,8 +328,8 @@ async fn admin_audit(
 ) -> Result<Response, ApiError> {
     admin(&conn)?;
     let Query(query) = query.map_err(|e| ApiError(Refusal::new(Code::MalformedRequest, e.body_text())))?;
-    let service = Arc::clone(&broker);
-    Ok(Json(blocking(move || service.audit_page(query.after, query.limit)).await?).into_response())
+    Ok(Json(blocking(&broker, move |service| service.audit_page(query.after, query.limit)).await?)
+        .into_response())
 }
 
 async fn admin_audit_verify(
@@ -323,8 +337,7 @@ async fn admin_audit_verify(
     Extension(conn): Extension<Connection>,
 ) -> Result<Response, ApiError> {
     admin(&conn)?;
-    let service = Arc::clone(&broker);
-    let result = blocking(move || service.verify_audit()).await?;
+    let result = blocking(&broker, Broker::verify_audit).await?;
     Ok(match result {
         Ok(report) => {
             Json(serde_json::json!({ "valid": true, "records": report.records, "head": report.head }))
@@ -339,8 +352,7 @@ async fn admin_reload(
     Extension(conn): Extension<Connection>,
 ) -> Result<Response, ApiError> {
     let who = admin(&conn)?;
-    let service = Arc::clone(&broker);
-    let digest = blocking(move || service.reload(&who)).await?;
+    let digest = blocking(&broker, move |service| service.reload(&who)).await?;
     Ok(Json(serde_json::json!({ "policy": digest })).into_response())
 }
 

@@ -4,22 +4,25 @@
 //! Crash guarantee of every implementation: when `consume_challenge` returns, no later
 //! caller gets the challenge, also after a restart: either the mark is durable no later
 //! than the record that decides the challenge (`issue`, or the refusal's audit record), or
-//! no challenge survives a restart at all (sled keeps them in memory); when `issue` returns,
-//! the credential record and its audit record are durable together. The service
-//! consumes before it verifies and records before it answers, so after a crash no
-//! challenge is accepted twice (a finish that was never answered may be finished again)
-//! and no credential that left the broker lacks its audit record. (If a refusal's audit
-//! record itself cannot be written, the refusal is still answered and logged; its
-//! challenge's mark may then not survive a crash, so that challenge could be finished once
-//! more after a restart, through every check again.) Refusals and admin changes are
-//! durable before they are answered too. What "durable" survives differs: see each
-//! backend's module documentation.
+//! no challenge survives a restart at all (sled keeps them in memory). A write is durable
+//! once [`Store::durable`], called after it, resolves (at once with PostgreSQL, whose
+//! writes commit before they return; after a grouped flush with sled). `issue` writes the
+//! credential record and its audit record together. The service consumes before it
+//! verifies, and the HTTP layer awaits `durable` after every service call before it
+//! answers, so after a crash no challenge is accepted twice (a finish that was never
+//! answered may be finished again) and no credential that left the broker lacks its audit
+//! record; refusals and admin changes are durable before they are answered too. (If a
+//! refusal's audit record itself cannot be written, the refusal is still answered and
+//! logged; its challenge's mark may then not survive a crash, so that challenge could be
+//! finished once more after a restart, through every check again.) What "durable"
+//! survives differs: see each backend's module documentation.
 //!
 //! The broker's signing keys live behind [`KeyVault`]: files in the data directory with
 //! sled, the database with PostgreSQL, so every replica signs with the same keys.
 
 mod challenges;
 mod codec;
+mod flusher;
 mod key_files;
 mod postgres;
 mod sled;
@@ -218,6 +221,9 @@ pub(crate) struct Revocation {
     pub(crate) reason: String,
 }
 
+/// Resolves once the writes before it are durable (see [`Store::durable`]).
+pub(crate) type Durable = std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), StoreError>> + Send>>;
+
 /// The broker's state.
 pub(crate) trait Store: Send + Sync + 'static {
     /// Stores a new open challenge; [`StoreError::Busy`] when too many are open.
@@ -240,12 +246,15 @@ pub(crate) trait Store: Send + Sync + 'static {
     ) -> Result<(), StoreError>;
 
     /// Records an issued credential, the VM's latest state and the decision's audit
-    /// record atomically and durably.
+    /// record atomically.
     fn issue(&self, credential: &CredentialRecord, audit: AuditEvent) -> Result<(), StoreError>;
     /// An issued credential by serial.
     fn credential(&self, serial: &str) -> Result<Option<CredentialRecord>, StoreError>;
     /// Appends a decision to the audit log.
     fn audit(&self, event: AuditEvent) -> Result<(), StoreError>;
+    /// Resolves once every write this store returned from before the call is durable.
+    /// Called without blocking a thread, so that one wait can cover many decisions.
+    fn durable(&self) -> Durable;
 
     /// Revokes, with its audit record.
     fn revoke(&self, revocation: &Revocation, audit: AuditEvent) -> Result<(), StoreError>;

@@ -113,6 +113,8 @@ fn conformance(stores: &[Arc<dyn Store>]) {
     // A scan stops at the head it was asked for, whatever was appended since.
     a.audit(event("later")).unwrap();
     assert_eq!(verify_chain(b.audit_scan(head.seq), head).unwrap().records, expected);
+    let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    runtime.block_on(a.durable()).unwrap();
     let page = b.audit_records(3, 2).unwrap();
     assert_eq!(page.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![4, 5]);
     assert_eq!(b.audit_records(expected, 10).unwrap().len(), 1);
@@ -123,6 +125,39 @@ fn sled_passes_the_store_checks() {
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn Store> = Arc::new(SledStore::open(dir.path(), 1000).unwrap());
     conformance(&[store]);
+}
+
+/// What a crash between an audit record and its head leaves: the record past the stored
+/// head. Reopening takes it if it chains, and refuses to open if it does not.
+#[test]
+fn sled_recovers_records_written_past_the_head_and_refuses_ones_that_do_not_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    let head = {
+        let store = SledStore::open(dir.path(), 10).unwrap();
+        store.audit(event("first")).unwrap();
+        store.audit_head().unwrap()
+    };
+    let write_past_head = |event: AuditEvent, from: ChainHead| {
+        let db = ::sled::open(dir.path()).unwrap();
+        let (record, next) = from.append(event);
+        let value = codec::encode(&record).unwrap().into_bytes();
+        db.open_tree("audit").unwrap().insert(record.seq.to_be_bytes(), value).unwrap();
+        db.flush().unwrap();
+        next
+    };
+    let next = write_past_head(event("second"), head);
+    {
+        let store = SledStore::open(dir.path(), 10).unwrap();
+        assert_eq!(store.audit_head().unwrap(), next);
+        assert_eq!(verify_chain(store.audit_scan(next.seq), next).unwrap().records, 2);
+    }
+    // A record past the head that links to nothing.
+    write_past_head(event("forged"), ChainHead { seq: next.seq, hash: [9; 32] });
+    let refused = SledStore::open(dir.path(), 10).unwrap_err();
+    assert!(
+        matches!(&refused, StoreError::Corrupt { key, reason } if key == "audit record 3" && reason.contains("does not link")),
+        "{refused}"
+    );
 }
 
 fn settings(postgres: &mooring_tests::Postgres, dir: &Path) -> PostgresConfig {

@@ -92,6 +92,15 @@ impl EventLog<'_> {
         Ok(ReplayMatch { log: self, bank, pcrs: mask })
     }
 
+    /// Whether an event extends `pcr` in `bank` (what [`EventLog::replay`] would include),
+    /// without hashing anything.
+    #[must_use]
+    pub fn extends(&self, bank: HashAlg, pcr: u8) -> bool {
+        self.events
+            .iter()
+            .any(|e| e.is_extended() && u8::try_from(e.pcr) == Ok(pcr) && e.digest(bank).is_some())
+    }
+
     fn replay_bank(&self, bank: HashAlg) -> BankState {
         let mut values = vec![vec![0u8; bank.size()]; usize::from(MAX_PCRS)];
         if let Some(locality) = self.startup_locality {

@@ -38,8 +38,8 @@ use r2d2_postgres::PostgresConnectionManager;
 use self::keys::KeyEncryptionKey;
 use super::codec::{decode, encode};
 use super::{
-    ChallengeRecord, Consumed, CredentialRecord, HardwareId, IdentityStatus, Revocation, RevocationTarget,
-    Store, StoreError, VmRecord,
+    ChallengeRecord, Consumed, CredentialRecord, Durable, HardwareId, IdentityStatus, Revocation,
+    RevocationTarget, Store, StoreError, VmRecord,
 };
 use crate::audit::{Action, AuditEvent, AuditRecord, ChainError, ChainHead, Outcome};
 use crate::config::PostgresConfig;
@@ -269,6 +269,11 @@ impl Store for PgStore {
             }
             Ok(())
         })
+    }
+
+    fn durable(&self) -> Durable {
+        // Every write committed before it returned.
+        Box::pin(std::future::ready(Ok(())))
     }
 
     fn revoke(&self, revocation: &Revocation, audit: AuditEvent) -> Result<(), StoreError> {
