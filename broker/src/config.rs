@@ -249,15 +249,15 @@ impl Default for KeyConfig {
 
 impl Config {
     /// Threads that run verification and store calls (`limits.service_threads`). The work
-    /// is CPU-bound but for the store: with sled, a thread at most waits for a grouped
-    /// flush, so twice the cores keeps them busy (measured: more threads only add
-    /// scheduling, 500 of them cost a fifth of the throughput); with PostgreSQL, a thread
-    /// waits a round trip per call, so there is one per pooled connection on top.
+    /// is CPU-bound with sled (writes return at once, the flush is awaited off-thread), so
+    /// one per core: more only add scheduling (measured: 500 threads on 2 cores cost a
+    /// fifth of the throughput, 2 to 4 threads the same). With PostgreSQL a thread waits a
+    /// round trip per call, so there is one per pooled connection on top.
     pub(crate) fn service_threads(&self) -> usize {
         let cores = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
         self.limits.service_threads.unwrap_or(match &self.postgres {
             Some(postgres) => cores + usize::try_from(postgres.pool_size).unwrap_or(usize::MAX),
-            None => 2 * cores,
+            None => cores,
         })
     }
 
