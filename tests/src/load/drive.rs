@@ -82,13 +82,14 @@ fn percentile(samples: &[u32], p: usize) -> f64 {
     sorted.get(rank - 1).copied().map_or(0.0, f64::from)
 }
 
-/// Runs one phase.
+/// Runs one phase: closed loop, or open loop at `rate` attestations per second.
 pub(crate) async fn run(
     fleet: Arc<Fleet>,
     endpoints: Arc<Vec<Endpoint>>,
     concurrency: usize,
     stop: Stop,
     source: Source,
+    rate: Option<f64>,
 ) -> Phase {
     let next = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
@@ -101,14 +102,20 @@ pub(crate) async fn run(
             let Some(endpoint) = endpoint else { return phase };
             loop {
                 let n = next.fetch_add(1, Ordering::Relaxed);
+                // Open loop: attestation `n` is due at `n / rate` seconds, and its latency
+                // counts from then, also when every worker was still busy at that time.
+                let due = rate.map(|rate| started + Duration::from_secs_f64(n as f64 / rate));
                 let go = match stop {
-                    Stop::At(deadline) => Instant::now() < deadline,
+                    Stop::At(deadline) => due.unwrap_or_else(Instant::now) < deadline,
                     Stop::After(count) => n < count,
                 };
                 if !go {
                     break;
                 }
-                let begun = Instant::now();
+                if let Some(due) = due {
+                    tokio::time::sleep_until(due.into()).await;
+                }
+                let begun = due.unwrap_or_else(Instant::now);
                 match attest(&fleet, &endpoint, n, source).await {
                     Ok(()) => {
                         phase.ok += 1;

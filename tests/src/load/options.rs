@@ -32,6 +32,13 @@ pub(crate) struct Options {
     /// Measure exactly this many attestations instead of a duration.
     #[arg(long)]
     pub(crate) count: Option<u64>,
+    /// Open loop: start this many attestations per second, on schedule, instead of a new
+    /// one as soon as one of `concurrency` ends. Latency then counts from each one's
+    /// scheduled start, so time spent waiting for a free slot shows as latency. Without it
+    /// the run is a closed loop (a boot storm of `concurrency` VMs), whose mean latency is
+    /// `concurrency / throughput` whatever the broker does.
+    #[arg(long, value_parser = parse_rate)]
+    pub(crate) rate: Option<f64>,
     /// Warm-up before measuring (connections, caches), excluded from every figure.
     #[arg(long, default_value = "2s", value_parser = parse_duration)]
     pub(crate) warmup: Duration,
@@ -83,6 +90,13 @@ pub(crate) struct Options {
 }
 
 /// Parses `20s`, `1500ms`, `2m` or a bare number of seconds.
+fn parse_rate(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(rate) if rate.is_finite() && rate > 0.0 => Ok(rate),
+        _ => Err(format!("{text:?} is not a positive rate such as 2000")),
+    }
+}
+
 fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let (number, unit) = match text.find(|c: char| !c.is_ascii_digit() && c != '.') {

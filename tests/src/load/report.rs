@@ -83,6 +83,8 @@ pub(crate) struct Report {
     pub(crate) path: EvidencePath,
     pub(crate) vms: usize,
     pub(crate) concurrency: usize,
+    /// Open-loop rate (attestations started per second), if any.
+    pub(crate) rate: Option<f64>,
     pub(crate) sources: u8,
     pub(crate) brokers: usize,
     /// Cores and load average when the run started (the conditions of the numbers).
@@ -119,6 +121,7 @@ impl Report {
             path: header.path,
             vms: header.vms,
             concurrency: header.concurrency,
+            rate: header.rate,
             sources: header.sources,
             brokers: header.brokers,
             cores: header.cores,
@@ -144,8 +147,9 @@ impl Report {
             }
             return;
         }
+        let rate = self.rate.map_or_else(|| "closed loop".to_owned(), |r| format!("open loop at {r}/s"));
         println!(
-            "mooring-load: {:?} path, {} VMs, concurrency {}, {} source addresses, {} broker(s); {} cores, load {}",
+            "mooring-load: {:?} path, {} VMs, concurrency {}, {rate}, {} source addresses, {} broker(s); {} cores, load {}",
             self.path, self.vms, self.concurrency, self.sources, self.brokers, self.cores, self.load_average
         );
         println!();
@@ -214,6 +218,7 @@ pub(crate) struct Header {
     pub(crate) path: EvidencePath,
     pub(crate) vms: usize,
     pub(crate) concurrency: usize,
+    pub(crate) rate: Option<f64>,
     pub(crate) sources: u8,
     pub(crate) brokers: usize,
     pub(crate) cores: usize,

@@ -25,11 +25,13 @@ struct Bench {
     fleet: Arc<Fleet>,
     endpoints: Arc<Vec<Endpoint>>,
     concurrency: usize,
+    rate: Option<f64>,
     ticks: f64,
 }
 
 impl Bench {
-    fn phase(&self, stop: impl FnOnce() -> Stop, source: Source) -> anyhow::Result<PhaseReport> {
+    /// One phase, at the run's `--rate` when `paced`.
+    fn phase(&self, stop: impl FnOnce() -> Stop, source: Source, paced: bool) -> anyhow::Result<PhaseReport> {
         let own = std::process::id();
         let broker_before = self.target.cpu_seconds(self.ticks)?;
         let own_before = procfs::cpu_seconds(own, self.ticks)?;
@@ -39,6 +41,7 @@ impl Bench {
             self.concurrency,
             stop(),
             source,
+            self.rate.filter(|_| paced),
         ));
         let broker_cpu = self.target.cpu_seconds(self.ticks)? - broker_before;
         let own_cpu = procfs::cpu_seconds(own, self.ticks)? - own_before;
@@ -137,12 +140,13 @@ pub(crate) fn run(options: &Options) -> anyhow::Result<Report> {
         fleet: Arc::clone(&fleet),
         endpoints,
         concurrency: options.concurrency,
+        rate: options.rate,
         ticks: procfs::clock_ticks(),
     };
 
     if !options.warmup.is_zero() {
         let warmup = options.warmup;
-        let report = bench.phase(|| Stop::At(Instant::now() + warmup), Source::Fleet)?;
+        let report = bench.phase(|| Stop::At(Instant::now() + warmup), Source::Fleet, true)?;
         if report.attestations == 0 {
             let first = report.error_kinds.keys().next().cloned().unwrap_or_else(|| "nothing ran".into());
             anyhow::bail!("every warm-up attestation failed: {first}");
@@ -154,11 +158,11 @@ pub(crate) fn run(options: &Options) -> anyhow::Result<Report> {
         Some(count) => Stop::After(count),
         None => Stop::At(Instant::now() + duration),
     };
-    let measured = bench.phase(stop, Source::Fleet)?;
+    let measured = bench.phase(stop, Source::Fleet, true)?;
     let preload = if options.preload > 0 {
-        let fill = bench.phase(|| Stop::After(options.preload), Source::Fresh)?;
+        let fill = bench.phase(|| Stop::After(options.preload), Source::Fresh, false)?;
         settle();
-        let after = bench.phase(stop, Source::Fleet)?;
+        let after = bench.phase(stop, Source::Fleet, true)?;
         Some((options.preload, fill, after))
     } else {
         None
@@ -172,6 +176,7 @@ pub(crate) fn run(options: &Options) -> anyhow::Result<Report> {
         path: options.path,
         vms: fleet.len(),
         concurrency: options.concurrency,
+        rate: options.rate,
         sources: options.sources,
         brokers: bench.target.urls.len(),
         cores,
