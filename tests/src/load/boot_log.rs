@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::Context as _;
+use base64::Engine as _;
 use mooring_attestation::tpm::alg::HashAlg;
 use mooring_attestation::tpm::eventlog::EventLog;
 use mooring_attestation::tpm::pcr::{PcrSelection, PcrValues};
@@ -27,6 +28,8 @@ pub(crate) struct Quoted {
 #[derive(Debug)]
 pub(crate) struct BootImage {
     log: Vec<u8>,
+    /// `log` as a JSON string of its base64.
+    log_json: Vec<u8>,
     values: PcrValues,
     indices: Vec<u8>,
 }
@@ -43,12 +46,18 @@ impl BootImage {
             path.display(),
             BANK.name()
         );
-        Ok(Self { log, values, indices })
+        let log_json = serde_json::to_vec(&base64::engine::general_purpose::STANDARD.encode(&log))?;
+        Ok(Self { log, log_json, values, indices })
     }
 
     /// The event log as the VM sends it.
     pub(crate) fn log(&self) -> &[u8] {
         &self.log
+    }
+
+    /// The event log as a JSON string (base64), as the wire carries it.
+    pub(crate) fn log_json(&self) -> &[u8] {
+        &self.log_json
     }
 
     /// The PCR indices the policy selects.

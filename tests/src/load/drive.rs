@@ -168,8 +168,7 @@ async fn attest(fleet: &Fleet, endpoint: &Endpoint, n: u64, source: Source) -> R
 
 async fn attest_tpm(fleet: &Fleet, endpoint: &Endpoint, vm: &TpmVm) -> Result<IssuedCredentials, Failure> {
     let challenge: TpmChallenge = endpoint.post("tpm/begin", vm.begin_body().to_vec()).await?;
-    let finish = vm.finish(&challenge, &fleet.boot).map_err(|e| Failure::Vm(format!("{e:#}")))?;
-    let body = serde_json::to_vec(&finish).map_err(|e| Failure::Vm(e.to_string()))?;
+    let body = vm.finish_body(&challenge, &fleet.boot).map_err(|e| Failure::Vm(format!("{e:#}")))?;
     endpoint.post("tpm/finish", body).await
 }
 
