@@ -1,13 +1,16 @@
 //! Group commit for sled: one thread flushes on behalf of every caller waiting.
 //!
-//! A caller takes a ticket after its writes and awaits it; the flusher thread flushes
-//! everything written so far and then releases every ticket taken before that flush
-//! started. Callers never block a thread while they wait, so under load one flush covers
-//! every decision made during the previous one (a single `sync_file_range` for dozens of
-//! attestations instead of one each). A flush that fails is retried; its tickets are
-//! released by the next flush that succeeds (sled's flush writes everything buffered), so
-//! nothing is answered before its writes are durable.
+//! The store counts its writes. A caller that needs its writes durable waits for a flush
+//! that started after its last write counted; the flusher thread flushes everything
+//! written so far and then releases every caller whose count it covered. Callers never
+//! block a thread while they wait, so under load one flush covers every decision made
+//! during the previous one (a single `sync_file_range` for dozens of attestations instead
+//! of one each), and a caller that wrote nothing new does not wait at all. A flush that
+//! fails is retried; its callers are released by the next flush that succeeds (sled's
+//! flush writes everything buffered), so nothing is answered before its writes are
+//! durable.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -23,7 +26,7 @@ const RETRY_AFTER: Duration = Duration::from_millis(50);
 #[derive(Debug)]
 pub(crate) struct Flusher {
     shared: Arc<Shared>,
-    /// Highest ticket whose writes are durable.
+    /// Writes durable so far (a count).
     done: watch::Receiver<u64>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -32,11 +35,13 @@ pub(crate) struct Flusher {
 struct Shared {
     state: Mutex<State>,
     wake: Condvar,
+    /// Writes made so far, counted after each one completed.
+    written: AtomicU64,
 }
 
 #[derive(Debug, Default)]
 struct State {
-    /// Tickets handed out; each caller's writes precede its ticket.
+    /// The flush to run next must cover this many writes.
     requested: u64,
     stopping: bool,
 }
@@ -61,19 +66,31 @@ impl Flusher {
         Ok(Self { shared, done, thread: Some(thread) })
     }
 
-    /// Waits until every write made before this call is durable.
+    /// Counts a write; call it once the write has completed.
+    pub(crate) fn wrote(&self) {
+        self.shared.written.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Waits until every write counted before this call is durable.
     pub(crate) fn durable(
         &self,
     ) -> impl std::future::Future<Output = Result<(), StoreError>> + Send + 'static {
-        let ticket = {
-            let mut state = self.shared.lock();
-            state.requested += 1;
-            state.requested
-        };
-        self.shared.wake.notify_one();
+        let target = self.shared.written.load(Ordering::SeqCst);
         let mut done = self.done.clone();
+        let pending = *done.borrow() < target;
+        if pending {
+            let mut state = self.shared.lock();
+            if state.requested < target {
+                state.requested = target;
+                drop(state);
+                self.shared.wake.notify_one();
+            }
+        }
         async move {
-            done.wait_for(|done| *done >= ticket)
+            if !pending {
+                return Ok(());
+            }
+            done.wait_for(|done| *done >= target)
                 .await
                 .map(|_| ())
                 .map_err(|_| StoreError::Backend("the flush thread stopped".into()))
@@ -125,11 +142,12 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn a_ticket_is_released_by_a_flush_that_started_after_it() {
+    async fn a_wait_is_released_by_a_flush_that_started_after_the_write() {
         let dir = tempfile::tempdir().unwrap();
         let db = sled::Config::new().path(dir.path()).flush_every_ms(None).open().unwrap();
         let flusher = Flusher::start(db.clone()).unwrap();
         db.insert(b"k", b"v").unwrap();
+        flusher.wrote();
         let waits: Vec<_> = (0..50).map(|_| flusher.durable()).collect();
         for wait in waits {
             wait.await.unwrap();

@@ -104,10 +104,16 @@ impl SledStore {
         // consistent and the poisoned lock is safe to reuse.
         let mut head = self.head.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let (record, next) = head.append(event.clone());
-        self.audit.insert(record.seq.to_be_bytes(), encode(&record)?).map_err(backend)?;
-        *head = next;
-        self.meta.insert(AUDIT_HEAD, encode(&next)?).map_err(backend)?;
-        effects()
+        let record = encode(&record)?;
+        let written = (|| {
+            self.audit.insert(next.seq.to_be_bytes(), record).map_err(backend)?;
+            *head = next;
+            self.meta.insert(AUDIT_HEAD, encode(&next)?).map_err(backend)?;
+            effects()
+        })();
+        // Counted after the last write, whatever failed: `durable` then covers all of them.
+        self.flusher.wrote();
+        written
     }
 
     fn scan<T: DeserializeOwned>(tree: &sled::Tree) -> Result<Vec<T>, StoreError> {
