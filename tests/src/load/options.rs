@@ -39,6 +39,11 @@ pub(crate) struct Options {
     /// `concurrency / throughput` whatever the broker does.
     #[arg(long, value_parser = parse_rate)]
     pub(crate) rate: Option<f64>,
+    /// Threads driving the simulated VMs. Default: one when the broker runs on this
+    /// machine (measured on 2 cores: a second generator thread cost the generator 10% more
+    /// CPU per attestation, which the broker then lacked), every core with `--url`.
+    #[arg(long)]
+    pub(crate) threads: Option<usize>,
     /// Warm-up before measuring (connections, caches), excluded from every figure.
     #[arg(long, default_value = "2s", value_parser = parse_duration)]
     pub(crate) warmup: Duration,

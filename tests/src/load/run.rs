@@ -126,7 +126,7 @@ pub(crate) fn run(options: &Options) -> anyhow::Result<Report> {
         }
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(cores)
+        .worker_threads(options.threads.unwrap_or(if options.url.is_empty() { 1 } else { cores }).max(1))
         .enable_all()
         .build()
         .context("starting the async runtime")?;
