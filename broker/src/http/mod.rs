@@ -1,5 +1,6 @@
 //! The HTTP layer: routes, one error type, and the guard in front of them. Handlers
-//! parse, call the service on the blocking pool, and answer.
+//! parse, call the service on the blocking pool, and answer once what the service wrote
+//! is durable.
 
 mod guard;
 pub(crate) mod tls;
