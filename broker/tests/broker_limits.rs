@@ -61,6 +61,10 @@ fn begin_beyond_the_open_challenge_bound_is_refused_until_one_is_used() {
     let full = begin();
     assert_refused(&full, 429, "rate_limited");
     assert!(full.1["reason"].as_str().unwrap().contains("challenge.max_open"), "{}", full.1);
+    assert!(
+        !broker.audit().iter().any(|r| r["code"] == "rate_limited"),
+        "shedding load writes no audit record"
+    );
 
     // A finish consumes its challenge before it looks at the evidence, so even a refused
     // one frees a slot.

@@ -6,6 +6,7 @@ mod guard;
 pub(crate) mod tls;
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -130,13 +131,34 @@ fn parse<T: DeserializeOwned>(
     Ok((value, Caller { address, body_digest: digest }))
 }
 
-/// Runs a service call off the async runtime; answers once what it wrote is durable.
+/// Marks a queued service call abandoned when the request that queued it is dropped
+/// (timed out, or the client went away).
+struct Abandon(Arc<AtomicBool>);
+
+impl Drop for Abandon {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Runs a service call off the async runtime; answers once what it wrote is durable. A
+/// call whose request was dropped while it waited for a thread is skipped: under a storm
+/// the queue is long, and work nobody will receive (consuming a challenge, signing,
+/// recording) would only lengthen it.
 async fn blocking<T: Send + 'static>(
     broker: &Arc<Broker>,
     f: impl FnOnce(&Broker) -> Result<T, Refusal> + Send + 'static,
 ) -> Result<T, ApiError> {
     let service = Arc::clone(broker);
-    let result = match tokio::task::spawn_blocking(move || f(&service)).await {
+    let abandoned = Arc::new(AtomicBool::new(false));
+    let _abandon = Abandon(Arc::clone(&abandoned));
+    let call = move || {
+        if abandoned.load(Ordering::Relaxed) {
+            return Err(Refusal::new(Code::Timeout, "abandoned before it started"));
+        }
+        f(&service)
+    };
+    let result = match tokio::task::spawn_blocking(call).await {
         Ok(result) => result.map_err(ApiError),
         Err(e) => Err(ApiError(crate::service::internal("request task", e))),
     };

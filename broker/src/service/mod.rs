@@ -180,8 +180,12 @@ impl Broker {
     ) -> Result<T, Refusal> {
         let mut hardware_id = None;
         let result = decide(&mut hardware_id);
-        if let Err(refusal) = &result {
-            self.audit_refusal(action, refusal, Some(caller), hardware_id.as_deref());
+        match &result {
+            // Not audited, like the guard's: a flood must not be able to fill the audit
+            // log (and each record would cost a flush) while the broker sheds load.
+            Err(refusal) if refusal.code == Code::RateLimited => self.metrics.refused(action, refusal.code),
+            Err(refusal) => self.audit_refusal(action, refusal, Some(caller), hardware_id.as_deref()),
+            Ok(_) => {}
         }
         result
     }

@@ -51,8 +51,13 @@ impl ChallengeBook {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    pub(crate) fn put(&self, challenge: &ChallengeRecord) -> Result<(), StoreError> {
+    /// Stores an open challenge. When the table is full, challenges that expired before
+    /// `now` make room first.
+    pub(crate) fn put(&self, challenge: &ChallengeRecord, now: i64) -> Result<(), StoreError> {
         let mut state = self.lock();
+        if state.open >= self.max_open {
+            Self::prune_locked(&mut state, now);
+        }
         if state.open >= self.max_open {
             return Err(StoreError::Busy(format!(
                 "{} challenges are open (challenge.max_open); retry shortly",
@@ -82,7 +87,10 @@ impl ChallengeBook {
     }
 
     pub(crate) fn prune(&self, before: i64) -> usize {
-        let mut state = self.lock();
+        Self::prune_locked(&mut self.lock(), before)
+    }
+
+    fn prune_locked(state: &mut State, before: i64) -> usize {
         let size = state.entries.len();
         let mut closed = 0;
         state.entries.retain(|_, entry| {
@@ -109,21 +117,28 @@ mod tests {
     }
 
     #[test]
-    fn beyond_max_open_put_is_refused_until_one_is_used_or_pruned() {
+    fn beyond_max_open_put_is_refused_until_one_is_used_pruned_or_expired() {
         let book = ChallengeBook::new(2);
-        book.put(&challenge("a", 10)).unwrap();
-        book.put(&challenge("b", 20)).unwrap();
-        let full = book.put(&challenge("c", 30)).unwrap_err();
+        book.put(&challenge("a", 10), 0).unwrap();
+        book.put(&challenge("b", 20), 0).unwrap();
+        let full = book.put(&challenge("c", 30), 0).unwrap_err();
         assert!(matches!(full, StoreError::Busy(_)), "{full}");
         assert!(book.consume("c") == Consumed::Unknown, "a refused challenge is not stored");
 
         assert!(matches!(book.consume("a"), Consumed::Fresh(_)));
-        book.put(&challenge("c", 30)).unwrap();
+        book.put(&challenge("c", 30), 0).unwrap();
         // The tombstone of `a` and the open `b` expire; only `b` frees a slot.
         assert_eq!(book.prune(25), 2);
-        book.put(&challenge("d", 40)).unwrap();
-        assert!(matches!(book.put(&challenge("e", 40)).unwrap_err(), StoreError::Busy(_)));
+        book.put(&challenge("d", 40), 0).unwrap();
+        assert!(matches!(book.put(&challenge("e", 40), 0).unwrap_err(), StoreError::Busy(_)));
         assert!(matches!(book.consume("c"), Consumed::Fresh(_)));
         assert!(book.consume("c") == Consumed::AlreadyUsed);
+
+        // Full of open challenges that have expired: a new one makes room.
+        book.put(&challenge("f", 50), 0).unwrap();
+        assert!(matches!(book.put(&challenge("g", 90), 35).unwrap_err(), StoreError::Busy(_)));
+        book.put(&challenge("g", 90), 60).unwrap();
+        assert!(book.consume("d") == Consumed::Unknown, "expired and pruned");
+        assert!(matches!(book.consume("g"), Consumed::Fresh(_)));
     }
 }

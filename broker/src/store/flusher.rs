@@ -5,10 +5,10 @@
 //! written so far and then releases every caller whose count it covered. Callers never
 //! block a thread while they wait, so under load one flush covers every decision made
 //! during the previous one (a single `sync_file_range` for dozens of attestations instead
-//! of one each), and a caller that wrote nothing new does not wait at all. A flush that
-//! fails is retried; its callers are released by the next flush that succeeds (sled's
-//! flush writes everything buffered), so nothing is answered before its writes are
-//! durable.
+//! of one each), and a caller that wrote nothing since the last flush does not wait. A
+//! flush that fails fails its waiters at once, and every waiter after them until a retry
+//! succeeds (sled 0.34 keeps an I/O error until the database is reopened, so in practice
+//! until the broker restarts): nothing is answered as durable that is not.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
@@ -18,16 +18,28 @@ use tokio::sync::watch;
 
 use super::StoreError;
 
-/// Pause before retrying a failed flush.
+/// Pause before retrying a failed flush; it doubles up to [`RETRY_AT_MOST`].
 const RETRY_AFTER: Duration = Duration::from_millis(50);
+const RETRY_AT_MOST: Duration = Duration::from_secs(5);
+
+/// How far flushing got.
+#[derive(Debug, Clone, Default)]
+struct Progress {
+    /// Writes durable so far.
+    done: u64,
+    /// Why the last flush failed, until one succeeds.
+    failure: Option<String>,
+}
+
+/// Flushes everything written so far.
+type Flush = Box<dyn FnMut() -> Result<(), String> + Send>;
 
 /// Handle to the flusher thread; dropping it stops the thread (after the flush any waiting
 /// ticket needs) and waits for it.
 #[derive(Debug)]
 pub(crate) struct Flusher {
     shared: Arc<Shared>,
-    /// Writes durable so far (a count).
-    done: watch::Receiver<u64>,
+    progress: watch::Receiver<Progress>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -56,14 +68,18 @@ impl Shared {
 impl Flusher {
     /// Starts the thread that flushes `db`.
     pub(crate) fn start(db: sled::Db) -> Result<Self, StoreError> {
+        Self::start_with(Box::new(move || db.flush().map(drop).map_err(|e| e.to_string())))
+    }
+
+    fn start_with(flush: Flush) -> Result<Self, StoreError> {
         let shared = Arc::new(Shared::default());
-        let (done_tx, done) = watch::channel(0);
+        let (sender, progress) = watch::channel(Progress::default());
         let thread_shared = Arc::clone(&shared);
         let thread = std::thread::Builder::new()
             .name("store-flush".into())
-            .spawn(move || run(&thread_shared, &db, &done_tx))
+            .spawn(move || run(&thread_shared, flush, &sender))
             .map_err(|e| StoreError::Backend(format!("cannot start the flush thread: {e}")))?;
-        Ok(Self { shared, done, thread: Some(thread) })
+        Ok(Self { shared, progress, thread: Some(thread) })
     }
 
     /// Counts a write; call it once the write has completed.
@@ -76,8 +92,8 @@ impl Flusher {
         &self,
     ) -> impl std::future::Future<Output = Result<(), StoreError>> + Send + 'static {
         let target = self.shared.written.load(Ordering::SeqCst);
-        let mut done = self.done.clone();
-        let pending = *done.borrow() < target;
+        let mut progress = self.progress.clone();
+        let pending = progress.borrow().done < target;
         if pending {
             let mut state = self.shared.lock();
             if state.requested < target {
@@ -90,10 +106,16 @@ impl Flusher {
             if !pending {
                 return Ok(());
             }
-            done.wait_for(|done| *done >= target)
+            let reached = progress
+                .wait_for(|p| p.done >= target || p.failure.is_some())
                 .await
-                .map(|_| ())
-                .map_err(|_| StoreError::Backend("the flush thread stopped".into()))
+                .map_err(|_| StoreError::Backend("the flush thread stopped".into()))?;
+            match &reached.failure {
+                Some(failure) if reached.done < target => {
+                    Err(StoreError::Backend(format!("flushing the store failed: {failure}")))
+                }
+                _ => Ok(()),
+            }
         }
     }
 }
@@ -109,10 +131,11 @@ impl Drop for Flusher {
     }
 }
 
-fn run(shared: &Shared, db: &sled::Db, done: &watch::Sender<u64>) {
+fn run(shared: &Shared, mut flush: Flush, progress: &watch::Sender<Progress>) {
     let mut flushed = 0;
+    let mut retry_after = RETRY_AFTER;
     loop {
-        let target = {
+        let (target, stopping) = {
             let mut state = shared.lock();
             while state.requested == flushed && !state.stopping {
                 state = shared.wake.wait(state).unwrap_or_else(PoisonError::into_inner);
@@ -120,16 +143,22 @@ fn run(shared: &Shared, db: &sled::Db, done: &watch::Sender<u64>) {
             if state.requested == flushed {
                 return;
             }
-            state.requested
+            (state.requested, state.stopping)
         };
-        match db.flush() {
-            Ok(_) => {
+        match flush() {
+            Ok(()) => {
                 flushed = target;
-                done.send_replace(target);
+                retry_after = RETRY_AFTER;
+                progress.send_replace(Progress { done: target, failure: None });
             }
             Err(e) => {
-                tracing::error!("flushing the store failed, retrying: {e}");
-                std::thread::sleep(RETRY_AFTER);
+                tracing::error!("flushing the store failed; answers that need it fail until it works: {e}");
+                progress.send_modify(|p| p.failure = Some(e));
+                if stopping {
+                    return;
+                }
+                std::thread::sleep(retry_after);
+                retry_after = (retry_after * 2).min(RETRY_AT_MOST);
             }
         }
     }
@@ -152,8 +181,44 @@ mod tests {
         for wait in waits {
             wait.await.unwrap();
         }
-        // Nothing is buffered any more: the write reached the file before the tickets
+        // Nothing is buffered any more: the write reached the file before the waits
         // were released.
         assert_eq!(db.flush().unwrap(), 0);
+        // Nothing written since: no wait at all.
+        flusher.durable().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_failed_flush_fails_its_waiters_until_one_succeeds_and_stopping_does_not_hang() {
+        let failing = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let fail = Arc::clone(&failing);
+        let flusher = Flusher::start_with(Box::new(move || {
+            if fail.load(Ordering::SeqCst) {
+                Err("disk gone".to_owned())
+            } else {
+                Ok(())
+            }
+        }))
+        .unwrap();
+        flusher.wrote();
+        let refused = flusher.durable().await.unwrap_err();
+        assert!(refused.to_string().contains("disk gone"), "{refused}");
+        failing.store(false, Ordering::SeqCst);
+        flusher.wrote();
+        // Waits that came in while the error stood fail until a retry succeeds.
+        let mut answered = flusher.durable().await;
+        for _ in 0..100 {
+            if answered.is_ok() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            answered = flusher.durable().await;
+        }
+        answered.unwrap();
+        // Dropping a flusher whose flush fails returns instead of retrying forever.
+        failing.store(true, Ordering::SeqCst);
+        flusher.wrote();
+        drop(flusher.durable());
+        drop(flusher);
     }
 }

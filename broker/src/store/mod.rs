@@ -7,7 +7,9 @@
 //! no challenge survives a restart at all (sled keeps them in memory). A write is durable
 //! once [`Store::durable`], called after it, resolves (at once with PostgreSQL, whose
 //! writes commit before they return; after a grouped flush with sled). `issue` writes the
-//! credential record and its audit record together. The service consumes before it
+//! credential record with its audit record, never without it (PostgreSQL commits both or
+//! neither; sled writes the audit record first, so a failure or crash in between leaves a
+//! record of a credential that was never answered). The service consumes before it
 //! verifies, and the HTTP layer awaits `durable` after every service call before it
 //! answers, so after a crash no challenge is accepted twice (a finish that was never
 //! answered may be finished again) and no credential that left the broker lacks its audit
@@ -246,7 +248,7 @@ pub(crate) trait Store: Send + Sync + 'static {
     ) -> Result<(), StoreError>;
 
     /// Records an issued credential, the VM's latest state and the decision's audit
-    /// record atomically.
+    /// record; the credential is never recorded without its audit record.
     fn issue(&self, credential: &CredentialRecord, audit: AuditEvent) -> Result<(), StoreError>;
     /// An issued credential by serial.
     fn credential(&self, serial: &str) -> Result<Option<CredentialRecord>, StoreError>;

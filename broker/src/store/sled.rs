@@ -94,7 +94,10 @@ impl SledStore {
     /// transaction or batch over several keys forces a log write of its own, two per
     /// decision; these ride the next grouped flush.) sled recovers a prefix of its log, so
     /// after a crash an effect never lacks its record, and the head may lag its last
-    /// records, never lead them ([`recover_head`]).
+    /// records, never lead them ([`recover_head`]). The reverse can happen: when an effect
+    /// fails, or the process dies between the record and its effects, the log holds a
+    /// record of a decision that took no effect and was never answered (the caller got an
+    /// internal error, or nothing).
     fn append(
         &self,
         event: &AuditEvent,
@@ -105,15 +108,13 @@ impl SledStore {
         let mut head = self.head.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let (record, next) = head.append(event.clone());
         let record = encode(&record)?;
-        let written = (|| {
-            self.audit.insert(next.seq.to_be_bytes(), record).map_err(backend)?;
-            *head = next;
-            self.meta.insert(AUDIT_HEAD, encode(&next)?).map_err(backend)?;
-            effects()
-        })();
-        // Counted after the last write, whatever failed: `durable` then covers all of them.
-        self.flusher.wrote();
-        written
+        // Counted after the last write, also when one failed or panicked: `durable` then
+        // covers every write made.
+        let _count = CountWrites(&self.flusher);
+        self.audit.insert(next.seq.to_be_bytes(), record).map_err(backend)?;
+        *head = next;
+        self.meta.insert(AUDIT_HEAD, encode(&next)?).map_err(backend)?;
+        effects()
     }
 
     fn scan<T: DeserializeOwned>(tree: &sled::Tree) -> Result<Vec<T>, StoreError> {
@@ -128,7 +129,10 @@ impl SledStore {
 
 impl Store for SledStore {
     fn put_challenge(&self, challenge: &ChallengeRecord) -> Result<(), StoreError> {
-        self.challenges.put(challenge)
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+        self.challenges.put(challenge, now)
     }
 
     fn consume_challenge(&self, id: &str) -> Result<Consumed, StoreError> {
@@ -228,6 +232,15 @@ impl Store for SledStore {
 
     fn audit_head(&self) -> Result<ChainHead, StoreError> {
         stored_head(&self.meta)
+    }
+}
+
+/// Counts the writes of one append when dropped.
+struct CountWrites<'a>(&'a Flusher);
+
+impl Drop for CountWrites<'_> {
+    fn drop(&mut self) {
+        self.0.wrote();
     }
 }
 
