@@ -175,11 +175,13 @@ pub(crate) struct ChallengeConfig {
     /// Most challenges open at once on the embedded store, which holds them in memory
     /// (about 1 KiB each); `begin` beyond it answers `rate_limited`.
     pub(crate) max_open: usize,
+    /// Most of them asked for from one source address (a VM needs one at a time).
+    pub(crate) max_open_per_source: usize,
 }
 
 impl Default for ChallengeConfig {
     fn default() -> Self {
-        Self { ttl_seconds: 60, max_open: 100_000 }
+        Self { ttl_seconds: 60, max_open: 100_000, max_open_per_source: 32 }
     }
 }
 
@@ -316,6 +318,10 @@ impl Config {
         anyhow::ensure!(valid, "trust_domain {domain:?}: lowercase letters, digits, '-', '.', '_' only");
         anyhow::ensure!(self.challenge.ttl_seconds > 0, "challenge.ttl_seconds must be positive");
         anyhow::ensure!(self.challenge.max_open > 0, "challenge.max_open must be positive");
+        anyhow::ensure!(
+            self.challenge.max_open_per_source > 0,
+            "challenge.max_open_per_source must be positive"
+        );
         anyhow::ensure!(self.limits.max_body_bytes >= 1024, "limits.max_body_bytes below 1024");
         anyhow::ensure!(self.limits.requests_per_second > 0, "limits.requests_per_second must be positive");
         anyhow::ensure!(

@@ -80,3 +80,22 @@ fn begin_beyond_the_open_challenge_bound_is_refused_until_one_is_used() {
     assert_eq!(begin().0, 200, "the consumed challenge freed its slot");
     assert_refused(&begin(), 429, "rate_limited");
 }
+
+#[test]
+fn one_source_cannot_hold_more_open_challenges_than_its_share() {
+    let broker = broker("[challenge]\nmax_open_per_source = 1");
+    let begin = |source: u8| {
+        let response = broker
+            .client(loopback(source))
+            .post(broker.url("snp/begin"))
+            .json(&serde_json::json!({}))
+            .send()
+            .unwrap();
+        (response.status().as_u16(), response.json::<serde_json::Value>().unwrap())
+    };
+    assert_eq!(begin(1).0, 200);
+    let refused = begin(1);
+    assert_refused(&refused, 429, "rate_limited");
+    assert!(refused.1["reason"].as_str().unwrap().contains("max_open_per_source"), "{}", refused.1);
+    assert_eq!(begin(2).0, 200, "another source has its own share");
+}

@@ -228,8 +228,13 @@ async fn tpm_finish(
     .await
 }
 
-async fn snp_begin(State(broker): State<AppState>) -> Result<Json<SnpChallenge>, ApiError> {
-    Ok(Json(blocking(&broker, Broker::snp_begin).await?))
+async fn snp_begin(
+    State(broker): State<AppState>,
+    Extension(conn): Extension<Connection>,
+    headers: HeaderMap,
+) -> Result<Json<SnpChallenge>, ApiError> {
+    let address = client_address(&broker, conn.peer.ip(), &headers);
+    Ok(Json(blocking(&broker, move |service| service.snp_begin(address)).await?))
 }
 
 async fn snp_finish(

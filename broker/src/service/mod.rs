@@ -128,9 +128,14 @@ impl Broker {
         Ok(bytes)
     }
 
-    /// Stores a new challenge; a full challenge table answers `rate_limited`.
-    pub(crate) fn open_challenge(&self, record: &crate::store::ChallengeRecord) -> Result<(), Refusal> {
-        self.store.put_challenge(record).map_err(|e| match e {
+    /// Stores a new challenge asked for from `source`; a full challenge table answers
+    /// `rate_limited`.
+    pub(crate) fn open_challenge(
+        &self,
+        record: &crate::store::ChallengeRecord,
+        source: IpAddr,
+    ) -> Result<(), Refusal> {
+        self.store.put_challenge(record, source).map_err(|e| match e {
             crate::store::StoreError::Busy(reason) => Refusal::new(Code::RateLimited, reason),
             e => internal("storing the challenge", e),
         })

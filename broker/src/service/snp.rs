@@ -1,6 +1,8 @@
 //! The SEV-SNP path: `begin` hands out a nonce; `finish` verifies the report, its
 //! binding to the nonce and the credential key, and policy, then issues.
 
+use std::net::IpAddr;
+
 use mooring_attestation::protocol::{snp_report_data, IssuedCredentials, SnpChallenge, SnpFinishRequest};
 use mooring_attestation::snp::{RootOrigin, SnpCertSource, SnpVerifier, VerifiedReport};
 use mooring_attestation::x509::spki_public_key;
@@ -69,8 +71,8 @@ fn facts(report: &VerifiedReport) -> SnpFacts {
 }
 
 impl Broker {
-    /// `POST /v1/snp/begin`.
-    pub(crate) fn snp_begin(&self) -> Result<SnpChallenge, Refusal> {
+    /// `POST /v1/snp/begin` from `source`.
+    pub(crate) fn snp_begin(&self, source: IpAddr) -> Result<SnpChallenge, Refusal> {
         let nonce: [u8; 32] = self.random()?;
         let id: [u8; 16] = self.random()?;
         let expires_at = self.now() + i64::from(self.config.challenge.ttl_seconds);
@@ -81,7 +83,7 @@ impl Broker {
             expires_at,
             tpm: None,
         };
-        self.open_challenge(&record)?;
+        self.open_challenge(&record, source)?;
         Ok(SnpChallenge { challenge_id: record.id, nonce: nonce.to_vec(), expires_at })
     }
 

@@ -131,7 +131,7 @@ impl Broker {
                 ek_issuer,
             }),
         };
-        self.open_challenge(&record)?;
+        self.open_challenge(&record, caller.address)?;
         Ok(TpmChallenge {
             challenge_id: record.id,
             nonce: nonce.to_vec(),

@@ -228,8 +228,10 @@ pub(crate) type Durable = std::pin::Pin<Box<dyn std::future::Future<Output = Res
 
 /// The broker's state.
 pub(crate) trait Store: Send + Sync + 'static {
-    /// Stores a new open challenge; [`StoreError::Busy`] when too many are open.
-    fn put_challenge(&self, challenge: &ChallengeRecord) -> Result<(), StoreError>;
+    /// Stores a new open challenge asked for from `source`; [`StoreError::Busy`] when too
+    /// many are open (the embedded store's bounds, `challenge.max_open` and
+    /// `challenge.max_open_per_source`).
+    fn put_challenge(&self, challenge: &ChallengeRecord, source: IpAddr) -> Result<(), StoreError>;
     /// Marks a challenge used and returns what it was. At most one caller gets
     /// [`Consumed::Fresh`] for an id, also across a restart (see the module
     /// documentation).
@@ -333,7 +335,13 @@ pub(crate) struct Backend {
 pub(crate) fn open(config: &Config) -> Result<Backend, StoreError> {
     match config.store {
         StoreKind::Sled => Ok(Backend {
-            store: Arc::new(SledStore::open(&config.data_dir.join("store"), config.challenge.max_open)?),
+            store: Arc::new(SledStore::open(
+                &config.data_dir.join("store"),
+                challenges::Limits {
+                    max_open: config.challenge.max_open,
+                    max_open_per_source: config.challenge.max_open_per_source,
+                },
+            )?),
             keys: Arc::new(KeyFiles::new(&config.data_dir.join("keys"))),
         }),
         StoreKind::Postgres => {

@@ -12,12 +12,13 @@
 //! every open challenge, so none can be accepted after it, let alone twice, and a VM that
 //! was mid-exchange begins again.
 
+use std::net::IpAddr;
 use std::path::Path;
 use std::sync::Mutex;
 
 use serde::{de::DeserializeOwned, Serialize};
 
-use super::challenges::ChallengeBook;
+use super::challenges::{ChallengeBook, Limits};
 use super::codec::decode;
 use super::flusher::Flusher;
 use super::{
@@ -60,9 +61,8 @@ fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
 const CACHE_BYTES: u64 = 64 * 1024 * 1024;
 
 impl SledStore {
-    /// Opens (or creates) the store in `dir`; at most `max_open_challenges` challenges
-    /// are open at once.
-    pub(crate) fn open(dir: &Path, max_open_challenges: usize) -> Result<Self, StoreError> {
+    /// Opens (or creates) the store in `dir`, holding open challenges within `challenges`.
+    pub(crate) fn open(dir: &Path, challenges: Limits) -> Result<Self, StoreError> {
         let db = sled::Config::new()
             .path(dir)
             .mode(sled::Mode::HighThroughput)
@@ -76,7 +76,7 @@ impl SledStore {
         let head = recover_head(&audit, &meta)?;
         let flusher = Flusher::start(db.clone())?;
         Ok(Self {
-            challenges: ChallengeBook::new(max_open_challenges),
+            challenges: ChallengeBook::new(challenges),
             identities: tree("identities")?,
             vms: tree("vms")?,
             credentials: tree("credentials")?,
@@ -128,11 +128,11 @@ impl SledStore {
 }
 
 impl Store for SledStore {
-    fn put_challenge(&self, challenge: &ChallengeRecord) -> Result<(), StoreError> {
+    fn put_challenge(&self, challenge: &ChallengeRecord, source: IpAddr) -> Result<(), StoreError> {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
-        self.challenges.put(challenge, now)
+        self.challenges.put(challenge, source, now)
     }
 
     fn consume_challenge(&self, id: &str) -> Result<Consumed, StoreError> {

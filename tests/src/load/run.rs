@@ -90,6 +90,7 @@ pub(crate) fn write_setup(options: &Options) -> anyhow::Result<()> {
         dir.join("policy.toml").display()
     );
     println!("{config}");
+    println!("# raised so that a storm from a few source addresses is not refused\n{}", target::limits(1024));
     Ok(())
 }
 

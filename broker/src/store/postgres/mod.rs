@@ -174,7 +174,12 @@ impl PgStore {
 }
 
 impl Store for PgStore {
-    fn put_challenge(&self, challenge: &ChallengeRecord) -> Result<(), StoreError> {
+    /// Unbounded here: the open-challenge bounds are the embedded store's.
+    fn put_challenge(
+        &self,
+        challenge: &ChallengeRecord,
+        _source: std::net::IpAddr,
+    ) -> Result<(), StoreError> {
         // A random 128-bit id never collides; the primary key refuses rather than
         // overwrites if it did.
         self.client()?
