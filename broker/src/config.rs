@@ -166,7 +166,7 @@ impl From<SnpProduct> for mooring_attestation::snp::Product {
     }
 }
 
-/// Challenge lifetime and bound.
+/// Challenge lifetime and bounds.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub(crate) struct ChallengeConfig {

@@ -72,7 +72,7 @@ impl TpmVm {
     }
 
     /// [`TpmVm::finish`] as the JSON body sent: the event log, the same for every VM of
-    /// the image, is spliced in already encoded (base64 and JSON encoding 40 KB per
+    /// the image, is spliced in already encoded (base64 and JSON encoding 45 KB per
     /// request was a quarter of the generator's CPU).
     pub(crate) fn finish_body(&self, challenge: &TpmChallenge, boot: &BootImage) -> anyhow::Result<Vec<u8>> {
         let mut body = serde_json::to_vec(&self.evidence(challenge, boot)?)?;
