@@ -100,6 +100,24 @@ pub(crate) fn client_address(broker: &Broker, peer: IpAddr, headers: &HeaderMap)
         .unwrap_or(peer)
 }
 
+/// The VM's address as [`client_address`] finds it, as an extractor.
+struct ClientAddress(IpAddr);
+
+impl axum::extract::FromRequestParts<AppState> for ClientAddress {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        broker: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let conn = parts
+            .extensions
+            .get::<Connection>()
+            .ok_or_else(|| ApiError(crate::service::internal("request", "no connection details")))?;
+        Ok(Self(client_address(broker, conn.peer.ip(), &parts.headers)))
+    }
+}
+
 /// Reads and parses a JSON body; refusals are audited (nothing else is stored).
 fn parse<T: DeserializeOwned>(
     broker: &Broker,
@@ -204,11 +222,9 @@ where
 
 async fn tpm_begin(
     State(broker): State<AppState>,
-    Extension(conn): Extension<Connection>,
-    headers: HeaderMap,
+    ClientAddress(address): ClientAddress,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let address = client_address(&broker, conn.peer.ip(), &headers);
     serve_json(broker, address, Action::Begin, "tpm_begin", body, |b, r: &TpmBeginRequest, c| {
         b.tpm_begin(r, c)
     })
@@ -217,11 +233,9 @@ async fn tpm_begin(
 
 async fn tpm_finish(
     State(broker): State<AppState>,
-    Extension(conn): Extension<Connection>,
-    headers: HeaderMap,
+    ClientAddress(address): ClientAddress,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let address = client_address(&broker, conn.peer.ip(), &headers);
     serve_json(broker, address, Action::Attest, "tpm_finish", body, |b, r: &TpmFinishRequest, c| {
         b.tpm_finish(r, c)
     })
@@ -230,20 +244,16 @@ async fn tpm_finish(
 
 async fn snp_begin(
     State(broker): State<AppState>,
-    Extension(conn): Extension<Connection>,
-    headers: HeaderMap,
+    ClientAddress(address): ClientAddress,
 ) -> Result<Json<SnpChallenge>, ApiError> {
-    let address = client_address(&broker, conn.peer.ip(), &headers);
     Ok(Json(blocking(&broker, move |service| service.snp_begin(address)).await?))
 }
 
 async fn snp_finish(
     State(broker): State<AppState>,
-    Extension(conn): Extension<Connection>,
-    headers: HeaderMap,
+    ClientAddress(address): ClientAddress,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let address = client_address(&broker, conn.peer.ip(), &headers);
     serve_json(broker, address, Action::Attest, "snp_finish", body, |b, r: &SnpFinishRequest, c| {
         b.snp_finish(r, c)
     })
