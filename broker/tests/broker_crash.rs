@@ -5,11 +5,10 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use common::vm::Vm;
-use common::{loopback, replay_all_accepting_each_once_and_audited, Broker, BrokerSetup};
+use common::{accept, loopback, replay_all_accepting_each_once_and_audited, Accepted, Broker, BrokerSetup};
 use mooring_attestation::protocol::{TpmChallenge, TpmFinishRequest};
 use mooring_attestation::x509::bundle::parse_one_certificate;
 use mooring_tests::SwtpmOptions;
@@ -45,7 +44,7 @@ fn kill_9_during_attestations_loses_no_audit_record_and_accepts_no_challenge_twi
         .collect();
 
     // Stream the finishes from four threads; kill -9 after the first answers arrive.
-    let accepted: Arc<Mutex<BTreeMap<String, Vec<String>>>> = Arc::default();
+    let accepted: Arc<Mutex<Accepted>> = Arc::default();
     let url = broker.url("tpm/finish");
     let answered = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let threads: Vec<_> = requests
@@ -61,13 +60,7 @@ fn kill_9_during_attestations_loses_no_audit_record_and_accepts_no_challenge_twi
                     if let Ok(response) = client.post(&url).json(&request).send() {
                         if response.status().as_u16() == 200 {
                             let body: serde_json::Value = response.json().unwrap();
-                            let serial = body["x509_serial"].as_str().unwrap().to_owned();
-                            accepted
-                                .lock()
-                                .unwrap()
-                                .entry(request.challenge_id.clone())
-                                .or_default()
-                                .push(serial);
+                            accept(&mut accepted.lock().unwrap(), &request.challenge_id, &body);
                         }
                         answered.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                     }
@@ -97,8 +90,7 @@ fn kill_9_during_attestations_loses_no_audit_record_and_accepts_no_challenge_twi
         "challenge_unknown",
     );
     assert_eq!(*accepted.lock().unwrap(), before_replay, "a challenge begun before the crash was accepted");
-    let verified: serde_json::Value =
-        broker.admin().post(broker.url("admin/audit/verify")).send().unwrap().json().unwrap();
+    let verified = broker.audit_verify();
     assert_eq!(verified["valid"], true, "{verified}");
 }
 

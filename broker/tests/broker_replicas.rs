@@ -6,12 +6,14 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier, Mutex};
 
 use common::vm::Vm;
-use common::{assert_refused, loopback, replay_all_accepting_each_once_and_audited, Broker, BrokerSetup};
+use common::{
+    accept, assert_refused, loopback, replay_all_accepting_each_once_and_audited, Accepted, Broker,
+    BrokerSetup,
+};
 use mooring_attestation::protocol::{IssuedCredentials, TpmChallenge, TpmFinishRequest};
 use mooring_attestation::x509::bundle::parse_one_certificate;
 use mooring_tests::{Postgres, SwtpmOptions};
@@ -84,10 +86,6 @@ fn audit_verify_cli(broker: &Broker) -> (Option<i32>, String) {
     (output.status.code(), text)
 }
 
-fn admin_audit_verify(broker: &Broker) -> Value {
-    broker.admin().post(broker.url("admin/audit/verify")).send().unwrap().json().unwrap()
-}
-
 #[test]
 fn challenges_cross_replicas_once_and_revocations_reach_every_replica() {
     let Some(vm) = Vm::start("broker_replicas", SwtpmOptions::default()) else { return };
@@ -148,26 +146,20 @@ fn challenges_cross_replicas_once_and_revocations_reach_every_replica() {
     // by the other replicas' verify APIs.
     let hardware_id = verify_jwt(&brokers[2], &vm, &issued.jwt_svid)["claims"]["hardware_id"].clone();
     let set_status = |broker: &Broker, status: &str| {
-        let response = broker
-            .admin()
-            .post(broker.url("admin/identities"))
-            .json(&json!({"identity": {"kind": "ek", "id": hardware_id}, "status": status}))
-            .send()
-            .unwrap();
-        assert_eq!(response.status().as_u16(), 200);
+        broker.admin_post(
+            "admin/identities",
+            &json!({"identity": {"kind": "ek", "id": hardware_id}, "status": status}),
+        );
     };
     set_status(&brokers[1], "blocked");
     assert_eq!(verify_jwt(&brokers[0], &vm, &issued.jwt_svid)["code"], "vm_blocked");
     assert_eq!(verify_jwt(&brokers[2], &vm, &issued.jwt_svid)["code"], "vm_blocked");
     set_status(&brokers[1], "enrolled");
     assert_eq!(verify_jwt(&brokers[2], &vm, &issued.jwt_svid)["valid"], true);
-    let response = brokers[0]
-        .admin()
-        .post(brokers[0].url("admin/revocations"))
-        .json(&json!({"target": {"kind": "credential", "id": issued.x509_serial}, "reason": "replica drill"}))
-        .send()
-        .unwrap();
-    assert_eq!(response.status().as_u16(), 200);
+    brokers[0].admin_post(
+        "admin/revocations",
+        &json!({"target": {"kind": "credential", "id": issued.x509_serial}, "reason": "replica drill"}),
+    );
     for broker in &brokers[1..] {
         let answer = verify_jwt(broker, &vm, &issued.jwt_svid);
         assert_eq!(answer["code"], "revoked", "{answer}");
@@ -180,7 +172,7 @@ fn challenges_cross_replicas_once_and_revocations_reach_every_replica() {
     let issued_records = audit.iter().filter(|r| r["code"] == "issued").count();
     assert_eq!(issued_records, 2, "two credentials issued across the replicas");
     for broker in &brokers {
-        let verified = admin_audit_verify(broker);
+        let verified = broker.audit_verify();
         assert_eq!(verified["valid"], true, "{verified}");
     }
     let (code, text) = audit_verify_cli(&brokers[0]);
@@ -211,7 +203,7 @@ fn killing_a_replica_mid_load_loses_no_audit_record_and_the_other_keeps_serving(
     // sent to replica 2, as a load balancer would retry it.
     let urls: Vec<String> = brokers.iter().map(|b| b.url("tpm/finish")).collect();
     let clients: Vec<_> = brokers.iter().map(|b| b.client(loopback(1))).collect();
-    let accepted: Arc<Mutex<BTreeMap<String, Vec<String>>>> = Arc::default();
+    let accepted: Arc<Mutex<Accepted>> = Arc::default();
     let retried: Arc<Mutex<Vec<(u16, Value)>>> = Arc::default();
     let answered = Arc::new(AtomicUsize::new(0));
     let threads: Vec<_> = (0..4)
@@ -224,15 +216,8 @@ fn killing_a_replica_mid_load_loses_no_audit_record_and_the_other_keeps_serving(
             std::thread::spawn(move || {
                 for (i, request) in chunk {
                     let target = (i / 4 + t) % 2;
-                    let record = |body: Value| {
-                        let serial = body["x509_serial"].as_str().unwrap().to_owned();
-                        accepted
-                            .lock()
-                            .unwrap()
-                            .entry(request.challenge_id.clone())
-                            .or_default()
-                            .push(serial);
-                    };
+                    let record =
+                        |body: Value| accept(&mut accepted.lock().unwrap(), &request.challenge_id, &body);
                     match clients[target].post(&urls[target]).json(&request).send() {
                         Ok(response) => {
                             if response.status().as_u16() == 200 {
@@ -280,12 +265,12 @@ fn killing_a_replica_mid_load_loses_no_audit_record_and_the_other_keeps_serving(
         &mut accepted.lock().unwrap(),
         "challenge_used",
     );
-    let verified = admin_audit_verify(survivor);
+    let verified = survivor.audit_verify();
     assert_eq!(verified["valid"], true, "{verified}");
 
     // The killed replica comes back on the same database and agrees.
     brokers[0].restart();
-    let verified = admin_audit_verify(&brokers[0]);
+    let verified = brokers[0].audit_verify();
     assert_eq!(verified["valid"], true, "{verified}");
     let (code, text) = audit_verify_cli(&brokers[0]);
     assert_eq!(code, Some(0), "{text}");

@@ -209,8 +209,7 @@ fn each_tpm_threat_is_refused_with_its_code_and_audited() {
     let vms: Vec<serde_json::Value> =
         broker.admin().get(broker.url("admin/vms")).send().unwrap().json().unwrap();
     assert_eq!(vms.len(), 1);
-    let verified: serde_json::Value =
-        broker.admin().post(broker.url("admin/audit/verify")).send().unwrap().json().unwrap();
+    let verified = broker.audit_verify();
     assert_eq!(verified["valid"], true, "{verified}");
 }
 
@@ -331,25 +330,19 @@ fn the_verify_api_names_each_reason_a_credential_is_no_good() {
     // The hardware blocked, then (unblocked) the credential revoked: refused at once.
     let hardware_id = ask("payments", signed(&statement, &signature))["claims"]["hardware_id"].clone();
     let change = |status: &str| {
-        let response = broker
-            .admin()
-            .post(broker.url("admin/identities"))
-            .json(&json!({"identity": {"kind": "ek", "id": hardware_id}, "status": status}))
-            .send()
-            .unwrap();
-        assert_eq!(response.status().as_u16(), 200);
+        broker.admin_post(
+            "admin/identities",
+            &json!({"identity": {"kind": "ek", "id": hardware_id}, "status": status}),
+        );
     };
     change("blocked");
     assert_eq!(ask("payments", signed(&statement, &signature))["code"], "vm_blocked");
     change("enrolled");
     assert_eq!(ask("payments", signed(&statement, &signature))["valid"], true);
-    let response = broker
-        .admin()
-        .post(broker.url("admin/revocations"))
-        .json(&json!({"target": {"kind": "credential", "id": issued.x509_serial}, "reason": "key compromise drill"}))
-        .send()
-        .unwrap();
-    assert_eq!(response.status().as_u16(), 200);
+    broker.admin_post(
+        "admin/revocations",
+        &json!({"target": {"kind": "credential", "id": issued.x509_serial}, "reason": "key compromise drill"}),
+    );
     let answer = ask("payments", signed(&statement, &signature));
     assert_eq!(answer["code"], "revoked");
     assert!(answer["reason"].as_str().unwrap().contains("key compromise drill"), "{answer}");

@@ -163,6 +163,18 @@ impl Broker {
         (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
     }
 
+    /// POSTs JSON to an admin route with the admin certificate; the answer must be 200.
+    pub fn admin_post(&self, path: &str, body: &impl serde::Serialize) -> Value {
+        let (status, answer) = self.post(&self.admin(), path, body);
+        assert_eq!(status, 200, "{path}: {answer}");
+        answer
+    }
+
+    /// `POST admin/audit/verify`: the broker's check of its audit chain.
+    pub fn audit_verify(&self) -> Value {
+        self.admin_post("admin/audit/verify", &serde_json::json!({}))
+    }
+
     /// Every audit record, through the admin API.
     pub fn audit(&self) -> Vec<Value> {
         let response = self.admin().get(self.url("admin/audit?limit=1000")).send().unwrap();

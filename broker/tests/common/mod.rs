@@ -16,6 +16,12 @@ pub use mooring_tests::broker::{assert_refused, loopback, read, Broker, BrokerSe
 /// Challenge id to the serials of the credentials a client received for it.
 pub type Accepted = std::collections::BTreeMap<String, Vec<String>>;
 
+/// Notes that the finish of `challenge_id` was answered with the credentials in `body`.
+pub fn accept(accepted: &mut Accepted, challenge_id: &str, body: &serde_json::Value) {
+    let serial = body["x509_serial"].as_str().unwrap().to_owned();
+    accepted.entry(challenge_id.to_owned()).or_default().push(serial);
+}
+
 /// After a crash: every finish sent again to `broker` (one it does not accept must answer
 /// `refused_as`), then no challenge was accepted twice in all, and every credential a
 /// client received has its `issued` audit record.
@@ -29,10 +35,7 @@ pub fn replay_all_accepting_each_once_and_audited(
     for request in requests {
         let (status, body) = broker.post(&client, "tpm/finish", request);
         match status {
-            200 => accepted
-                .entry(request.challenge_id.clone())
-                .or_default()
-                .push(body["x509_serial"].as_str().unwrap().to_owned()),
+            200 => accept(accepted, &request.challenge_id, &body),
             _ => assert_eq!(body["code"], refused_as, "{status}: {body}"),
         }
     }

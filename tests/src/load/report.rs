@@ -80,16 +80,8 @@ pub(crate) struct PreloadReport {
 /// Everything one run measured.
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct Report {
-    pub(crate) path: EvidencePath,
-    pub(crate) vms: usize,
-    pub(crate) concurrency: usize,
-    /// Open-loop rate (attestations started per second), if any.
-    pub(crate) rate: Option<f64>,
-    pub(crate) sources: u8,
-    pub(crate) brokers: usize,
-    /// Cores and load average when the run started (the conditions of the numbers).
-    pub(crate) cores: usize,
-    pub(crate) load_average: String,
+    #[serde(flatten)]
+    pub(crate) header: Header,
     pub(crate) measured: PhaseReport,
     pub(crate) floor: Option<Floor>,
     /// Broker CPU per attestation divided by the floor: the headline.
@@ -118,14 +110,7 @@ impl Report {
             after,
         });
         Self {
-            path: header.path,
-            vms: header.vms,
-            concurrency: header.concurrency,
-            rate: header.rate,
-            sources: header.sources,
-            brokers: header.brokers,
-            cores: header.cores,
-            load_average: header.load_average,
+            header,
             measured,
             floor,
             ratio,
@@ -147,10 +132,11 @@ impl Report {
             }
             return;
         }
-        let rate = self.rate.map_or_else(|| "closed loop".to_owned(), |r| format!("open loop at {r}/s"));
+        let h = &self.header;
+        let rate = h.rate.map_or_else(|| "closed loop".to_owned(), |r| format!("open loop at {r}/s"));
         println!(
             "mooring-load: {:?} path, {} VMs, concurrency {}, {rate}, {} source addresses, {} broker(s); {} cores, load {}",
-            self.path, self.vms, self.concurrency, self.sources, self.brokers, self.cores, self.load_average
+            h.path, h.vms, h.concurrency, h.sources, h.brokers, h.cores, h.load_average
         );
         println!();
         println!(
@@ -212,15 +198,17 @@ impl Report {
     }
 }
 
-/// What the run was.
-#[derive(Debug, Clone)]
+/// What the run was, and on what.
+#[derive(Debug, Clone, Serialize)]
 pub(crate) struct Header {
     pub(crate) path: EvidencePath,
     pub(crate) vms: usize,
     pub(crate) concurrency: usize,
+    /// Open-loop rate (attestations started per second), if any.
     pub(crate) rate: Option<f64>,
     pub(crate) sources: u8,
     pub(crate) brokers: usize,
+    /// Cores and load average when the run started (the conditions of the numbers).
     pub(crate) cores: usize,
     pub(crate) load_average: String,
 }
