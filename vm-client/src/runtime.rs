@@ -384,20 +384,18 @@ mod tests {
         }
     }
 
+    /// A bundle with placeholder credentials and `secrets`.
+    fn bundle<'a>(secrets: &'a [(String, Vec<u8>)], status: &'a Status) -> Bundle<'a> {
+        Bundle { svid_pem: "s", key_pem: "k", bundle_pem: "b", jwt: "j", secrets, status }
+    }
+
     #[test]
     fn files_are_private_and_stale_secrets_go() {
         let tmp = tempfile::tempdir_in("/dev/shm").unwrap();
         let dir = RuntimeDir::open(&tmp.path().join("run"), true).unwrap();
         let status = status();
         let secrets = vec![("a".to_owned(), b"1".to_vec()), ("b".to_owned(), b"2".to_vec())];
-        let bundle = Bundle {
-            svid_pem: "s",
-            key_pem: "k",
-            bundle_pem: "b",
-            jwt: "j",
-            secrets: &secrets,
-            status: &status,
-        };
+        let bundle = bundle(&secrets, &status);
         dir.store(&bundle).unwrap();
         for name in [SVID_FILE, KEY_FILE, BUNDLE_FILE, JWT_FILE, STATUS_FILE, "secrets/a", "secrets/b"] {
             let mode = fs::metadata(dir.path().join(name)).unwrap().mode() & 0o777;
@@ -424,15 +422,10 @@ mod tests {
         let status = status();
         for name in ["../escape", ".hidden", "", "a/b", &"x".repeat(65)] {
             let secrets = vec![(name.to_owned(), b"1".to_vec())];
-            let bundle = Bundle {
-                svid_pem: "s",
-                key_pem: "k",
-                bundle_pem: "b",
-                jwt: "j",
-                secrets: &secrets,
-                status: &status,
-            };
-            assert!(matches!(dir.store(&bundle).unwrap_err(), RuntimeError::BadSecretName(_)), "{name}");
+            assert!(
+                matches!(dir.store(&bundle(&secrets, &status)).unwrap_err(), RuntimeError::BadSecretName(_)),
+                "{name}"
+            );
         }
         assert!(!tmp.path().join(SVID_FILE).exists());
         assert!(safe_file_name("payment-key.v2_1"));

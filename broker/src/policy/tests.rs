@@ -209,3 +209,18 @@ fn secrets_are_read_and_bounded() {
     let e = Policy::parse(&with("missing.key"), &path).unwrap_err();
     assert!(e.message.contains("cannot read"), "{e}");
 }
+
+/// A log that extends none of the selected PCRs vouches for nothing: refused, not
+/// silently accepted as "replays to the quote".
+#[test]
+fn an_event_log_that_extends_none_of_the_selected_pcrs_is_refused() {
+    let log = mooring_tests::testdata("tpm/eventlogs/go-tpm-tools/ubuntu-2404-amd-sevsnp.bin");
+    let text = tpm_class("").replace("pcrs = [0, 7]", "pcrs = [10]").replace("7 = [", "10 = [");
+    let policy = parse(&text).unwrap();
+    let rules = policy.classes()[0].tpm().unwrap();
+    let mut quoted = PcrValues::new();
+    quoted.insert(HashAlg::Sha256, 10, vec![0; 32]).unwrap();
+    let refusal = rules.check(&quoted, Some(&log)).unwrap_err();
+    assert_eq!(refusal.code, Code::EventLogMismatch);
+    assert!(refusal.reason.contains("extends none of the quoted PCRs"), "{refusal}");
+}

@@ -262,7 +262,11 @@ fn recover_head(audit: &sled::Tree, meta: &sled::Tree) -> Result<ChainHead, Stor
         let record: AuditRecord = decode(&key, &value)?;
         head = head.follow(&record).map_err(|e| StoreError::Corrupt {
             key: format!("audit record {}", record.seq),
-            reason: format!("past the stored head {}: {e}", stored.seq),
+            reason: format!(
+                "it lies past the stored head {} and {e}; no crash leaves that, so the store was changed \
+                 outside the broker: restore the data directory from a backup",
+                stored.seq
+            ),
         })?;
     }
     if head != stored {

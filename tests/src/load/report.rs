@@ -109,13 +109,7 @@ impl Report {
             fill,
             after,
         });
-        Self {
-            header,
-            measured,
-            floor,
-            ratio,
-            preload,
-        }
+        Self { header, measured, floor, ratio, preload }
     }
 
     /// Failed attestations in every phase.
