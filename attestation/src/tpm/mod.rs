@@ -18,6 +18,7 @@ pub mod limits {
 }
 
 pub mod alg;
+pub mod appraisal;
 pub mod attest;
 pub mod certify;
 pub mod credential;

@@ -18,7 +18,8 @@ pub(crate) enum PolicyCommand {
         /// The policy file.
         file: PathBuf,
     },
-    /// Print a TPM class pinning a known-good VM's PCR values (and event-log rules).
+    /// Print a TPM class pinning a known-good VM's PCR values, with measured-boot rules
+    /// (boot applications, Secure Boot, command line) from its event log.
     LearnTpm(LearnTpmArgs),
     /// Print an SEV-SNP class admitting a known-good VM's launch measurement at its
     /// reported TCB or newer (the report is verified against AMD's roots first).
@@ -54,6 +55,14 @@ pub(crate) struct LearnTpmArgs {
     /// The VM's EK certificate; the class then matches its issuer.
     #[arg(long)]
     ek_certificate: Option<PathBuf>,
+    /// A network (CIDR) the class's VMs attest from; repeat for several.
+    #[arg(long = "network")]
+    networks: Vec<String>,
+    /// The kernel command line the VM booted with (its /proc/cmdline), for boot chains whose
+    /// log does not carry it as text (the kernel EFI stub, a UKI's .cmdline); it must be
+    /// measured in a quoted PCR.
+    #[arg(long)]
+    kernel_cmdline: Option<String>,
 }
 
 pub(crate) fn run(command: &PolicyCommand) -> Result<String, Failure> {
@@ -84,8 +93,17 @@ pub(crate) fn run(command: &PolicyCommand) -> Result<String, Failure> {
                 }
                 None => None,
             };
-            learn::tpm_class(&args.class, bank, &args.indices, &values, log.as_deref(), issuer.as_deref())
-                .map_err(Failure::Rejected)
+            learn::tpm_class(&learn::TpmReference {
+                name: &args.class,
+                bank,
+                pcrs: &args.indices,
+                values: &values,
+                event_log: log.as_deref(),
+                ek_issuer: issuer.as_deref(),
+                networks: &args.networks,
+                kernel_cmdline: args.kernel_cmdline.as_deref(),
+            })
+            .map_err(Failure::Rejected)
         }
         PolicyCommand::LearnSnp(args) => {
             let report = verify_snp_report(&args.evidence)?;

@@ -83,24 +83,28 @@ pub(super) struct TpmFile {
     /// Allowed values per PCR index (any listed value is accepted).
     #[serde(default)]
     pub(super) pcr_values: BTreeMap<String, Vec<Hex>>,
-    pub(super) event_log: Option<EventLogFile>,
+    pub(super) event_log: Option<Spanned<EventLogFile>>,
     /// PCRs a sealed secret's unseal policy covers (default: `pcrs`).
     pub(super) seal_pcrs: Option<Vec<u8>>,
 }
 
-/// `[class.tpm.event_log]`.
+/// `[class.tpm.event_log]`: measured-boot rules, judged by digests (see `policy/boot.rs`).
+/// The table's presence requires the VM to send its event log.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct EventLogFile {
-    /// Refuse a VM that sends no event log.
-    #[serde(default)]
-    pub(super) required: bool,
+    /// Only `true` is accepted (the default); kept so older files still read.
+    pub(super) required: Option<bool>,
     /// Required Secure Boot state.
     pub(super) secure_boot: Option<bool>,
-    /// Allowed Authenticode digests of boot applications (shim, boot loader, UKI).
+    /// Allowed Authenticode digests of boot applications (shim, boot loader, kernel, UKI).
     pub(super) boot_applications: Option<Vec<Hex>>,
     /// Allowed kernel command lines, exactly as measured.
     pub(super) kernel_cmdlines: Option<Vec<String>>,
+    /// Further digests allowed per PCR (grub commands, files, UKI sections...): every
+    /// digest in a PCR listed here, or owned by a rule, must be allowed.
+    #[serde(default)]
+    pub(super) measurements: BTreeMap<String, Vec<Hex>>,
 }
 
 /// `[class.snp]`.

@@ -1,61 +1,201 @@
 //! `policy learn`: reference values from a known-good VM's evidence, written as a class
 //! the operator reviews and pastes into the policy.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use mooring_attestation::snp::TcbParts;
 use mooring_attestation::tpm::alg::HashAlg;
-use mooring_attestation::tpm::eventlog::EventLog;
+use mooring_attestation::tpm::eventlog::{MeasuredBoot, Measurement, Proof, SecureBootState};
 use mooring_attestation::tpm::pcr::PcrValues;
 
-/// A TPM class pinning `pcrs` of `bank` to the values seen, plus event-log rules when a
-/// log is given (its replay must match the values).
-pub(crate) fn tpm_class(
-    name: &str,
-    bank: HashAlg,
-    pcrs: &[u8],
-    values: &PcrValues,
-    event_log: Option<&[u8]>,
-    ek_issuer: Option<&str>,
-) -> Result<String, String> {
+use super::boot::{cmdline_digests, cmdline_text, BOOT_APPLICATION_PCR, CMDLINE_PCRS, NOT_IN_FIRMWARE_LOG, SECURE_BOOT_PCR};
+
+/// A known-good TPM VM, as `policy learn-tpm` reads it.
+#[derive(Debug)]
+pub(crate) struct TpmReference<'a> {
+    pub(crate) name: &'a str,
+    pub(crate) bank: HashAlg,
+    pub(crate) pcrs: &'a [u8],
+    pub(crate) values: &'a PcrValues,
+    pub(crate) event_log: Option<&'a [u8]>,
+    pub(crate) ek_issuer: Option<&'a str>,
+    pub(crate) networks: &'a [String],
+    /// The command line the VM booted with (`/proc/cmdline`), for chains whose log does not
+    /// carry it as text (kernel EFI stub, UKI); it must be measured in a quoted PCR.
+    pub(crate) kernel_cmdline: Option<&'a str>,
+}
+
+/// A TPM class pinning the VM's quoted PCR values and, when its event log is given (it
+/// must replay to those values), measured-boot rules that admit exactly this boot chain
+/// and name what changed when another is refused.
+pub(crate) fn tpm_class(vm: &TpmReference<'_>) -> Result<String, String> {
+    if let Some((index, why)) = NOT_IN_FIRMWARE_LOG.iter().find(|(i, _)| vm.pcrs.contains(i)) {
+        return Err(format!("PCR {index}: {why}; leave it out of the indices"));
+    }
     let mut out = String::new();
-    let _ = writeln!(out, "[[class]]\nname = {name:?}\nevidence = \"tpm\"\nttl_seconds = 3600");
-    let _ = writeln!(out, "audiences = []\nnetworks = [] # fill in: the CIDRs these VMs attest from\n");
+    let _ = writeln!(out, "[[class]]\nname = {}\nevidence = \"tpm\"\nttl_seconds = 3600", toml_string(vm.name));
+    let networks: Vec<String> = vm.networks.iter().map(|n| toml_string(n)).collect();
+    let hint = if networks.is_empty() { " # fill in: the CIDRs these VMs attest from" } else { "" };
+    let _ = writeln!(out, "audiences = []\nnetworks = [{}]{hint}\n", networks.join(", "));
     let _ = writeln!(out, "[class.match]");
-    match ek_issuer {
+    match vm.ek_issuer {
         Some(issuer) => {
-            let _ = writeln!(out, "ek_issuers = [{issuer:?}]\n");
+            let _ = writeln!(out, "ek_issuers = [{}]\n", toml_string(issuer));
         }
         None => {
             let _ = writeln!(out, "enrolled = true\n");
         }
     }
-    let list: Vec<String> = pcrs.iter().map(ToString::to_string).collect();
-    let _ = writeln!(out, "[class.tpm]\npcr_bank = {:?}\npcrs = [{}]\n", bank.name(), list.join(", "));
+    let list: Vec<String> = vm.pcrs.iter().map(ToString::to_string).collect();
+    let _ = writeln!(out, "[class.tpm]\npcr_bank = {:?}\npcrs = [{}]\n", vm.bank.name(), list.join(", "));
     let _ = writeln!(out, "[class.tpm.pcr_values]");
-    for index in pcrs {
+    for index in vm.pcrs {
         let value =
-            values.get(bank, *index).ok_or_else(|| format!("no {} value for PCR {index}", bank.name()))?;
+            vm.values.get(vm.bank, *index).ok_or_else(|| format!("no {} value for PCR {index}", vm.bank.name()))?;
         let _ = writeln!(out, "{index} = [\"{}\"]", hex::encode(value));
     }
-    if let Some(bytes) = event_log {
-        let log = EventLog::parse(bytes).map_err(|e| format!("event log: {e}"))?;
-        let replayed = log.replay();
-        let covered: Vec<u8> = pcrs.iter().copied().filter(|i| replayed.get(bank, *i).is_some()).collect();
-        let matched = log.check_against(values, bank, &covered).map_err(|e| format!("event log: {e}"))?;
-        let summary = matched.summary();
-        let _ = writeln!(out, "\n[class.tpm.event_log]\nrequired = true");
-        if let Some(on) = summary.secure_boot() {
-            let _ = writeln!(out, "secure_boot = {on}");
-        }
-        let apps: Vec<String> =
-            summary.boot_applications().iter().map(|a| format!("\"{}\"", hex::encode(a.digest()))).collect();
-        let _ = writeln!(out, "boot_applications = [{}]", apps.join(", "));
-        let lines: Vec<String> =
-            summary.kernel_cmdlines().iter().map(|c| format!("{:?}", c.cmdline())).collect();
-        let _ = writeln!(out, "kernel_cmdlines = [{}]", lines.join(", "));
+    if let Some(log) = vm.event_log {
+        let boot = MeasuredBoot::from_reference(log, vm.values, vm.bank, vm.pcrs)
+            .map_err(|e| format!("event log: {e}"))?;
+        out.push('\n');
+        out.push_str(&boot_rules(vm, &boot)?);
     }
     Ok(out)
+}
+
+/// `[class.tpm.event_log]` for a verified boot.
+fn boot_rules(vm: &TpmReference<'_>, boot: &MeasuredBoot) -> Result<String, String> {
+    let mut out = String::new();
+    let mut rules = false;
+    let mut listed: BTreeMap<u8, Vec<&Measurement>> = BTreeMap::new();
+    let quoted = |pcr: u8| vm.pcrs.contains(&pcr);
+    let mut applications: Vec<&Measurement> = Vec::new();
+    if quoted(BOOT_APPLICATION_PCR) {
+        for m in boot.in_pcr(BOOT_APPLICATION_PCR) {
+            match m.proof() {
+                Proof::WellKnown(_) => {}
+                Proof::Opaque => {
+                    if !applications.iter().any(|a| a.digest() == m.digest()) {
+                        applications.push(m);
+                    }
+                }
+                _ => listed.entry(BOOT_APPLICATION_PCR).or_default().push(m),
+            }
+        }
+    }
+    if applications.is_empty() {
+        let _ = writeln!(out, "# no boot application is measured in a quoted PCR 4: no boot_applications rule");
+        listed.remove(&BOOT_APPLICATION_PCR);
+    } else {
+        rules = true;
+        let _ = writeln!(out, "boot_applications = [");
+        for app in &applications {
+            let _ = writeln!(out, "  \"{}\", # {}", hex::encode(app.digest()), comment(app));
+        }
+        let _ = writeln!(out, "]");
+    }
+    if quoted(SECURE_BOOT_PCR) {
+        let state = boot.secure_boot();
+        let rule = match state {
+            SecureBootState::On if !applications.is_empty() => Some(true),
+            SecureBootState::Off => Some(false),
+            _ => None,
+        };
+        match rule {
+            Some(on) => {
+                rules = true;
+                let _ = writeln!(out, "secure_boot = {on}");
+            }
+            None => {
+                let _ = writeln!(out, "# Secure Boot is {state}, and no boot application proves it: no secure_boot rule");
+            }
+        }
+        if rule.is_some() {
+            for m in boot.in_pcr(SECURE_BOOT_PCR) {
+                if !matches!(m.proof(), Proof::WellKnown(_) | Proof::Variable { .. }) {
+                    listed.entry(SECURE_BOOT_PCR).or_default().push(m);
+                }
+            }
+        }
+    }
+    let cmdline_pcrs: Vec<u8> = CMDLINE_PCRS.into_iter().filter(|p| quoted(*p)).collect();
+    let mut cmdlines: Vec<String> = Vec::new();
+    for m in boot.measurements().iter().filter(|m| cmdline_pcrs.contains(&m.pcr())) {
+        if let (Some(_), Proof::Text { text, .. }) = (cmdline_text(m), m.proof()) {
+            if !cmdlines.contains(text) {
+                cmdlines.push(text.clone());
+            }
+        }
+    }
+    if let Some(given) = vm.kernel_cmdline {
+        let digests = cmdline_digests(vm.bank, given);
+        let measured = boot
+            .measurements()
+            .iter()
+            .any(|m| cmdline_pcrs.contains(&m.pcr()) && digests.iter().any(|d| d == m.digest()));
+        if !measured {
+            return Err(format!(
+                "kernel command line {given:?} is not measured in a quoted PCR among 8, 9, 11, 12 \
+                 (check the indices, and that it is byte for byte /proc/cmdline)"
+            ));
+        }
+        if !cmdlines.iter().any(|c| c == given) {
+            cmdlines.push(given.to_owned());
+        }
+    }
+    if applications.is_empty() || cmdline_pcrs.is_empty() || cmdlines.is_empty() {
+        let _ = writeln!(
+            out,
+            "# no kernel_cmdlines rule: it needs boot applications, a quoted PCR among 8, 9, 11, 12 and \
+             a command line measured there (pass --kernel-cmdline for the kernel stub or a UKI)"
+        );
+    } else {
+        rules = true;
+        let quoted_lines: Vec<String> = cmdlines.iter().map(|c| toml_string(c)).collect();
+        let _ = writeln!(out, "kernel_cmdlines = [{}]", quoted_lines.join(", "));
+        let allowed: Vec<Vec<u8>> = cmdlines.iter().flat_map(|c| cmdline_digests(vm.bank, c)).collect();
+        for &pcr in &cmdline_pcrs {
+            for m in boot.in_pcr(pcr) {
+                if !matches!(m.proof(), Proof::WellKnown(_)) && !allowed.iter().any(|d| d == m.digest()) {
+                    listed.entry(pcr).or_default().push(m);
+                }
+            }
+        }
+    }
+    if !rules {
+        return Ok(format!("# no measured-boot rule applies to the quoted PCRs:\n{out}"));
+    }
+    out.insert_str(0, "[class.tpm.event_log]\n");
+    if !listed.is_empty() {
+        let _ = writeln!(out, "\n[class.tpm.event_log.measurements]");
+        for (pcr, measurements) in listed {
+            let _ = writeln!(out, "{pcr} = [");
+            let mut seen: Vec<&[u8]> = Vec::new();
+            for m in measurements {
+                if !seen.contains(&m.digest()) {
+                    seen.push(m.digest());
+                    let _ = writeln!(out, "  \"{}\", # {}", hex::encode(m.digest()), comment(m));
+                }
+            }
+            let _ = writeln!(out, "]");
+        }
+    }
+    Ok(out)
+}
+
+/// What a measurement is, for a TOML comment (escaped, one line).
+fn comment(m: &Measurement) -> String {
+    match m.proof() {
+        Proof::Text { prefix, text } => {
+            format!("{}{}", prefix.escape_debug(), text.chars().take(120).flat_map(char::escape_debug).collect::<String>())
+        }
+        _ => m.logged_as().to_owned(),
+    }
+}
+
+fn toml_string(text: &str) -> String {
+    toml::Value::String(text.to_owned()).to_string()
 }
 
 /// An SEV-SNP class admitting this measurement at this TCB or newer.

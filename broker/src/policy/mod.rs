@@ -3,6 +3,7 @@
 //! Fail closed: an empty policy admits nothing; every class must say how VMs match it
 //! and what boot state it requires; a class only accepts the evidence kind it names.
 
+mod boot;
 mod file;
 pub(crate) mod learn;
 
@@ -13,10 +14,11 @@ use std::path::{Path, PathBuf};
 use ipnet::IpNet;
 use mooring_attestation::snp::TcbParts;
 use mooring_attestation::tpm::alg::HashAlg;
-use mooring_attestation::tpm::eventlog::EventLog;
-use mooring_attestation::tpm::pcr::{PcrSelection, PcrValues};
+use mooring_attestation::tpm::appraisal::TpmAppraisal;
+use mooring_attestation::tpm::pcr::PcrSelection;
 use sha2::{Digest, Sha256};
 
+use self::boot::{BootRules, NOT_IN_FIRMWARE_LOG};
 use self::file::{ClassFile, Evidence, PolicyFile};
 use crate::refusal::{Code, Refusal};
 use crate::store::{EvidenceKind, IdentityStatus};
@@ -64,16 +66,27 @@ pub(crate) struct TpmRules {
     bank: HashAlg,
     pcrs: Vec<u8>,
     pcr_values: BTreeMap<u8, Vec<Vec<u8>>>,
-    event_log: Option<EventLogRules>,
+    boot: Option<BootRules>,
     seal_selection: PcrSelection,
 }
 
+/// A class-level error; `at` is the byte offset of a table more precise than the class.
 #[derive(Debug)]
-struct EventLogRules {
-    required: bool,
-    secure_boot: Option<bool>,
-    boot_applications: Option<Vec<Vec<u8>>>,
-    kernel_cmdlines: Option<Vec<String>>,
+struct CompileError {
+    at: Option<usize>,
+    message: String,
+}
+
+impl From<String> for CompileError {
+    fn from(message: String) -> Self {
+        Self { at: None, message }
+    }
+}
+
+impl From<&str> for CompileError {
+    fn from(message: &str) -> Self {
+        Self { at: None, message: message.to_owned() }
+    }
 }
 
 /// What an SEV-SNP VM must show.
@@ -156,8 +169,10 @@ impl Policy {
             if classes.iter().any(|c| c.name == name) {
                 return Err(error(Some(line), format!("class {name:?} is defined twice")));
             }
-            let class =
-                Class::compile(class, base).map_err(|m| error(Some(line), format!("class {name:?}: {m}")))?;
+            let class = Class::compile(class, base).map_err(|e| {
+                let line = e.at.map_or(line, |offset| line_of(text, offset));
+                error(Some(line), format!("class {name:?}: {}", e.message))
+            })?;
             classes.push(class);
         }
         Ok(Self { classes, digest: hex::encode(Sha256::digest(text.as_bytes())) })
@@ -246,15 +261,15 @@ fn line_of(text: &str, offset: usize) -> usize {
 }
 
 impl Class {
-    fn compile(class: ClassFile, base: &Path) -> Result<Self, String> {
+    fn compile(class: ClassFile, base: &Path) -> Result<Self, CompileError> {
         if class.name.is_empty()
             || !class.name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b))
         {
             return Err("name: letters, digits, '-' and '_' only".into());
         }
-        check_template(&class.spiffe_id)?;
+        check_template(&class.spiffe_id).map_err(CompileError::from)?;
         if class.ttl_seconds < 60 || class.ttl_seconds > 7 * 24 * 3600 {
-            return Err(format!("ttl_seconds {} outside 60..=604800", class.ttl_seconds));
+            return Err(format!("ttl_seconds {} outside 60..=604800", class.ttl_seconds).into());
         }
         if class.networks.is_empty() {
             return Err("networks is empty: list the CIDRs VMs of this class attest from".into());
@@ -267,11 +282,9 @@ impl Class {
                 }
                 if class.matching.ek_issuers.is_empty() && hardware_ids.is_empty() && !class.matching.enrolled
                 {
-                    return Err(
-                        "[class.match] needs ek_issuers, hardware_ids or enrolled = true: a TPM class \
-                                must say which EKs it admits"
-                            .into(),
-                    );
+                    return Err("[class.match] needs ek_issuers, hardware_ids or enrolled = true: a TPM \
+                                class must say which EKs it admits"
+                        .into());
                 }
                 let rules = class.tpm.ok_or("evidence = \"tpm\" needs a [class.tpm] table")?;
                 (Some(TpmRules::compile(rules)?), None, EvidenceKind::Tpm)
@@ -290,18 +303,19 @@ impl Class {
         let mut secrets: Vec<Secret> = Vec::new();
         for secret in class.secrets {
             if secrets.iter().any(|s| s.name == secret.name) || secret.name.is_empty() {
-                return Err(format!("secret name {:?} is empty or repeated", secret.name));
+                return Err(format!("secret name {:?} is empty or repeated", secret.name).into());
             }
             let path = if secret.file.is_relative() { base.join(&secret.file) } else { secret.file.clone() };
             let value = std::fs::read(&path)
-                .map_err(|e| format!("secret {:?}: cannot read {}: {e}", secret.name, path.display()))?;
+                .map_err(|e| CompileError::from(format!("secret {:?}: cannot read {}: {e}", secret.name, path.display())))?;
             if value.is_empty() || value.len() > MAX_SECRET_BYTES {
                 return Err(format!(
                     "secret {:?} is {} bytes; releasable secrets hold 1..={MAX_SECRET_BYTES} bytes \
                      (seal a key, not a document)",
                     secret.name,
                     value.len()
-                ));
+                )
+                .into());
             }
             secrets.push(Secret { name: secret.name, value });
         }
@@ -427,18 +441,24 @@ fn check_template(template: &str) -> Result<(), String> {
 }
 
 impl TpmRules {
-    fn compile(rules: file::TpmFile) -> Result<Self, String> {
+    fn compile(rules: file::TpmFile) -> Result<Self, CompileError> {
         let bank = HashAlg::from_name(&rules.pcr_bank)
             .ok_or_else(|| format!("unknown pcr_bank {:?}", rules.pcr_bank))?;
         let selection = PcrSelection::single(bank, &rules.pcrs).map_err(|e| format!("pcrs: {e}"))?;
         if rules.pcrs.is_empty() {
             return Err("pcrs is empty".into());
         }
+        if let Some((index, why)) = NOT_IN_FIRMWARE_LOG.iter().find(|(i, _)| rules.pcrs.contains(i)) {
+            return Err(format!(
+                "pcrs lists PCR {index}: {why}, and every quoted PCR is checked against that log"
+            )
+            .into());
+        }
         let mut pcr_values = BTreeMap::new();
         for (index, values) in rules.pcr_values {
             let index: u8 = index.parse().map_err(|_| format!("pcr_values: {index:?} is not a PCR index"))?;
             if !rules.pcrs.contains(&index) {
-                return Err(format!("pcr_values lists PCR {index}, which is not in pcrs"));
+                return Err(format!("pcr_values lists PCR {index}, which is not in pcrs").into());
             }
             if let Some(bad) = values.iter().find(|v| v.0.len() != bank.size()) {
                 return Err(format!(
@@ -446,38 +466,40 @@ impl TpmRules {
                     bad.0.len(),
                     bank.name(),
                     bank.size()
-                ));
+                )
+                .into());
             }
             if values.is_empty() {
                 return Err(format!(
                     "pcr_values {index}: empty list admits nothing; remove the key or add values"
-                ));
+                )
+                .into());
             }
             pcr_values.insert(index, values.into_iter().map(|v| v.0).collect());
         }
-        let event_log = rules.event_log.map(|log| EventLogRules {
-            required: log.required,
-            secure_boot: log.secure_boot,
-            boot_applications: log.boot_applications.map(|list| list.into_iter().map(|h| h.0).collect()),
-            kernel_cmdlines: log.kernel_cmdlines,
-        });
-        let log_rules = event_log.as_ref().is_some_and(|l| {
-            l.required
-                && (l.secure_boot.is_some() || l.boot_applications.is_some() || l.kernel_cmdlines.is_some())
-        });
-        if pcr_values.is_empty() && !log_rules {
-            return Err(
-                "[class.tpm] pins no boot state: give pcr_values, or an event_log with required = true \
-                        and at least one rule"
-                    .into(),
-            );
+        let boot = match rules.event_log {
+            Some(table) => {
+                let at = table.span().start;
+                let compiled = BootRules::compile(table.into_inner(), bank, &rules.pcrs)
+                    .map_err(|message| CompileError { at: Some(at), message })?;
+                Some(compiled)
+            }
+            None => None,
+        };
+        if pcr_values.is_empty() && boot.is_none() {
+            return Err("[class.tpm] pins no boot state: give pcr_values, or [class.tpm.event_log] rules".into());
         }
         let seal_pcrs = rules.seal_pcrs.unwrap_or_else(|| rules.pcrs.clone());
         if let Some(index) = seal_pcrs.iter().find(|i| !rules.pcrs.contains(i)) {
-            return Err(format!("seal_pcrs lists PCR {index}, which is not quoted (pcrs)"));
+            return Err(format!("seal_pcrs lists PCR {index}, which is not quoted (pcrs)").into());
         }
         let seal_selection = PcrSelection::single(bank, &seal_pcrs).map_err(|e| format!("seal_pcrs: {e}"))?;
-        Ok(Self { selection, bank, pcrs: rules.pcrs, pcr_values, event_log, seal_selection })
+        Ok(Self { selection, bank, pcrs: rules.pcrs, pcr_values, boot, seal_selection })
+    }
+
+    /// The bank the class quotes and appraises.
+    pub(crate) fn bank(&self) -> HashAlg {
+        self.bank
     }
 
     /// The PCRs a VM must quote.
@@ -495,10 +517,20 @@ impl TpmRules {
         BTreeMap::from([(self.bank.name().to_owned(), self.pcrs.clone())])
     }
 
-    /// Checks verified, quoted PCR values and the event log against the rules.
-    pub(crate) fn check(&self, quoted: &PcrValues, event_log: Option<&[u8]>) -> Result<(), Refusal> {
+    /// Decides on an appraisal: measured-boot rules first (their refusals say what in the
+    /// boot was wrong), then the pinned PCR values.
+    pub(crate) fn check(&self, appraisal: &TpmAppraisal) -> Result<(), Refusal> {
+        if let Some(rules) = &self.boot {
+            let Some(boot) = appraisal.boot() else {
+                return Err(Refusal::new(
+                    Code::EventLogMissing,
+                    "class has measured-boot rules and requires the event log; none was sent",
+                ));
+            };
+            rules.check(boot)?;
+        }
         for (index, allowed) in &self.pcr_values {
-            let value = quoted.get(self.bank, *index).unwrap_or_default();
+            let value = appraisal.pcrs().get(self.bank, *index).unwrap_or_default();
             if !allowed.iter().any(|a| a.as_slice() == value) {
                 return Err(Refusal::new(
                     Code::PcrValueNotAllowed,
@@ -510,79 +542,17 @@ impl TpmRules {
                 ));
             }
         }
-        let rules = self.event_log.as_ref();
-        let Some(bytes) = event_log else {
-            if rules.is_some_and(|r| r.required) {
-                return Err(Refusal::new(
-                    Code::EventLogMissing,
-                    "class requires the measured-boot event log",
-                ));
-            }
-            return Ok(());
-        };
-        // A log that is sent must replay to the quote, whether or not rules read it:
-        // a tampered log is refused, never silently ignored.
-        let log = EventLog::parse(bytes)
-            .map_err(|e| Refusal::new(Code::EventLogMismatch, format!("event log unreadable: {e}")))?;
-        let covered: Vec<u8> = self.pcrs.iter().copied().filter(|i| log.extends(self.bank, *i)).collect();
-        if covered.is_empty() {
-            return Err(Refusal::new(
-                Code::EventLogMismatch,
-                format!("event log extends none of the quoted PCRs in bank {}", self.bank.name()),
-            ));
-        }
-        let matched = log.check_against(quoted, self.bank, &covered).map_err(|e| {
-            Refusal::new(Code::EventLogMismatch, format!("event log does not replay to the quote: {e}"))
-        })?;
-        let Some(rules) = rules else { return Ok(()) };
-        let summary = matched.summary();
-        if let Some(required) = rules.secure_boot {
-            if summary.secure_boot() != Some(required) {
-                let state = summary.secure_boot().map_or("not measured", |on| if on { "on" } else { "off" });
-                return Err(Refusal::new(
-                    Code::EventLogPolicy,
-                    format!(
-                        "Secure Boot is {state}; class requires it {}",
-                        if required { "on" } else { "off" }
-                    ),
-                ));
-            }
-        }
-        if let Some(allowed) = &rules.boot_applications {
-            if let Some(app) =
-                summary.boot_applications().iter().find(|a| !allowed.iter().any(|d| d == a.digest()))
-            {
-                return Err(Refusal::new(
-                    Code::EventLogPolicy,
-                    format!(
-                        "boot application {} ({}) is not allowed",
-                        hex::encode(app.digest()),
-                        app.file_path().unwrap_or("no path")
-                    ),
-                ));
-            }
-        }
-        if let Some(allowed) = &rules.kernel_cmdlines {
-            if let Some(line) =
-                summary.kernel_cmdlines().iter().find(|c| !allowed.iter().any(|a| a == c.cmdline()))
-            {
-                return Err(Refusal::new(
-                    Code::EventLogPolicy,
-                    format!("kernel command line {:?} is not allowed", line.cmdline()),
-                ));
-            }
-        }
         Ok(())
     }
 }
 
 impl SnpRules {
-    fn compile(rules: file::SnpFile) -> Result<Self, String> {
+    fn compile(rules: file::SnpFile) -> Result<Self, CompileError> {
         if rules.measurements.is_empty() {
             return Err("[class.snp] measurements is empty: list the launch measurements to admit".into());
         }
         if let Some(bad) = rules.measurements.iter().find(|m| m.0.len() != 48) {
-            return Err(format!("measurement {} is {} bytes, not 48", hex::encode(&bad.0), bad.0.len()));
+            return Err(format!("measurement {} is {} bytes, not 48", hex::encode(&bad.0), bad.0.len()).into());
         }
         Ok(Self {
             measurements: rules.measurements.into_iter().map(|m| m.0).collect(),

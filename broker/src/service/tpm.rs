@@ -5,6 +5,7 @@
 use mooring_attestation::protocol::{
     tpm_qualifying_data, IssuedCredentials, TpmBeginRequest, TpmChallenge, TpmFinishRequest,
 };
+use mooring_attestation::tpm::appraisal::TpmAppraisal;
 use mooring_attestation::tpm::attest::{Ak, Signature, AK_ATTRIBUTES};
 use mooring_attestation::tpm::certify::{verify_certify, NON_EXPORTABLE_SIGNING_KEY};
 use mooring_attestation::tpm::credential::make_credential;
@@ -253,7 +254,9 @@ impl Broker {
         .map_err(|e| {
             Refusal::new(Code::CertifyInvalid, format!("certification of the credential key: {e}"))
         })?;
-        rules.check(quote.pcrs(), request.event_log.as_deref())?;
+        let appraisal = TpmAppraisal::new(quote, request.event_log.as_deref(), rules.bank())
+            .map_err(|e| Refusal::new(Code::EventLogMismatch, format!("event log: {e}")))?;
+        rules.check(&appraisal)?;
 
         let subject = Subject {
             spiffe_id: class.spiffe_id(self.issuer.trust_domain(), &state.hardware_id),
@@ -264,7 +267,7 @@ impl Broker {
             ttl_seconds: class.ttl_seconds(),
             audiences: class.audiences().to_vec(),
         };
-        let secrets = self.seal_tpm_secrets(class, &keys.ek, quote.pcrs())?;
+        let secrets = self.seal_tpm_secrets(class, &keys.ek, appraisal.pcrs())?;
         let evidence = match &state.ek_issuer {
             Some(issuer) => format!("TPM quote, EK certified by {issuer}"),
             None => "TPM quote, enrolled EK".to_owned(),
