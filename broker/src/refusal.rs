@@ -65,7 +65,7 @@ pub(crate) enum Code {
 impl Code {
     /// Every code, for the OpenAPI sync test.
     #[cfg(test)]
-    pub(crate) const ALL: [Self; 43] = [
+    pub(crate) const ALL: [Self; 46] = [
         Self::MalformedRequest,
         Self::BodyTooLarge,
         Self::RateLimited,

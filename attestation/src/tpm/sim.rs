@@ -4,6 +4,7 @@
 //! EK behind it and cannot pass credential activation.
 
 pub mod activate;
+pub mod eventlog;
 
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};

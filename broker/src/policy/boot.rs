@@ -249,8 +249,20 @@ pub(crate) fn cmdline_text(m: &Measurement) -> Option<String> {
             if matches!(*prefix, "kernel_cmdline: " | "grub_kernel_cmdline ")
                 || (prefix.is_empty() && matches!(m.pcr(), 8 | 12)) =>
         {
-            Some(format!("{text:?}").chars().take(200).collect())
+            Some(abridged(&format!("{text:?}")))
         }
         _ => None,
     }
+}
+
+/// `text` whole when short, else its head and its tail (where command lines differ).
+fn abridged(text: &str) -> String {
+    const KEEP: usize = 150;
+    let count = text.chars().count();
+    if count <= 2 * KEEP {
+        return text.to_owned();
+    }
+    let head: String = text.chars().take(KEEP).collect();
+    let tail: String = text.chars().skip(count - KEEP).collect();
+    format!("{head}...{tail}")
 }

@@ -564,4 +564,6 @@ impl SnpRules {
 }
 
 #[cfg(test)]
+mod boot_tests;
+#[cfg(test)]
 mod tests;

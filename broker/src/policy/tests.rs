@@ -4,7 +4,10 @@ use std::net::IpAddr;
 use std::path::Path;
 
 use mooring_attestation::tpm::alg::HashAlg;
-use mooring_attestation::tpm::pcr::PcrValues;
+use mooring_attestation::tpm::attest::{Ak, Signature};
+use mooring_attestation::tpm::pcr::{PcrSelection, PcrValues};
+use mooring_attestation::tpm::quote::{verify_quote, QuoteExpectation};
+use mooring_attestation::tpm::sim::{quote_fields, SoftKey, AK_ATTRIBUTES};
 
 use super::*;
 
@@ -16,6 +19,20 @@ fn tpm_class(extra: &str) -> String {
          [class.match]\nek_issuers = [\"CN=Vendor CA\"]\n\n[class.tpm]\npcr_bank = \"sha256\"\npcrs = [0, 7]\n\
          [class.tpm.pcr_values]\n7 = [\"{ZERO}\"]\n"
     )
+}
+
+/// The appraisal of a correctly signed quote over `values` (sha256) with `log`.
+pub(super) fn appraisal(values: &PcrValues, log: Option<&[u8]>) -> Result<TpmAppraisal, Refusal> {
+    const NONCE: &[u8] = b"nonce";
+    let indices: Vec<u8> = values.bank(HashAlg::Sha256).map(|(index, _)| index).collect();
+    let selection = PcrSelection::single(HashAlg::Sha256, &indices).unwrap();
+    let attest = quote_fields(NONCE).quote(&selection, &values.digest(&selection, HashAlg::Sha256).unwrap());
+    let ak = SoftKey::new(AK_ATTRIBUTES);
+    let signature = Signature::parse(&ak.sign(&attest)).unwrap();
+    let expected = QuoteExpectation { qualifying_data: NONCE, selection: &selection };
+    let quote = verify_quote(Ak::Tpm(ak.public()), &attest, &signature, values, &expected).unwrap();
+    TpmAppraisal::new(quote, log, HashAlg::Sha256)
+        .map_err(|e| Refusal::new(Code::EventLogMismatch, format!("event log: {e}")))
 }
 
 fn parse(text: &str) -> Result<Policy, PolicyError> {
@@ -128,24 +145,24 @@ fn pcr_values_are_checked() {
     let mut values = PcrValues::new();
     values.insert(HashAlg::Sha256, 0, vec![1; 32]).unwrap();
     values.insert(HashAlg::Sha256, 7, vec![0; 32]).unwrap();
-    rules.check(&values, None).unwrap();
+    rules.check(&appraisal(&values, None).unwrap()).unwrap();
     let mut changed = PcrValues::new();
     changed.insert(HashAlg::Sha256, 0, vec![1; 32]).unwrap();
     changed.insert(HashAlg::Sha256, 7, vec![2; 32]).unwrap();
-    let refusal = rules.check(&changed, None).unwrap_err();
+    let refusal = rules.check(&appraisal(&changed, None).unwrap()).unwrap_err();
     assert_eq!(refusal.code, Code::PcrValueNotAllowed);
     assert!(refusal.reason.contains("sha256:7"), "{refusal}");
 }
 
 #[test]
 fn a_required_event_log_must_be_sent() {
-    let text = format!("{}[class.tpm.event_log]\nrequired = true\nsecure_boot = true\n", tpm_class(""));
+    let text = format!("{}[class.tpm.event_log]\nsecure_boot = false\n", tpm_class(""));
     let policy = parse(&text).unwrap();
     let rules = policy.classes()[0].tpm().unwrap();
     let mut values = PcrValues::new();
     values.insert(HashAlg::Sha256, 0, vec![0; 32]).unwrap();
     values.insert(HashAlg::Sha256, 7, vec![0; 32]).unwrap();
-    assert_eq!(rules.check(&values, None).unwrap_err().code, Code::EventLogMissing);
+    assert_eq!(rules.check(&appraisal(&values, None).unwrap()).unwrap_err().code, Code::EventLogMissing);
 }
 
 fn snp_policy() -> Policy {
@@ -210,17 +227,19 @@ fn secrets_are_read_and_bounded() {
     assert!(e.message.contains("cannot read"), "{e}");
 }
 
-/// A log that extends none of the selected PCRs vouches for nothing: refused, not
-/// silently accepted as "replays to the quote".
+/// A log that is sent must reproduce every quoted PCR, whether or not rules read it: one
+/// that extends none of them is refused, not silently accepted as "replays to the quote".
 #[test]
-fn an_event_log_that_extends_none_of_the_selected_pcrs_is_refused() {
+fn an_event_log_that_does_not_reproduce_the_quoted_pcrs_is_refused() {
     let log = mooring_tests::testdata("tpm/eventlogs/go-tpm-tools/ubuntu-2404-amd-sevsnp.bin");
-    let text = tpm_class("").replace("pcrs = [0, 7]", "pcrs = [10]").replace("7 = [", "10 = [");
+    let text = tpm_class("").replace("pcrs = [0, 7]", "pcrs = [11]").replace("7 = [", "11 = [");
     let policy = parse(&text).unwrap();
     let rules = policy.classes()[0].tpm().unwrap();
     let mut quoted = PcrValues::new();
-    quoted.insert(HashAlg::Sha256, 10, vec![0; 32]).unwrap();
-    let refusal = rules.check(&quoted, Some(&log)).unwrap_err();
+    quoted.insert(HashAlg::Sha256, 11, vec![0; 32]).unwrap();
+    rules.check(&appraisal(&quoted, Some(&log)).unwrap()).unwrap();
+    quoted.insert(HashAlg::Sha256, 11, vec![1; 32]).unwrap();
+    let refusal = appraisal(&quoted, Some(&log)).unwrap_err();
     assert_eq!(refusal.code, Code::EventLogMismatch);
-    assert!(refusal.reason.contains("extends none of the quoted PCRs"), "{refusal}");
+    assert!(refusal.reason.contains("PCR 11"), "{refusal}");
 }
