@@ -2,7 +2,8 @@
 //! ([`testdata_dir`]), real software TPMs ([`swtpm::Swtpm`]: one swtpm process per test, own
 //! state, own loopback ports, EK certificates from a local CA), and tpm2-tools as an
 //! independent client ([`tpm2_tools::Tpm2Tools`]), and real PostgreSQL servers for the
-//! replicated broker ([`postgres::Postgres`]).
+//! replicated broker ([`postgres::Postgres`]), and real VMs with a UEFI measured boot
+//! (qemu + OVMF + swtpm, [`realvm`]).
 //!
 //! TPM tests start with [`swtpm::Swtpm::start_or_skip`] (or [`prereq::require_tools`]): on a
 //! machine without swtpm they print why they skip, and with `CI` set they fail instead.
@@ -19,6 +20,7 @@ mod error;
 pub mod payments;
 pub mod postgres;
 pub mod prereq;
+pub mod realvm;
 pub mod swtpm;
 pub mod tpm2_tools;
 

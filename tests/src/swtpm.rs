@@ -481,6 +481,27 @@ enum Launch {
     PortBusy,
 }
 
+/// Manufactures a TPM the way [`Swtpm::start`] does, without starting swtpm: its state in
+/// `root/state`, its EK certificates in `root/ek-certs` ([`ek_cert_file`]), signed by the
+/// shared local CA (or a private one, per `options`). For a swtpm that another program
+/// drives, e.g. qemu's TPM emulator backend in the real-VM test (`crate::realvm`).
+///
+/// # Errors
+/// A program is missing, or swtpm_setup failed (the error carries its output).
+pub fn manufacture_state(root: &Path, options: &SwtpmOptions) -> Result<EkCaFiles, HarnessError> {
+    for sub in ["state", "ek-certs"] {
+        fs::create_dir_all(root.join(sub))
+            .map_err(|e| HarnessError::io(format!("create {sub} directory"), e))?;
+    }
+    manufacture(root, options)
+}
+
+/// Where [`manufacture_state`] wrote the DER certificate of the `kind` EK.
+#[must_use]
+pub fn ek_cert_file(root: &Path, kind: EkKind) -> PathBuf {
+    root.join("ek-certs").join(kind.cert_file_name())
+}
+
 /// Runs swtpm_setup in `root/state`; returns the CA that signed the EK certificates.
 fn manufacture(root: &Path, options: &SwtpmOptions) -> Result<EkCaFiles, HarnessError> {
     let shared = if options.private_ca { None } else { shared_ca_dir() };
