@@ -40,6 +40,9 @@ pub(crate) const NOT_IN_FIRMWARE_LOG: [(u8, &str); 7] = [
     (22, "PCRs 17-22 belong to dynamic launch, not the firmware event log"),
 ];
 
+/// Most measured command lines a refusal names (a log may carry any number).
+const MAX_NAMED: usize = 3;
+
 /// Compiled measured-boot rules of one class.
 #[derive(Debug)]
 pub(crate) struct BootRules {
@@ -82,7 +85,9 @@ impl BootRules {
             if quoted.contains(&pcr) {
                 Ok(())
             } else {
-                Err(format!("{rule} needs PCR {pcr} quoted (add it to pcrs): the rule cannot be proven without it"))
+                Err(format!(
+                    "{rule} needs PCR {pcr} quoted (add it to pcrs): the rule cannot be proven without it"
+                ))
             }
         };
         let digests = |name: &str, list: Vec<super::file::Hex>| -> Result<Vec<Vec<u8>>, String> {
@@ -130,7 +135,9 @@ impl BootRules {
                         .into());
                 }
                 if list.is_empty() || list.iter().any(String::is_empty) {
-                    return Err("kernel_cmdlines: list the command lines exactly as measured (none empty)".into());
+                    return Err(
+                        "kernel_cmdlines: list the command lines exactly as measured (none empty)".into()
+                    );
                 }
                 let digests = list.iter().flat_map(|text| cmdline_digests(bank, text)).collect();
                 Some(Cmdlines { pcrs, digests })
@@ -158,7 +165,12 @@ impl BootRules {
     /// Checks the measured boot, rule by rule; the first failure is the refusal.
     pub(super) fn check(&self, boot: &MeasuredBoot) -> Result<(), Refusal> {
         if let Some(allowed) = &self.boot_applications {
-            self.check_pcr(boot, BOOT_APPLICATION_PCR, Code::BootApplicationNotAllowed, "an allowed boot application")?;
+            self.check_pcr(
+                boot,
+                BOOT_APPLICATION_PCR,
+                Code::BootApplicationNotAllowed,
+                "an allowed boot application",
+            )?;
             let launched =
                 boot.in_pcr(BOOT_APPLICATION_PCR).filter(|m| allowed.iter().any(|a| a == m.digest())).count();
             if launched == 0 {
@@ -185,27 +197,35 @@ impl BootRules {
                      nothing before the OS ran (a legacy loader fallback)",
                 ));
             }
-            self.check_pcr(boot, SECURE_BOOT_PCR, Code::UnaccountedMeasurement, "a Secure Boot variable or allowed")?;
+            self.check_pcr(
+                boot,
+                SECURE_BOOT_PCR,
+                Code::UnaccountedMeasurement,
+                "a Secure Boot variable or allowed",
+            )?;
         }
         if let Some(cmdlines) = &self.kernel_cmdlines {
-            let found = boot
-                .measurements()
-                .iter()
-                .any(|m| cmdlines.pcrs.contains(&m.pcr()) && cmdlines.digests.iter().any(|d| d == m.digest()));
+            let found = boot.measurements().iter().any(|m| {
+                cmdlines.pcrs.contains(&m.pcr()) && cmdlines.digests.iter().any(|d| d == m.digest())
+            });
             if !found {
                 let mut reason = format!(
                     "no allowed kernel command line is measured in PCR {}",
                     cmdlines.pcrs.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
                 );
-                for m in boot.measurements().iter().filter(|m| cmdlines.pcrs.contains(&m.pcr())) {
-                    if let Some(text) = cmdline_text(m) {
-                        let _ = write!(reason, "; PCR {} measured {text}", m.pcr());
-                    }
+                let measured = boot.measurements().iter().filter(|m| cmdlines.pcrs.contains(&m.pcr()));
+                for (m, text) in measured.filter_map(|m| Some((m, cmdline_text(m)?))).take(MAX_NAMED) {
+                    let _ = write!(reason, "; PCR {} measured {text}", m.pcr());
                 }
                 return Err(Refusal::new(Code::KernelCmdlineNotAllowed, reason));
             }
             for &pcr in &cmdlines.pcrs {
-                self.check_pcr(boot, pcr, Code::KernelCmdlineNotAllowed, "an allowed command line or measurement")?;
+                self.check_pcr(
+                    boot,
+                    pcr,
+                    Code::KernelCmdlineNotAllowed,
+                    "an allowed command line or measurement",
+                )?;
             }
         }
         for &pcr in self.measurements.keys() {
@@ -223,7 +243,9 @@ impl BootRules {
         };
         let what = match (m.proof(), cmdline_text(m)) {
             (_, Some(text)) => format!("kernel command line {text}"),
-            (Proof::WellKnown(WellKnown::ErrorSeparator), _) => "an error separator: the firmware reported a failure".into(),
+            (Proof::WellKnown(WellKnown::ErrorSeparator), _) => {
+                "an error separator: the firmware reported a failure".into()
+            }
             (Proof::Opaque, _) => "a digest the log does not explain".into(),
             _ => "a measurement no rule allows".into(),
         };
@@ -234,7 +256,9 @@ impl BootRules {
         let pcr = m.pcr();
         let listed = |list: &[Vec<u8>]| list.iter().any(|d| d == m.digest());
         matches!(m.proof(), Proof::WellKnown(WellKnown::Separator | WellKnown::String(_)))
-            || (pcr == SECURE_BOOT_PCR && self.secure_boot.is_some() && matches!(m.proof(), Proof::Variable { .. }))
+            || (pcr == SECURE_BOOT_PCR
+                && self.secure_boot.is_some()
+                && matches!(m.proof(), Proof::Variable { .. }))
             || (pcr == BOOT_APPLICATION_PCR && self.boot_applications.as_deref().is_some_and(listed))
             || self.kernel_cmdlines.as_ref().is_some_and(|c| c.pcrs.contains(&pcr) && listed(&c.digests))
             || self.measurements.get(&pcr).is_some_and(|list| listed(list))

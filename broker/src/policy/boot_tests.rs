@@ -141,7 +141,11 @@ fn a_shell_on_the_command_line_is_refused_however_the_log_lies() {
     let i = find(&bad, 8, GRUB_CMDLINE);
     let mut rewritten = bad.clone();
     rewritten.events[i].data = golden().events[i].data.clone();
-    refused(decide(&policy, &bad, &rewritten), Code::KernelCmdlineNotAllowed, &["no allowed kernel command line", "PCR 8"]);
+    refused(
+        decide(&policy, &bad, &rewritten),
+        Code::KernelCmdlineNotAllowed,
+        &["no allowed kernel command line", "PCR 8"],
+    );
 
     // The `kernel_cmdline: ` prefix broken, so a reader would not see a command line.
     let mut unprefixed = bad.clone();
@@ -158,7 +162,9 @@ fn a_shell_on_the_command_line_is_refused_however_the_log_lies() {
 fn a_bootkit_is_refused_however_the_log_lies() {
     let policy = learned_policy(&PCRS);
     let bad = bootkit_boot();
-    let digest = hex::encode(&bad.events[find_app(&bad, "grubx64")].digests.iter().find(|(b, _)| *b == BANK).unwrap().1);
+    let digest = hex::encode(
+        &bad.events[find_app(&bad, "grubx64")].digests.iter().find(|(b, _)| *b == BANK).unwrap().1,
+    );
     refused(decide(&policy, &bad, &bad), Code::BootApplicationNotAllowed, &["PCR 4", &digest]);
 
     // Retyped as a driver: still a digest in PCR 4 no rule allows.
@@ -228,18 +234,30 @@ fn a_rule_with_nothing_of_its_kind_measured_fails() {
     // No boot application measured (qemu -kernel under Secure Boot: a legacy loader).
     let mut legacy = golden();
     legacy.events.retain(|e| !(e.pcr == 4 && e.event_type == EventType::EFI_BOOT_SERVICES_APPLICATION));
-    refused(decide(&policy, &legacy, &legacy), Code::BootApplicationNotAllowed, &["PCR 4 holds no boot application"]);
+    refused(
+        decide(&policy, &legacy, &legacy),
+        Code::BootApplicationNotAllowed,
+        &["PCR 4 holds no boot application"],
+    );
     // The same under a policy that only asks for Secure Boot.
     let secure_boot_only = format!(
         "{}[class.tpm.event_log]\nsecure_boot = true\n",
         policy.split("[class.tpm.event_log]").next().unwrap()
     );
-    refused(decide(&secure_boot_only, &legacy, &legacy), Code::SecureBootState, &["PCR 4 holds no boot application"]);
+    refused(
+        decide(&secure_boot_only, &legacy, &legacy),
+        Code::SecureBootState,
+        &["PCR 4 holds no boot application"],
+    );
 
     // No command line measured at all.
     let mut silent = golden();
     silent.events.remove(find(&silent, 8, GRUB_CMDLINE));
-    refused(decide(&policy, &silent, &silent), Code::KernelCmdlineNotAllowed, &["no allowed kernel command line", "PCR 8"]);
+    refused(
+        decide(&policy, &silent, &silent),
+        Code::KernelCmdlineNotAllowed,
+        &["no allowed kernel command line", "PCR 8"],
+    );
 
     // No SecureBoot variable measured.
     let mut unmeasured = golden();
@@ -266,7 +284,10 @@ fn load_error(policy: &str) -> PolicyError {
 fn rules_that_cannot_be_enforced_do_not_load() {
     let learned = learned_policy(&PCRS);
     // The example policy's old mistake: command lines while no PCR that holds one is quoted.
-    let base = learned.split("[class.tpm.pcr_values]").next().unwrap()
+    let base = learned
+        .split("[class.tpm.pcr_values]")
+        .next()
+        .unwrap()
         .replace("pcrs = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 14]", "pcrs = [0, 1, 2, 3, 4, 5, 6, 7]");
     let apps = format!("boot_applications = [\"{}\"]\n", "ab".repeat(32));
     let e = load_error(&format!("{base}[class.tpm.event_log]\n{apps}kernel_cmdlines = [\"ro quiet\"]\n"));
@@ -284,7 +305,10 @@ fn rules_that_cannot_be_enforced_do_not_load() {
     assert!(e.message.contains("required = false"), "{e}");
     let e = load_error(&format!("{base}[class.tpm.event_log]\nrequired = true\n"));
     assert!(e.message.contains("has no rule"), "{e}");
-    let e = load_error(&format!("{base}[class.tpm.event_log]\n{apps}[class.tpm.event_log.measurements]\n9 = [\"{}\"]\n", "ab".repeat(32)));
+    let e = load_error(&format!(
+        "{base}[class.tpm.event_log]\n{apps}[class.tpm.event_log.measurements]\n9 = [\"{}\"]\n",
+        "ab".repeat(32)
+    ));
     assert!(e.message.contains("measurements.9 needs PCR 9 quoted"), "{e}");
     let e = load_error(&format!("{base}[class.tpm.event_log]\nboot_applications = [\"abcd\"]\n"));
     assert!(e.message.contains("2 bytes, a sha256 digest has 32"), "{e}");

@@ -9,7 +9,9 @@ use mooring_attestation::tpm::alg::HashAlg;
 use mooring_attestation::tpm::eventlog::{MeasuredBoot, Measurement, Proof, SecureBootState};
 use mooring_attestation::tpm::pcr::PcrValues;
 
-use super::boot::{cmdline_digests, cmdline_text, BOOT_APPLICATION_PCR, CMDLINE_PCRS, NOT_IN_FIRMWARE_LOG, SECURE_BOOT_PCR};
+use super::boot::{
+    cmdline_digests, cmdline_text, BOOT_APPLICATION_PCR, CMDLINE_PCRS, NOT_IN_FIRMWARE_LOG, SECURE_BOOT_PCR,
+};
 
 /// A known-good TPM VM, as `policy learn-tpm` reads it.
 #[derive(Debug)]
@@ -34,7 +36,8 @@ pub(crate) fn tpm_class(vm: &TpmReference<'_>) -> Result<String, String> {
         return Err(format!("PCR {index}: {why}; leave it out of the indices"));
     }
     let mut out = String::new();
-    let _ = writeln!(out, "[[class]]\nname = {}\nevidence = \"tpm\"\nttl_seconds = 3600", toml_string(vm.name));
+    let _ =
+        writeln!(out, "[[class]]\nname = {}\nevidence = \"tpm\"\nttl_seconds = 3600", toml_string(vm.name));
     let networks: Vec<String> = vm.networks.iter().map(|n| toml_string(n)).collect();
     let hint = if networks.is_empty() { " # fill in: the CIDRs these VMs attest from" } else { "" };
     let _ = writeln!(out, "audiences = []\nnetworks = [{}]{hint}\n", networks.join(", "));
@@ -51,8 +54,10 @@ pub(crate) fn tpm_class(vm: &TpmReference<'_>) -> Result<String, String> {
     let _ = writeln!(out, "[class.tpm]\npcr_bank = {:?}\npcrs = [{}]\n", vm.bank.name(), list.join(", "));
     let _ = writeln!(out, "[class.tpm.pcr_values]");
     for index in vm.pcrs {
-        let value =
-            vm.values.get(vm.bank, *index).ok_or_else(|| format!("no {} value for PCR {index}", vm.bank.name()))?;
+        let value = vm
+            .values
+            .get(vm.bank, *index)
+            .ok_or_else(|| format!("no {} value for PCR {index}", vm.bank.name()))?;
         let _ = writeln!(out, "{index} = [\"{}\"]", hex::encode(value));
     }
     if let Some(log) = vm.event_log {
@@ -85,7 +90,8 @@ fn boot_rules(vm: &TpmReference<'_>, boot: &MeasuredBoot) -> Result<String, Stri
         }
     }
     if applications.is_empty() {
-        let _ = writeln!(out, "# no boot application is measured in a quoted PCR 4: no boot_applications rule");
+        let _ =
+            writeln!(out, "# no boot application is measured in a quoted PCR 4: no boot_applications rule");
         listed.remove(&BOOT_APPLICATION_PCR);
     } else {
         rules = true;
@@ -108,7 +114,10 @@ fn boot_rules(vm: &TpmReference<'_>, boot: &MeasuredBoot) -> Result<String, Stri
                 let _ = writeln!(out, "secure_boot = {on}");
             }
             None => {
-                let _ = writeln!(out, "# Secure Boot is {state}, and no boot application proves it: no secure_boot rule");
+                let _ = writeln!(
+                    out,
+                    "# Secure Boot is {state}, and no boot application proves it: no secure_boot rule"
+                );
             }
         }
         if rule.is_some() {
@@ -188,7 +197,11 @@ fn boot_rules(vm: &TpmReference<'_>, boot: &MeasuredBoot) -> Result<String, Stri
 fn comment(m: &Measurement) -> String {
     match m.proof() {
         Proof::Text { prefix, text } => {
-            format!("{}{}", prefix.escape_debug(), text.chars().take(120).flat_map(char::escape_debug).collect::<String>())
+            format!(
+                "{}{}",
+                prefix.escape_debug(),
+                text.chars().take(120).flat_map(char::escape_debug).collect::<String>()
+            )
         }
         _ => m.logged_as().to_owned(),
     }

@@ -306,8 +306,9 @@ impl Class {
                 return Err(format!("secret name {:?} is empty or repeated", secret.name).into());
             }
             let path = if secret.file.is_relative() { base.join(&secret.file) } else { secret.file.clone() };
-            let value = std::fs::read(&path)
-                .map_err(|e| CompileError::from(format!("secret {:?}: cannot read {}: {e}", secret.name, path.display())))?;
+            let value = std::fs::read(&path).map_err(|e| {
+                CompileError::from(format!("secret {:?}: cannot read {}: {e}", secret.name, path.display()))
+            })?;
             if value.is_empty() || value.len() > MAX_SECRET_BYTES {
                 return Err(format!(
                     "secret {:?} is {} bytes; releasable secrets hold 1..={MAX_SECRET_BYTES} bytes \
@@ -487,7 +488,9 @@ impl TpmRules {
             None => None,
         };
         if pcr_values.is_empty() && boot.is_none() {
-            return Err("[class.tpm] pins no boot state: give pcr_values, or [class.tpm.event_log] rules".into());
+            return Err(
+                "[class.tpm] pins no boot state: give pcr_values, or [class.tpm.event_log] rules".into()
+            );
         }
         let seal_pcrs = rules.seal_pcrs.unwrap_or_else(|| rules.pcrs.clone());
         if let Some(index) = seal_pcrs.iter().find(|i| !rules.pcrs.contains(i)) {
@@ -552,7 +555,9 @@ impl SnpRules {
             return Err("[class.snp] measurements is empty: list the launch measurements to admit".into());
         }
         if let Some(bad) = rules.measurements.iter().find(|m| m.0.len() != 48) {
-            return Err(format!("measurement {} is {} bytes, not 48", hex::encode(&bad.0), bad.0.len()).into());
+            return Err(
+                format!("measurement {} is {} bytes, not 48", hex::encode(&bad.0), bad.0.len()).into()
+            );
         }
         Ok(Self {
             measurements: rules.measurements.into_iter().map(|m| m.0).collect(),

@@ -52,7 +52,8 @@ const WELL_KNOWN_STRINGS: [&str; 17] = [
 const SEPARATOR: [u8; 4] = [0, 0, 0, 0];
 const ERROR_SEPARATOR: [u8; 4] = [1, 0, 0, 0];
 /// Prefixes grub writes before the text it hashes (upstream 2.06+ and the Red Hat patches).
-const GRUB_PREFIXES: [&str; 4] = ["kernel_cmdline: ", "grub_kernel_cmdline ", "grub_cmd: ", "module_cmdline: "];
+const GRUB_PREFIXES: [&str; 4] =
+    ["kernel_cmdline: ", "grub_kernel_cmdline ", "grub_cmd: ", "module_cmdline: "];
 /// Event data longer than this is hashed once as a whole, never as text variants.
 const MAX_TEXT_DATA: usize = 16 * 1024;
 /// Longest variable name kept (UEFI names in use are far shorter).
@@ -64,13 +65,14 @@ const MAX_SHOWN_TEXT: usize = 160;
 
 /// The measurements of the quoted PCRs of one bank, each with what its digest proves.
 /// Only [`MeasuredBoot::appraise`] (against a verified quote) and
-/// [`MeasuredBoot::from_reference`] (against reference values) build one.
-#[derive(Debug, Clone, Serialize)]
+/// [`MeasuredBoot::from_reference`] (against reference values) build one. The log is
+/// classified when first asked, so a policy that reads no rule pays for the replay only.
+#[derive(Debug, Clone)]
 pub struct MeasuredBoot {
     bank: HashAlg,
-    #[serde(skip)]
     pcrs: u32,
-    measurements: Vec<Measurement>,
+    log: Vec<u8>,
+    measurements: OnceLock<Vec<Measurement>>,
 }
 
 /// One digest extended into a PCR.
@@ -178,19 +180,26 @@ impl MeasuredBoot {
         bank: HashAlg,
         indices: &[u8],
     ) -> Result<Self, EventLogError> {
-        let log = EventLog::parse(log)?;
-        let matched = log.check_against(values, bank, indices)?;
-        let known = well_known(bank);
+        let parsed = EventLog::parse(log)?;
+        let matched = parsed.check_against(values, bank, indices)?;
+        let pcrs = matched.pcrs().iter().fold(0u32, |mask, index| mask | (1 << index));
+        Ok(Self { bank, pcrs, log: log.to_vec(), measurements: OnceLock::new() })
+    }
+
+    fn classify(&self) -> Vec<Measurement> {
+        // The log parsed when this was built; it cannot fail now.
+        let Ok(log) = EventLog::parse(&self.log) else { return Vec::new() };
+        let known = well_known(self.bank);
         let mut measurements = Vec::new();
         for (number, event) in log.events().iter().enumerate() {
             let Ok(pcr) = u8::try_from(event.pcr()) else { continue };
-            if !event.is_extended() || !matched.covers(event.pcr()) {
+            if !event.is_extended() || !self.covers(pcr) {
                 continue;
             }
-            let Some(digest) = event.digest(bank) else { continue };
+            let Some(digest) = event.digest(self.bank) else { continue };
             let proof = match known.iter().find(|(value, _)| value.as_slice() == digest) {
                 Some((_, what)) => Proof::WellKnown(*what),
-                None => prove(bank, digest, event.data()),
+                None => prove(self.bank, digest, event.data()),
             };
             measurements.push(Measurement {
                 number,
@@ -200,8 +209,7 @@ impl MeasuredBoot {
                 proof,
             });
         }
-        let pcrs = matched.pcrs().iter().fold(0u32, |mask, index| mask | (1 << index));
-        Ok(Self { bank, pcrs, measurements })
+        measurements
     }
 
     /// The bank the digests are in.
@@ -219,7 +227,7 @@ impl MeasuredBoot {
     /// Every measurement of the covered PCRs, in log order.
     #[must_use]
     pub fn measurements(&self) -> &[Measurement] {
-        &self.measurements
+        self.measurements.get_or_init(|| self.classify())
     }
 
     /// The Secure Boot state proven by the `SecureBoot` variables (EFI global variable GUID)
@@ -247,7 +255,7 @@ impl MeasuredBoot {
 
     /// The measurements of one PCR, in log order.
     pub fn in_pcr(&self, pcr: u8) -> impl Iterator<Item = &Measurement> + '_ {
-        self.measurements.iter().filter(move |m| m.pcr == pcr)
+        self.measurements().iter().filter(move |m| m.pcr == pcr)
     }
 }
 
@@ -283,7 +291,14 @@ impl Measurement {
 impl fmt::Display for Measurement {
     /// `PCR 4 digest ab12... (logged as ...)`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "PCR {} digest {} (event {}, logged as {})", self.pcr, hex::encode(&self.digest), self.number, self.logged_as)
+        write!(
+            f,
+            "PCR {} digest {} (event {}, logged as {})",
+            self.pcr,
+            hex::encode(&self.digest),
+            self.number,
+            self.logged_as
+        )
     }
 }
 
@@ -330,7 +345,8 @@ fn prove(bank: HashAlg, digest: &[u8], data: &[u8]) -> Proof {
 
 /// The well-known values in `bank`, computed once per bank.
 fn well_known(bank: HashAlg) -> &'static [(Vec<u8>, WellKnown)] {
-    static TABLES: OnceLock<Vec<(HashAlg, Vec<(Vec<u8>, WellKnown)>)>> = OnceLock::new();
+    type Table = Vec<(Vec<u8>, WellKnown)>;
+    static TABLES: OnceLock<Vec<(HashAlg, Table)>> = OnceLock::new();
     let tables = TABLES.get_or_init(|| {
         HashAlg::ALL
             .iter()
@@ -354,9 +370,10 @@ fn well_known(bank: HashAlg) -> &'static [(Vec<u8>, WellKnown)] {
 fn logged_as(event_type: EventType, kind: &EventKind<'_>) -> String {
     let name = event_type.name().map_or_else(|| format!("event type {:#x}", event_type.0), str::to_owned);
     let detail = match kind {
-        EventKind::Ipl(text) | EventKind::EfiAction(text) | EventKind::Action(text) | EventKind::PostCode(text) => {
-            Some(shown(text))
-        }
+        EventKind::Ipl(text)
+        | EventKind::EfiAction(text)
+        | EventKind::Action(text)
+        | EventKind::PostCode(text) => Some(shown(text)),
         EventKind::EfiVariable(var) => Some(shown(&var.name())),
         EventKind::ImageLoad(image) => image.file_path().map(|path| shown(&path)),
         EventKind::EventTag(tag) => Some(format!("tag {:#x}", tag.id)),
