@@ -3,11 +3,13 @@
 # cargo-nextest when it is installed (plus the doctests, which nextest does not run), else
 # with cargo test. Extra arguments go to the test runner (e.g. a test name filter).
 #
-# The tests start real swtpm instances and drive them with tpm2-tools, and real PostgreSQL
-# servers (initdb on a temporary directory, as the postgres user when run as root). When the Debian
-# packages they need are missing, this installs them if run as root, and otherwise prints
-# the apt-get line and exits 2. Set CI=true to make a test that finds swtpm missing fail
-# instead of skip.
+# The tests start real swtpm instances and drive them with tpm2-tools, real PostgreSQL
+# servers (initdb on a temporary directory, as the postgres user when run as root), and real
+# VMs (qemu + OVMF + swtpm booting Debian's kernel, fetched with apt-get download, with the
+# release client inside). When the Debian packages they need are missing, this installs
+# them if run as root, and otherwise prints the apt-get line and exits 2. Set CI=true to
+# make a test that finds swtpm (or qemu, OVMF, the release client) missing fail instead of
+# skip.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,12 +23,28 @@ declare -A probe=(
   [openssl]=openssl
   [tpm2-openssl]=file:/usr/lib/x86_64-linux-gnu/ossl-modules/tpm2.so
   [postgresql]=pgbin:initdb
+  # The real-VM test (tests/tests/real_vm.rs, tests/realvm/build.sh).
+  [qemu-system-x86]=qemu-system-x86_64
+  [ovmf]=file:/usr/share/OVMF/OVMF_CODE_4M.secboot.fd
+  [busybox-static]=dpkg:busybox-static
+  [systemd-boot-efi]=file:/usr/lib/systemd/boot/efi/linuxx64.efi.stub
+  [sbsigntool]=sbsign
+  [mtools]=mcopy
+  [dosfstools]=file:/usr/sbin/mkfs.vfat
+  [fdisk]=file:/usr/sbin/sfdisk
+  [cpio]=cpio
+  [binutils]=objcopy
+  [socat]=socat
 )
 missing=()
-for package in pkg-config libtss2-dev swtpm swtpm-tools tpm2-tools openssl tpm2-openssl postgresql; do
+for package in pkg-config libtss2-dev swtpm swtpm-tools tpm2-tools openssl tpm2-openssl postgresql \
+  qemu-system-x86 ovmf busybox-static systemd-boot-efi sbsigntool mtools dosfstools fdisk cpio binutils socat; do
   check=${probe[$package]}
   if [[ $check == pc:* ]]; then
     command -v pkg-config >/dev/null && pkg-config --exists "${check#pc:}" && continue
+  elif [[ $check == dpkg:* ]]; then
+    # busybox-static: /bin/busybox alone may be Debian's dynamically linked busybox.
+    dpkg-query -W -f '${Status}' "${check#dpkg:}" 2>/dev/null | grep -q 'ok installed' && continue
   elif [[ $check == file:* ]]; then
     compgen -G "${check#file:}" >/dev/null && continue
   elif [[ $check == pgbin:* ]]; then
@@ -45,6 +63,10 @@ install_or_explain "${missing[@]}"
 
 echo "== cargo build --workspace --bins --locked"
 cargo build --workspace --bins --locked
+
+# The real-VM test runs the release client inside its VMs (target/release/mooring-client).
+echo "== cargo build --release -p mooring-client --locked"
+cargo build --release -p mooring-client --locked
 
 # The fuzz targets live outside the workspace (cargo fuzz builds them); make sure they
 # still compile against the parsers they exercise.

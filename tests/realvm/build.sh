@@ -27,6 +27,8 @@ if (($# != 2)); then
   exit 2
 fi
 here=$(cd "$(dirname "$0")" && pwd)
+# mkfs.vfat and sfdisk live in sbin, which a user's PATH may lack.
+export PATH="$PATH:/usr/sbin:/sbin"
 out=$(realpath -m "$1")
 client=$(realpath "$2")
 
@@ -96,6 +98,10 @@ copy_to() {
 }
 
 build_initrd() {
+  if ldd /bin/busybox >/dev/null 2>&1; then
+    echo "build.sh: /bin/busybox is dynamically linked; the initramfs needs busybox-static" >&2
+    return 1
+  fi
   local stage=$work/initramfs
   rm -rf "$stage"
   mkdir -p "$stage"/{bin,dev,proc,sys,run,tmp,etc,var/lib,lib/modules}
@@ -140,11 +146,15 @@ sign() {
   cp "$kept" "$output"
 }
 
-# Zeroes a PE file's COFF TimeDateStamp (4 bytes at e_lfanew + 8).
+# Zeroes a PE file's COFF TimeDateStamp (4 bytes at e_lfanew + 8) and the optional header's
+# CheckSum computed over it (e_lfanew + 24 + 64; firmware does not check it, and Authenticode
+# leaves it out): objcopy stamps the time of the build.
 zero_coff_timestamp() {
-  local file=$1 lfanew
+  local file=$1 lfanew offset
   lfanew=$(od -An -tu4 -j 60 -N 4 "$file" | tr -d ' ')
-  printf '\0\0\0\0' | dd of="$file" bs=1 seek=$((lfanew + 8)) conv=notrunc status=none
+  for offset in $((lfanew + 8)) $((lfanew + 88)); do
+    printf '\0\0\0\0' | dd of="$file" bs=1 seek="$offset" conv=notrunc status=none
+  done
 }
 
 # The first address past the last section of a PE file, rounded up to 4 KiB.

@@ -291,6 +291,26 @@ impl Findings {
 }
 
 #[test]
+fn the_vm_scripts_pass_shellcheck() {
+    if !mooring_tests::prereq::require_tools("the_vm_scripts_pass_shellcheck", &["shellcheck"]) {
+        return;
+    }
+    let dir = mooring_tests::workspace_root().join("tests/realvm");
+    let output = std::process::Command::new("shellcheck")
+        .arg(dir.join("build.sh"))
+        .arg(dir.join("init"))
+        .output()
+        .expect("run shellcheck");
+    assert!(
+        output.status.success(),
+        "shellcheck: {}\n{}{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[test]
 fn policy_edits_change_only_what_they_name() {
     let class = "[class.tpm.event_log]\nboot_applications = [\n  \"ab12\", # a\n  \"cd30\", # b\n]\nsecure_boot = true\nkernel_cmdlines = [\"x\"]\n";
     let edited = edit_first_boot_application(class).unwrap();
