@@ -367,3 +367,64 @@ proptest! {
         exercise(&bytes);
     }
 }
+
+/// What a measurement proves comes from its digest: every reference log classifies, and the
+/// Secure Boot state its verified PCR 7 variables prove agrees with the summary's.
+#[test]
+fn measured_boot_agrees_with_the_summary_on_every_reference_log() {
+    use mooring_attestation::tpm::eventlog::{MeasuredBoot, Proof, SecureBootState, WellKnown};
+    let mut classified = 0;
+    for (path, _) in expected() {
+        let bytes = testdata(&path);
+        let Ok(log) = EventLog::parse(&bytes) else { continue };
+        let values = log.replay();
+        for bank in log.banks() {
+            let indices: Vec<u8> = values.bank(*bank).map(|(i, _)| i).filter(|i| *i < 17).collect();
+            if indices.is_empty() {
+                continue;
+            }
+            let boot = MeasuredBoot::from_reference(&bytes, &values, *bank, &indices).unwrap();
+            let summary = log.check_against(&values, *bank, &indices).unwrap().summary();
+            let expected = match summary.secure_boot() {
+                Some(true) => SecureBootState::On,
+                Some(false) => SecureBootState::Off,
+                None if indices.contains(&7) => boot.secure_boot(),
+                None => SecureBootState::NotMeasured,
+            };
+            assert_eq!(boot.secure_boot(), expected, "{path} {bank}");
+            for m in boot.measurements() {
+                assert!(boot.covers(m.pcr()));
+                if m.proof() == &Proof::WellKnown(WellKnown::Separator) {
+                    assert_eq!(m.digest(), bank.digest(&[&[0, 0, 0, 0]]), "{path}");
+                }
+            }
+            classified += boot.measurements().len();
+        }
+    }
+    assert!(classified > 1000, "{classified}");
+}
+
+#[test]
+fn a_digest_proves_text_only_when_the_text_hashes_to_it() {
+    use mooring_attestation::tpm::eventlog::{MeasuredBoot, Proof};
+    use mooring_attestation::tpm::sim::eventlog::EditableLog;
+    let mut log =
+        EditableLog::parse(&testdata("tpm/eventlogs/keylime/binary_bios_measurements-secureboot")).unwrap();
+    let grub =
+        log.in_pcr(8).into_iter().find(|i| log.events[*i].data.starts_with(b"kernel_cmdline: ")).unwrap();
+    let proof = |log: &EditableLog| {
+        let bytes = log.to_bytes();
+        let boot = MeasuredBoot::from_reference(&bytes, &log.replay(), HashAlg::Sha256, &[8]).unwrap();
+        let proof = boot.in_pcr(8).find(|m| m.number() == grub + 1).unwrap().proof().clone();
+        proof
+    };
+    let Proof::Text { prefix, text } = proof(&log) else { panic!("grub command line is text") };
+    assert_eq!(prefix, "kernel_cmdline: ");
+    assert!(text.starts_with("(hd0,gpt2)/vmlinuz-5.14"), "{text}");
+    // Retyped: the proof does not change.
+    log.events[grub].event_type = EventType::EVENT_TAG;
+    assert!(matches!(proof(&log), Proof::Text { .. }));
+    // Data rewritten, digest kept: it proves nothing.
+    log.events[grub].data = b"kernel_cmdline: ro quiet".to_vec();
+    assert_eq!(proof(&log), Proof::Opaque);
+}

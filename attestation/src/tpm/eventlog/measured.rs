@@ -18,8 +18,6 @@
 use std::fmt;
 use std::sync::OnceLock;
 
-use serde::Serialize;
-
 use super::content::{utf16_text, utf8_text, EventKind, Guid, UefiVariable};
 use super::event::EventType;
 use super::{EventLog, EventLogError};
@@ -76,19 +74,17 @@ pub struct MeasuredBoot {
 }
 
 /// One digest extended into a PCR.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct Measurement {
     number: usize,
     pcr: u8,
-    #[serde(serialize_with = "crate::serde_hex::bytes")]
     digest: Vec<u8>,
     logged_as: String,
     proof: Proof,
 }
 
 /// What a measurement's digest commits to.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case", tag = "kind")]
+#[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Proof {
     /// The digest is not the hash of anything the log carries (an image, a file, a blob).
@@ -118,8 +114,7 @@ pub enum Proof {
 }
 
 /// Fixed values whose hashes are recognized anywhere.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum WellKnown {
     /// `EV_SEPARATOR` 0: end of a PCR's pre-OS measurements.
@@ -131,8 +126,7 @@ pub enum WellKnown {
 }
 
 /// The Secure Boot state PCR 7 proves.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SecureBootState {
     /// Every `SecureBoot` variable measured says 1.
     On,
