@@ -13,11 +13,13 @@ pub(crate) enum Code {
     Timeout,
     NotFound,
     Unauthorized,
+    ForwardedAddressInvalid,
     // Challenges.
     ChallengeUnknown,
     ChallengeUsed,
     ChallengeExpired,
     ChallengeKind,
+    ChallengeAddressMismatch,
     // TPM identity.
     EkInvalid,
     EkUntrusted,
@@ -65,17 +67,19 @@ pub(crate) enum Code {
 impl Code {
     /// Every code, for the OpenAPI sync test.
     #[cfg(test)]
-    pub(crate) const ALL: [Self; 46] = [
+    pub(crate) const ALL: [Self; 48] = [
         Self::MalformedRequest,
         Self::BodyTooLarge,
         Self::RateLimited,
         Self::Timeout,
         Self::NotFound,
         Self::Unauthorized,
+        Self::ForwardedAddressInvalid,
         Self::ChallengeUnknown,
         Self::ChallengeUsed,
         Self::ChallengeExpired,
         Self::ChallengeKind,
+        Self::ChallengeAddressMismatch,
         Self::EkInvalid,
         Self::EkUntrusted,
         Self::EkMismatch,
@@ -123,10 +127,12 @@ impl Code {
             Self::Timeout => "timeout",
             Self::NotFound => "not_found",
             Self::Unauthorized => "unauthorized",
+            Self::ForwardedAddressInvalid => "forwarded_address_invalid",
             Self::ChallengeUnknown => "challenge_unknown",
             Self::ChallengeUsed => "challenge_used",
             Self::ChallengeExpired => "challenge_expired",
             Self::ChallengeKind => "challenge_kind",
+            Self::ChallengeAddressMismatch => "challenge_address_mismatch",
             Self::EkInvalid => "ek_invalid",
             Self::EkUntrusted => "ek_untrusted",
             Self::EkMismatch => "ek_mismatch",
@@ -169,7 +175,7 @@ impl Code {
     /// HTTP status when the code ends a request.
     pub(crate) fn http_status(self) -> u16 {
         match self {
-            Self::MalformedRequest | Self::ChallengeKind => 400,
+            Self::MalformedRequest | Self::ChallengeKind | Self::ForwardedAddressInvalid => 400,
             Self::Unauthorized => 401,
             Self::NotFound | Self::ChallengeUnknown => 404,
             Self::ChallengeUsed | Self::ChallengeExpired => 409,

@@ -117,13 +117,24 @@ fn a_vm_attests_and_gets_bound_credentials_and_a_sealed_secret() {
     let (_, answer) = verify(1, serde_json::Value::Null);
     assert_eq!(answer["code"], "no_proof_of_possession", "{answer}");
 
-    // The X.509-SVID with mutual TLS at the relying service.
-    let (_, answer) = broker.post(
-        &broker.client(loopback(1)),
-        "credentials/verify",
-        &json!({"credential": {"type": "x509", "chain": issued.x509_svid}, "peer_address": loopback(1), "proof": {"type": "mutual_tls"}}),
-    );
+    // The X.509-SVID with mutual TLS at the relying service, for an audience of its class
+    // only (an X.509-SVID names none; its class does).
+    let x509 = |audience: serde_json::Value| {
+        broker
+            .post(
+                &broker.client(loopback(1)),
+                "credentials/verify",
+                &json!({"credential": {"type": "x509", "chain": issued.x509_svid}, "peer_address": loopback(1),
+                        "audience": audience, "proof": {"type": "mutual_tls"}}),
+            )
+            .1
+    };
+    let answer = x509(json!("payments"));
     assert_eq!(answer["valid"], true, "{answer}");
+    for other in [json!("billing"), serde_json::Value::Null] {
+        let answer = x509(other);
+        assert_eq!(answer["code"], "wrong_audience", "{answer}");
+    }
 
     let audit = broker.audit();
     assert!(audit.iter().any(|r| r["code"] == "issued" && r["serial"] == issued.x509_serial.as_str()));
@@ -339,6 +350,15 @@ fn the_verify_api_names_each_reason_a_credential_is_no_good() {
     assert_eq!(ask("payments", signed(&statement, &signature))["code"], "vm_blocked");
     change("enrolled");
     assert_eq!(ask("payments", signed(&statement, &signature))["valid"], true);
+    // Revoking nothing (a mistyped serial or SPIFFE ID) is not answered as if it worked.
+    for target in [
+        json!({"kind": "credential", "id": "ab".repeat(16)}),
+        json!({"kind": "vm", "id": "spiffe://x/vm/none"}),
+    ] {
+        let answer =
+            broker.post(&broker.admin(), "admin/revocations", &json!({"target": target, "reason": "typo"}));
+        assert_refused(&answer, 404, "not_found");
+    }
     broker.admin_post(
         "admin/revocations",
         &json!({"target": {"kind": "credential", "id": issued.x509_serial}, "reason": "key compromise drill"}),
@@ -349,4 +369,42 @@ fn the_verify_api_names_each_reason_a_credential_is_no_good() {
     let list: serde_json::Value =
         broker.client(loopback(1)).get(broker.url("revocations")).send().unwrap().json().unwrap();
     assert_eq!(list["revocations"][0]["target"]["id"], issued.x509_serial.as_str());
+}
+
+/// The address a credential binds is the one that attested: both steps come from it, and a
+/// trusted proxy's forwarded address is used only when it reads as one.
+#[test]
+fn the_bound_address_is_the_one_that_attested() {
+    let Some(vm) = Vm::start("broker_binding", SwtpmOptions::default()) else { return };
+    let broker = broker_for(&vm, "[network]\ntrusted_proxies = [\"127.0.0.5/32\"]\n");
+
+    // Begun from one address, finished from another.
+    let challenge = begin(&broker, &vm, 1);
+    let request = vm.finish_request(&challenge);
+    let answer = broker.post(&broker.client(loopback(2)), "tpm/finish", &request);
+    assert_refused(&answer, 403, "challenge_address_mismatch");
+    assert!(answer.1["reason"].as_str().unwrap().contains("127.0.0.1"), "{}", answer.1);
+
+    // Through the trusted proxy: the forwarded address, with or without a port, is bound.
+    let proxied = |forwarded: Option<&str>, path: &str, body: &serde_json::Value| {
+        let mut request = broker.client(loopback(5)).post(broker.url(path)).json(body);
+        if let Some(forwarded) = forwarded {
+            request = request.header("x-forwarded-for", forwarded);
+        }
+        let response = request.send().unwrap();
+        (response.status().as_u16(), response.json::<serde_json::Value>().unwrap())
+    };
+    let begin_body = serde_json::to_value(vm.begin_request()).unwrap();
+    for forwarded in ["unknown", "127.0.0.1:x", "", "10.0.0.1, garbage"] {
+        let answer = proxied(Some(forwarded), "tpm/begin", &begin_body);
+        assert_refused(&answer, 400, "forwarded_address_invalid");
+    }
+    assert_refused(&proxied(None, "tpm/begin", &begin_body), 400, "forwarded_address_invalid");
+    let (status, challenge) = proxied(Some("192.0.2.9, 127.0.0.2:40000"), "tpm/begin", &begin_body);
+    assert_eq!(status, 200, "{challenge}");
+    let challenge: TpmChallenge = serde_json::from_value(challenge).unwrap();
+    let finish_body = serde_json::to_value(vm.finish_request(&challenge)).unwrap();
+    let (status, issued) = proxied(Some("127.0.0.2"), "tpm/finish", &finish_body);
+    assert_eq!(status, 200, "{issued}");
+    assert_eq!(issued["bound_address"], "127.0.0.2");
 }

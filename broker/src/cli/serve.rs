@@ -44,7 +44,9 @@ pub(crate) fn run(args: &ServeArgs) -> Result<String, Failure> {
             .map_err(|e| usage(format!("{e:#}")))?;
     let (tls, generated) = http::tls::server_config(&config).map_err(|e| usage(format!("{e:#}")))?;
     if let Some(generated) = generated {
-        println!("generated a server certificate; clients pin its CA: {}", generated.server_ca.display());
+        if let Some(ca) = generated.server_ca {
+            println!("generated a server certificate; clients pin its CA: {}", ca.display());
+        }
         if let Some((cert, key)) = generated.admin_certificate {
             println!("generated an admin client certificate: {} (key {})", cert.display(), key.display());
         }

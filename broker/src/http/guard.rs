@@ -76,7 +76,9 @@ pub(crate) async fn guard(
     let source = request
         .extensions()
         .get::<Connection>()
-        .map(|c| client_address(&broker, c.peer.ip(), request.headers()));
+        // A forwarded address that does not read is refused by the handlers that bind it;
+        // the rate limit then counts against the proxy.
+        .map(|c| client_address(&broker, c.peer.ip(), request.headers()).unwrap_or(c.peer.ip()));
     if let Some(source) = source {
         if !guard.admit(source, Instant::now()) {
             // Not audited: a flood must not be able to fill the audit log.

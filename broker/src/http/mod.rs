@@ -85,19 +85,37 @@ pub(crate) fn router(broker: Arc<Broker>) -> Router {
         .with_state(broker)
 }
 
-/// The client's address: the direct peer, or what a configured trusted proxy forwarded.
-pub(crate) fn client_address(broker: &Broker, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
+/// Longest `X-Forwarded-For` entry read (an IPv6 address with a zone and port fits).
+const MAX_FORWARDED_ENTRY: usize = 64;
+
+/// The client's address: the direct peer, or the last address a configured trusted proxy
+/// appended to `X-Forwarded-For` (a bare address, or `address:port`). From a trusted proxy,
+/// a missing or unreadable entry is refused: binding the credential to the proxy's own
+/// address would hand every VM behind it the same binding.
+pub(crate) fn client_address(broker: &Broker, peer: IpAddr, headers: &HeaderMap) -> Result<IpAddr, Refusal> {
     if !broker.config.network.is_trusted_proxy(peer) {
-        return peer;
+        return Ok(peer);
     }
-    headers
+    let entry = headers
         .get_all("x-forwarded-for")
         .iter()
         .next_back()
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.rsplit(',').next())
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(peer)
+        .map(str::trim)
+        .ok_or_else(|| {
+            Refusal::new(
+                Code::ForwardedAddressInvalid,
+                format!("trusted proxy {peer} sent no X-Forwarded-For"),
+            )
+        })?;
+    entry.parse::<IpAddr>().or_else(|_| entry.parse::<SocketAddr>().map(|a| a.ip())).map_err(|_| {
+        let shown: String = entry.chars().take(MAX_FORWARDED_ENTRY).flat_map(char::escape_debug).collect();
+        Refusal::new(
+            Code::ForwardedAddressInvalid,
+            format!("trusted proxy {peer} forwarded \"{shown}\", which is not an address"),
+        )
+    })
 }
 
 /// The VM's address as [`client_address`] finds it, as an extractor.
@@ -114,7 +132,7 @@ impl axum::extract::FromRequestParts<AppState> for ClientAddress {
             .extensions
             .get::<Connection>()
             .ok_or_else(|| ApiError(crate::service::internal("request", "no connection details")))?;
-        Ok(Self(client_address(broker, conn.peer.ip(), &parts.headers)))
+        Ok(Self(client_address(broker, conn.peer.ip(), &parts.headers)?))
     }
 }
 

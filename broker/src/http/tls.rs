@@ -35,7 +35,8 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Paths of generated TLS material, for the operator.
 #[derive(Debug, Clone)]
 pub(crate) struct Generated {
-    pub(crate) server_ca: PathBuf,
+    /// The generated server CA; none when `[tls]` names the operator's own certificate.
+    pub(crate) server_ca: Option<PathBuf>,
     pub(crate) admin_certificate: Option<(PathBuf, PathBuf)>,
 }
 
@@ -54,7 +55,7 @@ pub(crate) fn server_config(config: &Config) -> anyhow::Result<(Arc<ServerConfig
             let server = dir.join("server.pem");
             if !server.exists() {
                 create_server_certificate(&dir, config)?;
-                generated = Some(Generated { server_ca: dir.join("ca.pem"), admin_certificate: None });
+                generated = Some(Generated { server_ca: Some(dir.join("ca.pem")), admin_certificate: None });
             }
             (read_certs(&server)?, read_key(&dir.join("server.key"))?)
         }
@@ -67,7 +68,7 @@ pub(crate) fn server_config(config: &Config) -> anyhow::Result<(Arc<ServerConfig
                 create_admin_certificates(&dir)?;
                 let admin = (dir.join("admin.pem"), dir.join("admin.key"));
                 generated
-                    .get_or_insert(Generated { server_ca: dir.join("ca.pem"), admin_certificate: None })
+                    .get_or_insert(Generated { server_ca: None, admin_certificate: None })
                     .admin_certificate = Some(admin);
             }
             path

@@ -67,6 +67,28 @@ impl Broker {
                 "revocation target and reason: 1..512 characters",
             ));
         }
+        // Revoking nothing is an operator's typo (a wrong serial or SPIFFE ID): say so,
+        // rather than answer as if a credential had been stopped.
+        let exists = match &request.target {
+            RevocationTarget::Credential(serial) => {
+                self.store.credential(serial).map_err(|e| internal("reading the credential", e))?.is_some()
+            }
+            RevocationTarget::Vm(spiffe_id) => self
+                .store
+                .vms()
+                .map_err(|e| internal("listing VMs", e))?
+                .iter()
+                .any(|vm| &vm.spiffe_id == spiffe_id),
+        };
+        if !exists {
+            return Err(Refusal::new(
+                Code::NotFound,
+                match &request.target {
+                    RevocationTarget::Credential(_) => "no credential with this serial was issued",
+                    RevocationTarget::Vm(_) => "no VM with this SPIFFE ID has attested",
+                },
+            ));
+        }
         let revocation = Revocation {
             target: request.target.clone(),
             revoked_at: self.now(),

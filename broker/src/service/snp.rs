@@ -81,6 +81,7 @@ impl Broker {
             kind: EvidenceKind::Snp,
             nonce: nonce.to_vec(),
             expires_at,
+            source,
             tpm: None,
         };
         self.open_challenge(&record, source)?;
@@ -104,7 +105,7 @@ impl Broker {
         caller: &Caller,
         hardware_id_out: &mut Option<String>,
     ) -> Result<IssuedCredentials, Refusal> {
-        let record = self.consume(&request.challenge_id, EvidenceKind::Snp)?;
+        let record = self.consume(&request.challenge_id, EvidenceKind::Snp, caller)?;
         let key = spki_public_key(&request.key_spki)
             .map_err(|e| Refusal::new(Code::KeyInvalid, format!("credential key: {e}")))?;
         let credential_key = CredentialKey::from_public_key(&key)?;

@@ -122,6 +122,7 @@ impl Broker {
             kind: EvidenceKind::Tpm,
             nonce: nonce.to_vec(),
             expires_at,
+            source: caller.address,
             tpm: Some(TpmChallengeState {
                 secret_digest: Sha256::digest(secret).to_vec(),
                 ek_public: request.ek_public.clone(),
@@ -145,7 +146,12 @@ impl Broker {
 
     /// Takes a challenge for `finish`: unknown, used, expired or of the other kind are
     /// refused; it is used up either way.
-    pub(crate) fn consume(&self, id: &str, kind: EvidenceKind) -> Result<ChallengeRecord, Refusal> {
+    pub(crate) fn consume(
+        &self,
+        id: &str,
+        kind: EvidenceKind,
+        caller: &Caller,
+    ) -> Result<ChallengeRecord, Refusal> {
         if id.len() > 64 {
             return Err(Refusal::new(Code::ChallengeUnknown, "challenge id too long"));
         }
@@ -175,6 +181,16 @@ impl Broker {
                 "challenge was issued for the other evidence kind",
             ));
         }
+        if record.source != caller.address {
+            return Err(Refusal::new(
+                Code::ChallengeAddressMismatch,
+                format!(
+                    "challenge was begun from {} and finished from {}: the credential binds the \
+                     address that attested, so both steps must come from it",
+                    record.source, caller.address
+                ),
+            ));
+        }
         Ok(record)
     }
 
@@ -195,7 +211,7 @@ impl Broker {
         caller: &Caller,
         hardware_id_out: &mut Option<String>,
     ) -> Result<IssuedCredentials, Refusal> {
-        let record = self.consume(&request.challenge_id, EvidenceKind::Tpm)?;
+        let record = self.consume(&request.challenge_id, EvidenceKind::Tpm, caller)?;
         let state =
             record.tpm.as_ref().ok_or_else(|| internal("challenge", "TPM challenge without state"))?;
         *hardware_id_out = Some(state.hardware_id.clone());

@@ -62,15 +62,26 @@ impl Broker {
         let now = self.now();
         let checked = self.checked(&request.credential, now)?;
         let record = self.issuance_record(checked.credential().serial())?;
-        match request.audience.as_deref() {
-            Some(audience) => checked.check_audience(audience).map_err(refusal)?,
-            None if checked.audiences().is_some() => {
+        let Some(audience) = request.audience.as_deref() else {
+            return Err(Refusal::new(
+                Code::WrongAudience,
+                "credentials are checked for an audience: give `audience` (the relying service's name)",
+            ));
+        };
+        if checked.audiences().is_some() {
+            checked.check_audience(audience).map_err(refusal)?;
+        } else {
+            // An X.509-SVID names no audience: its class's audiences (in the policy in
+            // force) are the ones it may be presented to, as its JWT-SVID twin.
+            let policy = self.policy();
+            let allowed =
+                policy.class(&record.class).map(crate::policy::Class::audiences).unwrap_or_default();
+            if !allowed.iter().any(|a| a == audience) {
                 return Err(Refusal::new(
                     Code::WrongAudience,
-                    "JWT-SVIDs are checked for an audience: give `audience`",
-                ))
+                    format!("X.509-SVID of class {:?} is for {allowed:?}, not {audience:?}", record.class),
+                ));
             }
-            None => {}
         }
         let credential = checked.credential();
         if let Some(revocation) = self

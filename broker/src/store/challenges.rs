@@ -159,7 +159,14 @@ mod tests {
     use crate::store::EvidenceKind;
 
     fn challenge(id: &str, expires_at: i64) -> ChallengeRecord {
-        ChallengeRecord { id: id.into(), kind: EvidenceKind::Snp, nonce: vec![1; 32], expires_at, tpm: None }
+        ChallengeRecord {
+            id: id.into(),
+            kind: EvidenceKind::Snp,
+            nonce: vec![1; 32],
+            expires_at,
+            source: std::net::Ipv4Addr::LOCALHOST.into(),
+            tpm: None,
+        }
     }
 
     const HOST: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 1));

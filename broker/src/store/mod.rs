@@ -73,8 +73,16 @@ pub(crate) struct ChallengeRecord {
     #[serde(with = "hex_bytes")]
     pub(crate) nonce: Vec<u8>,
     pub(crate) expires_at: i64,
+    /// The address `begin` came from: `finish` must come from it too. (Records stored
+    /// before this field existed read as unspecified, which no caller has: begin again.)
+    #[serde(default = "unspecified_address")]
+    pub(crate) source: IpAddr,
     /// What `begin` established for a TPM challenge.
     pub(crate) tpm: Option<TpmChallengeState>,
+}
+
+fn unspecified_address() -> IpAddr {
+    IpAddr::from([0u8, 0, 0, 0])
 }
 
 /// The TPM identity a challenge was issued to.

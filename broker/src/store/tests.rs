@@ -15,7 +15,14 @@ const SOURCE: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
 const LIMITS: challenges::Limits = challenges::Limits { max_open: 1000, max_open_per_source: 1000 };
 
 fn challenge(id: &str, expires_at: i64) -> ChallengeRecord {
-    ChallengeRecord { id: id.into(), kind: EvidenceKind::Snp, nonce: vec![7; 32], expires_at, tpm: None }
+    ChallengeRecord {
+        id: id.into(),
+        kind: EvidenceKind::Snp,
+        nonce: vec![7; 32],
+        expires_at,
+        source: std::net::Ipv4Addr::LOCALHOST.into(),
+        tpm: None,
+    }
 }
 
 fn event(code: &str) -> AuditEvent {
