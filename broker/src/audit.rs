@@ -8,8 +8,12 @@
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+/// Longest reason a record keeps, in characters: reasons can quote what a client sent
+/// (a JSON error names the key it choked on), and no client writes more than this.
+pub(crate) const MAX_REASON_CHARS: usize = 512;
+
 /// What a decision was about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub(crate) enum Action {
     /// A TPM or SNP `begin`.
@@ -22,6 +26,35 @@ pub(crate) enum Action {
     Admin,
     /// A request refused before it reached the service (malformed, too large).
     Request,
+}
+
+impl Action {
+    /// The name in records and metrics.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Self::Begin => "begin",
+            Self::Attest => "attest",
+            Self::Verify => "verify",
+            Self::Admin => "admin",
+            Self::Request => "request",
+        }
+    }
+}
+
+/// `text` with control characters escaped, cut to [`MAX_REASON_CHARS`].
+fn bounded(text: String) -> String {
+    if text.len() <= MAX_REASON_CHARS && !text.chars().any(char::is_control) {
+        return text;
+    }
+    let mut out: String = text
+        .chars()
+        .flat_map(|c| if c.is_control() { c.escape_default().collect::<Vec<_>>() } else { vec![c] })
+        .take(MAX_REASON_CHARS)
+        .collect();
+    if out.chars().count() == MAX_REASON_CHARS {
+        out.push_str("...");
+    }
+    out
 }
 
 /// Outcome of a decision.
@@ -78,7 +111,7 @@ impl AuditEvent {
             action,
             outcome,
             code: code.to_owned(),
-            reason: reason.into(),
+            reason: bounded(reason.into()),
             peer: None,
             evidence_digest: None,
             policy_digest: None,

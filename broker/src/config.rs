@@ -50,6 +50,8 @@ pub(crate) struct Config {
     pub(crate) network: NetworkConfig,
     #[serde(default)]
     pub(crate) keys: KeyConfig,
+    #[serde(default)]
+    pub(crate) audit: AuditConfig,
     /// Connection to the shared database when `store = "postgres"`.
     #[serde(default)]
     pub(crate) postgres: Option<PostgresConfig>,
@@ -185,6 +187,22 @@ impl Default for ChallengeConfig {
     }
 }
 
+/// The audit log.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct AuditConfig {
+    /// Refusals of requests that proved no identity (malformed bodies, unknown challenges,
+    /// evidence that does not verify) are counted per source prefix and written as one
+    /// record this often, instead of one record each.
+    pub(crate) summary_seconds: u32,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self { summary_seconds: 60 }
+    }
+}
+
 /// Resource limits on the API.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -199,6 +217,15 @@ pub(crate) struct Limits {
     pub(crate) max_concurrent_requests: usize,
     /// Deadline of one request, including reading its body.
     pub(crate) request_timeout_seconds: u32,
+    /// Deadline for reading a request body, before any request slot is taken.
+    #[serde(default = "default_body_timeout")]
+    pub(crate) body_timeout_seconds: u32,
+    /// Slowest body accepted after its first second: a client that sends less is cut off.
+    #[serde(default = "default_min_body_rate")]
+    pub(crate) min_body_bytes_per_second: u32,
+    /// Longest wait for a request slot; then `503 overloaded` at once.
+    #[serde(default = "default_slot_wait")]
+    pub(crate) slot_wait_ms: u32,
     /// Threads that run verification and store calls; unset: see
     /// [`Config::service_threads`].
     #[serde(default)]
@@ -213,9 +240,24 @@ impl Default for Limits {
             burst: 100,
             max_concurrent_requests: 1024,
             request_timeout_seconds: 30,
+            body_timeout_seconds: default_body_timeout(),
+            min_body_bytes_per_second: default_min_body_rate(),
+            slot_wait_ms: default_slot_wait(),
             service_threads: None,
         }
     }
+}
+
+fn default_body_timeout() -> u32 {
+    10
+}
+
+fn default_min_body_rate() -> u32 {
+    4096
+}
+
+fn default_slot_wait() -> u32 {
+    2000
 }
 
 /// Where client addresses come from.
@@ -317,6 +359,7 @@ impl Config {
             && domain.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-._".contains(&b));
         anyhow::ensure!(valid, "trust_domain {domain:?}: lowercase letters, digits, '-', '.', '_' only");
         anyhow::ensure!(self.challenge.ttl_seconds > 0, "challenge.ttl_seconds must be positive");
+        anyhow::ensure!(self.audit.summary_seconds > 0, "audit.summary_seconds must be positive");
         anyhow::ensure!(self.challenge.max_open > 0, "challenge.max_open must be positive");
         anyhow::ensure!(
             self.challenge.max_open_per_source > 0,

@@ -12,6 +12,7 @@ mod policy;
 mod refusal;
 mod service;
 mod store;
+mod tally;
 
 use std::process::ExitCode;
 

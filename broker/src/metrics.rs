@@ -28,16 +28,6 @@ struct Histogram {
     sum: f64,
 }
 
-fn action_name(action: Action) -> &'static str {
-    match action {
-        Action::Begin => "begin",
-        Action::Attest => "attest",
-        Action::Verify => "verify",
-        Action::Admin => "admin",
-        Action::Request => "request",
-    }
-}
-
 impl Metrics {
     pub(crate) fn issued(&self) {
         self.issued.fetch_add(1, Ordering::Relaxed);
@@ -50,7 +40,7 @@ impl Metrics {
 
     pub(crate) fn refused(&self, action: Action, code: Code) {
         let mut map = self.refusals.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        *map.entry((action_name(action), code.as_str())).or_default() += 1;
+        *map.entry((action.as_str(), code.as_str())).or_default() += 1;
     }
 
     /// Records how long a route took.

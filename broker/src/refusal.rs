@@ -3,13 +3,14 @@
 use std::fmt;
 
 /// Stable refusal codes. The OpenAPI document lists the same strings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 #[non_exhaustive]
 pub(crate) enum Code {
     // Request shape.
     MalformedRequest,
     BodyTooLarge,
     RateLimited,
+    Overloaded,
     Timeout,
     NotFound,
     Unauthorized,
@@ -67,10 +68,11 @@ pub(crate) enum Code {
 impl Code {
     /// Every code, for the OpenAPI sync test.
     #[cfg(test)]
-    pub(crate) const ALL: [Self; 48] = [
+    pub(crate) const ALL: [Self; 49] = [
         Self::MalformedRequest,
         Self::BodyTooLarge,
         Self::RateLimited,
+        Self::Overloaded,
         Self::Timeout,
         Self::NotFound,
         Self::Unauthorized,
@@ -124,6 +126,7 @@ impl Code {
             Self::MalformedRequest => "malformed_request",
             Self::BodyTooLarge => "body_too_large",
             Self::RateLimited => "rate_limited",
+            Self::Overloaded => "overloaded",
             Self::Timeout => "timeout",
             Self::NotFound => "not_found",
             Self::Unauthorized => "unauthorized",
@@ -182,6 +185,7 @@ impl Code {
             Self::BodyTooLarge => 413,
             Self::RateLimited => 429,
             Self::Timeout => 408,
+            Self::Overloaded => 503,
             Self::Internal => 500,
             _ => 403,
         }

@@ -151,7 +151,7 @@ fn finish(broker: &Broker, source: u8, request: &impl serde::Serialize) -> (u16,
 }
 
 fn audited(broker: &Broker, code: &str) -> bool {
-    broker.audit().iter().any(|r| r["code"] == code && r["outcome"] == "refused")
+    broker.refusal_recorded(code)
 }
 
 #[test]

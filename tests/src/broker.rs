@@ -57,6 +57,10 @@ impl Broker {
             setup.extra_config,
             roots.join(", ")
         );
+        if !setup.extra_config.contains("[audit]") {
+            // Summaries of anonymous refusals each second, so tests see them soon.
+            config.push_str("\n[audit]\nsummary_seconds = 1\n");
+        }
         let tls_dir = match shared_tls {
             Some(tls) => {
                 let file = |name: &str| format!("{:?}", tls.join(name).display().to_string());
@@ -173,6 +177,25 @@ impl Broker {
     /// `POST admin/audit/verify`: the broker's check of its audit chain.
     pub fn audit_verify(&self) -> Value {
         self.admin_post("admin/audit/verify", &serde_json::json!({}))
+    }
+
+    /// Whether a refusal with `code` is on the record: in a record of its own, or (for
+    /// requests that proved no identity) counted in a summary record. Waits up to 5 s for
+    /// the next summary.
+    pub fn refusal_recorded(&self, code: &str) -> bool {
+        let counted = format!(" {code} x");
+        for _ in 0..50 {
+            let found = self.audit().iter().any(|r| {
+                (r["code"] == code && r["outcome"] == "refused")
+                    || (r["code"] == "refusals_summarized"
+                        && r["reason"].as_str().is_some_and(|reason| reason.contains(&counted)))
+            });
+            if found {
+                return true;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        false
     }
 
     /// Every audit record, through the admin API.

@@ -82,6 +82,17 @@ pub(crate) fn run(args: &ServeArgs) -> Result<String, Failure> {
                 let _ = tokio::task::spawn_blocking(move || broker.housekeeping()).await;
             }
         });
+        let summarizer = Arc::clone(&broker);
+        tokio::spawn(async move {
+            let period = Duration::from_secs(u64::from(summarizer.config.audit.summary_seconds));
+            let mut tick = tokio::time::interval(period);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let broker = Arc::clone(&summarizer);
+                let _ = tokio::task::spawn_blocking(move || broker.summarize_refusals()).await;
+            }
+        });
         let reloader = Arc::clone(&broker);
         tokio::spawn(async move {
             let Ok(mut hangup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())

@@ -143,8 +143,9 @@ fn parse<T: DeserializeOwned>(
     body: Body,
     address: IpAddr,
 ) -> Result<(T, Caller), ApiError> {
-    let refuse = |refusal: Refusal, digest: [u8; 32]| {
-        broker.audit_refusal(action, &refusal, Some(&Caller { address, body_digest: digest }), None);
+    // A body that does not parse proves nothing: counted, not recorded one by one.
+    let refuse = |refusal: Refusal| {
+        broker.tally_refusal(action, &refusal, Some(address));
         ApiError(refusal)
     };
     let body = body.map_err(|rejection| {
@@ -159,11 +160,11 @@ fn parse<T: DeserializeOwned>(
                 format!("cannot read the request body: {}", rejection.body_text()),
             )
         };
-        refuse(refusal, [0; 32])
+        refuse(refusal)
     })?;
     let digest: [u8; 32] = Sha256::digest(&body).into();
     let value = serde_json::from_slice(&body)
-        .map_err(|e| refuse(Refusal::new(Code::MalformedRequest, format!("request JSON: {e}")), digest))?;
+        .map_err(|e| refuse(Refusal::new(Code::MalformedRequest, format!("request JSON: {e}"))))?;
     Ok((value, Caller { address, body_digest: digest }))
 }
 

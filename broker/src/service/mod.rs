@@ -23,6 +23,7 @@ use crate::metrics::Metrics;
 use crate::policy::{Policy, PolicyError};
 use crate::refusal::{Code, Refusal};
 use crate::store::Store;
+use crate::tally::RefusalTally;
 
 /// The outside world's clock (injected so tests and replicas agree on one source).
 pub(crate) trait Clock: Send + Sync + std::fmt::Debug {
@@ -62,6 +63,9 @@ pub(crate) struct Broker {
     pub(crate) issuer: Issuer,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) metrics: Metrics,
+    /// Refusals of requests that proved no identity, until the next summary record.
+    pub(crate) tally: RefusalTally,
+    tally_since: std::sync::atomic::AtomicI64,
     rng: SystemRandom,
 }
 
@@ -100,8 +104,10 @@ impl Broker {
             ek_roots,
             snp,
             issuer,
-            clock,
+            clock: Arc::clone(&clock),
             metrics: Metrics::default(),
+            tally: RefusalTally::default(),
+            tally_since: std::sync::atomic::AtomicI64::new(clock.unix()),
             rng: SystemRandom::new(),
         })
     }
@@ -174,9 +180,31 @@ impl Broker {
         event
     }
 
+    /// Writes the summary of the refusals counted since the last one (see [`RefusalTally`]).
+    pub(crate) fn summarize_refusals(&self) {
+        let now = self.now();
+        let since = self.tally_since.swap(now, std::sync::atomic::Ordering::Relaxed);
+        if let Some(mut event) = self.tally.summary(now, since) {
+            event.policy_digest = Some(self.policy().digest().to_owned());
+            if let Err(e) = self.store.audit(event) {
+                tracing::error!("audit summary of refusals lost: {e}");
+            }
+        }
+    }
+
+    /// Counts a refusal of a request that proved no identity (nothing is stored now).
+    pub(crate) fn tally_refusal(&self, action: Action, refusal: &Refusal, source: Option<IpAddr>) {
+        self.metrics.refused(action, refusal.code);
+        if refusal.code != Code::RateLimited {
+            self.tally.count(source, action, refusal.code);
+        }
+    }
+
     /// Runs one decision about `caller` and audits it when it is a refusal. `decide` names
-    /// the hardware identity in its argument as soon as it knows it, so the refusal's
-    /// record carries it.
+    /// the hardware identity in its argument as soon as the request has proved it (an EK
+    /// certificate or enrollment, a challenge begun by one, a verified report); a refusal
+    /// before that is only counted ([`Broker::tally_refusal`]), so anonymous floods cannot
+    /// fill the audit log.
     pub(crate) fn audited<T>(
         &self,
         action: Action,
@@ -185,12 +213,14 @@ impl Broker {
     ) -> Result<T, Refusal> {
         let mut hardware_id = None;
         let result = decide(&mut hardware_id);
-        match &result {
-            // Not audited, like the guard's: a flood must not be able to fill the audit
-            // log (and each record would cost a flush) while the broker sheds load.
-            Err(refusal) if refusal.code == Code::RateLimited => self.metrics.refused(action, refusal.code),
-            Err(refusal) => self.audit_refusal(action, refusal, Some(caller), hardware_id.as_deref()),
-            Ok(_) => {}
+        match (&result, hardware_id.as_deref()) {
+            // Rate-limited and anonymous refusals: counted, not recorded one by one.
+            (Err(refusal), _) if refusal.code == Code::RateLimited => {
+                self.tally_refusal(action, refusal, Some(caller.address));
+            }
+            (Err(refusal), None) => self.tally_refusal(action, refusal, Some(caller.address)),
+            (Err(refusal), Some(id)) => self.audit_refusal(action, refusal, Some(caller), Some(id)),
+            (Ok(_), _) => {}
         }
         result
     }

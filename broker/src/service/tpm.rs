@@ -79,7 +79,6 @@ impl Broker {
     ) -> Result<TpmChallenge, Refusal> {
         let keys = parse_keys(&request.ek_public, &request.ak_public, &request.key_public)?;
         let hardware_id = ek_hardware_id(&keys.ek);
-        *hardware_id_out = Some(hardware_id.clone());
         let status = self
             .store
             .identity_status(&HardwareId::Ek(hardware_id.clone()))
@@ -101,6 +100,9 @@ impl Broker {
                 ))
             }
         };
+        // The EK is vouched for (certificate or enrollment): refusals from here on are about
+        // a known TPM and are recorded one by one.
+        *hardware_id_out = Some(hardware_id.clone());
         let policy = self.policy();
         let class = policy.match_tpm(TpmIdentity {
             ek_issuer: ek_issuer.as_deref(),
