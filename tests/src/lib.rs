@@ -12,6 +12,7 @@
 
 use std::path::PathBuf;
 
+pub mod abuse;
 pub mod broker;
 pub mod client;
 mod cmd;
