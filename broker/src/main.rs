@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 mod audit;
+mod challenge;
 mod cli;
 mod config;
 mod files;

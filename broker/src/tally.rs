@@ -99,7 +99,7 @@ mod tests {
         assert!(tally.summary(11, 10).is_none(), "a summary starts the count again");
 
         // A crowd of prefixes: the table stops at MAX_TALLIED keys, the record at MAX_NAMED.
-        for i in 0..(MAX_TALLIED as u32 + 100) {
+        for i in 0..u32::try_from(MAX_TALLIED + 100).unwrap() {
             tally.count(Some(IpAddr::from((i << 8).to_be_bytes())), Action::Begin, Code::BodyTooLarge);
         }
         let event = tally.summary(12, 11).unwrap();

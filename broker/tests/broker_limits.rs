@@ -48,54 +48,38 @@ fn admin_routes_need_the_admin_certificate() {
     assert!(metrics.text().unwrap().contains("mooring_credentials_issued_total 0"));
 }
 
+/// `begin` stores nothing: any number of begins leave the broker as it was, and a
+/// challenge id opens only unaltered. Only finished challenges are remembered, bounded by
+/// `challenge.max_used`; past it a finish is refused (`overloaded`), never accepted twice.
 #[test]
-fn begin_beyond_the_open_challenge_bound_is_refused_until_one_is_used() {
-    let broker = broker("[challenge]\nmax_open = 2");
+fn begin_keeps_no_state_and_finished_challenges_are_bounded() {
+    let broker = broker("[challenge]\nmax_used = 2\n[limits]\nrequests_per_second = 1000\nburst = 1000\nmax_body_bytes = 262144\nmax_concurrent_requests = 64\nrequest_timeout_seconds = 10");
     let client = broker.client(loopback(1));
     let begin = || {
         let response = client.post(broker.url("snp/begin")).json(&serde_json::json!({})).send().unwrap();
+        let answer = (response.status().as_u16(), response.json::<serde_json::Value>().unwrap());
+        assert_eq!(answer.0, 200, "{answer:?}");
+        answer.1["challenge_id"].as_str().unwrap().to_owned()
+    };
+    // Far more begins than max_used: none is refused, none is remembered.
+    let ids: Vec<String> = (0..200).map(|_| begin()).collect();
+    let finish = |id: &str| {
+        let finish = serde_json::json!({"challenge_id": id, "report": "AAAA", "key_spki": "AAAA", "sealing_key": "AAAA"});
+        let response = client.post(broker.url("snp/finish")).json(&finish).send().unwrap();
         (response.status().as_u16(), response.json::<serde_json::Value>().unwrap())
     };
-    let (first, second) = (begin(), begin());
-    assert_eq!((first.0, second.0), (200, 200), "{first:?} {second:?}");
-    let full = begin();
-    assert_refused(&full, 429, "rate_limited");
-    assert!(full.1["reason"].as_str().unwrap().contains("challenge.max_open"), "{}", full.1);
-    assert!(
-        !broker.audit().iter().any(|r| r["code"] == "rate_limited"),
-        "shedding load writes no audit record"
-    );
-
-    // A finish consumes its challenge before it looks at the evidence, so even a refused
-    // one frees a slot.
-    let finish = serde_json::json!({
-        "challenge_id": first.1["challenge_id"],
-        "report": "AAAA",
-        "key_spki": "AAAA",
-        "sealing_key": "AAAA",
-    });
-    let response = client.post(broker.url("snp/finish")).json(&finish).send().unwrap();
-    let refused = (response.status().as_u16(), response.json::<serde_json::Value>().unwrap());
-    assert_refused(&refused, 403, "key_invalid");
-    assert_eq!(begin().0, 200, "the consumed challenge freed its slot");
-    assert_refused(&begin(), 429, "rate_limited");
-}
-
-#[test]
-fn one_source_cannot_hold_more_open_challenges_than_its_share() {
-    let broker = broker("[challenge]\nmax_open_per_source = 1");
-    let begin = |source: u8| {
-        let response = broker
-            .client(loopback(source))
-            .post(broker.url("snp/begin"))
-            .json(&serde_json::json!({}))
-            .send()
-            .unwrap();
-        (response.status().as_u16(), response.json::<serde_json::Value>().unwrap())
-    };
-    assert_eq!(begin(1).0, 200);
-    let refused = begin(1);
-    assert_refused(&refused, 429, "rate_limited");
-    assert!(refused.1["reason"].as_str().unwrap().contains("max_open_per_source"), "{}", refused.1);
-    assert_eq!(begin(2).0, 200, "another source has its own share");
+    // An altered id does not open.
+    let mut altered = ids[0].clone().into_bytes();
+    let at = altered.len() / 2;
+    altered[at] = if altered[at] == b'A' { b'B' } else { b'A' };
+    assert_refused(&finish(std::str::from_utf8(&altered).unwrap()), 404, "challenge_unknown");
+    // A finish uses its challenge up before it looks at the evidence.
+    assert_refused(&finish(&ids[0]), 403, "key_invalid");
+    assert_refused(&finish(&ids[0]), 409, "challenge_used");
+    assert_refused(&finish(&ids[1]), 403, "key_invalid");
+    // Two finished challenges are remembered: the third is refused until they expire.
+    let full = finish(&ids[2]);
+    assert_refused(&full, 503, "overloaded");
+    assert!(full.1["reason"].as_str().unwrap().contains("challenge.max_used"), "{}", full.1);
+    assert_refused(&finish(&ids[0]), 409, "challenge_used");
 }

@@ -55,7 +55,8 @@ pub(crate) fn run(args: &ServeArgs) -> Result<String, Failure> {
     let service_threads = config.service_threads();
     let policy_path = config.policy.clone();
     let broker = Arc::new(
-        Broker::new(config, backend.store, policy, issuer, clock).map_err(|e| usage(format!("{e:#}")))?,
+        Broker::new(config, backend.store, &backend.challenge_key, policy, issuer, clock)
+            .map_err(|e| usage(format!("{e:#}")))?,
     );
     // Verification and store calls run on tokio's blocking pool, bounded here: hundreds of
     // threads competing for a few cores cost more than they overlap.

@@ -17,12 +17,13 @@ use mooring_attestation::snp::SnpVerifier;
 use mooring_attestation::x509::{CertBundle, TrustStore};
 
 use crate::audit::{Action, AuditEvent, Outcome};
+use crate::challenge::ChallengeSeal;
 use crate::config::Config;
 use crate::issuer::Issuer;
 use crate::metrics::Metrics;
 use crate::policy::{Policy, PolicyError};
 use crate::refusal::{Code, Refusal};
-use crate::store::Store;
+use crate::store::{ChallengeRecord, Consumed, EvidenceKind, Store, StoreError};
 use crate::tally::RefusalTally;
 
 /// The outside world's clock (injected so tests and replicas agree on one source).
@@ -57,6 +58,7 @@ pub(crate) struct Caller {
 pub(crate) struct Broker {
     pub(crate) config: Config,
     pub(crate) store: Arc<dyn Store>,
+    challenges: ChallengeSeal,
     policy: RwLock<Arc<Policy>>,
     ek_roots: TrustStore,
     snp: SnpVerifier,
@@ -80,6 +82,7 @@ impl Broker {
     pub(crate) fn new(
         config: Config,
         store: Arc<dyn Store>,
+        challenge_key: &[u8; 32],
         policy: Policy,
         issuer: Issuer,
         clock: Arc<dyn Clock>,
@@ -97,9 +100,11 @@ impl Broker {
         let (roots, intermediates): (Vec<_>, Vec<_>) = anchors.into_iter().partition(|c| c.is_self_issued());
         let ek_roots = TrustStore::builder().anchors(roots).intermediates(intermediates).build();
         let snp = snp::verifier(&config.snp)?;
+        let challenges = ChallengeSeal::new(challenge_key).map_err(|e| anyhow::anyhow!("{e}"))?;
         Ok(Self {
             config,
             store,
+            challenges,
             policy: RwLock::new(Arc::new(policy)),
             ek_roots,
             snp,
@@ -134,17 +139,56 @@ impl Broker {
         Ok(bytes)
     }
 
-    /// Stores a new challenge asked for from `source`; a full challenge table answers
-    /// `rate_limited`.
-    pub(crate) fn open_challenge(
+    /// The id of a new challenge: `record` sealed into it (nothing is stored).
+    pub(crate) fn open_challenge(&self, record: &ChallengeRecord) -> Result<String, Refusal> {
+        self.challenges.seal(record)
+    }
+
+    /// Takes a challenge for `finish`: one that does not open, has expired, is of the other
+    /// kind or was begun from another address is refused; an accepted one is used up.
+    pub(crate) fn consume(
         &self,
-        record: &crate::store::ChallengeRecord,
-        source: IpAddr,
-    ) -> Result<(), Refusal> {
-        self.store.put_challenge(record, source).map_err(|e| match e {
-            crate::store::StoreError::Busy(reason) => Refusal::new(Code::RateLimited, reason),
-            e => internal("storing the challenge", e),
-        })
+        id: &str,
+        kind: EvidenceKind,
+        caller: &Caller,
+    ) -> Result<ChallengeRecord, Refusal> {
+        let record = self.challenges.open(id).ok_or_else(|| {
+            Refusal::new(
+                Code::ChallengeUnknown,
+                "no such challenge: never issued, altered, or issued before the broker restarted; begin again",
+            )
+        })?;
+        let now = self.now();
+        if record.expires_at < now {
+            return Err(Refusal::new(
+                Code::ChallengeExpired,
+                format!("challenge expired {} s ago: begin again", now - record.expires_at),
+            ));
+        }
+        if record.kind != kind {
+            return Err(Refusal::new(
+                Code::ChallengeKind,
+                "challenge was issued for the other evidence kind",
+            ));
+        }
+        if record.source != caller.address {
+            return Err(Refusal::new(
+                Code::ChallengeAddressMismatch,
+                format!(
+                    "challenge was begun from {} and finished from {}: the credential binds the \
+                     address that attested, so both steps must come from it",
+                    record.source, caller.address
+                ),
+            ));
+        }
+        match self.store.consume_challenge(&record.id, record.expires_at) {
+            Ok(Consumed::First) => Ok(record),
+            Ok(Consumed::AlreadyUsed) => {
+                Err(Refusal::new(Code::ChallengeUsed, "challenge already used: begin again"))
+            }
+            Err(StoreError::Busy(reason)) => Err(Refusal::new(Code::Overloaded, reason)),
+            Err(e) => Err(internal("consuming the challenge", e)),
+        }
     }
 
     /// Periodic housekeeping: prune expired challenges, rotate keys when due.

@@ -84,8 +84,7 @@ impl Broker {
             source,
             tpm: None,
         };
-        self.open_challenge(&record, source)?;
-        Ok(SnpChallenge { challenge_id: record.id, nonce: nonce.to_vec(), expires_at })
+        Ok(SnpChallenge { challenge_id: self.open_challenge(&record)?, nonce: nonce.to_vec(), expires_at })
     }
 
     /// `POST /v1/snp/finish`.

@@ -20,9 +20,7 @@ use crate::audit::{Action, Outcome};
 use crate::issuer::{CredentialKey, Subject};
 use crate::policy::TpmIdentity;
 use crate::refusal::{Code, Refusal};
-use crate::store::{
-    ChallengeRecord, Consumed, CredentialRecord, EvidenceKind, HardwareId, TpmChallengeState,
-};
+use crate::store::{ChallengeRecord, CredentialRecord, EvidenceKind, HardwareId, TpmChallengeState};
 
 /// Hardware identity of an EK: SHA-256 of its SubjectPublicKeyInfo, hex.
 pub(crate) fn ek_hardware_id(ek: &Public) -> String {
@@ -135,65 +133,14 @@ impl Broker {
                 ek_issuer,
             }),
         };
-        self.open_challenge(&record, caller.address)?;
         Ok(TpmChallenge {
-            challenge_id: record.id,
+            challenge_id: self.open_challenge(&record)?,
             nonce: nonce.to_vec(),
             credential_blob: challenge.id_object().to_vec(),
             encrypted_secret: challenge.encrypted_secret().to_vec(),
             pcr_selection: rules.selection_map(),
             expires_at,
         })
-    }
-
-    /// Takes a challenge for `finish`: unknown, used, expired or of the other kind are
-    /// refused; it is used up either way.
-    pub(crate) fn consume(
-        &self,
-        id: &str,
-        kind: EvidenceKind,
-        caller: &Caller,
-    ) -> Result<ChallengeRecord, Refusal> {
-        if id.len() > 64 {
-            return Err(Refusal::new(Code::ChallengeUnknown, "challenge id too long"));
-        }
-        let record =
-            match self.store.consume_challenge(id).map_err(|e| internal("consuming the challenge", e))? {
-                Consumed::Fresh(record) => *record,
-                Consumed::AlreadyUsed => {
-                    return Err(Refusal::new(Code::ChallengeUsed, "challenge already used: begin again"));
-                }
-                Consumed::Unknown => {
-                    return Err(Refusal::new(
-                        Code::ChallengeUnknown,
-                        "no such challenge (never issued, or long expired)",
-                    ));
-                }
-            };
-        let now = self.now();
-        if record.expires_at < now {
-            return Err(Refusal::new(
-                Code::ChallengeExpired,
-                format!("challenge expired {} s ago: begin again", now - record.expires_at),
-            ));
-        }
-        if record.kind != kind {
-            return Err(Refusal::new(
-                Code::ChallengeKind,
-                "challenge was issued for the other evidence kind",
-            ));
-        }
-        if record.source != caller.address {
-            return Err(Refusal::new(
-                Code::ChallengeAddressMismatch,
-                format!(
-                    "challenge was begun from {} and finished from {}: the credential binds the \
-                     address that attested, so both steps must come from it",
-                    record.source, caller.address
-                ),
-            ));
-        }
-        Ok(record)
     }
 
     /// `POST /v1/tpm/finish`.

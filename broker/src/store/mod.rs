@@ -65,7 +65,7 @@ pub(crate) enum EvidenceKind {
     Snp,
 }
 
-/// An open challenge.
+/// A challenge as `begin` made it: sealed into its id ([`crate::challenge`]), never stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct ChallengeRecord {
     pub(crate) id: String,
@@ -73,16 +73,10 @@ pub(crate) struct ChallengeRecord {
     #[serde(with = "hex_bytes")]
     pub(crate) nonce: Vec<u8>,
     pub(crate) expires_at: i64,
-    /// The address `begin` came from: `finish` must come from it too. (Records stored
-    /// before this field existed read as unspecified, which no caller has: begin again.)
-    #[serde(default = "unspecified_address")]
+    /// The address `begin` came from: `finish` must come from it too.
     pub(crate) source: IpAddr,
     /// What `begin` established for a TPM challenge.
     pub(crate) tpm: Option<TpmChallengeState>,
-}
-
-fn unspecified_address() -> IpAddr {
-    IpAddr::from([0u8, 0, 0, 0])
 }
 
 /// The TPM identity a challenge was issued to.
@@ -106,14 +100,12 @@ pub(crate) struct TpmChallengeState {
 }
 
 /// What consuming a challenge found.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Consumed {
-    /// It was open; now it is used.
-    Fresh(Box<ChallengeRecord>),
+    /// First use: it is now used.
+    First,
     /// It had already been used.
     AlreadyUsed,
-    /// No such challenge (never issued, or pruned long after expiry).
-    Unknown,
 }
 
 /// A hardware identity: SHA-256 of an EK public key, or an SEV-SNP CHIP_ID.
@@ -236,15 +228,11 @@ pub(crate) type Durable = std::pin::Pin<Box<dyn std::future::Future<Output = Res
 
 /// The broker's state.
 pub(crate) trait Store: Send + Sync + 'static {
-    /// Stores a new open challenge asked for from `source`; [`StoreError::Busy`] when too
-    /// many are open (the embedded store's bounds, `challenge.max_open` and
-    /// `challenge.max_open_per_source`).
-    fn put_challenge(&self, challenge: &ChallengeRecord, source: IpAddr) -> Result<(), StoreError>;
-    /// Marks a challenge used and returns what it was. At most one caller gets
-    /// [`Consumed::Fresh`] for an id, also across a restart (see the module
-    /// documentation).
-    fn consume_challenge(&self, id: &str) -> Result<Consumed, StoreError>;
-    /// Drops challenges (open or used) that expired before `before`.
+    /// Marks challenge `id` (which expires at `expires_at`) used. At most one caller gets
+    /// [`Consumed::First`] for an id, also across replicas; [`StoreError::Busy`] when the
+    /// embedded store already remembers `challenge.max_used` unexpired ids.
+    fn consume_challenge(&self, id: &str, expires_at: i64) -> Result<Consumed, StoreError>;
+    /// Forgets used challenges that expired before `before` (they cannot open any more).
     fn prune_challenges(&self, before: i64) -> Result<usize, StoreError>;
 
     /// The admin's word on a hardware identity.
@@ -337,27 +325,31 @@ impl std::fmt::Debug for dyn KeyVault {
 pub(crate) struct Backend {
     pub(crate) store: Arc<dyn Store>,
     pub(crate) keys: Arc<dyn KeyVault>,
+    /// The key challenges are sealed with ([`crate::challenge`]): random per process on the
+    /// embedded store, shared by every replica on PostgreSQL.
+    pub(crate) challenge_key: [u8; 32],
 }
 
 /// Opens the configured backend (for PostgreSQL: connects and applies migrations).
 pub(crate) fn open(config: &Config) -> Result<Backend, StoreError> {
     match config.store {
-        StoreKind::Sled => Ok(Backend {
-            store: Arc::new(SledStore::open(
-                &config.data_dir.join("store"),
-                challenges::Limits {
-                    max_open: config.challenge.max_open,
-                    max_open_per_source: config.challenge.max_open_per_source,
-                },
-            )?),
-            keys: Arc::new(KeyFiles::new(&config.data_dir.join("keys"))),
-        }),
+        StoreKind::Sled => {
+            let mut challenge_key = [0u8; 32];
+            aws_lc_rs::rand::fill(&mut challenge_key)
+                .map_err(|_| StoreError::Backend("no randomness for the challenge key".into()))?;
+            Ok(Backend {
+                store: Arc::new(SledStore::open(&config.data_dir.join("store"), config.challenge.max_used)?),
+                keys: Arc::new(KeyFiles::new(&config.data_dir.join("keys"))),
+                challenge_key,
+            })
+        }
         StoreKind::Postgres => {
             let settings = config.postgres.as_ref().ok_or_else(|| {
                 StoreError::Config("store = \"postgres\" needs a [postgres] section".into())
             })?;
             let store = Arc::new(PgStore::connect(settings)?);
-            Ok(Backend { store: Arc::clone(&store) as Arc<dyn Store>, keys: store })
+            let challenge_key = store.challenge_key();
+            Ok(Backend { store: Arc::clone(&store) as Arc<dyn Store>, keys: store, challenge_key })
         }
     }
 }

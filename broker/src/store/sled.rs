@@ -8,22 +8,22 @@
 //! guaranteed to survive a power loss or kernel crash; run the PostgreSQL backend where
 //! that matters.
 //!
-//! Challenges are held in memory ([`ChallengeBook`]), never on disk: a restart forgets
-//! every open challenge, so none can be accepted after it, let alone twice, and a VM that
-//! was mid-exchange begins again.
+//! Challenges are sealed into their ids under a key made at each start and the finished
+//! ones remembered in memory ([`UsedChallenges`]), never on disk: a restart forgets every
+//! challenge, so none can be accepted after it, let alone twice, and a VM that was
+//! mid-exchange begins again.
 
-use std::net::IpAddr;
 use std::path::Path;
 use std::sync::Mutex;
 
 use serde::{de::DeserializeOwned, Serialize};
 
-use super::challenges::{ChallengeBook, Limits};
+use super::challenges::UsedChallenges;
 use super::codec::decode;
 use super::flusher::Flusher;
 use super::{
-    ChallengeRecord, Consumed, CredentialRecord, Durable, HardwareId, IdentityStatus, Revocation,
-    RevocationTarget, Store, StoreError, VmRecord,
+    Consumed, CredentialRecord, Durable, HardwareId, IdentityStatus, Revocation, RevocationTarget, Store,
+    StoreError, VmRecord,
 };
 use crate::audit::{AuditEvent, AuditRecord, ChainError, ChainHead};
 
@@ -31,7 +31,7 @@ const AUDIT_HEAD: &[u8] = b"audit_head";
 
 /// The sled-backed store.
 pub(crate) struct SledStore {
-    challenges: ChallengeBook,
+    challenges: UsedChallenges,
     identities: sled::Tree,
     vms: sled::Tree,
     credentials: sled::Tree,
@@ -61,8 +61,9 @@ fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
 const CACHE_BYTES: u64 = 64 * 1024 * 1024;
 
 impl SledStore {
-    /// Opens (or creates) the store in `dir`, holding open challenges within `challenges`.
-    pub(crate) fn open(dir: &Path, challenges: Limits) -> Result<Self, StoreError> {
+    /// Opens (or creates) the store in `dir`, remembering at most `max_used` finished
+    /// challenges.
+    pub(crate) fn open(dir: &Path, max_used: usize) -> Result<Self, StoreError> {
         let db = sled::Config::new()
             .path(dir)
             .mode(sled::Mode::HighThroughput)
@@ -76,7 +77,7 @@ impl SledStore {
         let head = recover_head(&audit, &meta)?;
         let flusher = Flusher::start(db.clone())?;
         Ok(Self {
-            challenges: ChallengeBook::new(challenges),
+            challenges: UsedChallenges::new(max_used),
             identities: tree("identities")?,
             vms: tree("vms")?,
             credentials: tree("credentials")?,
@@ -128,15 +129,11 @@ impl SledStore {
 }
 
 impl Store for SledStore {
-    fn put_challenge(&self, challenge: &ChallengeRecord, source: IpAddr) -> Result<(), StoreError> {
+    fn consume_challenge(&self, id: &str, expires_at: i64) -> Result<Consumed, StoreError> {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
-        self.challenges.put(challenge, source, now)
-    }
-
-    fn consume_challenge(&self, id: &str) -> Result<Consumed, StoreError> {
-        Ok(self.challenges.consume(id))
+        self.challenges.consume(id, expires_at, now)
     }
 
     fn prune_challenges(&self, before: i64) -> Result<usize, StoreError> {

@@ -11,19 +11,8 @@ use crate::audit::{verify_chain, Action, Outcome};
 use crate::config::PostgresConfig;
 use crate::issuer::keys::KeySet;
 
-const SOURCE: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
-const LIMITS: challenges::Limits = challenges::Limits { max_open: 1000, max_open_per_source: 1000 };
-
-fn challenge(id: &str, expires_at: i64) -> ChallengeRecord {
-    ChallengeRecord {
-        id: id.into(),
-        kind: EvidenceKind::Snp,
-        nonce: vec![7; 32],
-        expires_at,
-        source: std::net::Ipv4Addr::LOCALHOST.into(),
-        tpm: None,
-    }
-}
+/// Finished challenges the embedded store remembers in these tests.
+const MAX_USED: usize = 1000;
 
 fn event(code: &str) -> AuditEvent {
     AuditEvent::new(1_800_000_000, Action::Admin, Outcome::Accepted, code, "test")
@@ -46,35 +35,31 @@ fn conformance(stores: &[Arc<dyn Store>]) {
     let (a, b) = (&stores[0], &stores[stores.len() - 1]);
 
     // Single use, across handles.
-    a.put_challenge(&challenge("c1", 500), SOURCE).unwrap();
-    assert_eq!(b.consume_challenge("c1").unwrap(), Consumed::Fresh(Box::new(challenge("c1", 500))));
-    assert_eq!(a.consume_challenge("c1").unwrap(), Consumed::AlreadyUsed);
-    assert_eq!(a.consume_challenge("never").unwrap(), Consumed::Unknown);
-    assert!(a.put_challenge(&challenge("c1", 500), SOURCE).is_err(), "an id is never overwritten");
+    assert_eq!(a.consume_challenge("c1", 500).unwrap(), Consumed::First);
+    assert_eq!(b.consume_challenge("c1", 500).unwrap(), Consumed::AlreadyUsed);
+    assert_eq!(a.consume_challenge("c1", 500).unwrap(), Consumed::AlreadyUsed);
 
     // Many concurrent consumers of one challenge: exactly one gets it.
-    a.put_challenge(&challenge("c2", 500), SOURCE).unwrap();
     let racers = 8;
     let barrier = Arc::new(Barrier::new(racers));
-    let fresh = std::thread::scope(|scope| {
+    let first = std::thread::scope(|scope| {
         let threads: Vec<_> = (0..racers)
             .map(|i| {
                 let (store, barrier) = (Arc::clone(&stores[i % stores.len()]), Arc::clone(&barrier));
                 scope.spawn(move || {
                     barrier.wait();
-                    store.consume_challenge("c2").unwrap()
+                    store.consume_challenge("c2", 500).unwrap()
                 })
             })
             .collect();
-        threads.into_iter().map(|t| t.join().unwrap()).filter(|c| matches!(c, Consumed::Fresh(_))).count()
+        threads.into_iter().map(|t| t.join().unwrap()).filter(|c| *c == Consumed::First).count()
     });
-    assert_eq!(fresh, 1);
+    assert_eq!(first, 1);
 
-    // Pruning drops what expired, open or used.
-    a.put_challenge(&challenge("c3", 900), SOURCE).unwrap();
+    // Pruning forgets used challenges that expired (they can no longer be presented).
+    assert_eq!(a.consume_challenge("c3", 900).unwrap(), Consumed::First);
     assert_eq!(a.prune_challenges(600).unwrap(), 2);
-    assert_eq!(b.consume_challenge("c1").unwrap(), Consumed::Unknown);
-    assert!(matches!(b.consume_challenge("c3").unwrap(), Consumed::Fresh(_)));
+    assert_eq!(b.consume_challenge("c3", 900).unwrap(), Consumed::AlreadyUsed);
 
     // Credentials, VMs, enrollment, revocations: written on one handle, read on another.
     let hardware = HardwareId::Ek("ab".repeat(32));
@@ -133,7 +118,7 @@ fn conformance(stores: &[Arc<dyn Store>]) {
 #[test]
 fn sled_passes_the_store_checks() {
     let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn Store> = Arc::new(SledStore::open(dir.path(), LIMITS).unwrap());
+    let store: Arc<dyn Store> = Arc::new(SledStore::open(dir.path(), MAX_USED).unwrap());
     conformance(&[store]);
 }
 
@@ -143,7 +128,7 @@ fn sled_passes_the_store_checks() {
 fn sled_recovers_records_written_past_the_head_and_refuses_ones_that_do_not_chain() {
     let dir = tempfile::tempdir().unwrap();
     let head = {
-        let store = SledStore::open(dir.path(), LIMITS).unwrap();
+        let store = SledStore::open(dir.path(), MAX_USED).unwrap();
         store.audit(event("first")).unwrap();
         store.audit_head().unwrap()
     };
@@ -157,13 +142,13 @@ fn sled_recovers_records_written_past_the_head_and_refuses_ones_that_do_not_chai
     };
     let next = write_past_head(event("second"), head);
     {
-        let store = SledStore::open(dir.path(), LIMITS).unwrap();
+        let store = SledStore::open(dir.path(), MAX_USED).unwrap();
         assert_eq!(store.audit_head().unwrap(), next);
         assert_eq!(verify_chain(store.audit_scan(next.seq), next).unwrap().records, 2);
     }
     // A record past the head that links to nothing.
     write_past_head(event("forged"), ChainHead { seq: next.seq, hash: [9; 32] });
-    let refused = SledStore::open(dir.path(), LIMITS).unwrap_err();
+    let refused = SledStore::open(dir.path(), MAX_USED).unwrap_err();
     assert!(
         matches!(&refused, StoreError::Corrupt { key, reason } if key == "audit record 3" && reason.contains("does not link")),
         "{refused}"

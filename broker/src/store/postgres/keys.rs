@@ -18,7 +18,19 @@ use super::{failed, read, PgStore};
 use crate::store::{KeyVault, StoreError, StoredKeys};
 
 /// The key-encryption key.
-pub(super) struct KeyEncryptionKey(RandomizedNonceKey);
+pub(super) struct KeyEncryptionKey {
+    key: RandomizedNonceKey,
+    challenge_key: [u8; 32],
+}
+
+/// HKDF-SHA256 (RFC 5869) of the key-encryption key, for challenges.
+fn derive_challenge_key(kek: &[u8]) -> Option<[u8; 32]> {
+    use aws_lc_rs::hkdf::{Salt, HKDF_SHA256};
+    let mut key = [0u8; 32];
+    let prk = Salt::new(HKDF_SHA256, b"mooring").extract(kek);
+    prk.expand(&[b"challenge sealing key v1"], HKDF_SHA256).ok()?.fill(&mut key).ok()?;
+    Some(key)
+}
 
 impl std::fmt::Debug for KeyEncryptionKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -40,7 +52,15 @@ impl KeyEncryptionKey {
         if bytes.len() != 32 {
             return Err(bad());
         }
-        RandomizedNonceKey::new(&AES_256_GCM, &bytes).map(Self).map_err(|_| bad())
+        let challenge_key = derive_challenge_key(&bytes).ok_or_else(bad)?;
+        let key = RandomizedNonceKey::new(&AES_256_GCM, &bytes).map_err(|_| bad())?;
+        Ok(Self { key, challenge_key })
+    }
+
+    /// The key challenges are sealed with: derived from the key-encryption key (HKDF-SHA256,
+    /// its own label), so every replica has it and it never seals signing keys.
+    pub(super) fn challenge_key(&self) -> [u8; 32] {
+        self.challenge_key
     }
 
     fn aad(kid: &str, role: &str) -> Vec<u8> {
@@ -51,7 +71,7 @@ impl KeyEncryptionKey {
     fn seal(&self, kid: &str, role: &str, secret: &[u8]) -> Result<Vec<u8>, StoreError> {
         let mut in_out = secret.to_vec();
         let nonce = self
-            .0
+            .key
             .seal_in_place_append_tag(Aad::from(Self::aad(kid, role)), &mut in_out)
             .map_err(|_| StoreError::Backend(format!("cannot encrypt the {role} key of {kid}")))?;
         let mut sealed = nonce.as_ref().to_vec();
@@ -71,7 +91,7 @@ impl KeyEncryptionKey {
         let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| undecryptable())?;
         let mut in_out = ciphertext.to_vec();
         let plain = self
-            .0
+            .key
             .open_in_place(nonce, Aad::from(Self::aad(kid, role)), &mut in_out)
             .map_err(|_| undecryptable())?;
         Ok(plain.to_vec())

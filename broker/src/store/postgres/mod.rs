@@ -4,9 +4,11 @@
 //! cached per replica), so a challenge begun on one replica finishes on another and a
 //! revocation or block made on one is in force on all of them as soon as it is answered.
 //!
-//! - Single use: `consume_challenge` is one `UPDATE ... SET used = true WHERE id = $1 AND
-//!   NOT used RETURNING ...`; row locking makes the database, not timing, let exactly one
-//!   of any number of concurrent finishes (on any replicas) through.
+//! - Challenges are sealed into their ids under a key derived from the key-encryption key
+//!   every replica holds, so `begin` writes nothing and any replica opens them. Single use:
+//!   `consume_challenge` is one `INSERT ... ON CONFLICT DO NOTHING` into `used_challenges`;
+//!   the primary key makes the database, not timing, let exactly one of any number of
+//!   concurrent finishes (on any replicas) through.
 //! - Audit: one hash chain for all replicas, see [`audit`].
 //! - Signing keys: in the database, encrypted, see [`keys`].
 //!
@@ -38,8 +40,8 @@ use r2d2_postgres::PostgresConnectionManager;
 use self::keys::KeyEncryptionKey;
 use super::codec::{decode, encode};
 use super::{
-    ChallengeRecord, Consumed, CredentialRecord, Durable, HardwareId, IdentityStatus, Revocation,
-    RevocationTarget, Store, StoreError, VmRecord,
+    Consumed, CredentialRecord, Durable, HardwareId, IdentityStatus, Revocation, RevocationTarget, Store,
+    StoreError, VmRecord,
 };
 use crate::audit::{Action, AuditEvent, AuditRecord, ChainError, ChainHead, Outcome};
 use crate::config::PostgresConfig;
@@ -88,6 +90,11 @@ fn read_secret_file(path: &Path, setting: &str) -> Result<String, StoreError> {
 }
 
 impl PgStore {
+    /// The key challenges are sealed with, the same on every replica.
+    pub(crate) fn challenge_key(&self) -> [u8; 32] {
+        self.kek.challenge_key()
+    }
+
     /// Connects (a pool of at most `pool_size` connections) and brings the schema up to
     /// date.
     pub(crate) fn connect(settings: &PostgresConfig) -> Result<Self, StoreError> {
@@ -174,47 +181,21 @@ impl PgStore {
 }
 
 impl Store for PgStore {
-    /// Unbounded here: the open-challenge bounds are the embedded store's.
-    fn put_challenge(
-        &self,
-        challenge: &ChallengeRecord,
-        _source: std::net::IpAddr,
-    ) -> Result<(), StoreError> {
-        // A random 128-bit id never collides; the primary key refuses rather than
-        // overwrites if it did.
-        self.client()?
+    fn consume_challenge(&self, id: &str, expires_at: i64) -> Result<Consumed, StoreError> {
+        let inserted = self
+            .client()?
             .execute(
-                "INSERT INTO challenges (id, record, expires_at) VALUES ($1, $2, $3)",
-                &[&challenge.id, &encode(challenge)?, &challenge.expires_at],
-            )
-            .map_err(failed("storing a challenge"))?;
-        Ok(())
-    }
-
-    fn consume_challenge(&self, id: &str) -> Result<Consumed, StoreError> {
-        let mut client = self.client()?;
-        let used = client
-            .query_opt(
-                "UPDATE challenges SET used = true WHERE id = $1 AND NOT used RETURNING record",
-                &[&id],
+                "INSERT INTO used_challenges (id, expires_at) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING",
+                &[&id, &expires_at],
             )
             .map_err(failed("consuming a challenge"))?;
-        if let Some(row) = used {
-            let text: String = read(&row, 0, id)?;
-            return decode(id.as_bytes(), text.as_bytes()).map(|record| Consumed::Fresh(Box::new(record)));
-        }
-        // Not updated: used before (a concurrent finish waited for that commit, then
-        // found it used), or never there.
-        let known = client
-            .query_opt("SELECT used FROM challenges WHERE id = $1", &[&id])
-            .map_err(failed("reading a challenge"))?;
-        Ok(if known.is_some() { Consumed::AlreadyUsed } else { Consumed::Unknown })
+        Ok(if inserted == 1 { Consumed::First } else { Consumed::AlreadyUsed })
     }
 
     fn prune_challenges(&self, before: i64) -> Result<usize, StoreError> {
         let pruned = self
             .client()?
-            .execute("DELETE FROM challenges WHERE expires_at < $1", &[&before])
+            .execute("DELETE FROM used_challenges WHERE expires_at < $1", &[&before])
             .map_err(failed("pruning challenges"))?;
         Ok(usize::try_from(pruned).unwrap_or(usize::MAX))
     }

@@ -13,9 +13,10 @@ use crate::store::StoreError;
 const MIGRATION_LOCK: i64 = 0x006d_6f6f_7269_6e67;
 
 /// Migrations in order; a released one is never changed, only followed by another.
-const MIGRATIONS: &[(i32, &str)] = &[(
-    1,
-    "
+const MIGRATIONS: &[(i32, &str)] = &[
+    (
+        1,
+        "
     CREATE TABLE challenges (
         id text PRIMARY KEY,
         record text NOT NULL,
@@ -44,7 +45,18 @@ const MIGRATIONS: &[(i32, &str)] = &[(
         sealed_jwt_key bytea NOT NULL
     );
     ",
-)];
+    ),
+    (
+        2,
+        // Challenges are sealed into their ids: `begin` stores nothing, `finish` records the
+        // id it used until the challenge expires.
+        "
+    DROP TABLE challenges;
+    CREATE TABLE used_challenges (id text PRIMARY KEY, expires_at bigint NOT NULL);
+    CREATE INDEX used_challenges_expires_at ON used_challenges (expires_at);
+    ",
+    ),
+];
 
 /// Brings the schema up to date.
 pub(super) fn migrate(client: &mut Client) -> Result<(), StoreError> {
