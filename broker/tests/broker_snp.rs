@@ -46,12 +46,19 @@ fn an_snp_vm_attests_and_only_its_sealing_key_opens_the_secret() {
     let client = broker.client(loopback(1));
 
     let challenge = begin(&broker, &client);
-    let request = vm.finish_request(&challenge, &vm.fields(&challenge));
+    let fields = vm.fields(&challenge);
+    let request = vm.finish_request(&challenge, &fields);
     let (status, body) = broker.post(&client, "snp/finish", &request);
     assert_eq!(status, 200, "{body}");
     let issued: IssuedCredentials = serde_json::from_value(body).unwrap();
+    // The credential names the chip (blocks apply to it); the SPIFFE ID the guest: its chip
+    // and the REPORT_ID of its launch.
     let chip = hex::encode(&vm.signer.chip_id()[..vm.signer.product().hw_id_len()]);
-    assert_eq!(issued.spiffe_id, format!("spiffe://test.mooring/vm/cvm/{}", &chip[..16]));
+    use sha2::Digest as _;
+    let guest = hex::encode(sha2::Sha256::digest(
+        [b"mooring snp guest v1".as_slice(), vm.signer.chip_id().as_slice(), &fields.report_id].concat(),
+    ));
+    assert_eq!(issued.spiffe_id, format!("spiffe://test.mooring/vm/cvm/{}", &guest[..16]));
     assert_eq!(issued.bound_address, loopback(1));
     assert!(issued.x509_svid.starts_with("-----BEGIN CERTIFICATE-----"));
 
@@ -219,4 +226,30 @@ fn a_platform_below_the_minimum_tcb_is_told_to_update_firmware() {
     let answer = refused_with(&broker, &vm, 1, |_, _| {});
     assert_refused(&answer, 403, "snp_tcb_too_low");
     assert!(answer.1["reason"].as_str().unwrap().contains("update the host firmware"), "{}", answer.1);
+}
+
+/// Two guests on one chip are two VMs: each has its own SPIFFE ID (from CHIP_ID and the
+/// REPORT_ID the firmware drew at its launch), kept across its renewals.
+#[test]
+fn two_guests_on_one_chip_get_their_own_identities() {
+    let vm = Cvm::new(TestSigner::generate());
+    let tcb = vm.signer.tcb();
+    let broker = broker(&vm.signer, policy(tcb.snp));
+    let client = broker.client(loopback(1));
+    let attest_as = |report_id: [u8; 32]| -> IssuedCredentials {
+        let challenge = begin(&broker, &client);
+        let mut fields = vm.fields(&challenge);
+        fields.report_id = report_id;
+        let (status, body) = broker.post(&client, "snp/finish", &vm.finish_request(&challenge, &fields));
+        assert_eq!(status, 200, "{body}");
+        serde_json::from_value(body).unwrap()
+    };
+    let first = attest_as([1; 32]);
+    let renewed = attest_as([1; 32]);
+    let second = attest_as([2; 32]);
+    assert_eq!(first.spiffe_id, renewed.spiffe_id, "a guest keeps its identity across renewals");
+    assert_ne!(first.spiffe_id, second.spiffe_id, "another guest on the same chip is another VM");
+    let vms: Vec<Value> = broker.admin().get(broker.url("admin/vms")).send().unwrap().json().unwrap();
+    let ids: std::collections::BTreeSet<&str> = vms.iter().filter_map(|v| v["spiffe_id"].as_str()).collect();
+    assert!(ids.contains(first.spiffe_id.as_str()) && ids.contains(second.spiffe_id.as_str()), "{vms:?}");
 }

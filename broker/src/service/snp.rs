@@ -7,6 +7,8 @@ use mooring_attestation::protocol::{snp_report_data, IssuedCredentials, SnpChall
 use mooring_attestation::snp::{RootOrigin, SnpCertSource, SnpVerifier, VerifiedReport};
 use mooring_attestation::x509::spki_public_key;
 
+use sha2::{Digest, Sha256};
+
 use super::{internal, Broker, Caller};
 use crate::audit::Action;
 use crate::config::SnpConfig;
@@ -57,6 +59,17 @@ pub(super) fn verifier(config: &SnpConfig) -> anyhow::Result<SnpVerifier> {
 }
 
 /// What the policy looks at, from a verified report.
+/// What identifies one SEV-SNP guest: its chip and its REPORT_ID (AMD SEV-SNP ABI, Table
+/// 23), which the firmware draws at launch and signs into every report of that guest. A
+/// second guest on the same chip has another REPORT_ID, which neither it nor the host can
+/// choose; the same guest keeps its own across renewals. A new launch (a reboot) is a new
+/// guest.
+fn guest_id(report: &VerifiedReport) -> String {
+    hex::encode(Sha256::digest(
+        [b"mooring snp guest v1".as_slice(), report.chip_id(), report.claims().report_id()].concat(),
+    ))
+}
+
 fn facts(report: &VerifiedReport) -> SnpFacts {
     let claims = report.claims();
     let id_len = report.product().hw_id_len();
@@ -152,7 +165,7 @@ impl Broker {
         class.check_snp(&facts)?;
         class.check_address(caller.address)?;
 
-        let spiffe_id = class.spiffe_id(self.issuer.trust_domain(), &facts.chip_id);
+        let spiffe_id = class.spiffe_id(self.issuer.trust_domain(), &guest_id(&report));
         let secrets = self.seal_hpke_secrets(class, &request.sealing_key, &spiffe_id)?;
         let subject = Subject {
             spiffe_id,

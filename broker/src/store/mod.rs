@@ -167,6 +167,17 @@ pub(crate) struct VmRecord {
     pub(crate) revoked: bool,
 }
 
+impl CredentialRecord {
+    /// The key of the VM it was issued to: its EK, or (SEV-SNP) its chip and SPIFFE ID, as
+    /// several guests share one chip.
+    fn vm_key(&self) -> String {
+        match &self.hardware_id {
+            HardwareId::Ek(_) => self.hardware_id.key(),
+            HardwareId::Chip(_) => format!("{}:{}", self.hardware_id.key(), self.spiffe_id),
+        }
+    }
+}
+
 impl VmRecord {
     /// The VM's state after `credential` was issued to it (admin state filled in on reading).
     fn issued(credential: &CredentialRecord) -> Self {

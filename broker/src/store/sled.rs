@@ -160,7 +160,7 @@ impl Store for SledStore {
         let vm = VmRecord::issued(credential);
         let credential_value = encode(credential)?;
         let vm_value = encode(&vm)?;
-        let vm_key = credential.hardware_id.key();
+        let vm_key = credential.vm_key();
         self.append(&audit, || {
             self.credentials.insert(credential.serial.as_bytes(), credential_value).map_err(backend)?;
             self.vms.insert(vm_key.as_bytes(), vm_value).map(drop).map_err(backend)

@@ -235,7 +235,7 @@ impl Store for PgStore {
             tx.execute(
                 "INSERT INTO vms (key, record) VALUES ($1, $2)
                  ON CONFLICT (key) DO UPDATE SET record = excluded.record",
-                &[&credential.hardware_id.key(), &vm_value],
+                &[&credential.vm_key(), &vm_value],
             )
             .map_err(failed("writing a VM"))?;
             Ok(())
