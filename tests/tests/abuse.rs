@@ -23,7 +23,7 @@ use serde_json::Value;
 /// The honest TPM VM's and the honest confidential VM's addresses.
 const TPM_VM: u8 = 2;
 const SNP_VM: u8 = 3;
-/// Networks the honest VMs attest from (the abusers use 127.0.1-3.x).
+/// Networks the honest VMs attest from (the abusers use 127.1.x.1 and 127.0.2-3.x).
 const HONEST: &[&str] = &["127.0.0.0/24"];
 /// "Less than 1 MB".
 const ONE_MB: u64 = 1_000_000;
@@ -134,7 +134,7 @@ fn malformed_flood_from_50_addresses_grows_the_data_directory_by_less_than_1_mb_
     let started = Instant::now();
     let flood = Background::start(
         w.endpoint.clone(),
-        Abuse::Malformed { sources: abuse::sources(1, 50), connections: 2, requests: Some(5000) },
+        Abuse::Malformed { sources: abuse::spread_sources(50), connections: 2, requests: Some(5000) },
     )
     .unwrap();
     // Honest VMs attest while the flood runs (at most 20 rounds, at most 60 s).

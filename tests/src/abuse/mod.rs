@@ -65,6 +65,14 @@ pub fn sources(subnet: u8, count: u8) -> Vec<IpAddr> {
     (1..=count.min(254)).map(|host| IpAddr::V4(Ipv4Addr::new(127, 0, subnet, host))).collect()
 }
 
+/// `count` source addresses each in a /24 of its own (`127.1.1.1`, `127.1.2.1`, ...), so
+/// the broker's refusal summaries have as many prefixes to name as they can: their
+/// longest records.
+#[must_use]
+pub fn spread_sources(count: u8) -> Vec<IpAddr> {
+    (1..=count.min(254)).map(|net| IpAddr::V4(Ipv4Addr::new(127, 1, net, 1))).collect()
+}
+
 /// What an abuse run saw.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Report {

@@ -29,6 +29,8 @@ pub(crate) enum Source {
     Fleet,
     /// A new TPM VM each time (the preload: the store ends up holding all of them).
     Fresh,
+    /// The SEV-SNP guests of a fleet of both kinds, in turn (its TPM VMs are `Fleet`).
+    SnpGuests,
 }
 
 /// What one phase measured.
@@ -143,15 +145,18 @@ pub(crate) async fn run(
 async fn attest(fleet: &Fleet, endpoint: &Endpoint, n: u64, source: Source) -> Result<(), Failure> {
     let index = usize::try_from(n).unwrap_or(usize::MAX);
     let credentials = match (&fleet.vms, source) {
-        (Vms::Tpm(_), Source::Fresh) => {
+        (Vms::Tpm(_) | Vms::Both { .. }, Source::Fresh) => {
             let vm = TpmVm::new(&fleet.ca).map_err(|e| Failure::Vm(format!("{e:#}")))?;
             attest_tpm(fleet, endpoint, &vm).await?
         }
-        (Vms::Tpm(vms), Source::Fleet) => {
+        (Vms::Tpm(vms) | Vms::Both { tpm: vms, .. }, Source::Fleet) => {
             let vm = vms.get(index % vms.len().max(1)).ok_or_else(|| Failure::Vm("empty fleet".into()))?;
             attest_tpm(fleet, endpoint, vm).await?
         }
-        (Vms::Snp(vms), _) => {
+        (Vms::Tpm(_), Source::SnpGuests) => {
+            return Err(Failure::Vm("a TPM fleet has no SEV-SNP guests".into()))
+        }
+        (Vms::Snp(vms) | Vms::Both { snp: vms, .. }, _) => {
             let vm = vms.get(index % vms.len().max(1)).ok_or_else(|| Failure::Vm("empty fleet".into()))?;
             let host = fleet.hosts.get(vm.host()).ok_or_else(|| Failure::Vm("VM without host".into()))?;
             let challenge: SnpChallenge = endpoint.post("snp/begin", b"{}".to_vec()).await?;

@@ -22,6 +22,8 @@ pub(crate) enum Vms {
     Tpm(Vec<TpmVm>),
     /// SEV-SNP guests on their hosts.
     Snp(Vec<SnpVm>),
+    /// Both: TPM VMs and SEV-SNP guests (the abuse mode's honest traffic).
+    Both { tpm: Vec<TpmVm>, snp: Vec<SnpVm> },
 }
 
 /// Everything the simulated side holds.
@@ -88,11 +90,26 @@ impl Fleet {
         Ok(Self { ca, boot, hosts, vms })
     }
 
+    /// `vms` TPM VMs and `vms` SEV-SNP guests spread over `hosts` hosts, admitted by one
+    /// policy.
+    pub(crate) fn build_both(vms: usize, hosts: usize, ca: EkCa, boot: BootImage) -> anyhow::Result<Self> {
+        anyhow::ensure!(
+            (1..=MAX_HOSTS).contains(&hosts),
+            "--snp-hosts must be 1 to {MAX_HOSTS}: test roots of one product are told apart by name only"
+        );
+        let hosts: Vec<SnpHost> = (0..hosts).map(SnpHost::generate).collect();
+        let count = hosts.len();
+        let tpm = build_parallel(vms, |_| TpmVm::new(&ca))?;
+        let snp = build_parallel(vms, |i| SnpVm::new(i % count))?;
+        Ok(Self { ca, boot, hosts, vms: Vms::Both { tpm, snp } })
+    }
+
     /// Number of VMs.
     pub(crate) fn len(&self) -> usize {
         match &self.vms {
             Vms::Tpm(vms) => vms.len(),
             Vms::Snp(vms) => vms.len(),
+            Vms::Both { tpm, snp } => tpm.len() + snp.len(),
         }
     }
 

@@ -1,6 +1,7 @@
 //! The load generator's parts, one domain concept each: the simulated fleet (`tpm_vm`,
 //! `snp_vm`, `ek_ca`, `boot_log`), the broker under test (`target`, `procfs`), the
-//! HTTPS driver (`drive`, `client`, `latency`), the crypto floor (`floor`) and the report.
+//! HTTPS driver (`drive`, `client`, `latency`), the crypto floor (`floor`) and the report;
+//! the abuse mode (`under_abuse`).
 
 mod boot_log;
 mod client;
@@ -15,6 +16,7 @@ mod run;
 mod snp_vm;
 mod target;
 mod tpm_vm;
+mod under_abuse;
 
 use std::process::ExitCode;
 
@@ -27,6 +29,22 @@ pub(crate) fn main() -> ExitCode {
     if options.setup_only {
         return match run::write_setup(&options) {
             Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("mooring-load: {e:#}");
+                ExitCode::from(2)
+            }
+        };
+    }
+    if !options.abuse.is_empty() {
+        return match under_abuse::run(&options) {
+            Ok(report) => {
+                report.print(options.json);
+                if report.errors() == 0 {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::from(1)
+                }
+            }
             Err(e) => {
                 eprintln!("mooring-load: {e:#}");
                 ExitCode::from(2)

@@ -13,6 +13,20 @@ pub(crate) enum Path {
     Snp,
 }
 
+/// A phase of the abuse mode (`--abuse`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum AbusePhase {
+    /// Honest attestations alone.
+    Quiet,
+    /// A flood of malformed, oversized and unknown-challenge requests from 50 addresses.
+    Malformed,
+    /// `--slow-connections` connections sending a large body a byte at a time.
+    SlowBodies,
+    /// `begin` calls as fast as answered from 250 addresses.
+    BeginFlood,
+}
+
 /// Boot-storm benchmark for the Mooring broker.
 #[derive(Debug, clap::Parser)]
 #[command(name = "mooring-load", version)]
@@ -89,6 +103,16 @@ pub(crate) struct Options {
     /// configuration lines for them (TPM path), for brokers started elsewhere.
     #[arg(long, requires = "setup_dir")]
     pub(crate) setup_only: bool,
+    /// Abuse mode: measure honest TPM and SEV-SNP attestation latency (each at `--rate`,
+    /// default 20/s, for `--duration`) in each phase listed, one after another on one
+    /// broker with its default limits: quiet, then while each kind of abuse runs from
+    /// other source addresses (e.g. `quiet,malformed,slow-bodies,begin-flood`). Reports
+    /// the data directory's growth per second in each phase.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub(crate) abuse: Vec<AbusePhase>,
+    /// Connections of the `slow-bodies` phase.
+    #[arg(long, default_value_t = 1000)]
+    pub(crate) slow_connections: usize,
     /// Print the report as JSON.
     #[arg(long)]
     pub(crate) json: bool,

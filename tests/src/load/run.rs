@@ -59,14 +59,14 @@ impl Bench {
     }
 }
 
-fn ek_ca(options: &Options) -> anyhow::Result<EkCa> {
+pub(crate) fn ek_ca(options: &Options) -> anyhow::Result<EkCa> {
     match &options.setup_dir {
         Some(dir) => EkCa::load_or_create(dir),
         None => EkCa::generate(),
     }
 }
 
-fn boot_image(options: &Options) -> anyhow::Result<BootImage> {
+pub(crate) fn boot_image(options: &Options) -> anyhow::Result<BootImage> {
     let path = if options.event_log.is_absolute() {
         options.event_log.clone()
     } else {

@@ -72,15 +72,21 @@ impl Target {
         Ok(Self { urls, ca_pem, pids: pids.to_vec(), _owned: None })
     }
 
-    /// Starts `binary serve` with a configuration and policy admitting `fleet`.
+    /// Starts `binary serve` with a configuration and policy admitting `fleet`, and the
+    /// raised [`limits`].
     pub(crate) fn start(binary: &Path, fleet: &Fleet, permits: usize) -> anyhow::Result<Self> {
+        Self::start_with(binary, fleet, &limits(permits))
+    }
+
+    /// Starts `binary serve` admitting `fleet`, with `sections` (TOML: `[limits]`,
+    /// `[audit]`, ...) in its configuration.
+    pub(crate) fn start_with(binary: &Path, fleet: &Fleet, sections: &str) -> anyhow::Result<Self> {
         let dir =
             tempfile::Builder::new().prefix("mooring-load-").tempdir().context("temporary directory")?;
         let trust = fleet.write_setup(dir.path())?;
         let config = format!(
             "listen = \"127.0.0.1:0\"\ndata_dir = {data:?}\ntrust_domain = \"load.mooring\"\npolicy = {policy:?}\n\n\
-             {limits}\n{trust}",
-            limits = limits(permits),
+             {sections}\n{trust}",
             data = dir.path().join("data").display().to_string(),
             policy = dir.path().join("policy.toml").display().to_string(),
         );
@@ -127,6 +133,24 @@ impl Target {
             pids: vec![pid],
             _owned: Some(owned),
         })
+    }
+
+    /// The data directory of the broker started here (none for brokers started elsewhere).
+    pub(crate) fn data_dir(&self) -> Option<PathBuf> {
+        self._owned.as_ref().map(|owned| owned._dir.path().join("data"))
+    }
+
+    /// The address of the first broker (`https://host:port`, host `localhost` meaning
+    /// 127.0.0.1).
+    pub(crate) fn first_address(&self) -> anyhow::Result<std::net::SocketAddr> {
+        let url = self.urls.first().context("no broker URL")?;
+        let url = reqwest::Url::parse(url).with_context(|| format!("broker URL {url:?}"))?;
+        let port = url.port_or_known_default().unwrap_or(443);
+        let ip = match url.host_str() {
+            Some("localhost") | None => std::net::IpAddr::from([127, 0, 0, 1]),
+            Some(host) => host.parse().with_context(|| format!("broker host {host:?} is not an address"))?,
+        };
+        Ok(std::net::SocketAddr::new(ip, port))
     }
 
     /// CPU seconds all brokers have used (0 without pids).
