@@ -385,8 +385,10 @@ async fn keep_alive(
             match exchange.await {
                 Ok(answer) => {
                     counters.answered(answer.status);
-                    // After a body it did not read to the end, the broker closes.
-                    if answer.close || matches!(answer.status, 408 | 413) {
+                    // After a body it did not read to the end (refused before it was
+                    // read: rate limited; or part way: too slow, too large), the broker
+                    // closes the connection.
+                    if answer.close || matches!(answer.status, 408 | 413 | 429) {
                         continue 'connections;
                     }
                 }
