@@ -233,6 +233,11 @@ pub struct VerifyRequest {
     /// How the caller proved possession of K.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub proof: Option<Possession>,
+    /// The request a possession statement must have been made for (its `request` field,
+    /// e.g. [`crate::svid::request_digest`] of the request being served). Without it the
+    /// broker leaves `request` to the relying service.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request: Option<String>,
 }
 
 /// A credential as a relying service received it.

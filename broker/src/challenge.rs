@@ -5,7 +5,7 @@
 //! record (nonce, expiry, the address that began, the TPM keys and class) is encrypted and
 //! authenticated with AES-256-GCM under a key of the broker's, and sent as the challenge
 //! id. `finish` opens it; an altered or foreign id does not open (`challenge_unknown`).
-//! Single use is the store's (`consume_challenge`): it remembers the ids finished until
+//! Single use is the store's (`use_once`): it remembers the ids finished until
 //! they expire, so the only state is per `finish` of a genuine challenge, and it lives
 //! one challenge TTL.
 //!

@@ -61,6 +61,7 @@ pub(crate) enum Code {
     AddressOutsideBinding,
     NoProofOfPossession,
     ProofInvalid,
+    ProofReplayed,
     // Server side.
     Internal,
 }
@@ -68,7 +69,7 @@ pub(crate) enum Code {
 impl Code {
     /// Every code, for the OpenAPI sync test.
     #[cfg(test)]
-    pub(crate) const ALL: [Self; 49] = [
+    pub(crate) const ALL: [Self; 50] = [
         Self::MalformedRequest,
         Self::BodyTooLarge,
         Self::RateLimited,
@@ -117,6 +118,7 @@ impl Code {
         Self::AddressOutsideBinding,
         Self::NoProofOfPossession,
         Self::ProofInvalid,
+        Self::ProofReplayed,
         Self::Internal,
     ];
 
@@ -171,6 +173,7 @@ impl Code {
             Self::AddressOutsideBinding => "address_outside_binding",
             Self::NoProofOfPossession => "no_proof_of_possession",
             Self::ProofInvalid => "proof_invalid",
+            Self::ProofReplayed => "proof_replayed",
             Self::Internal => "internal",
         }
     }

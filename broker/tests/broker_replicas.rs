@@ -116,6 +116,24 @@ fn challenges_cross_replicas_once_and_revocations_reach_every_replica() {
     for broker in &brokers {
         assert_eq!(verify_jwt(broker, &vm, &issued.jwt_svid)["valid"], true);
     }
+    // One possession statement, presented to one replica and replayed to another: refused.
+    let (statement, signature) = vm.prove_possession("payments", now());
+    let present = |broker: &Broker| {
+        broker
+            .post(
+                &broker.client(loopback(1)),
+                "credentials/verify",
+                &json!({
+                    "credential": {"type": "jwt", "token": issued.jwt_svid},
+                    "peer_address": loopback(1),
+                    "audience": "payments",
+                    "proof": {"type": "signature", "statement": b64(&statement), "signature": b64(&signature)},
+                }),
+            )
+            .1
+    };
+    assert_eq!(present(&brokers[0])["valid"], true);
+    assert_eq!(present(&brokers[1])["code"], "proof_replayed");
 
     // One finish replayed concurrently against all replicas: accepted exactly once.
     let challenge = begin(&brokers[2], &vm);

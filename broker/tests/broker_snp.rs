@@ -81,6 +81,7 @@ fn an_snp_vm_attests_and_only_its_sealing_key_opens_the_secret() {
         peer_address: loopback(1),
         audience: Some("payments".into()),
         proof: Some(Possession::Signature { statement, signature }),
+        request: None,
     };
     let (status, answer) = broker.post(&client, "credentials/verify", &verify);
     assert_eq!(status, 200, "{answer}");

@@ -324,11 +324,39 @@ fn the_verify_api_names_each_reason_a_credential_is_no_good() {
     };
     let signed = |statement: &[u8], signature: &[u8]| json!({"type": "signature", "statement": b64(statement), "signature": b64(signature)});
     let (statement, signature) = vm.prove_possession("payments", now());
+    let fresh = || {
+        let (statement, signature) = vm.prove_possession("payments", now());
+        signed(&statement, &signature)
+    };
     assert_eq!(ask("payments", signed(&statement, &signature))["valid"], true);
+
+    // The same statement again (a replay, whatever the caller): refused, while a new one
+    // for the next request passes.
+    assert_eq!(ask("payments", signed(&statement, &signature))["code"], "proof_replayed");
+    assert_eq!(ask("payments", fresh())["valid"], true);
+
+    // Bound to one request: the broker checks the statement was made for it.
+    let for_request = |request: &str, statement: &[u8], signature: &[u8]| {
+        broker
+            .post(
+                &broker.client(loopback(1)),
+                "credentials/verify",
+                &json!({"credential": {"type": "jwt", "token": issued.jwt_svid}, "peer_address": loopback(1),
+                        "audience": "payments", "request": request, "proof": signed(statement, signature)}),
+            )
+            .1
+    };
+    let (bound, bound_sig) = vm.prove_possession("payments", now());
+    let made_for: serde_json::Value = serde_json::from_slice(&bound).unwrap();
+    let answer = for_request("a-digest-of-another-request", &bound, &bound_sig);
+    assert_eq!(answer["code"], "proof_invalid", "{answer}");
+    assert!(answer["reason"].as_str().unwrap().contains("another request"), "{answer}");
+    let answer = for_request(made_for["request"].as_str().unwrap(), &bound, &bound_sig);
+    assert_eq!(answer["valid"], true, "{answer}");
 
     // Another audience; a proof made for another audience, long ago, or altered after
     // signing; mutual TLS claimed for a bearer token.
-    assert_eq!(ask("billing", signed(&statement, &signature))["code"], "wrong_audience");
+    assert_eq!(ask("billing", fresh())["code"], "wrong_audience");
     let (other, other_sig) = vm.prove_possession("billing", now());
     assert_eq!(ask("payments", signed(&other, &other_sig))["code"], "proof_invalid");
     let (stale, stale_sig) = vm.prove_possession("payments", now() - 3600);
@@ -339,7 +367,7 @@ fn the_verify_api_names_each_reason_a_credential_is_no_good() {
     assert_eq!(ask("payments", json!({"type": "mutual_tls"}))["code"], "no_proof_of_possession");
 
     // The hardware blocked, then (unblocked) the credential revoked: refused at once.
-    let hardware_id = ask("payments", signed(&statement, &signature))["claims"]["hardware_id"].clone();
+    let hardware_id = ask("payments", fresh())["claims"]["hardware_id"].clone();
     let change = |status: &str| {
         broker.admin_post(
             "admin/identities",
@@ -347,9 +375,9 @@ fn the_verify_api_names_each_reason_a_credential_is_no_good() {
         );
     };
     change("blocked");
-    assert_eq!(ask("payments", signed(&statement, &signature))["code"], "vm_blocked");
+    assert_eq!(ask("payments", fresh())["code"], "vm_blocked");
     change("enrolled");
-    assert_eq!(ask("payments", signed(&statement, &signature))["valid"], true);
+    assert_eq!(ask("payments", fresh())["valid"], true);
     // Revoking nothing (a mistyped serial or SPIFFE ID) is not answered as if it worked.
     for target in [
         json!({"kind": "credential", "id": "ab".repeat(16)}),
@@ -363,7 +391,7 @@ fn the_verify_api_names_each_reason_a_credential_is_no_good() {
         "admin/revocations",
         &json!({"target": {"kind": "credential", "id": issued.x509_serial}, "reason": "key compromise drill"}),
     );
-    let answer = ask("payments", signed(&statement, &signature));
+    let answer = ask("payments", fresh());
     assert_eq!(answer["code"], "revoked");
     assert!(answer["reason"].as_str().unwrap().contains("key compromise drill"), "{answer}");
     let list: serde_json::Value =

@@ -219,11 +219,11 @@ fn s3_a_jwt_svid_replayed_from_another_address_is_refused() {
     assert!(answer["reason"].as_str().unwrap().contains("127.0.0.3"), "{answer}");
     assert_audited(&w.broker, "address_outside_binding", B);
 
-    // From A's own address the proof has been used already. (The payment service's replay
-    // cache decides this after the broker found the credential valid: the broker's audit log
-    // records that verify call as accepted, the service logs the refusal.)
+    // From A's own address the proof has been used already: the broker has seen that
+    // statement and refuses it (and records the refusal).
     let (status, answer) = replay(A);
-    assert_eq!((status, answer["code"].as_str()), (403, Some("proof_invalid")), "{answer}");
+    assert_eq!((status, answer["code"].as_str()), (403, Some("proof_replayed")), "{answer}");
+    assert_audited(&w.broker, "proof_replayed", A);
 
     // A fresh, valid proof by A's K does not help either from another address.
     let out = pay(&w.a.config_path(), &w.payments, "jwt", &["--source-address", "127.0.0.3"]);

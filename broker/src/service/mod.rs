@@ -181,7 +181,7 @@ impl Broker {
                 ),
             ));
         }
-        match self.store.consume_challenge(&record.id, record.expires_at) {
+        match self.store.use_once(&record.id, record.expires_at) {
             Ok(Consumed::First) => Ok(record),
             Ok(Consumed::AlreadyUsed) => {
                 Err(Refusal::new(Code::ChallengeUsed, "challenge already used: begin again"))
@@ -194,7 +194,7 @@ impl Broker {
     /// Periodic housekeeping: prune expired challenges, rotate keys when due.
     pub(crate) fn housekeeping(&self) {
         let now = self.now();
-        match self.store.prune_challenges(now) {
+        match self.store.prune_used(now) {
             Ok(pruned) if pruned > 0 => tracing::debug!(pruned, "pruned expired challenges"),
             Ok(_) => {}
             Err(e) => tracing::warn!("pruning challenges: {e}"),

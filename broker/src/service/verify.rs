@@ -8,13 +8,16 @@
 use mooring_attestation::protocol::{
     CredentialClaims, Possession, PresentedCredential, VerifyRequest, VerifyResponse,
 };
-use mooring_attestation::svid::{CheckedCredential, PossessionProof, Presented, Proof, SvidError};
+use mooring_attestation::svid::{
+    CheckedCredential, PossessionProof, Presented, Proof, SvidError, POSSESSION_SKEW_SECONDS,
+};
 use mooring_attestation::x509::bundle::parse_certificates;
+use sha2::{Digest, Sha256};
 
 use super::{internal, Broker, Caller};
 use crate::audit::{Action, Outcome};
 use crate::refusal::{Code, Refusal};
-use crate::store::{CredentialRecord, IdentityStatus};
+use crate::store::{Consumed, CredentialRecord, IdentityStatus, StoreError};
 
 impl Broker {
     /// `POST /v1/credentials/verify`. Always an answer; refusals are audited.
@@ -119,8 +122,11 @@ impl Broker {
             (Some(Possession::MutualTls), audience) => (Some(Proof::MutualTls), audience.unwrap_or_default()),
             (Some(Possession::Signature { statement, signature }), Some(audience)) => {
                 signed = PossessionProof::new(statement.clone(), signature.clone());
-                // `request` is the relying service's to check; the broker treats it as opaque.
-                (Some(Proof::SignatureAnyRequest { proof: &signed }), audience)
+                match request.request.as_deref() {
+                    Some(digest) => (Some(Proof::Signature { proof: &signed, request: digest }), audience),
+                    // `request` is then the relying service's to check.
+                    None => (Some(Proof::SignatureAnyRequest { proof: &signed }), audience),
+                }
             }
             (Some(Possession::Signature { .. }), None) => {
                 return Err(Refusal::new(
@@ -130,6 +136,22 @@ impl Broker {
             }
         };
         let verified = checked.check_possession(proof, audience, now).map_err(refusal)?;
+        if let Some(Possession::Signature { statement, .. }) = &request.proof {
+            // One statement, one use, on every replica: a statement seen again within the
+            // window it is accepted in is a replay (whatever its signature's encoding).
+            let id = format!("proof:{}", hex::encode(Sha256::digest(statement)));
+            match self.store.use_once(&id, now + 2 * POSSESSION_SKEW_SECONDS) {
+                Ok(Consumed::First) => {}
+                Ok(Consumed::AlreadyUsed) => {
+                    return Err(Refusal::new(
+                        Code::ProofReplayed,
+                        "this possession statement was presented before: make a new one for each request",
+                    ))
+                }
+                Err(StoreError::Busy(reason)) => return Err(Refusal::new(Code::Overloaded, reason)),
+                Err(e) => return Err(internal("recording the possession statement", e)),
+            }
+        }
         Ok(CredentialClaims {
             spiffe_id: verified.spiffe_id().to_owned(),
             // The X.509-SVID carries no class or hardware id; the issuance record does.

@@ -1,7 +1,7 @@
 //! Everything the broker remembers, behind one trait so the embedded store (sled) and a
 //! shared one (PostgreSQL, for several replicas) can serve the same service.
 //!
-//! Crash guarantee of every implementation: when `consume_challenge` returns, no later
+//! Crash guarantee of every implementation: when `use_once` returns, no later
 //! caller gets the challenge, also after a restart: either the mark is durable no later
 //! than the record that decides the challenge (`issue`, or the refusal's audit record), or
 //! no challenge survives a restart at all (sled keeps them in memory). A write is durable
@@ -239,12 +239,13 @@ pub(crate) type Durable = std::pin::Pin<Box<dyn std::future::Future<Output = Res
 
 /// The broker's state.
 pub(crate) trait Store: Send + Sync + 'static {
-    /// Marks challenge `id` (which expires at `expires_at`) used. At most one caller gets
+    /// Marks `id` (a challenge's, or a possession statement's digest) used until
+    /// `expires_at`, when it can no longer be presented anyway. At most one caller gets
     /// [`Consumed::First`] for an id, also across replicas; [`StoreError::Busy`] when the
     /// embedded store already remembers `challenge.max_used` unexpired ids.
-    fn consume_challenge(&self, id: &str, expires_at: i64) -> Result<Consumed, StoreError>;
-    /// Forgets used challenges that expired before `before` (they cannot open any more).
-    fn prune_challenges(&self, before: i64) -> Result<usize, StoreError>;
+    fn use_once(&self, id: &str, expires_at: i64) -> Result<Consumed, StoreError>;
+    /// Forgets used ids that expired before `before`.
+    fn prune_used(&self, before: i64) -> Result<usize, StoreError>;
 
     /// The admin's word on a hardware identity.
     fn identity_status(&self, id: &HardwareId) -> Result<Option<IdentityStatus>, StoreError>;

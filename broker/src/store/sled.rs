@@ -129,14 +129,14 @@ impl SledStore {
 }
 
 impl Store for SledStore {
-    fn consume_challenge(&self, id: &str, expires_at: i64) -> Result<Consumed, StoreError> {
+    fn use_once(&self, id: &str, expires_at: i64) -> Result<Consumed, StoreError> {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
         self.challenges.consume(id, expires_at, now)
     }
 
-    fn prune_challenges(&self, before: i64) -> Result<usize, StoreError> {
+    fn prune_used(&self, before: i64) -> Result<usize, StoreError> {
         Ok(self.challenges.prune(before))
     }
 

@@ -35,9 +35,9 @@ fn conformance(stores: &[Arc<dyn Store>]) {
     let (a, b) = (&stores[0], &stores[stores.len() - 1]);
 
     // Single use, across handles.
-    assert_eq!(a.consume_challenge("c1", 500).unwrap(), Consumed::First);
-    assert_eq!(b.consume_challenge("c1", 500).unwrap(), Consumed::AlreadyUsed);
-    assert_eq!(a.consume_challenge("c1", 500).unwrap(), Consumed::AlreadyUsed);
+    assert_eq!(a.use_once("c1", 500).unwrap(), Consumed::First);
+    assert_eq!(b.use_once("c1", 500).unwrap(), Consumed::AlreadyUsed);
+    assert_eq!(a.use_once("c1", 500).unwrap(), Consumed::AlreadyUsed);
 
     // Many concurrent consumers of one challenge: exactly one gets it.
     let racers = 8;
@@ -48,7 +48,7 @@ fn conformance(stores: &[Arc<dyn Store>]) {
                 let (store, barrier) = (Arc::clone(&stores[i % stores.len()]), Arc::clone(&barrier));
                 scope.spawn(move || {
                     barrier.wait();
-                    store.consume_challenge("c2", 500).unwrap()
+                    store.use_once("c2", 500).unwrap()
                 })
             })
             .collect();
@@ -57,9 +57,9 @@ fn conformance(stores: &[Arc<dyn Store>]) {
     assert_eq!(first, 1);
 
     // Pruning forgets used challenges that expired (they can no longer be presented).
-    assert_eq!(a.consume_challenge("c3", 900).unwrap(), Consumed::First);
-    assert_eq!(a.prune_challenges(600).unwrap(), 2);
-    assert_eq!(b.consume_challenge("c3", 900).unwrap(), Consumed::AlreadyUsed);
+    assert_eq!(a.use_once("c3", 900).unwrap(), Consumed::First);
+    assert_eq!(a.prune_used(600).unwrap(), 2);
+    assert_eq!(b.use_once("c3", 900).unwrap(), Consumed::AlreadyUsed);
 
     // Credentials, VMs, enrollment, revocations: written on one handle, read on another.
     let hardware = HardwareId::Ek("ab".repeat(32));

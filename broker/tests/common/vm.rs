@@ -215,7 +215,9 @@ impl Vm {
             purpose: PossessionStatement::PURPOSE.into(),
             audience: audience.into(),
             issued_at: now,
-            request: "00".into(),
+            // A nonce per statement, as a relying service's request digest would be: the
+            // broker refuses a statement it has seen before.
+            request: hex::encode(std::array::from_fn::<u8, 16, _>(|_| rand_byte())),
         })
         .unwrap();
         std::fs::write(self.tools.path("statement.json"), &statement).unwrap();
@@ -291,4 +293,11 @@ impl Vm {
         t.flush_all().unwrap();
         result.map(|()| self.file("unsealed.bin"))
     }
+}
+
+/// A random byte (for statement nonces).
+fn rand_byte() -> u8 {
+    let mut byte = [0u8; 1];
+    aws_lc_rs::rand::fill(&mut byte).unwrap();
+    byte[0]
 }

@@ -64,19 +64,22 @@ impl Gate {
         let credential = presented(connection, headers)?;
         let peer = connection.peer.ip();
         let request = request_digest(request.method, request.path, request.body);
-        let caller = match self.mode {
-            Mode::Offline => self.offline(&credential, peer, &request, now)?,
-            Mode::Broker => self.ask_broker(&credential, peer, &request, now).await?,
-        };
-        if let Credential::Jwt { proof: Some(proof), .. } = &credential {
-            self.seen.use_once(proof.statement(), now).map_err(|e| match e {
-                Unusable::Replayed => {
-                    Refusal::forbidden("proof_invalid", "this possession proof was used before")
+        match self.mode {
+            // The broker refuses a statement it has seen (on any replica): `proof_replayed`.
+            Mode::Broker => self.ask_broker(&credential, peer, &request, now).await,
+            Mode::Offline => {
+                let caller = self.offline(&credential, peer, &request, now)?;
+                if let Credential::Jwt { proof: Some(proof), .. } = &credential {
+                    self.seen.use_once(proof.statement(), now).map_err(|e| match e {
+                        Unusable::Replayed => {
+                            Refusal::forbidden("proof_replayed", "this possession proof was used before")
+                        }
+                        Unusable::Full => Refusal::verifier_unavailable(),
+                    })?;
                 }
-                Unusable::Full => Refusal::verifier_unavailable(),
-            })?;
+                Ok(caller)
+            }
         }
-        Ok(caller)
     }
 
     fn offline(
@@ -117,8 +120,8 @@ impl Gate {
     ) -> Result<Caller, Refusal> {
         let (credential, proof) = match credential {
             Credential::Jwt { token, proof } => {
-                // The broker checks the signature, purpose, audience and time; what the
-                // statement's `request` means is this service's to check.
+                // The broker checks the signature, purpose, audience, time, that the
+                // statement was made for this request, and that it was not seen before.
                 let proof = match proof {
                     Some(proof) => {
                         proof.check_statement(&self.audience, request, now)?;
@@ -135,8 +138,13 @@ impl Gate {
                 (PresentedCredential::X509 { chain: pem_certificate(leaf) }, Some(Possession::MutualTls))
             }
         };
-        let question =
-            VerifyRequest { credential, peer_address: peer, audience: Some(self.audience.clone()), proof };
+        let question = VerifyRequest {
+            credential,
+            peer_address: peer,
+            audience: Some(self.audience.clone()),
+            proof,
+            request: Some(request.to_owned()),
+        };
         let answer = self.broker.verify(&question).await.map_err(|e| {
             tracing::error!("broker verify call failed: {e:#}");
             Refusal::verifier_unavailable()

@@ -6,7 +6,7 @@
 //!
 //! - Challenges are sealed into their ids under a key derived from the key-encryption key
 //!   every replica holds, so `begin` writes nothing and any replica opens them. Single use:
-//!   `consume_challenge` is one `INSERT ... ON CONFLICT DO NOTHING` into `used_challenges`;
+//!   `use_once` is one `INSERT ... ON CONFLICT DO NOTHING` into `used_challenges`;
 //!   the primary key makes the database, not timing, let exactly one of any number of
 //!   concurrent finishes (on any replicas) through.
 //! - Audit: one hash chain for all replicas, see [`audit`].
@@ -181,7 +181,7 @@ impl PgStore {
 }
 
 impl Store for PgStore {
-    fn consume_challenge(&self, id: &str, expires_at: i64) -> Result<Consumed, StoreError> {
+    fn use_once(&self, id: &str, expires_at: i64) -> Result<Consumed, StoreError> {
         let inserted = self
             .client()?
             .execute(
@@ -192,7 +192,7 @@ impl Store for PgStore {
         Ok(if inserted == 1 { Consumed::First } else { Consumed::AlreadyUsed })
     }
 
-    fn prune_challenges(&self, before: i64) -> Result<usize, StoreError> {
+    fn prune_used(&self, before: i64) -> Result<usize, StoreError> {
         let pruned = self
             .client()?
             .execute("DELETE FROM used_challenges WHERE expires_at < $1", &[&before])
