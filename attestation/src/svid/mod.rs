@@ -314,6 +314,10 @@ impl CheckedCredential {
     }
 }
 
+/// How far in the future a revocation list's `generated_at` may be (the verifier's and
+/// the broker's clocks differ a little).
+pub const REVOCATION_CLOCK_SKEW_SECONDS: i64 = 120;
+
 impl Verifier<'_> {
     /// Every check, in the broker's order: signature and validity, audience, revocation,
     /// address binding, proof of possession.
@@ -329,6 +333,14 @@ impl Verifier<'_> {
     }
 
     fn check_revocation(&self, credential: &VerifiedCredential, now: i64) -> Result<(), SvidError> {
+        let ahead = self.revocations.generated_at.saturating_sub(now);
+        if ahead > REVOCATION_CLOCK_SKEW_SECONDS {
+            // A list from the future would pass the age check for longer than it is fresh.
+            return Err(SvidError::RevocationListStale(format!(
+                "the revocation list is dated {ahead} s in the future; at most \
+                 {REVOCATION_CLOCK_SKEW_SECONDS} s of clock skew is accepted"
+            )));
+        }
         let age = now.saturating_sub(self.revocations.generated_at);
         if age > self.max_revocation_age {
             return Err(SvidError::RevocationListStale(format!(

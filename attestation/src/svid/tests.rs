@@ -355,6 +355,15 @@ fn revocation_negatives() {
     check(&others).unwrap();
     let stale = RevocationList { generated_at: NOW - 61, revocations: Vec::new() };
     assert_eq!(check(&stale).unwrap_err().code(), "revocation_list_stale");
+    // A list dated in the future (beyond the skew allowed) would look fresh for too long.
+    let skewed =
+        RevocationList { generated_at: NOW + REVOCATION_CLOCK_SKEW_SECONDS, revocations: Vec::new() };
+    check(&skewed).unwrap();
+    let future =
+        RevocationList { generated_at: NOW + REVOCATION_CLOCK_SKEW_SECONDS + 1, revocations: Vec::new() };
+    let err = check(&future).unwrap_err();
+    assert_eq!(err.code(), "revocation_list_stale");
+    assert!(err.to_string().contains("in the future"), "{err}");
     let wire: RevocationList = serde_json::from_str(
         r#"{"generated_at":1,"revocations":[{"target":{"kind":"vm","id":"spiffe://x/vm/a"},"revoked_at":1,"reason":"r"}]}"#,
     )
