@@ -21,6 +21,8 @@ pub(crate) enum AbusePhase {
     Quiet,
     /// A flood of malformed, oversized and unknown-challenge requests from 50 addresses.
     Malformed,
+    /// The same flood with no honest traffic: what it alone adds to the data directory.
+    MalformedAlone,
     /// `--slow-connections` connections sending a large body a byte at a time.
     SlowBodies,
     /// `begin` calls as fast as answered from 250 addresses.

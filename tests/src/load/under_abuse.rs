@@ -13,7 +13,7 @@ use mooring_tests::abuse::{self, Abuse, Background, DirSize, Endpoint};
 use serde::Serialize;
 
 use super::client;
-use super::drive::{self, Source, Stop};
+use super::drive::{self, Phase, Source, Stop};
 use super::fleet::Fleet;
 use super::options::{AbusePhase, Options};
 use super::procfs;
@@ -157,7 +157,7 @@ pub(crate) struct AbuseRunReport {
 fn abuse_of(phase: AbusePhase, options: &Options) -> Option<Abuse> {
     match phase {
         AbusePhase::Quiet => None,
-        AbusePhase::Malformed => {
+        AbusePhase::Malformed | AbusePhase::MalformedAlone => {
             Some(Abuse::Malformed { sources: abuse::spread_sources(50), connections: 2, requests: None })
         }
         AbusePhase::SlowBodies => Some(Abuse::SlowBodies {
@@ -270,7 +270,12 @@ pub(crate) fn run(options: &Options) -> anyhow::Result<AbuseRunReport> {
         let before = abuse::dir_size(&data_dir)?;
         let started = Instant::now();
         let broker_before = target.cpu_seconds(ticks)?;
-        let (tpm, snp) = honest(options.duration)?;
+        let (tpm, snp) = if phase == AbusePhase::MalformedAlone {
+            std::thread::sleep(options.duration);
+            (PhaseReport::new(&Phase::default(), None, 0.0), PhaseReport::new(&Phase::default(), None, 0.0))
+        } else {
+            honest(options.duration)?
+        };
         let broker_cpu = target.cpu_seconds(ticks)? - broker_before;
         let window = started.elapsed().as_secs_f64();
         let abuse = background.map(Background::stop);
@@ -330,6 +335,7 @@ fn phase_name(phase: AbusePhase) -> &'static str {
     match phase {
         AbusePhase::Quiet => "quiet",
         AbusePhase::Malformed => "malformed",
+        AbusePhase::MalformedAlone => "malf. alone",
         AbusePhase::SlowBodies => "slow-bodies",
         AbusePhase::BeginFlood => "begin-flood",
     }
