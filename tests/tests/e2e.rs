@@ -264,12 +264,17 @@ fn s5_after_a_pcr_change_renewal_is_refused_and_the_credential_dies_at_expiry() 
     let offline = Payments::start(&w.broker, &PaymentsSetup::new(Mode::Offline));
     assert_paid(&pay(&w.a.config_path(), &w.payments, "jwt", &[]), &payer);
 
+    let released = || std::fs::read_dir(w.a.runtime_dir().join("secrets")).unwrap().count();
+    assert_eq!(released(), 1, "the class releases one secret");
+
     // Another kernel measured into PCR 0: the next attestation (renewal) is refused.
     w.a.extend_pcr(0);
     let out = w.a.client(&["attest"]);
     assert_eq!(out.status.code(), Some(CLIENT_EXIT_REFUSED), "{}", out.stderr_text());
     assert!(out.stderr_text().contains("pcr_value_not_allowed"), "{}", out.stderr_text());
     assert_audited(&w.broker, "pcr_value_not_allowed", A);
+    // What the broker released for the admitted state is gone from the VM.
+    assert_eq!(released(), 0, "released secrets outlived the refusal");
 
     // The credential already issued works until it expires (its TTL is 60 s) ...
     assert!(now() < expires_at, "expired before the renewal was tried");

@@ -200,6 +200,24 @@ impl RuntimeDir {
         self.write_status(bundle.status)
     }
 
+    /// Removes every released secret: the broker refused this VM, so what it released for
+    /// an earlier, admitted state must not outlive that state on this VM's disk. Returns how
+    /// many were removed.
+    ///
+    /// # Errors
+    /// When the secrets directory cannot be read or a file removed.
+    pub fn withdraw_secrets(&self) -> Result<usize, RuntimeError> {
+        let secrets_dir = self.path.join(SECRETS_DIR);
+        let io = |source| RuntimeError::Io { path: secrets_dir.clone(), source };
+        let count = match fs::read_dir(&secrets_dir) {
+            Ok(entries) => entries.count(),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(io(e)),
+        };
+        remove_others(&secrets_dir, &BTreeSet::new()).map_err(io)?;
+        Ok(count)
+    }
+
     /// Rewrites `status.json` (e.g. a new renewal time).
     ///
     /// # Errors
@@ -413,6 +431,19 @@ mod tests {
             .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().contains(".tmp."))
             .collect();
         assert!(leftovers.is_empty());
+    }
+
+    #[test]
+    fn withdrawn_secrets_are_gone_and_the_rest_stays() {
+        let tmp = tempfile::tempdir_in("/dev/shm").unwrap();
+        let dir = RuntimeDir::open(&tmp.path().join("run"), true).unwrap();
+        assert_eq!(dir.withdraw_secrets().unwrap(), 0, "nothing released yet");
+        let status = status();
+        let secrets = vec![("a".to_owned(), b"1".to_vec()), ("b".to_owned(), b"2".to_vec())];
+        dir.store(&bundle(&secrets, &status)).unwrap();
+        assert_eq!(dir.withdraw_secrets().unwrap(), 2);
+        assert_eq!(fs::read_dir(dir.path().join(SECRETS_DIR)).unwrap().count(), 0);
+        assert!(dir.path().join(SVID_FILE).exists(), "credentials expire on their own");
     }
 
     #[test]

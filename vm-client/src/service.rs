@@ -136,7 +136,23 @@ pub fn attest_once(
     api: &BrokerApi,
     runtime: &RuntimeDir,
 ) -> Result<Status, AttestError> {
-    let attested = attester.attest(api)?;
+    let attested = match attester.attest(api) {
+        Ok(attested) => attested,
+        Err(e) => {
+            if let Some((code, _)) = e.refusal() {
+                match runtime.withdraw_secrets() {
+                    Ok(0) => {}
+                    Ok(removed) => {
+                        tracing::warn!(code, removed, "refused by the broker: released secrets removed")
+                    }
+                    Err(err) => {
+                        tracing::error!(code, error = %err, "refused, and the released secrets could not be removed")
+                    }
+                }
+            }
+            return Err(e);
+        }
+    };
     let now = now();
     let issued = &attested.issued;
     let status = Status {
