@@ -45,7 +45,26 @@ fn admin_routes_need_the_admin_certificate() {
         .get(format!("https://localhost:{}/metrics", broker.address.port()))
         .send()
         .unwrap();
-    assert!(metrics.text().unwrap().contains("mooring_credentials_issued_total 0"));
+    let text = metrics.text().unwrap();
+    assert!(text.contains("mooring_credentials_issued_total 0"));
+    assert!(text.contains(&format!("mooring_build_info{{version=\"{}\"}} 1", env!("CARGO_PKG_VERSION"))));
+    assert!(text.contains("\nprocess_resident_memory_bytes "), "{text}");
+    assert!(text.contains("\nprocess_open_fds "), "{text}");
+
+    // A refused request is timed like an answered one.
+    let response = broker.client(loopback(1)).post(broker.url("tpm/begin")).body("{").send().unwrap();
+    assert_eq!(response.status().as_u16(), 400);
+    let text = broker
+        .client(loopback(1))
+        .get(format!("https://localhost:{}/metrics", broker.address.port()))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(
+        text.contains("mooring_request_duration_seconds_count{route=\"tpm_begin\",outcome=\"refused\"} 1"),
+        "{text}"
+    );
 }
 
 /// `begin` stores nothing: any number of begins leave the broker as it was, and a

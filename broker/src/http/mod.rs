@@ -230,13 +230,13 @@ where
     Resp: serde::Serialize + Send + 'static,
 {
     let started = Instant::now();
-    let (request, caller) = match parse::<Req>(&broker, action, body, address) {
-        Ok(parsed) => parsed,
-        Err(refused) => return settled(&broker, Err(refused)).await,
+    let answer = match parse::<Req>(&broker, action, body, address) {
+        Ok((request, caller)) => blocking(&broker, move |service| call(service, &request, &caller)).await,
+        Err(refused) => settled(&broker, Err(refused)).await,
     };
-    let answer = blocking(&broker, move |service| call(service, &request, &caller)).await?;
-    broker.metrics.observe(route, started.elapsed());
-    Ok(Json(answer).into_response())
+    // Refusals are timed too: a flood of them is load the histogram must show.
+    broker.metrics.observe(route, answer.is_ok(), started.elapsed());
+    Ok(Json(answer?).into_response())
 }
 
 async fn tpm_begin(

@@ -9,6 +9,8 @@ use std::time::Duration;
 use crate::audit::Action;
 use crate::refusal::Code;
 
+mod process;
+
 /// Upper bounds (seconds) of the request duration histogram.
 const BUCKETS: [f64; 10] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0];
 
@@ -18,7 +20,7 @@ pub(crate) struct Metrics {
     verified_valid: AtomicU64,
     verified_invalid: AtomicU64,
     refusals: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
-    durations: Mutex<BTreeMap<&'static str, Histogram>>,
+    durations: Mutex<BTreeMap<(&'static str, &'static str), Histogram>>,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -43,11 +45,12 @@ impl Metrics {
         *map.entry((action.as_str(), code.as_str())).or_default() += 1;
     }
 
-    /// Records how long a route took.
-    pub(crate) fn observe(&self, route: &'static str, elapsed: Duration) {
+    /// Records how long a route took to answer, accepted or refused.
+    pub(crate) fn observe(&self, route: &'static str, accepted: bool, elapsed: Duration) {
         let seconds = elapsed.as_secs_f64();
+        let outcome = if accepted { "accepted" } else { "refused" };
         let mut map = self.durations.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let histogram = map.entry(route).or_default();
+        let histogram = map.entry((route, outcome)).or_default();
         for (bound, count) in BUCKETS.iter().zip(histogram.counts.iter_mut()) {
             if seconds <= *bound {
                 *count += 1;
@@ -85,23 +88,30 @@ impl Metrics {
         {
             let _ = writeln!(out, "mooring_refusals_total{{action=\"{action}\",code=\"{code}\"}} {count}");
         }
-        let _ = writeln!(out, "# HELP mooring_request_duration_seconds Request handling time by route.");
+        let _ = writeln!(
+            out,
+            "# HELP mooring_request_duration_seconds Request handling time by route and outcome."
+        );
         let _ = writeln!(out, "# TYPE mooring_request_duration_seconds histogram");
-        for (route, h) in self.durations.lock().unwrap_or_else(std::sync::PoisonError::into_inner).iter() {
+        for ((route, outcome), h) in
+            self.durations.lock().unwrap_or_else(std::sync::PoisonError::into_inner).iter()
+        {
+            let labels = format!("route=\"{route}\",outcome=\"{outcome}\"");
             for (bound, count) in BUCKETS.iter().zip(h.counts.iter()) {
                 let _ = writeln!(
                     out,
-                    "mooring_request_duration_seconds_bucket{{route=\"{route}\",le=\"{bound}\"}} {count}"
+                    "mooring_request_duration_seconds_bucket{{{labels},le=\"{bound}\"}} {count}"
                 );
             }
-            let _ = writeln!(
-                out,
-                "mooring_request_duration_seconds_bucket{{route=\"{route}\",le=\"+Inf\"}} {}",
-                h.count
-            );
-            let _ = writeln!(out, "mooring_request_duration_seconds_sum{{route=\"{route}\"}} {}", h.sum);
-            let _ = writeln!(out, "mooring_request_duration_seconds_count{{route=\"{route}\"}} {}", h.count);
+            let _ =
+                writeln!(out, "mooring_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {}", h.count);
+            let _ = writeln!(out, "mooring_request_duration_seconds_sum{{{labels}}} {}", h.sum);
+            let _ = writeln!(out, "mooring_request_duration_seconds_count{{{labels}}} {}", h.count);
         }
+        let _ = writeln!(out, "# HELP mooring_build_info The broker's version.");
+        let _ = writeln!(out, "# TYPE mooring_build_info gauge");
+        let _ = writeln!(out, "mooring_build_info{{version=\"{}\"}} 1", env!("CARGO_PKG_VERSION"));
+        process::render(&mut out);
         out
     }
 }
