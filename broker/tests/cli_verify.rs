@@ -141,11 +141,35 @@ fn fresh_swtpm_quotes_verify_and_tampered_ones_exit_1() {
         ("ecc", "sha1:0,1,7", "values"),
         ("rsa384", "sha256:4,7,16", "serialized"),
         ("rsa", "sha1:0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,23", "serialized"),
+        // Two banks in one quote, as `tpm2_quote -l sha1:0-7+sha256:0-7` makes them.
+        ("rsa", "sha1:0,1,2,3,4,5,6,7+sha256:0,1,2,3,4,5,6,7", "values"),
+        ("ecc", "sha1:0,7+sha256:4,7", "serialized"),
     ] {
         n += 1;
         let q = quote(&tools, tag, selection, format, n);
         let out = q.verify();
         assert!(out.status.success(), "{tag} {selection}: {}", stderr(&out));
+        // tpm2-tools agrees (its tpm2_checkquote reads the serialized PCR format only).
+        if format == "serialized" {
+            let hash = if tag == "rsa384" { "sha384" } else { "sha256" };
+            let args = [
+                "-u",
+                s(&q.ak),
+                "-m",
+                s(&q.msg),
+                "-s",
+                s(&q.sig),
+                "-f",
+                s(&q.pcrs),
+                "-g",
+                hash,
+                "-q",
+                &q.nonce,
+            ];
+            tools
+                .run("tpm2_checkquote", args)
+                .unwrap_or_else(|e| panic!("tpm2_checkquote {tag} {selection}: {e}"));
+        }
         let claims: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         assert_eq!(claims["quote"]["qualifying_data"], q.nonce.as_str());
         assert_eq!(claims["ak"], "tpm_public_area");

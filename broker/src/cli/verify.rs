@@ -51,7 +51,7 @@ pub(crate) struct TpmQuoteArgs {
     /// Expected qualifying data (nonce), hex. Without it the quote must carry none.
     #[arg(long, default_value = "")]
     nonce: String,
-    /// The PCR bank the quote must cover (required when the PCR file holds several).
+    /// The one PCR bank the quote must cover; by default, every bank the PCR file holds.
     #[arg(long, value_parser = ["sha1", "sha256", "sha384"])]
     pcr_bank: Option<String>,
     /// Measured-boot event log (binary_bios_measurements) that must replay to the quoted PCRs.
@@ -110,29 +110,46 @@ fn load_pcrs(path: &Path, quoted: &PcrSelection) -> Result<PcrValues, Failure> {
     PcrValues::from_tpm2_tools(&bytes, quoted).map_err(|e| Failure::Usage(format!("{}: {e}", path.display())))
 }
 
-/// The selection the quote must cover: every PCR supplied for the chosen bank.
-fn required_selection(pcrs: &PcrValues, bank: Option<&str>) -> Result<PcrSelection, Failure> {
-    let banks: Vec<HashAlg> = pcrs.banks().collect();
-    let bank = match bank {
+/// The selection the quote must cover: every PCR supplied for the chosen bank, or without
+/// one, every PCR supplied in every bank when those are the banks the quote covers (a
+/// multi-bank quote, as `tpm2_checkquote` takes it).
+fn required_selection(
+    pcrs: &PcrValues,
+    bank: Option<&str>,
+    quoted: &PcrSelection,
+) -> Result<PcrSelection, Failure> {
+    let banks: Vec<HashAlg> = match bank {
         Some(name) => {
-            HashAlg::from_name(name).ok_or_else(|| Failure::Usage(format!("unknown bank {name}")))?
+            vec![HashAlg::from_name(name).ok_or_else(|| Failure::Usage(format!("unknown bank {name}")))?]
         }
-        None => match banks.as_slice() {
-            [only] => *only,
-            _ => {
-                let names: Vec<&str> = banks.iter().map(|b| b.name()).collect();
+        None => {
+            let supplied: Vec<HashAlg> = pcrs.banks().collect();
+            let mut in_quote: Vec<HashAlg> = quoted.iter().map(|(bank, _)| bank).collect();
+            in_quote.sort();
+            let mut sorted = supplied.clone();
+            sorted.sort();
+            if supplied.len() > 1 && sorted != in_quote {
+                let names: Vec<&str> = supplied.iter().map(|b| b.name()).collect();
                 return Err(Failure::Usage(format!(
-                    "the PCR file holds banks {}: choose one with --pcr-bank",
+                    "the PCR file holds banks {} and the quote covers others: choose one with --pcr-bank",
                     names.join(", ")
                 )));
             }
-        },
+            supplied
+        }
     };
-    let indices: Vec<u8> = pcrs.bank(bank).map(|(index, _)| index).collect();
-    if indices.is_empty() {
-        return Err(Failure::Usage(format!("the PCR file has no {bank} values")));
+    let mut selection = PcrSelection::new();
+    for bank in banks {
+        let indices: Vec<u8> = pcrs.bank(bank).map(|(index, _)| index).collect();
+        if indices.is_empty() {
+            return Err(Failure::Usage(format!("the PCR file has no {bank} values")));
+        }
+        selection.add(bank, &indices).map_err(|e| Failure::Usage(e.to_string()))?;
     }
-    PcrSelection::single(bank, &indices).map_err(|e| Failure::Usage(e.to_string()))
+    if selection.is_empty() {
+        return Err(Failure::Usage("the PCR file holds no values".into()));
+    }
+    Ok(selection)
 }
 
 fn tpm_quote(args: &TpmQuoteArgs) -> Result<serde_json::Value, Failure> {
@@ -148,7 +165,7 @@ fn tpm_quote(args: &TpmQuoteArgs) -> Result<serde_json::Value, Failure> {
         return Err(rejected("quote")(&QuoteError::NotAQuote(parsed.kind())));
     };
     let pcrs = load_pcrs(&args.pcrs, quoted_selection)?;
-    let required = required_selection(&pcrs, args.pcr_bank.as_deref())?;
+    let required = required_selection(&pcrs, args.pcr_bank.as_deref(), quoted_selection)?;
     let expected = QuoteExpectation { qualifying_data: &nonce, selection: &required };
     let (ak_ref, ak_kind) = match &ak {
         AkFile::Tpm(public) => (Ak::Tpm(public), "tpm_public_area"),
