@@ -14,14 +14,14 @@ use super::fleet::Fleet;
 /// How long a starting broker may take to listen.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Raised limits: the per-source rate limit and open-challenge bound would otherwise
+/// Raised limits: the per-source rate limit and the finished-challenge bound would otherwise
 /// refuse a boot storm from a handful of loopback addresses. `permits` is the broker's
 /// `max_concurrent_requests`.
 pub(crate) fn limits(permits: usize) -> String {
     format!(
         "[limits]\nmax_body_bytes = 262144\nrequests_per_second = 1000000\nburst = 1000000\n\
          max_concurrent_requests = {permits}\nrequest_timeout_seconds = 30\n\n\
-         [challenge]\nttl_seconds = 60\nmax_open = 1000000\nmax_open_per_source = 1000000\n"
+         [challenge]\nttl_seconds = 60\nmax_used = 10000000\n"
     )
 }
 
