@@ -3,7 +3,8 @@
 //! state, own loopback ports, EK certificates from a local CA), and tpm2-tools as an
 //! independent client ([`tpm2_tools::Tpm2Tools`]), and real PostgreSQL servers for the
 //! replicated broker ([`postgres::Postgres`]), and real VMs with a UEFI measured boot
-//! (qemu + OVMF + swtpm, [`realvm`]).
+//! (qemu + OVMF + swtpm, [`realvm`]), and abuse traffic from many loopback addresses
+//! (floods, slow bodies: [`abuse`]).
 //!
 //! TPM tests start with [`swtpm::Swtpm::start_or_skip`] (or [`prereq::require_tools`]): on a
 //! machine without swtpm they print why they skip, and with `CI` set they fail instead.
