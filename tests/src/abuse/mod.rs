@@ -85,7 +85,7 @@ pub struct Report {
     pub answers: BTreeMap<u16, u64>,
     /// Connections opened (TLS handshake done).
     pub connections: u64,
-    /// Most connections open at once.
+    /// Most connections open at once (slow bodies: bodies under way at once).
     pub peak_open: u64,
     /// Connection and I/O failures by kind.
     pub failures: BTreeMap<String, u64>,
@@ -319,10 +319,11 @@ async fn run(shared: Arc<Shared>, abuse: Abuse) {
             }
         }
         Abuse::SlowBodies { sources, connections, byte_interval } => {
+            let gate = Arc::new(Gate::new(connections));
             for i in 0..connections {
                 let Some(source) = sources.get(i % sources.len().max(1)).copied() else { break };
-                let shared = Arc::clone(&shared);
-                tasks.spawn(async move { slow_body(&shared, source, byte_interval).await });
+                let (shared, gate) = (Arc::clone(&shared), Arc::clone(&gate));
+                tasks.spawn(async move { slow_body(&shared, source, byte_interval, &gate).await });
                 // Spread the handshakes a little, as many independent clients would.
                 if i % 50 == 49 {
                     tokio::task::yield_now().await;
@@ -401,10 +402,40 @@ async fn keep_alive(
     }
 }
 
-/// One slow-body connection after another from `source`, until the run stops.
-async fn slow_body(shared: &Shared, source: IpAddr, byte_interval: Duration) {
+/// Holds the first wave of slow bodies until every connection is made, so that all of
+/// them dribble at once (the broker cuts each off about a second after its head, sooner
+/// than a thousand handshakes may take).
+struct Gate {
+    wanted: u64,
+    ready: AtomicU64,
+    open: tokio::sync::watch::Sender<bool>,
+}
+
+impl Gate {
+    /// Longest wait at the gate: well within the broker's wait for a request head.
+    const LIMIT: Duration = Duration::from_secs(5);
+
+    fn new(wanted: usize) -> Self {
+        let (open, _) = tokio::sync::watch::channel(false);
+        Self { wanted: wanted as u64, ready: AtomicU64::new(0), open }
+    }
+
+    /// Waits until everyone is ready, or [`Gate::LIMIT`] after the first to arrive.
+    async fn pass(&self) {
+        let mut open = self.open.subscribe();
+        if self.ready.fetch_add(1, Ordering::Relaxed) + 1 >= self.wanted {
+            self.open.send_replace(true);
+        }
+        let _ = tokio::time::timeout(Self::LIMIT, open.wait_for(|open| *open)).await;
+    }
+}
+
+/// One slow-body connection after another from `source`, until the run stops; the first
+/// waits at `gate`.
+async fn slow_body(shared: &Shared, source: IpAddr, byte_interval: Duration, gate: &Gate) {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     let counters = &shared.counters;
+    let mut first = true;
     while !shared.stopped() {
         let mut stream = match shared.endpoint.connect(source).await {
             Ok(stream) => stream,
@@ -414,12 +445,16 @@ async fn slow_body(shared: &Shared, source: IpAddr, byte_interval: Duration) {
                 continue;
             }
         };
-        let _open = counters.opened();
+        if std::mem::take(&mut first) {
+            gate.pass().await;
+        }
         let head = wire::post_head("/v1/tpm/finish", SLOW_BODY_BYTES);
         if let Err(e) = wire::send(&mut stream, &head, b"{").await {
             counters.failed("head", &e);
             continue;
         }
+        // Open from here: a body under way.
+        let _open = counters.opened();
         counters.requests.fetch_add(1, Ordering::Relaxed);
         let began = Instant::now();
         let mut sent = 1usize;
