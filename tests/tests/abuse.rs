@@ -42,7 +42,10 @@ struct World {
 }
 
 fn world(test: &str) -> Option<World> {
-    // A thousand connections on each side: the broker inherits this limit.
+    // A thousand connections on each side: the broker inherits this limit. It does not
+    // raise its own soft limit, and at 1,024 (the systemd default for services) it cannot
+    // hold the slow bodies and the begin flood together: fewer than 1,000 bodies get under
+    // way, and new connections (health, a booting VM) wait for a descriptor.
     let limit = abuse::raise_fd_limit(8192).unwrap();
     assert!(limit >= 4096, "open-file limit {limit}: raise the hard limit (ulimit -Hn) to run this test");
     let tpm_vm = ClientVm::start_or_skip(test, loopback(TPM_VM))?;
