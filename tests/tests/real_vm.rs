@@ -12,7 +12,8 @@
 //! - (c) qemu `-kernel` under Secure Boot (OVMF's silent legacy fallback: nothing in PCR 4) is
 //!   refused by (a)'s class: `boot_application_not_allowed`.
 //! - (d) a UKI: refused by (a)'s class (`boot_application_not_allowed`), admitted by a class
-//!   learned from its own boot that quotes PCR 11 (where the stub measures `.cmdline`).
+//!   learned from its own boot that quotes PCRs 11 (where the stub measures `.cmdline`) and 12
+//!   (where it would measure overriding load options).
 //!
 //! Nothing expected is committed: digests, command lines and PCR values are learned from the
 //! boots or computed here. One test boots the VMs one after another (each takes a core for
@@ -96,7 +97,7 @@ fn measured_boot_is_appraised_on_real_vms() {
         cmdline == configured,
         format!("UKI /proc/cmdline {cmdline:?} is not its .cmdline {configured:?}"),
     );
-    let class_d = learn(&d, "uki", &with(&[11]), Some(&cmdline), keep.as_deref());
+    let class_d = learn(&d, "uki", &with(&[11, 12]), Some(&cmdline), keep.as_deref());
     findings.check(
         class_d.contains("kernel_cmdlines = "),
         format!("the class learned from the UKI has no kernel_cmdlines rule:\n{class_d}"),

@@ -3,15 +3,16 @@
 //!
 //! Each rule owns PCRs, and every digest extended into a PCR a rule owns must be accounted
 //! for: allowed by that rule, listed in `measurements` for that PCR, or a well-known value
-//! (a separator, a fixed EFI action or UKI section name). A rule fails when nothing of its
-//! kind was measured.
+//! where it belongs (a separator in PCRs 0-7, an EFI action string in 4, 5 or 7, a UKI
+//! section name in 11; the failure actions, an application returning or ExitBootServices
+//! failing, never). A rule fails when nothing of its kind was measured.
 //!
-//! | rule | PCRs it owns | must also be quoted |
+//! | rule | PCRs it owns | also needs |
 //! |---|---|---|
 //! | `boot_applications` | 4 | |
-//! | `secure_boot` | 7 (verified UEFI variables account for themselves) | 4 when `true` |
-//! | `kernel_cmdlines` | the quoted ones of 8 (grub), 9 (kernel EFI stub), 11 (UKI), 12 (systemd-boot) | needs `boot_applications` |
-//! | `measurements.N` | N | |
+//! | `secure_boot` | 7 (verified UEFI variables account for themselves) | `true`: `boot_applications` |
+//! | `kernel_cmdlines` | the quoted ones of 8 (grub), 9 (kernel EFI stub), 11 (UKI), 12 (systemd-boot) | `boot_applications`; PCR 9 quoted; 12 with 11 |
+//! | `measurements.N` | N (at least one listed digest must be there) | |
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -29,9 +30,12 @@ pub(crate) const SECURE_BOOT_PCR: u8 = 7;
 /// Where boot chains measure the kernel command line: grub (8), the kernel's EFI stub
 /// LoadOptions (9), a UKI's `.cmdline` section (11), systemd-boot (12).
 pub(crate) const CMDLINE_PCRS: [u8; 4] = [8, 9, 11, 12];
-/// PCRs the firmware event log cannot vouch for: IMA's (10) and dynamic launch's (17-22).
-pub(crate) const NOT_IN_FIRMWARE_LOG: [(u8, &str); 7] = [
+/// PCRs the firmware event log cannot vouch for: IMA's (10), the OS-resettable ones (16,
+/// 23) and dynamic launch's (17-22).
+pub(crate) const NOT_IN_FIRMWARE_LOG: [(u8, &str); 9] = [
     (10, "PCR 10 holds IMA's run-time measurements, which are not in the firmware event log"),
+    (16, "PCR 16 is the debug PCR: the OS can reset it"),
+    (23, "PCR 23 is for applications: the OS can reset it"),
     (17, "PCRs 17-22 belong to dynamic launch, not the firmware event log"),
     (18, "PCRs 17-22 belong to dynamic launch, not the firmware event log"),
     (19, "PCRs 17-22 belong to dynamic launch, not the firmware event log"),
@@ -56,21 +60,40 @@ pub(crate) struct BootRules {
 struct Cmdlines {
     /// The quoted PCRs among [`CMDLINE_PCRS`].
     pcrs: Vec<u8>,
-    /// Every encoding of every allowed command line, hashed in the class's bank.
-    digests: Vec<Vec<u8>>,
+    /// Per PCR, the digests of the allowed command lines as that PCR's loader measures them.
+    digests: BTreeMap<u8, Vec<Vec<u8>>>,
 }
 
-/// The digests a loader may have extended for command line `text`: UTF-8 (grub, a UKI's
-/// `.cmdline`) or UTF-16LE (systemd-boot, the kernel stub's LoadOptions), each with and
-/// without its NUL terminator.
-pub(crate) fn cmdline_digests(bank: HashAlg, text: &str) -> [Vec<u8>; 4] {
-    let utf16: Vec<u8> = text.encode_utf16().flat_map(u16::to_le_bytes).collect();
-    [
-        bank.digest(&[text.as_bytes()]),
-        bank.digest(&[text.as_bytes(), &[0]]),
-        bank.digest(&[&utf16]),
-        bank.digest(&[&utf16, &[0, 0]]),
-    ]
+impl Cmdlines {
+    fn allows(&self, pcr: u8, digest: &[u8]) -> bool {
+        self.digests.get(&pcr).is_some_and(|list| list.iter().any(|d| d == digest))
+    }
+}
+
+/// The digests a loader extends into `pcr` for command line `text`, each in the encoding
+/// that PCR's loader measures: UTF-8 in 8 (grub) and 11 (a UKI's `.cmdline` bytes), UTF-16LE
+/// in 9 (the kernel EFI stub's LoadOptions) and 12 (systemd-boot), each with and without
+/// its NUL terminator. One encoding standing for the other would let bytes the kernel reads
+/// differently pass as the allowed line.
+pub(crate) fn cmdline_digests(bank: HashAlg, text: &str, pcr: u8) -> Vec<Vec<u8>> {
+    match pcr {
+        8 | 11 => vec![bank.digest(&[text.as_bytes()]), bank.digest(&[text.as_bytes(), &[0]])],
+        9 | 12 => {
+            let utf16: Vec<u8> = text.encode_utf16().flat_map(u16::to_le_bytes).collect();
+            vec![bank.digest(&[&utf16]), bank.digest(&[&utf16, &[0, 0]])]
+        }
+        _ => Vec::new(),
+    }
+}
+
+/// Whether a measurement in `pcr` accounts for itself: a well-known value where it belongs.
+pub(crate) fn accounts_for_itself(pcr: u8, proof: &Proof) -> bool {
+    match proof {
+        Proof::WellKnown(WellKnown::Separator) => pcr <= 7,
+        Proof::WellKnown(WellKnown::EfiAction(_)) => matches!(pcr, 4 | 5 | 7),
+        Proof::WellKnown(WellKnown::UkiSection(_)) => pcr == 11,
+        _ => false,
+    }
 }
 
 impl BootRules {
@@ -105,13 +128,14 @@ impl BootRules {
             }
             Ok(list.into_iter().map(|d| d.0).collect())
         };
-        match file.secure_boot {
-            Some(true) => {
-                must_quote(SECURE_BOOT_PCR, "secure_boot")?;
-                must_quote(BOOT_APPLICATION_PCR, "secure_boot = true (the boot application it verified)")?;
-            }
-            Some(false) => must_quote(SECURE_BOOT_PCR, "secure_boot")?,
-            None => {}
+        if file.secure_boot.is_some() {
+            must_quote(SECURE_BOOT_PCR, "secure_boot")?;
+        }
+        if file.secure_boot == Some(true) && file.boot_applications.is_none() {
+            return Err("secure_boot = true needs boot_applications: Secure Boot proves only that the \
+                        boot applications the firmware launched were verified, so name them (qemu \
+                        -kernel under Secure Boot launches none and falls back to a legacy loader)"
+                .into());
         }
         let boot_applications = match file.boot_applications {
             Some(list) => {
@@ -127,19 +151,31 @@ impl BootRules {
                                 trustworthy as the loader that measured it"
                         .into());
                 }
-                let pcrs: Vec<u8> = CMDLINE_PCRS.into_iter().filter(|p| quoted.contains(p)).collect();
-                if pcrs.is_empty() {
-                    return Err("kernel_cmdlines needs one of PCRs 8, 9, 11, 12 quoted (grub measures the \
-                                command line into 8, the kernel EFI stub into 9, a UKI into 11, \
-                                systemd-boot into 12)"
-                        .into());
+                // PCR 9 is the kernel's own record (the EFI stub's LoadOptions and initrd, or
+                // the files grub read); a UKI's command line in 11 can be overridden by load
+                // options systemd-stub measures into 12.
+                must_quote(
+                    9,
+                    "kernel_cmdlines (the kernel stub's LoadOptions and initrd, or the files grub read)",
+                )?;
+                if quoted.contains(&11) {
+                    must_quote(
+                        12,
+                        "kernel_cmdlines with PCR 11 (systemd-stub measures overriding load options there)",
+                    )?;
                 }
+                let pcrs: Vec<u8> = CMDLINE_PCRS.into_iter().filter(|p| quoted.contains(p)).collect();
                 if list.is_empty() || list.iter().any(String::is_empty) {
                     return Err(
                         "kernel_cmdlines: list the command lines exactly as measured (none empty)".into()
                     );
                 }
-                let digests = list.iter().flat_map(|text| cmdline_digests(bank, text)).collect();
+                let digests = pcrs
+                    .iter()
+                    .map(|&pcr| {
+                        (pcr, list.iter().flat_map(|text| cmdline_digests(bank, text, pcr)).collect())
+                    })
+                    .collect();
                 Some(Cmdlines { pcrs, digests })
             }
             None => None,
@@ -190,13 +226,6 @@ impl BootRules {
                     format!("Secure Boot is {state} in PCR 7; class requires it {wanted}"),
                 ));
             }
-            if required && !boot.in_pcr(BOOT_APPLICATION_PCR).any(|m| m.proof() == &Proof::Opaque) {
-                return Err(Refusal::new(
-                    Code::SecureBootState,
-                    "Secure Boot is on, but PCR 4 holds no boot application: the firmware verified \
-                     nothing before the OS ran (a legacy loader fallback)",
-                ));
-            }
             self.check_pcr(
                 boot,
                 SECURE_BOOT_PCR,
@@ -205,9 +234,7 @@ impl BootRules {
             )?;
         }
         if let Some(cmdlines) = &self.kernel_cmdlines {
-            let found = boot.measurements().iter().any(|m| {
-                cmdlines.pcrs.contains(&m.pcr()) && cmdlines.digests.iter().any(|d| d == m.digest())
-            });
+            let found = boot.measurements().iter().any(|m| cmdlines.allows(m.pcr(), m.digest()));
             if !found {
                 let mut reason = format!(
                     "no allowed kernel command line is measured in PCR {}",
@@ -228,7 +255,13 @@ impl BootRules {
                 )?;
             }
         }
-        for &pcr in self.measurements.keys() {
+        for (&pcr, listed) in &self.measurements {
+            if !boot.in_pcr(pcr).any(|m| listed.iter().any(|d| d == m.digest())) {
+                return Err(Refusal::new(
+                    Code::UnaccountedMeasurement,
+                    format!("PCR {pcr} holds none of the measurements the class lists for it"),
+                ));
+            }
             self.check_pcr(boot, pcr, Code::UnaccountedMeasurement, "listed in measurements")?;
         }
         Ok(())
@@ -246,6 +279,10 @@ impl BootRules {
             (Proof::WellKnown(WellKnown::ErrorSeparator), _) => {
                 "an error separator: the firmware reported a failure".into()
             }
+            (Proof::WellKnown(WellKnown::EfiFailure(action)), _) => {
+                format!("{action:?}: a boot application or ExitBootServices failed")
+            }
+            (Proof::WellKnown(_), _) => "a well-known value that does not belong in this PCR".into(),
             (Proof::Opaque, _) => "a digest the log does not explain".into(),
             _ => "a measurement no rule allows".into(),
         };
@@ -255,12 +292,12 @@ impl BootRules {
     fn accounts_for(&self, m: &Measurement) -> bool {
         let pcr = m.pcr();
         let listed = |list: &[Vec<u8>]| list.iter().any(|d| d == m.digest());
-        matches!(m.proof(), Proof::WellKnown(WellKnown::Separator | WellKnown::String(_)))
+        accounts_for_itself(pcr, m.proof())
             || (pcr == SECURE_BOOT_PCR
                 && self.secure_boot.is_some()
                 && matches!(m.proof(), Proof::Variable { .. }))
             || (pcr == BOOT_APPLICATION_PCR && self.boot_applications.as_deref().is_some_and(listed))
-            || self.kernel_cmdlines.as_ref().is_some_and(|c| c.pcrs.contains(&pcr) && listed(&c.digests))
+            || self.kernel_cmdlines.as_ref().is_some_and(|c| c.allows(pcr, m.digest()))
             || self.measurements.get(&pcr).is_some_and(|list| listed(list))
     }
 }

@@ -239,16 +239,23 @@ fn a_rule_with_nothing_of_its_kind_measured_fails() {
         Code::BootApplicationNotAllowed,
         &["PCR 4 holds no boot application"],
     );
-    // The same under a policy that only asks for Secure Boot.
+    // A policy that only asks for Secure Boot does not load: Secure Boot proves something
+    // only of the boot applications it names.
     let secure_boot_only = format!(
         "{}[class.tpm.event_log]\nsecure_boot = true\n",
         policy.split("[class.tpm.event_log]").next().unwrap()
     );
-    refused(
-        decide(&secure_boot_only, &legacy, &legacy),
-        Code::SecureBootState,
-        &["PCR 4 holds no boot application"],
+    assert!(load_error(&secure_boot_only).message.contains("secure_boot = true needs boot_applications"));
+
+    // A measurements rule whose PCR holds none of what it lists (grub never ran).
+    let tables = policy.split("[class.tpm.event_log.measurements]").nth(1).unwrap();
+    let grub_only = format!(
+        "{}[class.tpm.event_log]\n[class.tpm.event_log.measurements]{tables}",
+        policy.split("[class.tpm.pcr_values]").next().unwrap()
     );
+    let mut no_grub = golden();
+    no_grub.events.retain(|e| e.pcr != 8);
+    refused(decide(&grub_only, &no_grub, &no_grub), Code::UnaccountedMeasurement, &["PCR 8 holds none"]);
 
     // No command line measured at all.
     let mut silent = golden();
@@ -291,14 +298,22 @@ fn rules_that_cannot_be_enforced_do_not_load() {
         .replace("pcrs = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 14]", "pcrs = [0, 1, 2, 3, 4, 5, 6, 7]");
     let apps = format!("boot_applications = [\"{}\"]\n", "ab".repeat(32));
     let e = load_error(&format!("{base}[class.tpm.event_log]\n{apps}kernel_cmdlines = [\"ro quiet\"]\n"));
-    assert!(e.message.contains("kernel_cmdlines needs one of PCRs 8, 9, 11, 12"), "{e}");
+    assert!(e.message.contains("needs PCR 9 quoted"), "{e}");
     assert_eq!(e.line, Some(base.lines().count() + 1), "{e}");
+    // A UKI's command line in PCR 11 can be overridden by load options measured into 12.
+    let uki = base.replace("pcrs = [0, 1, 2, 3, 4, 5, 6, 7]", "pcrs = [4, 9, 11]");
+    let e = load_error(&format!("{uki}[class.tpm.event_log]\n{apps}kernel_cmdlines = [\"ro quiet\"]\n"));
+    assert!(e.message.contains("needs PCR 12 quoted"), "{e}");
+    // Secure Boot alone proves nothing of what ran.
+    let e = load_error(&format!("{base}[class.tpm.event_log]\nsecure_boot = true\n"));
+    assert!(e.message.contains("secure_boot = true needs boot_applications"), "{e}");
+    // PCRs the OS can reset.
+    let debug = base.replace("pcrs = [0, 1, 2, 3, 4, 5, 6, 7]", "pcrs = [4, 16]");
+    assert!(load_error(&format!("{debug}[class.tpm.event_log]\n{apps}")).message.contains("PCR 16"));
 
     let no_pcr4 = base.replace("pcrs = [0, 1, 2, 3, 4, 5, 6, 7]", "pcrs = [0, 7, 8]");
     let e = load_error(&format!("{no_pcr4}[class.tpm.event_log]\n{apps}"));
     assert!(e.message.contains("boot_applications needs PCR 4 quoted"), "{e}");
-    let e = load_error(&format!("{no_pcr4}[class.tpm.event_log]\nsecure_boot = true\n"));
-    assert!(e.message.contains("needs PCR 4 quoted"), "{e}");
     let e = load_error(&format!("{no_pcr4}[class.tpm.event_log]\nkernel_cmdlines = [\"ro\"]\n"));
     assert!(e.message.contains("kernel_cmdlines needs boot_applications"), "{e}");
     let e = load_error(&format!("{base}[class.tpm.event_log]\nrequired = false\n{apps}"));
@@ -321,4 +336,47 @@ fn rules_that_cannot_be_enforced_do_not_load() {
 fn the_example_policy_loads() {
     let path = mooring_tests::workspace_root().join("policies/example.toml");
     Policy::load(&path).unwrap();
+}
+
+/// A command line counts only as the loader of its PCR measures it: UTF-16 in PCR 9 (the
+/// kernel stub reads LoadOptions as UTF-16), UTF-8 in 8. The UTF-8 bytes of the allowed line
+/// passed as LoadOptions are another command line to the kernel.
+#[test]
+fn a_command_line_counts_only_in_the_encoding_of_its_pcr() {
+    let policy = learned_policy(&PCRS);
+    let golden = golden();
+    let i = find(&golden, 8, GRUB_CMDLINE);
+    let allowed = golden.events[i].data[GRUB_CMDLINE.len()..].to_vec();
+    let allowed = allowed.strip_suffix(&[0]).unwrap_or(&allowed).to_vec();
+    let mut utf8_in_9 = golden.clone();
+    let mut stub = golden.events[find(&golden, 9, b"")].clone();
+    stub.event_type = EventType::EVENT_TAG;
+    stub.data = b"LOADED_IMAGE::LoadOptions".to_vec();
+    stub.measure(&allowed);
+    utf8_in_9.events.push(stub);
+    refused(decide(&policy, &utf8_in_9, &utf8_in_9), Code::UnaccountedMeasurement, &["PCR 9"]);
+}
+
+/// Well-known values account for themselves only where firmware puts them: four zero bytes
+/// of LoadOptions hash to a separator, and an application that returned is a failure.
+#[test]
+fn well_known_values_count_only_where_they_belong() {
+    let policy = learned_policy(&PCRS);
+    let golden = golden();
+    let mut empty_options = golden.clone();
+    let mut stub = golden.events[find(&golden, 9, b"")].clone();
+    stub.measure(&[0, 0, 0, 0]);
+    empty_options.events.push(stub);
+    refused(
+        decide(&policy, &empty_options, &empty_options),
+        Code::UnaccountedMeasurement,
+        &["PCR 9", "does not belong"],
+    );
+
+    let mut returned = golden.clone();
+    let mut action = golden.events[find(&golden, 4, b"Calling EFI Application")].clone();
+    action.data = b"Returning from EFI Application from Boot Option".to_vec();
+    action.measure(b"Returning from EFI Application from Boot Option");
+    returned.events.push(action);
+    refused(decide(&policy, &returned, &returned), Code::BootApplicationNotAllowed, &["PCR 4", "failed"]);
 }

@@ -6,11 +6,12 @@ use std::fmt::Write as _;
 
 use mooring_attestation::snp::TcbParts;
 use mooring_attestation::tpm::alg::HashAlg;
-use mooring_attestation::tpm::eventlog::{MeasuredBoot, Measurement, Proof, SecureBootState};
+use mooring_attestation::tpm::eventlog::{EventType, MeasuredBoot, Measurement, Proof, SecureBootState};
 use mooring_attestation::tpm::pcr::PcrValues;
 
 use super::boot::{
-    cmdline_digests, cmdline_text, BOOT_APPLICATION_PCR, CMDLINE_PCRS, NOT_IN_FIRMWARE_LOG, SECURE_BOOT_PCR,
+    accounts_for_itself, cmdline_digests, cmdline_text, BOOT_APPLICATION_PCR, CMDLINE_PCRS,
+    NOT_IN_FIRMWARE_LOG, SECURE_BOOT_PCR,
 };
 
 /// A known-good TPM VM, as `policy learn-tpm` reads it.
@@ -78,14 +79,16 @@ fn boot_rules(vm: &TpmReference<'_>, boot: &MeasuredBoot) -> Result<String, Stri
     let mut applications: Vec<&Measurement> = Vec::new();
     if quoted(BOOT_APPLICATION_PCR) {
         for m in boot.in_pcr(BOOT_APPLICATION_PCR) {
-            match m.proof() {
-                Proof::WellKnown(_) => {}
-                Proof::Opaque => {
-                    if !applications.iter().any(|a| a.digest() == m.digest()) {
-                        applications.push(m);
-                    }
+            if accounts_for_itself(BOOT_APPLICATION_PCR, m.proof()) {
+                continue;
+            }
+            // The golden VM is trusted: its log's word on what an image is counts here.
+            if m.logged_type() == EventType::EFI_BOOT_SERVICES_APPLICATION && m.proof() == &Proof::Opaque {
+                if !applications.iter().any(|a| a.digest() == m.digest()) {
+                    applications.push(m);
                 }
-                _ => listed.entry(BOOT_APPLICATION_PCR).or_default().push(m),
+            } else {
+                listed.entry(BOOT_APPLICATION_PCR).or_default().push(m);
             }
         }
     }
@@ -112,6 +115,13 @@ fn boot_rules(vm: &TpmReference<'_>, boot: &MeasuredBoot) -> Result<String, Stri
             Some(on) => {
                 rules = true;
                 let _ = writeln!(out, "secure_boot = {on}");
+                for m in boot.in_pcr(SECURE_BOOT_PCR) {
+                    if !accounts_for_itself(SECURE_BOOT_PCR, m.proof())
+                        && !matches!(m.proof(), Proof::Variable { .. })
+                    {
+                        listed.entry(SECURE_BOOT_PCR).or_default().push(m);
+                    }
+                }
             }
             None => {
                 let _ = writeln!(
@@ -120,30 +130,24 @@ fn boot_rules(vm: &TpmReference<'_>, boot: &MeasuredBoot) -> Result<String, Stri
                 );
             }
         }
-        if rule.is_some() {
-            for m in boot.in_pcr(SECURE_BOOT_PCR) {
-                if !matches!(m.proof(), Proof::WellKnown(_) | Proof::Variable { .. }) {
-                    listed.entry(SECURE_BOOT_PCR).or_default().push(m);
-                }
-            }
-        }
     }
     let cmdline_pcrs: Vec<u8> = CMDLINE_PCRS.into_iter().filter(|p| quoted(*p)).collect();
+    // A command line counts when its digest, in the encoding of the PCR it is in, is there.
+    let measured = |text: &str| {
+        boot.measurements()
+            .iter()
+            .any(|m| cmdline_digests(vm.bank, text, m.pcr()).iter().any(|d| d == m.digest()))
+    };
     let mut cmdlines: Vec<String> = Vec::new();
     for m in boot.measurements().iter().filter(|m| cmdline_pcrs.contains(&m.pcr())) {
         if let (Some(_), Proof::Text { text, .. }) = (cmdline_text(m), m.proof()) {
-            if !cmdlines.contains(text) {
+            if !cmdlines.contains(text) && measured(text) {
                 cmdlines.push(text.clone());
             }
         }
     }
     if let Some(given) = vm.kernel_cmdline {
-        let digests = cmdline_digests(vm.bank, given);
-        let measured = boot
-            .measurements()
-            .iter()
-            .any(|m| cmdline_pcrs.contains(&m.pcr()) && digests.iter().any(|d| d == m.digest()));
-        if !measured {
+        if !measured(given) {
             return Err(format!(
                 "kernel command line {given:?} is not measured in a quoted PCR among 8, 9, 11, 12 \
                  (check the indices, and that it is byte for byte /proc/cmdline)"
@@ -153,20 +157,22 @@ fn boot_rules(vm: &TpmReference<'_>, boot: &MeasuredBoot) -> Result<String, Stri
             cmdlines.push(given.to_owned());
         }
     }
-    if applications.is_empty() || cmdline_pcrs.is_empty() || cmdlines.is_empty() {
+    let enforceable = quoted(9) && (!quoted(11) || quoted(12));
+    if applications.is_empty() || !enforceable || cmdlines.is_empty() {
         let _ = writeln!(
             out,
-            "# no kernel_cmdlines rule: it needs boot applications, a quoted PCR among 8, 9, 11, 12 and \
-             a command line measured there (pass --kernel-cmdline for the kernel stub or a UKI)"
+            "# no kernel_cmdlines rule: it needs boot applications, PCR 9 quoted (and 12 with 11) and a \
+             command line measured in 8, 9, 11 or 12 (pass --kernel-cmdline for the kernel stub or a UKI)"
         );
     } else {
         rules = true;
         let quoted_lines: Vec<String> = cmdlines.iter().map(|c| toml_string(c)).collect();
         let _ = writeln!(out, "kernel_cmdlines = [{}]", quoted_lines.join(", "));
-        let allowed: Vec<Vec<u8>> = cmdlines.iter().flat_map(|c| cmdline_digests(vm.bank, c)).collect();
         for &pcr in &cmdline_pcrs {
+            let allowed: Vec<Vec<u8>> =
+                cmdlines.iter().flat_map(|c| cmdline_digests(vm.bank, c, pcr)).collect();
             for m in boot.in_pcr(pcr) {
-                if !matches!(m.proof(), Proof::WellKnown(_)) && !allowed.iter().any(|d| d == m.digest()) {
+                if !accounts_for_itself(pcr, m.proof()) && !allowed.iter().any(|d| d == m.digest()) {
                     listed.entry(pcr).or_default().push(m);
                 }
             }

@@ -36,33 +36,25 @@ impl Broker {
                 self.metrics.verified(true);
                 VerifyResponse { valid: true, code: None, reason: None, claims: Some(claims) }
             }
-            // A credential that is not one of ours proves nothing: counted, not recorded.
-            Err(refusal)
+            Err(refusal) => {
                 if matches!(
                     refusal.code,
                     Code::CredentialMalformed | Code::BadSignature | Code::UnknownSigningKey
-                ) =>
-            {
-                self.tally_refusal(Action::Verify, &refusal, Some(caller.address));
-                self.metrics.verified(false);
-                VerifyResponse {
-                    valid: false,
-                    code: Some(refusal.code.as_str().to_owned()),
-                    reason: Some(refusal.reason),
-                    claims: None,
-                }
-            }
-            Err(refusal) => {
-                let mut event = self.event(
-                    Action::Verify,
-                    Outcome::Refused,
-                    refusal.code.as_str(),
-                    &refusal.reason,
-                    Some(caller),
-                );
-                event.peer = Some(request.peer_address.to_string());
-                if let Err(e) = self.store.audit(event) {
-                    tracing::error!("audit record of a verification lost: {e}");
+                ) {
+                    // A credential that is not one of ours proves nothing: counted, not recorded.
+                    self.tally_refusal(Action::Verify, &refusal, Some(caller.address));
+                } else {
+                    let mut event = self.event(
+                        Action::Verify,
+                        Outcome::Refused,
+                        refusal.code.as_str(),
+                        &refusal.reason,
+                        Some(caller),
+                    );
+                    event.peer = Some(request.peer_address.to_string());
+                    if let Err(e) = self.store.audit(event) {
+                        tracing::error!("audit record of a verification lost: {e}");
+                    }
                 }
                 self.metrics.verified(false);
                 VerifyResponse {

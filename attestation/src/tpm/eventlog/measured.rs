@@ -25,26 +25,22 @@ use crate::tpm::alg::HashAlg;
 use crate::tpm::pcr::{PcrValues, MAX_PCRS};
 use crate::tpm::quote::VerifiedQuote;
 
-/// Fixed strings measured by firmware and boot loaders, each with and without its NUL
-/// terminator: PFP section 10.4.4 (EFI actions) and systemd-stub's UKI section names.
-const WELL_KNOWN_STRINGS: [&str; 17] = [
+/// EFI action strings of a boot going as planned (PFP section 10.4.4), measured without a
+/// NUL terminator.
+const EFI_ACTIONS: [&str; 3] = [
     "Calling EFI Application from Boot Option",
-    "Returning from EFI Application from Boot Option",
     "Exit Boot Services Invocation",
     "Exit Boot Services Returned with Success",
-    "Exit Boot Services Returned with Failure",
-    ".linux",
-    ".osrel",
-    ".cmdline",
-    ".initrd",
-    ".splash",
-    ".dtb",
-    ".uname",
-    ".sbat",
-    ".pcrsig",
-    ".pcrpkey",
-    ".ucode",
-    ".profile",
+];
+/// EFI action strings of something that failed: a boot application returned to the firmware
+/// (which then goes on to the next boot option), or ExitBootServices failed.
+const EFI_FAILURE_ACTIONS: [&str; 2] =
+    ["Returning from EFI Application from Boot Option", "Exit Boot Services Returned with Failure"];
+/// The section names systemd-stub measures into PCR 11 before each UKI section's contents,
+/// with their NUL terminator.
+const UKI_SECTIONS: [&str; 12] = [
+    ".linux", ".osrel", ".cmdline", ".initrd", ".splash", ".dtb", ".uname", ".sbat", ".pcrsig", ".pcrpkey",
+    ".ucode", ".profile",
 ];
 /// `EV_SEPARATOR` data, PFP section 10.4.1: normal, and the value firmware extends on error.
 const SEPARATOR: [u8; 4] = [0, 0, 0, 0];
@@ -79,6 +75,7 @@ pub struct Measurement {
     number: usize,
     pcr: u8,
     digest: Vec<u8>,
+    logged_type: EventType,
     logged_as: String,
     proof: Proof,
 }
@@ -113,7 +110,8 @@ pub enum Proof {
     Data,
 }
 
-/// Fixed values whose hashes are recognized anywhere.
+/// Fixed values recognized by their hash. Where each may stand is for a policy to say
+/// (a separator's digest is also that of four zero bytes of anything).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum WellKnown {
@@ -121,8 +119,12 @@ pub enum WellKnown {
     Separator,
     /// `EV_SEPARATOR` 1: the firmware hit an error.
     ErrorSeparator,
-    /// A fixed string (EFI action, UKI section name).
-    String(&'static str),
+    /// An EFI action string of a boot going as planned.
+    EfiAction(&'static str),
+    /// An EFI action string of a failure (an application returned, ExitBootServices failed).
+    EfiFailure(&'static str),
+    /// A UKI section name (systemd-stub, PCR 11).
+    UkiSection(&'static str),
 }
 
 /// The Secure Boot state PCR 7 proves.
@@ -199,6 +201,7 @@ impl MeasuredBoot {
                 number,
                 pcr,
                 digest: digest.to_vec(),
+                logged_type: event.event_type(),
                 logged_as: logged_as(event.event_type(), &event.kind()),
                 proof,
             });
@@ -268,6 +271,12 @@ impl Measurement {
     #[must_use]
     pub fn digest(&self) -> &[u8] {
         &self.digest
+    }
+    /// The event type the log gives: for learning from a trusted VM and for messages,
+    /// nothing commits to it.
+    #[must_use]
+    pub fn logged_type(&self) -> EventType {
+        self.logged_type
     }
     /// What the log says this event is (type and a short, escaped description): for
     /// messages only, nothing commits to it.
@@ -349,9 +358,14 @@ fn well_known(bank: HashAlg) -> &'static [(Vec<u8>, WellKnown)] {
                     (alg.digest(&[&SEPARATOR]), WellKnown::Separator),
                     (alg.digest(&[&ERROR_SEPARATOR]), WellKnown::ErrorSeparator),
                 ];
-                for text in WELL_KNOWN_STRINGS {
-                    table.push((alg.digest(&[text.as_bytes()]), WellKnown::String(text)));
-                    table.push((alg.digest(&[text.as_bytes(), &[0]]), WellKnown::String(text)));
+                for text in EFI_ACTIONS {
+                    table.push((alg.digest(&[text.as_bytes()]), WellKnown::EfiAction(text)));
+                }
+                for text in EFI_FAILURE_ACTIONS {
+                    table.push((alg.digest(&[text.as_bytes()]), WellKnown::EfiFailure(text)));
+                }
+                for text in UKI_SECTIONS {
+                    table.push((alg.digest(&[text.as_bytes(), &[0]]), WellKnown::UkiSection(text)));
                 }
                 (*alg, table)
             })
