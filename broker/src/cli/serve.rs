@@ -51,6 +51,12 @@ pub(crate) fn run(args: &ServeArgs) -> Result<String, Failure> {
             println!("generated an admin client certificate: {} (key {})", cert.display(), key.display());
         }
     }
+    // Every connection is a file descriptor, and a crowd of slow clients is many: take the
+    // whole hard limit, not the 1,024 soft default a service starts with.
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => tracing::debug!(limit, "open file limit"),
+        Err(e) => tracing::warn!("cannot raise the open file limit: {e}"),
+    }
     let listen = config.listen;
     let service_threads = config.service_threads();
     let policy_path = config.policy.clone();
