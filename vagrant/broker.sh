@@ -55,6 +55,8 @@ NoNewPrivileges=yes
 ProtectSystem=strict
 ReadWritePaths=/var/lib/mooring
 PrivateTmp=yes
+# One file descriptor per connection; the broker raises its soft limit to this.
+LimitNOFILE=65536
 
 [Install]
 WantedBy=multi-user.target
