@@ -102,3 +102,59 @@ fn begin_keeps_no_state_and_finished_challenges_are_bounded() {
     assert!(full.1["reason"].as_str().unwrap().contains("challenge.max_used"), "{}", full.1);
     assert_refused(&finish(&ids[0]), 409, "challenge_used");
 }
+
+/// With its own server certificate (`[tls]`) and no admin CA, the broker makes only the
+/// admin certificate, and says so: every file its start-up message names exists.
+#[test]
+fn the_start_up_message_names_only_files_that_exist() {
+    use std::io::BufRead as _;
+    let dir = tempfile::tempdir().unwrap();
+    let openssl = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-days",
+            "1",
+        ])
+        .args(["-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
+        .args(["-keyout", "server.key", "-out", "server.pem"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(openssl.status.success(), "{}", String::from_utf8_lossy(&openssl.stderr));
+    std::fs::write(dir.path().join("policy.toml"), "version = 1\n").unwrap();
+    std::fs::write(
+        dir.path().join("broker.toml"),
+        "listen = \"127.0.0.1:0\"\ndata_dir = \"data\"\ntrust_domain = \"test.mooring\"\npolicy = \"policy.toml\"\n\
+         [tls]\ncertificate = \"server.pem\"\nprivate_key = \"server.key\"\n",
+    )
+    .unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_mooring-broker"))
+        .args(["serve", "--config"])
+        .arg(dir.path().join("broker.toml"))
+        .env("MOORING_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut named = Vec::new();
+    for line in std::io::BufReader::new(stdout).lines() {
+        let line = line.unwrap();
+        if line.starts_with("mooring-broker listening") {
+            break;
+        }
+        named.extend(line.split([' ', ')', '(']).filter(|w| w.starts_with('/')).map(str::to_owned));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(named.iter().any(|p| p.ends_with("admin.pem")), "{named:?}");
+    assert!(!named.iter().any(|p| p.ends_with("ca.pem") && !p.ends_with("admin-ca.pem")), "{named:?}");
+    for path in &named {
+        assert!(std::path::Path::new(path).exists(), "{path} is named but does not exist");
+    }
+}
