@@ -387,10 +387,36 @@ fn the_verify_api_names_each_reason_a_credential_is_no_good() {
             broker.post(&broker.admin(), "admin/revocations", &json!({"target": target, "reason": "typo"}));
         assert_refused(&answer, 404, "not_found");
     }
-    broker.admin_post(
-        "admin/revocations",
-        &json!({"target": {"kind": "credential", "id": issued.x509_serial}, "reason": "key compromise drill"}),
-    );
+    // An offline verifier waiting on the list (long poll) hears of the revocation at once.
+    let list = |query: &str| -> serde_json::Value {
+        broker
+            .client(loopback(1))
+            .get(broker.url(&format!("revocations{query}")))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap()
+    };
+    let before = list("");
+    let version = before["version"].as_str().unwrap().to_owned();
+    let started = std::time::Instant::now();
+    let waiting = std::thread::scope(|scope| {
+        let waiter = scope.spawn(|| list(&format!("?version={version}&wait=20")));
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        broker.admin_post(
+            "admin/revocations",
+            &json!({"target": {"kind": "credential", "id": issued.x509_serial}, "reason": "key compromise drill"}),
+        );
+        waiter.join().unwrap()
+    });
+    assert!(started.elapsed() < std::time::Duration::from_secs(3), "{:?}", started.elapsed());
+    assert_ne!(waiting["version"], before["version"]);
+    assert_eq!(waiting["revocations"][0]["target"]["id"], issued.x509_serial.as_str());
+    // Nothing changes: the wait runs out and the same version comes back.
+    let started = std::time::Instant::now();
+    let unchanged = list(&format!("?version={}&wait=1", waiting["version"].as_str().unwrap()));
+    assert!(started.elapsed() >= std::time::Duration::from_millis(900), "{:?}", started.elapsed());
+    assert_eq!(unchanged["version"], waiting["version"]);
     let answer = ask("payments", fresh());
     assert_eq!(answer["code"], "revoked");
     assert!(answer["reason"].as_str().unwrap().contains("key compromise drill"), "{answer}");

@@ -164,6 +164,10 @@ impl TrustBundle {
 pub struct RevocationList {
     /// The broker's time when it produced the list (Unix seconds).
     pub generated_at: i64,
+    /// An opaque version of the list: ask `GET /v1/revocations?version=V&wait=S` to be
+    /// answered as soon as the list is another.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub version: String,
     /// The revocations.
     pub revocations: Vec<Revocation>,
 }

@@ -162,7 +162,7 @@ fn statement() -> PossessionStatement {
 }
 
 fn revocations(list: Vec<Revocation>) -> RevocationList {
-    RevocationList { generated_at: NOW - 10, revocations: list }
+    RevocationList { generated_at: NOW - 10, revocations: list, ..RevocationList::default() }
 }
 
 /// Verifies a JWT-SVID from `peer` with `proof` against the fixture's bundle.
@@ -353,14 +353,21 @@ fn revocation_negatives() {
         revoked(RevocationTarget::Vm("spiffe://test.mooring/vm/web/cd".into())),
     ]);
     check(&others).unwrap();
-    let stale = RevocationList { generated_at: NOW - 61, revocations: Vec::new() };
+    let stale =
+        RevocationList { generated_at: NOW - 61, revocations: Vec::new(), ..RevocationList::default() };
     assert_eq!(check(&stale).unwrap_err().code(), "revocation_list_stale");
     // A list dated in the future (beyond the skew allowed) would look fresh for too long.
-    let skewed =
-        RevocationList { generated_at: NOW + REVOCATION_CLOCK_SKEW_SECONDS, revocations: Vec::new() };
+    let skewed = RevocationList {
+        generated_at: NOW + REVOCATION_CLOCK_SKEW_SECONDS,
+        revocations: Vec::new(),
+        ..RevocationList::default()
+    };
     check(&skewed).unwrap();
-    let future =
-        RevocationList { generated_at: NOW + REVOCATION_CLOCK_SKEW_SECONDS + 1, revocations: Vec::new() };
+    let future = RevocationList {
+        generated_at: NOW + REVOCATION_CLOCK_SKEW_SECONDS + 1,
+        revocations: Vec::new(),
+        ..RevocationList::default()
+    };
     let err = check(&future).unwrap_err();
     assert_eq!(err.code(), "revocation_list_stale");
     assert!(err.to_string().contains("in the future"), "{err}");

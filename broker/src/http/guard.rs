@@ -93,9 +93,12 @@ struct BodyLimits {
 /// Time a body may take before the minimum rate applies (a TLS record or two).
 const BODY_GRACE: Duration = Duration::from_secs(1);
 
-/// Routes that take no request slot: they must answer when everything else waits.
+/// Routes that take no request slot: health and metrics must answer when everything else
+/// waits, and a revocation list request may wait for a change (it bounds its own waiters).
 fn takes_no_slot(path: &str) -> bool {
-    path == "/metrics" || path == format!("{}/health", mooring_attestation::protocol::API_PREFIX)
+    let v1 = mooring_attestation::protocol::API_PREFIX;
+    path == "/metrics"
+        || path.strip_prefix(v1).is_some_and(|rest| rest == "/health" || rest == "/revocations")
 }
 
 /// Reads `body` whole: at most `max_bytes`, within `deadline`, and after the grace period

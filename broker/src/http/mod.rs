@@ -8,7 +8,7 @@ pub(crate) mod tls;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::extract::{Query, State};
@@ -80,6 +80,7 @@ pub(crate) fn router(broker: Arc<Broker>) -> Router {
         .route(&format!("{v1}/admin/audit/verify"), post(admin_audit_verify))
         .route(&format!("{v1}/admin/policy/reload"), post(admin_reload))
         .fallback(|| async { ApiError(Refusal::new(Code::NotFound, "no such route")) })
+        .layer(Extension(RevocationWaiters(Arc::new(tokio::sync::Semaphore::new(MAX_REVOCATION_WAITERS)))))
         .layer(axum::extract::DefaultBodyLimit::max(broker.config.limits.max_body_bytes))
         .layer(axum::middleware::from_fn_with_state((Arc::clone(&broker), guard), guard::guard))
         .with_state(broker)
@@ -307,12 +308,61 @@ async fn jwks(State(broker): State<AppState>) -> Response {
     Json(broker.issuer.jwks(broker.now())).into_response()
 }
 
-async fn revocations(State(broker): State<AppState>) -> Result<Response, ApiError> {
-    let list = blocking(&broker, |service| {
-        service.store.revocations().map_err(|e| crate::service::internal("revocations", e))
-    })
-    .await?;
-    Ok(Json(serde_json::json!({ "generated_at": broker.now(), "revocations": list })).into_response())
+/// Longest a `GET /v1/revocations?version=V&wait=S` waits for the list to change.
+const MAX_REVOCATION_WAIT: Duration = Duration::from_secs(25);
+/// Most such requests waiting at once; beyond it they are answered at once.
+const MAX_REVOCATION_WAITERS: usize = 1024;
+/// How often a waiting request looks at the list (replicas change it too).
+const REVOCATION_POLL: Duration = Duration::from_millis(250);
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RevocationQuery {
+    /// The `version` the caller holds: answer when the list is another (long poll).
+    version: Option<String>,
+    /// Seconds to wait for a change (at most [`MAX_REVOCATION_WAIT`]).
+    #[serde(default)]
+    wait: u64,
+}
+
+/// Requests waiting for the revocation list to change.
+#[derive(Debug, Clone)]
+struct RevocationWaiters(Arc<tokio::sync::Semaphore>);
+
+/// `GET /v1/revocations`: every revocation in force, with a `version` of the list. Given the
+/// `version` it holds and `wait`, the request is answered as soon as the list changes (on
+/// any replica), or when `wait` runs out: offline verifiers learn of a revocation within
+/// a poll interval instead of at their next refresh.
+async fn revocations(
+    State(broker): State<AppState>,
+    Extension(waiters): Extension<RevocationWaiters>,
+    query: Result<Query<RevocationQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(query) = query.map_err(|e| ApiError(Refusal::new(Code::MalformedRequest, e.body_text())))?;
+    let deadline = Instant::now() + Duration::from_secs(query.wait).min(MAX_REVOCATION_WAIT);
+    let waiting = match &query.version {
+        Some(_) if query.wait > 0 => Arc::clone(&waiters.0).try_acquire_owned().ok(),
+        _ => None,
+    };
+    loop {
+        let list = blocking(&broker, |service| {
+            service.store.revocations().map_err(|e| crate::service::internal("revocations", e))
+        })
+        .await?;
+        let listed =
+            serde_json::to_vec(&list).map_err(|e| ApiError(crate::service::internal("revocations", e)))?;
+        let version = hex::encode(Sha256::digest(&listed).get(..8).unwrap_or_default());
+        if waiting.is_none()
+            || query.version.as_deref() != Some(version.as_str())
+            || Instant::now() >= deadline
+        {
+            return Ok(Json(
+                serde_json::json!({ "generated_at": broker.now(), "version": version, "revocations": list }),
+            )
+            .into_response());
+        }
+        tokio::time::sleep(REVOCATION_POLL.min(deadline.saturating_duration_since(Instant::now()))).await;
+    }
 }
 
 async fn health(State(broker): State<AppState>) -> Response {

@@ -53,6 +53,24 @@ impl BrokerClient {
         self.get("revocations").await
     }
 
+    /// `GET /v1/revocations?version=V&wait=S`: the list once it is another than `version`,
+    /// or after `wait` seconds (long poll).
+    pub(crate) async fn revocations_after(&self, version: &str, wait: u64) -> anyhow::Result<RevocationList> {
+        // The broker's versions are hex; anything else is not sent back into a URL.
+        let version: String = version.chars().filter(char::is_ascii_hexdigit).collect();
+        let url = format!("{}/revocations?version={version}&wait={wait}", self.base);
+        let response = self
+            .http
+            .get(&url)
+            .timeout(Duration::from_secs(wait) + CALL_TIMEOUT)
+            .send()
+            .await
+            .with_context(|| format!("GET {url}"))?;
+        let status = response.status();
+        anyhow::ensure!(status.is_success(), "GET {url}: {status}");
+        response.json().await.with_context(|| format!("GET {url}: unexpected answer"))
+    }
+
     /// `POST /v1/credentials/verify`.
     pub(crate) async fn verify(&self, request: &VerifyRequest) -> anyhow::Result<VerifyResponse> {
         let url = format!("{}/credentials/verify", self.base);

@@ -57,8 +57,16 @@ impl Trust {
         Ok(())
     }
 
-    async fn refresh_revocations(&self, broker: &BrokerClient) -> anyhow::Result<()> {
-        let list = broker.revocations().await?;
+    /// Waits (up to `wait` seconds) for the broker's list to change, then takes it: a
+    /// revocation reaches this service within a poll, and the list is never older than
+    /// `wait` while the broker answers.
+    async fn refresh_revocations(&self, broker: &BrokerClient, wait: u64) -> anyhow::Result<()> {
+        let version = self.revocations().version.clone();
+        let list = broker.revocations_after(&version, wait).await?;
+        if list.version.is_empty() {
+            // A broker that does not version its list answers at once: poll on a timer.
+            tokio::time::sleep(Duration::from_secs(wait)).await;
+        }
         tracing::debug!(revocations = list.revocations.len(), "revocation list fetched");
         *self.revocations.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(list);
         Ok(())
@@ -84,13 +92,12 @@ pub(crate) fn spawn_refresh(trust: Arc<Trust>, broker: BrokerClient, refresh: &R
         }
     });
     if mode == Mode::Offline {
-        let mut revocation_timer = every(refresh.revocations_seconds);
+        let wait = refresh.revocations_seconds;
         tokio::spawn(async move {
-            revocation_timer.tick().await;
             loop {
-                revocation_timer.tick().await;
-                if let Err(e) = trust.refresh_revocations(&broker).await {
+                if let Err(e) = trust.refresh_revocations(&broker, wait).await {
                     tracing::warn!("revocation list refresh failed, keeping the last one: {e:#}");
+                    tokio::time::sleep(Duration::from_secs(wait)).await;
                 }
             }
         });
