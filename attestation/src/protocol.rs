@@ -274,6 +274,33 @@ pub enum Possession {
     },
 }
 
+/// `POST /v1/credentials/retire`: a VM gives up its credential (at shutdown), proving it
+/// holds K with a [`PossessionStatement`] for [`RETIRE_AUDIENCE`] whose `request` is the
+/// credential's serial. Sent from the address the credential is bound to.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetireRequest {
+    /// The JWT-SVID of the credential to retire (its X.509-SVID shares the serial).
+    pub jwt_svid: String,
+    /// The statement, exactly as signed.
+    #[serde(with = "b64")]
+    pub statement: Vec<u8>,
+    /// K's signature over it (ECDSA ASN.1 DER, SHA-256).
+    #[serde(with = "b64")]
+    pub signature: Vec<u8>,
+}
+
+/// The audience of a retirement's possession statement.
+pub const RETIRE_AUDIENCE: &str = "mooring-broker/retire";
+
+/// Answer to [`RetireRequest`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetireResponse {
+    /// The serial now retired (both SVIDs of the credential).
+    pub serial: String,
+}
+
 /// What a caller signs with K to prove possession for one request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -22,6 +22,8 @@ pub(crate) enum Action {
     Attest,
     /// A relying service's credential check.
     Verify,
+    /// A VM giving up its credential.
+    Retire,
     /// An admin change (enroll, block, revoke, policy reload).
     Admin,
     /// A request refused before it reached the service (malformed, too large).
@@ -35,6 +37,7 @@ impl Action {
             Self::Begin => "begin",
             Self::Attest => "attest",
             Self::Verify => "verify",
+            Self::Retire => "retire",
             Self::Admin => "admin",
             Self::Request => "request",
         }

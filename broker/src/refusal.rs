@@ -58,6 +58,7 @@ pub(crate) enum Code {
     Expired,
     WrongAudience,
     Revoked,
+    Retired,
     AddressOutsideBinding,
     NoProofOfPossession,
     ProofInvalid,
@@ -69,7 +70,7 @@ pub(crate) enum Code {
 impl Code {
     /// Every code, for the OpenAPI sync test.
     #[cfg(test)]
-    pub(crate) const ALL: [Self; 50] = [
+    pub(crate) const ALL: [Self; 51] = [
         Self::MalformedRequest,
         Self::BodyTooLarge,
         Self::RateLimited,
@@ -115,6 +116,7 @@ impl Code {
         Self::Expired,
         Self::WrongAudience,
         Self::Revoked,
+        Self::Retired,
         Self::AddressOutsideBinding,
         Self::NoProofOfPossession,
         Self::ProofInvalid,
@@ -170,6 +172,7 @@ impl Code {
             Self::Expired => "expired",
             Self::WrongAudience => "wrong_audience",
             Self::Revoked => "revoked",
+            Self::Retired => "retired",
             Self::AddressOutsideBinding => "address_outside_binding",
             Self::NoProofOfPossession => "no_proof_of_possession",
             Self::ProofInvalid => "proof_invalid",

@@ -419,3 +419,55 @@ fn s7_an_snp_vm_attests_and_pays_and_its_copied_credentials_are_refused() {
     }
     assert_audited(&broker, "revoked", A);
 }
+
+#[test]
+fn s8_a_clean_shutdown_retires_the_credentials_and_relying_services_refuse_them_at_once() {
+    let Some(w) = world("e2e_s8_retire") else { return };
+    w.a.attest();
+    let payer = spiffe_id(&w.a);
+    let offline = Payments::start(
+        &w.broker,
+        &PaymentsSetup {
+            revocations_seconds: 20,
+            max_revocation_age_seconds: 60,
+            ..PaymentsSetup::new(Mode::Offline)
+        },
+    );
+    assert_paid(&pay(&w.a.config_path(), &w.payments, "jwt", &[]), &payer);
+    assert_paid(&pay(&w.a.config_path(), &offline, "jwt", &[]), &payer);
+
+    // What a copy of the runtime directory keeps after the VM is gone.
+    let kept = tempfile::tempdir().unwrap();
+    copy_dir(&w.a.runtime_dir(), kept.path());
+
+    // `systemctl stop`: the unit's ExecStop retires the credential, within its deadline.
+    let started = Instant::now();
+    let out = w.a.client(&["retire"]);
+    assert_eq!(out.status.code(), Some(0), "{}", out.stderr_text());
+    assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+    assert!(!w.a.runtime_dir().join("status.json").exists(), "the runtime directory was not cleared");
+    assert!(w.broker.audit().iter().any(|r| r["code"] == "retired" && r["action"] == "retire"));
+
+    // The kept copy is refused at once online, and offline as soon as the long poll answers
+    // (no refresh interval to wait for: it is 20 s here).
+    copy_dir(kept.path(), &w.a.runtime_dir());
+    assert_refused(&pay(&w.a.config_path(), &w.payments, "jwt", &[]), "retired");
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let out = pay(&w.a.config_path(), &offline, "jwt", &[]);
+        if out.status.code() != Some(0) {
+            assert_refused(&out, "retired");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the offline service still accepts a retired credential");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // A broker that cannot be reached does not hold the shutdown up beyond the deadline.
+    let mut gone = w.broker;
+    gone.kill_9();
+    let started = Instant::now();
+    let out = w.a.client(&["retire"]);
+    assert_eq!(out.status.code(), Some(4), "{}", out.stderr_text());
+    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+}

@@ -10,8 +10,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use mooring_attestation::protocol::{
-    ErrorBody, IssuedCredentials, SnpChallenge, SnpFinishRequest, TpmBeginRequest, TpmChallenge,
-    TpmFinishRequest, API_PREFIX,
+    ErrorBody, IssuedCredentials, RetireRequest, RetireResponse, SnpChallenge, SnpFinishRequest,
+    TpmBeginRequest, TpmChallenge, TpmFinishRequest, API_PREFIX,
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -58,6 +58,8 @@ pub enum ApiError {
 pub struct BrokerApi {
     client: reqwest::blocking::Client,
     base: String,
+    /// A deadline for each whole request, shorter than the client's (at shutdown).
+    deadline: Option<Duration>,
 }
 
 impl BrokerApi {
@@ -84,7 +86,23 @@ impl BrokerApi {
             builder = builder.local_address(source);
         }
         let client = builder.build().map_err(|e| ApiError::Setup(format!("TLS client: {e}")))?;
-        Ok(Self { client, base: base_url.trim_end_matches('/').to_owned() })
+        Ok(Self { client, base: base_url.trim_end_matches('/').to_owned(), deadline: None })
+    }
+
+    /// The same client, giving up on each request after `deadline` in all (connecting
+    /// included): what a shutdown can afford to wait.
+    #[must_use]
+    pub fn with_deadline(mut self, deadline: Duration) -> Self {
+        self.deadline = Some(deadline);
+        self
+    }
+
+    /// `POST /v1/credentials/retire`.
+    ///
+    /// # Errors
+    /// See [`ApiError`].
+    pub fn retire(&self, request: &RetireRequest) -> Result<RetireResponse, ApiError> {
+        self.post("credentials/retire", request)
     }
 
     /// `POST /v1/tpm/begin`.
@@ -125,12 +143,12 @@ impl BrokerApi {
         request: &Req,
     ) -> Result<Resp, ApiError> {
         let url = format!("{}{API_PREFIX}/{route}", self.base);
-        let response = self
-            .client
-            .post(&url)
-            .json(request)
-            .send()
-            .map_err(|e| ApiError::Unavailable(format!("{url}: {}", error_chain(&e))))?;
+        let mut call = self.client.post(&url).json(request);
+        if let Some(deadline) = self.deadline {
+            call = call.timeout(deadline);
+        }
+        let response =
+            call.send().map_err(|e| ApiError::Unavailable(format!("{url}: {}", error_chain(&e))))?;
         let status = response.status().as_u16();
         let body = read_limited(response).map_err(|e| ApiError::Unavailable(format!("{url}: {e}")))?;
         classify(route, status, &body)

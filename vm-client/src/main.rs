@@ -44,6 +44,8 @@ enum Command {
     Attest,
     /// Attest, then renew at half of each credential's lifetime until stopped.
     Run,
+    /// Give up the credential held (at shutdown: the unit's ExecStop), within 3 s.
+    Retire,
     /// Print the credentials held and when they renew.
     Status,
 }
@@ -66,6 +68,7 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Command::Status => status(&config),
+        Command::Retire => retire(&config, cli.source_address),
         Command::Attest | Command::Run => {
             attest(&config, cli.source_address, matches!(cli.command, Command::Run))
         }
@@ -104,6 +107,39 @@ fn attest(config: &Config, source: Option<IpAddr>, daemon: bool) -> ExitCode {
 
 /// K on the SEV-SNP path: the one kept in the runtime directory (guest memory) during this
 /// boot, or a new one.
+/// How long retiring may hold up a shutdown.
+const RETIRE_DEADLINE: std::time::Duration = std::time::Duration::from_secs(3);
+
+fn retire(config: &Config, source: Option<IpAddr>) -> ExitCode {
+    let runtime = RuntimeDir::existing(&config.runtime_dir);
+    let setup = || -> anyhow::Result<_> {
+        let api = BrokerApi::new(&config.broker_url, &config.broker_ca, source.or(config.source_address))?
+            .with_deadline(RETIRE_DEADLINE);
+        let signer = mooring_client::tls::configured_signer(config).map_err(anyhow::Error::msg)?;
+        Ok((api, signer))
+    };
+    let (api, signer) = match setup() {
+        Ok(parts) => parts,
+        Err(e) => {
+            // Nothing to sign with or no broker to tell: the credentials still go.
+            let _ = runtime.clear();
+            eprintln!("mooring-client: cannot retire: {e:#}");
+            return ExitCode::from(1);
+        }
+    };
+    match service::retire(signer.as_ref(), &api, &runtime) {
+        Ok(Some(serial)) => {
+            println!("retired credential {serial}");
+            ExitCode::SUCCESS
+        }
+        Ok(None) => {
+            println!("no credential held");
+            ExitCode::SUCCESS
+        }
+        Err(e) => exit_for(&e),
+    }
+}
+
 fn guest_key(runtime: &RuntimeDir) -> anyhow::Result<GuestKey> {
     match runtime.read(KEY_FILE)? {
         Some(pem) => Ok(GuestKey::from_pem(&pem)?),

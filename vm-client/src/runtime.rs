@@ -218,6 +218,24 @@ impl RuntimeDir {
         Ok(count)
     }
 
+    /// Removes the credentials, the key file, the released secrets and the status: the VM
+    /// gave its credential up.
+    ///
+    /// # Errors
+    /// When a file cannot be removed.
+    pub fn clear(&self) -> Result<(), RuntimeError> {
+        self.withdraw_secrets()?;
+        for name in [STATUS_FILE, JWT_FILE, SVID_FILE, KEY_FILE, BUNDLE_FILE] {
+            let path = self.path.join(name);
+            match fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(source) => return Err(RuntimeError::Io { path, source }),
+            }
+        }
+        Ok(())
+    }
+
     /// Rewrites `status.json` (e.g. a new renewal time).
     ///
     /// # Errors

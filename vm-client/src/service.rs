@@ -60,6 +60,9 @@ pub enum AttestError {
     /// Storing the credentials failed.
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
+    /// K could not sign (retiring).
+    #[error("signing with the credential key: {0}")]
+    Signer(String),
 }
 
 impl AttestError {
@@ -186,6 +189,40 @@ pub fn attest_once(
         "attested"
     );
     Ok(status)
+}
+
+/// The audience of the possession statement that retires a credential.
+pub use mooring_attestation::protocol::RETIRE_AUDIENCE;
+
+/// Gives up the credential this VM holds (at shutdown): the broker revokes it, so relying
+/// services refuse it with `retired`, then the runtime directory is cleared. Returns the
+/// serial retired, or `None` when no credential is held. The local files are cleared even
+/// when the broker cannot be reached (the error is still returned).
+///
+/// # Errors
+/// See [`AttestError`].
+pub fn retire(
+    signer: &dyn crate::tls::KeySigner,
+    api: &BrokerApi,
+    runtime: &RuntimeDir,
+) -> Result<Option<String>, AttestError> {
+    let (Some(status), Some(jwt)) = (runtime.status()?, runtime.read(crate::runtime::JWT_FILE)?) else {
+        return Ok(None);
+    };
+    let jwt_svid =
+        String::from_utf8(jwt).map_err(|_| AttestError::Signer("the JWT-SVID file is not text".into()))?;
+    let proof = crate::possession::prove(signer, RETIRE_AUDIENCE, &status.x509_serial, now())
+        .map_err(AttestError::Signer)?;
+    let request = mooring_attestation::protocol::RetireRequest {
+        jwt_svid,
+        statement: proof.statement().to_vec(),
+        signature: proof.signature().to_vec(),
+    };
+    let answer = api.retire(&request);
+    runtime.clear()?;
+    let retired = answer?;
+    tracing::info!(serial = %retired.serial, "credential retired");
+    Ok(Some(retired.serial))
 }
 
 /// Keeps the credentials fresh until the broker refuses the VM (returned as the error).

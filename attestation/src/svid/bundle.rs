@@ -181,6 +181,32 @@ pub struct Revocation {
     pub revoked_at: i64,
     /// The administrator's reason.
     pub reason: String,
+    /// Why, as a code relying services answer with.
+    #[serde(default)]
+    pub code: RevocationCode,
+}
+
+/// Why a credential stopped being good before it expired.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum RevocationCode {
+    /// An administrator revoked it.
+    #[default]
+    Revoked,
+    /// The VM gave it up (it shut down).
+    Retired,
+}
+
+impl RevocationCode {
+    /// The refusal code a verifier answers with.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Revoked => "revoked",
+            Self::Retired => "retired",
+        }
+    }
 }
 
 /// What a revocation names.

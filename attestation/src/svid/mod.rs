@@ -21,7 +21,7 @@ use std::net::IpAddr;
 use aws_lc_rs::signature::{UnparsedPublicKey, ECDSA_P256_SHA256_ASN1};
 
 pub use self::bundle::{
-    BundleDocument, Jwk, JwkSet, Revocation, RevocationList, RevocationTarget, TrustBundle,
+    BundleDocument, Jwk, JwkSet, Revocation, RevocationCode, RevocationList, RevocationTarget, TrustBundle,
 };
 pub use self::possession::{
     request_digest, PossessionProof, MAX_PROOF_HEADER_BYTES, POSSESSION_HEADER, POSSESSION_SKEW_SECONDS,
@@ -50,6 +50,9 @@ pub enum SvidError {
     /// On the revocation list.
     #[error("revoked: {0}")]
     Revoked(String),
+    /// Retired by the VM it was issued to (it shut down).
+    #[error("retired: {0}")]
+    Retired(String),
     /// Presented from an address other than the one the credential is bound to.
     #[error("presented from {peer}, but the credential is bound to {bound}")]
     AddressOutsideBinding {
@@ -83,6 +86,7 @@ impl SvidError {
             Self::Expired(_) => "expired",
             Self::WrongAudience(_) => "wrong_audience",
             Self::Revoked(_) => "revoked",
+            Self::Retired(_) => "retired",
             Self::AddressOutsideBinding { .. } => "address_outside_binding",
             Self::NoProofOfPossession(_) => "no_proof_of_possession",
             Self::ProofInvalid(_) => "proof_invalid",
@@ -349,7 +353,10 @@ impl Verifier<'_> {
             )));
         }
         match self.revocations.find(&credential.serial, &credential.spiffe_id) {
-            Some(revocation) => Err(SvidError::Revoked(revocation.reason.clone())),
+            Some(revocation) => Err(match revocation.code {
+                RevocationCode::Retired => SvidError::Retired(revocation.reason.clone()),
+                _ => SvidError::Revoked(revocation.reason.clone()),
+            }),
             None => Ok(()),
         }
     }

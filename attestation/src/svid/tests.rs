@@ -337,7 +337,12 @@ fn revocation_negatives() {
             NOW,
         )
     };
-    let revoked = |target| Revocation { target, revoked_at: NOW - 5, reason: "stolen laptop".into() };
+    let revoked = |target| Revocation {
+        target,
+        revoked_at: NOW - 5,
+        reason: "stolen laptop".into(),
+        code: RevocationCode::Revoked,
+    };
     // Serials match exactly, as in the broker's store (its admin API takes lowercase hex only).
     let other_spelling = revocations(vec![revoked(RevocationTarget::Credential("0A1B".into()))]);
     assert!(check(&other_spelling).is_ok());
@@ -347,6 +352,12 @@ fn revocation_negatives() {
     assert!(err.to_string().contains("stolen laptop"), "{err}");
     let by_vm = revocations(vec![revoked(RevocationTarget::Vm(SPIFFE_ID.into()))]);
     assert_eq!(check(&by_vm).unwrap_err().code(), "revoked");
+    // Given up by the VM at shutdown: refused as retired.
+    let retired = revocations(vec![Revocation {
+        code: RevocationCode::Retired,
+        ..revoked(RevocationTarget::Credential("0a1b".into()))
+    }]);
+    assert_eq!(check(&retired).unwrap_err().code(), "retired");
     // Others' revocations do not matter; a list older than allowed is refused.
     let others = revocations(vec![
         revoked(RevocationTarget::Credential("ffff".into())),

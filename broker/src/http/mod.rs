@@ -17,7 +17,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use mooring_attestation::protocol::{
-    ErrorBody, SnpChallenge, SnpFinishRequest, TpmBeginRequest, TpmFinishRequest, VerifyRequest,
+    ErrorBody, RetireRequest, SnpChallenge, SnpFinishRequest, TpmBeginRequest, TpmFinishRequest,
+    VerifyRequest,
 };
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
@@ -68,6 +69,7 @@ pub(crate) fn router(broker: Arc<Broker>) -> Router {
         .route(&format!("{v1}/snp/begin"), post(snp_begin))
         .route(&format!("{v1}/snp/finish"), post(snp_finish))
         .route(&format!("{v1}/credentials/verify"), post(verify))
+        .route(&format!("{v1}/credentials/retire"), post(retire))
         .route(&format!("{v1}/bundle"), get(bundle))
         .route(&format!("{v1}/bundle/jwks"), get(jwks))
         .route(&format!("{v1}/revocations"), get(revocations))
@@ -289,6 +291,18 @@ async fn verify(
 ) -> Result<Response, ApiError> {
     serve_json(broker, conn.peer.ip(), Action::Verify, "verify", body, |b, r: &VerifyRequest, c| {
         Ok(b.verify_credential(r, c))
+    })
+    .await
+}
+
+/// The VM retires its own credential, from the address it is bound to.
+async fn retire(
+    State(broker): State<AppState>,
+    ClientAddress(address): ClientAddress,
+    body: Body,
+) -> Result<Response, ApiError> {
+    serve_json(broker, address, Action::Retire, "retire", body, |b, r: &RetireRequest, c| {
+        b.audited(Action::Retire, c, |_| b.retire(r, c))
     })
     .await
 }

@@ -93,6 +93,7 @@ impl Broker {
             target: request.target.clone(),
             revoked_at: self.now(),
             reason: request.reason.clone(),
+            code: mooring_attestation::svid::RevocationCode::Revoked,
         };
         let mut event = self.event(
             Action::Admin,

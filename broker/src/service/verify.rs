@@ -6,10 +6,11 @@
 //! revocations (its store is the truth) and blocked hardware.
 
 use mooring_attestation::protocol::{
-    CredentialClaims, Possession, PresentedCredential, VerifyRequest, VerifyResponse,
+    CredentialClaims, Possession, PresentedCredential, RetireRequest, RetireResponse, VerifyRequest,
+    VerifyResponse, RETIRE_AUDIENCE,
 };
 use mooring_attestation::svid::{
-    CheckedCredential, PossessionProof, Presented, Proof, SvidError, POSSESSION_SKEW_SECONDS,
+    CheckedCredential, PossessionProof, Presented, Proof, RevocationCode, SvidError, POSSESSION_SKEW_SECONDS,
 };
 use mooring_attestation::x509::bundle::parse_certificates;
 use sha2::{Digest, Sha256};
@@ -17,7 +18,7 @@ use sha2::{Digest, Sha256};
 use super::{internal, Broker, Caller};
 use crate::audit::{Action, Outcome};
 use crate::refusal::{Code, Refusal};
-use crate::store::{Consumed, CredentialRecord, IdentityStatus, StoreError};
+use crate::store::{Consumed, CredentialRecord, IdentityStatus, Revocation, RevocationTarget, StoreError};
 
 impl Broker {
     /// `POST /v1/credentials/verify`. Always an answer; refusals are audited.
@@ -100,7 +101,12 @@ impl Broker {
             .revocation_for(credential.serial(), credential.spiffe_id())
             .map_err(|e| internal("revocations", e))?
         {
-            return Err(Refusal::new(Code::Revoked, format!("revoked: {}", revocation.reason)));
+            return Err(match revocation.code {
+                RevocationCode::Retired => {
+                    Refusal::new(Code::Retired, format!("retired: {}", revocation.reason))
+                }
+                _ => Refusal::new(Code::Revoked, format!("revoked: {}", revocation.reason)),
+            });
         }
         if self.store.identity_status(&record.hardware_id).map_err(|e| internal("enrollment", e))?
             == Some(IdentityStatus::Blocked)
@@ -157,6 +163,56 @@ impl Broker {
         })
     }
 
+    /// `POST /v1/credentials/retire`: the VM gives up a credential (at shutdown). It must be
+    /// ours and current, presented from its bound address, with a possession statement by
+    /// K for [`RETIRE_AUDIENCE`] naming its serial; relying services then refuse it with
+    /// `retired`.
+    pub(crate) fn retire(&self, request: &RetireRequest, caller: &Caller) -> Result<RetireResponse, Refusal> {
+        let now = self.now();
+        let checked = self.checked(&PresentedCredential::Jwt { token: request.jwt_svid.clone() }, now)?;
+        let serial = checked.credential().serial().to_owned();
+        let record = self.issuance_record(&serial)?;
+        checked.check_binding(caller.address).map_err(refusal)?;
+        let proof = PossessionProof::new(request.statement.clone(), request.signature.clone());
+        let verified = checked
+            .check_possession(
+                Some(Proof::Signature { proof: &proof, request: &serial }),
+                RETIRE_AUDIENCE,
+                now,
+            )
+            .map_err(refusal)?;
+        let id = format!("proof:{}", hex::encode(Sha256::digest(&request.statement)));
+        match self.store.use_once(&id, now + 2 * POSSESSION_SKEW_SECONDS) {
+            Ok(Consumed::First) => {}
+            Ok(Consumed::AlreadyUsed) => {
+                return Err(Refusal::new(
+                    Code::ProofReplayed,
+                    "this retirement statement was presented before",
+                ))
+            }
+            Err(StoreError::Busy(reason)) => return Err(Refusal::new(Code::Overloaded, reason)),
+            Err(e) => return Err(internal("recording the possession statement", e)),
+        }
+        let revocation = Revocation {
+            target: RevocationTarget::Credential(serial.clone()),
+            revoked_at: now,
+            reason: "the VM retired it (shut down)".into(),
+            code: RevocationCode::Retired,
+        };
+        let mut event = self.event(
+            Action::Retire,
+            Outcome::Accepted,
+            "retired",
+            "the VM gave up its credential",
+            Some(caller),
+        );
+        event.spiffe_id = Some(verified.spiffe_id().to_owned());
+        event.serial = Some(serial.clone());
+        event.hardware_id = Some(record.hardware_id.hex().to_owned());
+        self.store.revoke(&revocation, event).map_err(|e| internal("retiring the credential", e))?;
+        Ok(RetireResponse { serial })
+    }
+
     /// Signature (by a key generation in use), validity and names.
     fn checked(&self, credential: &PresentedCredential, now: i64) -> Result<CheckedCredential, Refusal> {
         match credential {
@@ -189,6 +245,7 @@ fn refusal(e: SvidError) -> Refusal {
         SvidError::Expired(_) => Code::Expired,
         SvidError::WrongAudience(_) => Code::WrongAudience,
         SvidError::Revoked(_) => Code::Revoked,
+        SvidError::Retired(_) => Code::Retired,
         SvidError::AddressOutsideBinding { .. } => Code::AddressOutsideBinding,
         SvidError::NoProofOfPossession(_) => Code::NoProofOfPossession,
         SvidError::ProofInvalid(_) => Code::ProofInvalid,

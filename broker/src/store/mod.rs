@@ -232,6 +232,9 @@ pub(crate) struct Revocation {
     pub(crate) target: RevocationTarget,
     pub(crate) revoked_at: i64,
     pub(crate) reason: String,
+    /// Why (an administrator's revocation unless the VM retired the credential).
+    #[serde(default)]
+    pub(crate) code: mooring_attestation::svid::RevocationCode,
 }
 
 /// Resolves once the writes before it are durable (see [`Store::durable`]).

@@ -74,9 +74,14 @@ fn conformance(stores: &[Arc<dyn Store>]) {
         target: RevocationTarget::Vm("spiffe://t/vm/web/ab".into()),
         revoked_at: 5,
         reason: "vm".into(),
+        code: mooring_attestation::svid::RevocationCode::Revoked,
     };
-    let credential_revocation =
-        Revocation { target: RevocationTarget::Credential("01".into()), revoked_at: 6, reason: "one".into() };
+    let credential_revocation = Revocation {
+        target: RevocationTarget::Credential("01".into()),
+        revoked_at: 6,
+        reason: "one".into(),
+        code: mooring_attestation::svid::RevocationCode::Retired,
+    };
     a.revoke(&vm_revocation, event("revoked")).unwrap();
     a.revoke(&credential_revocation, event("revoked")).unwrap();
     assert_eq!(b.revocation_for("01", "spiffe://t/vm/web/ab").unwrap(), Some(credential_revocation.clone()));
