@@ -135,20 +135,7 @@ impl Broker {
         };
         let verified = checked.check_possession(proof, audience, now).map_err(refusal)?;
         if let Some(Possession::Signature { statement, .. }) = &request.proof {
-            // One statement, one use, on every replica: a statement seen again within the
-            // window it is accepted in is a replay (whatever its signature's encoding).
-            let id = format!("proof:{}", hex::encode(Sha256::digest(statement)));
-            match self.store.use_once(&id, now + 2 * POSSESSION_SKEW_SECONDS) {
-                Ok(Consumed::First) => {}
-                Ok(Consumed::AlreadyUsed) => {
-                    return Err(Refusal::new(
-                        Code::ProofReplayed,
-                        "this possession statement was presented before: make a new one for each request",
-                    ))
-                }
-                Err(StoreError::Busy(reason)) => return Err(Refusal::new(Code::Overloaded, reason)),
-                Err(e) => return Err(internal("recording the possession statement", e)),
-            }
+            self.use_statement_once(statement, now)?;
         }
         Ok(CredentialClaims {
             spiffe_id: verified.spiffe_id().to_owned(),
@@ -181,18 +168,7 @@ impl Broker {
                 now,
             )
             .map_err(refusal)?;
-        let id = format!("proof:{}", hex::encode(Sha256::digest(&request.statement)));
-        match self.store.use_once(&id, now + 2 * POSSESSION_SKEW_SECONDS) {
-            Ok(Consumed::First) => {}
-            Ok(Consumed::AlreadyUsed) => {
-                return Err(Refusal::new(
-                    Code::ProofReplayed,
-                    "this retirement statement was presented before",
-                ))
-            }
-            Err(StoreError::Busy(reason)) => return Err(Refusal::new(Code::Overloaded, reason)),
-            Err(e) => return Err(internal("recording the possession statement", e)),
-        }
+        self.use_statement_once(&request.statement, now)?;
         let revocation = Revocation {
             target: RevocationTarget::Credential(serial.clone()),
             revoked_at: now,
@@ -211,6 +187,21 @@ impl Broker {
         event.hardware_id = Some(record.hardware_id.hex().to_owned());
         self.store.revoke(&revocation, event).map_err(|e| internal("retiring the credential", e))?;
         Ok(RetireResponse { serial })
+    }
+
+    /// One possession statement, one use, on every replica: a statement seen again within
+    /// the window it is accepted in is a replay (whatever its signature's encoding).
+    fn use_statement_once(&self, statement: &[u8], now: i64) -> Result<(), Refusal> {
+        let id = format!("proof:{}", hex::encode(Sha256::digest(statement)));
+        match self.store.use_once(&id, now + 2 * POSSESSION_SKEW_SECONDS) {
+            Ok(Consumed::First) => Ok(()),
+            Ok(Consumed::AlreadyUsed) => Err(Refusal::new(
+                Code::ProofReplayed,
+                "this possession statement was presented before: make a new one for each request",
+            )),
+            Err(StoreError::Busy(reason)) => Err(Refusal::new(Code::Overloaded, reason)),
+            Err(e) => Err(internal("recording the possession statement", e)),
+        }
     }
 
     /// Signature (by a key generation in use), validity and names.
