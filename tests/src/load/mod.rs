@@ -35,31 +35,21 @@ pub(crate) fn main() -> ExitCode {
             }
         };
     }
-    if !options.abuse.is_empty() {
-        return match under_abuse::run(&options) {
-            Ok(report) => {
-                report.print(options.json);
-                if report.errors() == 0 {
-                    ExitCode::SUCCESS
-                } else {
-                    ExitCode::from(1)
-                }
-            }
-            Err(e) => {
-                eprintln!("mooring-load: {e:#}");
-                ExitCode::from(2)
-            }
-        };
-    }
-    match run::run(&options) {
-        Ok(report) => {
+    // Either run prints its report and counts its failed attestations.
+    let outcome = if options.abuse.is_empty() {
+        run::run(&options).map(|report| {
             report.print(options.json);
-            if report.errors() == 0 {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(1)
-            }
-        }
+            report.errors()
+        })
+    } else {
+        under_abuse::run(&options).map(|report| {
+            report.print(options.json);
+            report.errors()
+        })
+    };
+    match outcome {
+        Ok(0) => ExitCode::SUCCESS,
+        Ok(_) => ExitCode::from(1),
         Err(e) => {
             eprintln!("mooring-load: {e:#}");
             ExitCode::from(2)
