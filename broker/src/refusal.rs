@@ -59,6 +59,7 @@ pub(crate) enum Code {
     WrongAudience,
     Revoked,
     Retired,
+    SupersededByReboot,
     AddressOutsideBinding,
     NoProofOfPossession,
     ProofInvalid,
@@ -70,7 +71,7 @@ pub(crate) enum Code {
 impl Code {
     /// Every code, for the OpenAPI sync test.
     #[cfg(test)]
-    pub(crate) const ALL: [Self; 51] = [
+    pub(crate) const ALL: [Self; 52] = [
         Self::MalformedRequest,
         Self::BodyTooLarge,
         Self::RateLimited,
@@ -117,6 +118,7 @@ impl Code {
         Self::WrongAudience,
         Self::Revoked,
         Self::Retired,
+        Self::SupersededByReboot,
         Self::AddressOutsideBinding,
         Self::NoProofOfPossession,
         Self::ProofInvalid,
@@ -173,6 +175,7 @@ impl Code {
             Self::WrongAudience => "wrong_audience",
             Self::Revoked => "revoked",
             Self::Retired => "retired",
+            Self::SupersededByReboot => "superseded_by_reboot",
             Self::AddressOutsideBinding => "address_outside_binding",
             Self::NoProofOfPossession => "no_proof_of_possession",
             Self::ProofInvalid => "proof_invalid",

@@ -471,3 +471,44 @@ fn s8_a_clean_shutdown_retires_the_credentials_and_relying_services_refuse_them_
     assert_eq!(out.status.code(), Some(4), "{}", out.stderr_text());
     assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
 }
+
+#[test]
+fn s9_after_a_reboot_the_earlier_boots_credentials_are_refused_online_and_offline() {
+    let Some(mut w) = world("e2e_s9_reboot") else { return };
+    w.a.attest();
+    let payer = spiffe_id(&w.a);
+    let offline = Payments::start(
+        &w.broker,
+        &PaymentsSetup {
+            revocations_seconds: 20,
+            max_revocation_age_seconds: 60,
+            ..PaymentsSetup::new(Mode::Offline)
+        },
+    );
+    assert_paid(&pay(&w.a.config_path(), &offline, "jwt", &[]), &payer);
+    // What the VM held before the reboot, kept somewhere.
+    let earlier = tempfile::tempdir().unwrap();
+    copy_dir(&w.a.runtime_dir(), earlier.path());
+
+    // A reboot (the TPM is reset: resetCount moves on) and a new attestation.
+    w.a.tpm.restart().unwrap();
+    w.a.attest();
+    assert_paid(&pay(&w.a.config_path(), &w.payments, "jwt", &[]), &payer);
+    assert!(w.broker.audit().iter().any(|r| r["code"] == "superseded_by_reboot"));
+
+    // The earlier boot's credentials: refused at once online, and offline within 2 s.
+    copy_dir(earlier.path(), &w.a.runtime_dir());
+    for mode in ["jwt", "mtls"] {
+        assert_refused(&pay(&w.a.config_path(), &w.payments, mode, &[]), "superseded_by_reboot");
+    }
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let out = pay(&w.a.config_path(), &offline, "jwt", &[]);
+        if out.status.code() != Some(0) {
+            assert_refused(&out, "superseded_by_reboot");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the offline service still accepts the earlier boot's credential");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

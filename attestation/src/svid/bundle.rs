@@ -196,6 +196,8 @@ pub enum RevocationCode {
     Revoked,
     /// The VM gave it up (it shut down).
     Retired,
+    /// The VM attested from a newer boot: what it held in earlier boots is void.
+    SupersededByReboot,
 }
 
 impl RevocationCode {
@@ -205,6 +207,7 @@ impl RevocationCode {
         match self {
             Self::Revoked => "revoked",
             Self::Retired => "retired",
+            Self::SupersededByReboot => "superseded_by_reboot",
         }
     }
 }

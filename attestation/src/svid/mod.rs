@@ -53,6 +53,9 @@ pub enum SvidError {
     /// Retired by the VM it was issued to (it shut down).
     #[error("retired: {0}")]
     Retired(String),
+    /// Issued in a boot the VM has since left (it attested from a newer one).
+    #[error("superseded by a reboot: {0}")]
+    SupersededByReboot(String),
     /// Presented from an address other than the one the credential is bound to.
     #[error("presented from {peer}, but the credential is bound to {bound}")]
     AddressOutsideBinding {
@@ -87,6 +90,7 @@ impl SvidError {
             Self::WrongAudience(_) => "wrong_audience",
             Self::Revoked(_) => "revoked",
             Self::Retired(_) => "retired",
+            Self::SupersededByReboot(_) => "superseded_by_reboot",
             Self::AddressOutsideBinding { .. } => "address_outside_binding",
             Self::NoProofOfPossession(_) => "no_proof_of_possession",
             Self::ProofInvalid(_) => "proof_invalid",
@@ -355,6 +359,7 @@ impl Verifier<'_> {
         match self.revocations.find(&credential.serial, &credential.spiffe_id) {
             Some(revocation) => Err(match revocation.code {
                 RevocationCode::Retired => SvidError::Retired(revocation.reason.clone()),
+                RevocationCode::SupersededByReboot => SvidError::SupersededByReboot(revocation.reason.clone()),
                 _ => SvidError::Revoked(revocation.reason.clone()),
             }),
             None => Ok(()),

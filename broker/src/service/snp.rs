@@ -180,6 +180,6 @@ impl Broker {
             RootOrigin::Amd => format!("SEV-SNP {} report", report.product().name()),
             RootOrigin::Test => format!("SEV-SNP {} report signed by a TEST root", report.product().name()),
         };
-        self.issue(subject, hardware, caller, &evidence, secrets)
+        self.issue(subject, hardware, caller, &evidence, secrets, None)
     }
 }

@@ -20,7 +20,11 @@ use crate::audit::{Action, Outcome};
 use crate::issuer::{CredentialKey, Subject};
 use crate::policy::TpmIdentity;
 use crate::refusal::{Code, Refusal};
-use crate::store::{ChallengeRecord, CredentialRecord, EvidenceKind, HardwareId, TpmChallengeState};
+use crate::store::{
+    BootCounters, ChallengeRecord, CredentialRecord, EvidenceKind, HardwareId, Revocation, RevocationTarget,
+    TpmChallengeState,
+};
+use mooring_attestation::svid::RevocationCode;
 
 /// Hardware identity of an EK: SHA-256 of its SubjectPublicKeyInfo, hex.
 pub(crate) fn ek_hardware_id(ek: &Public) -> String {
@@ -237,7 +241,48 @@ impl Broker {
             Some(issuer) => format!("TPM quote, EK certified by {issuer}"),
             None => "TPM quote, enrolled EK".to_owned(),
         };
-        self.issue(subject, hardware, caller, &evidence, secrets)
+        let clock = appraisal.quote().clock();
+        let boot = BootCounters { reset_count: clock.reset_count, restart_count: clock.restart_count };
+        self.supersede_earlier_boots(&hardware, &subject.spiffe_id, boot, caller)?;
+        self.issue(subject, hardware, caller, &evidence, secrets, Some(boot))
+    }
+
+    /// A VM attesting from a newer boot than the one it last attested from: its credentials
+    /// of that earlier boot are revoked (`superseded_by_reboot`) before new ones are issued.
+    fn supersede_earlier_boots(
+        &self,
+        hardware: &HardwareId,
+        spiffe_id: &str,
+        boot: BootCounters,
+        caller: &Caller,
+    ) -> Result<(), Refusal> {
+        let key = crate::store::vm_key(hardware, spiffe_id);
+        let Some(previous) = self.store.vm(&key).map_err(|e| internal("reading the VM", e))? else {
+            return Ok(());
+        };
+        let Some(earlier) = previous.boot.filter(|earlier| *earlier < boot) else { return Ok(()) };
+        let now = self.now();
+        for live in previous.live.iter().filter(|l| l.expires_at > now) {
+            let reason = format!(
+                "the VM attested from a newer boot (TPM resets {} -> {}, restarts {} -> {})",
+                earlier.reset_count, boot.reset_count, earlier.restart_count, boot.restart_count
+            );
+            let revocation = Revocation {
+                target: RevocationTarget::Credential(live.serial.clone()),
+                revoked_at: now,
+                reason: reason.clone(),
+                code: RevocationCode::SupersededByReboot,
+            };
+            let mut event =
+                self.event(Action::Attest, Outcome::Accepted, "superseded_by_reboot", reason, Some(caller));
+            event.hardware_id = Some(hardware.hex().to_owned());
+            event.spiffe_id = Some(spiffe_id.to_owned());
+            event.serial = Some(live.serial.clone());
+            self.store
+                .revoke(&revocation, event)
+                .map_err(|e| internal("revoking an earlier boot's credential", e))?;
+        }
+        Ok(())
     }
 
     /// Issues credentials and records them with their audit record before answering.
@@ -249,6 +294,7 @@ impl Broker {
         caller: &Caller,
         evidence: &str,
         secrets: Vec<mooring_attestation::protocol::SealedSecret>,
+        boot: Option<BootCounters>,
     ) -> Result<IssuedCredentials, Refusal> {
         let now = self.now();
         let issued = self.issuer.issue(&subject, now).map_err(|e| internal("signing credentials", e))?;
@@ -260,6 +306,7 @@ impl Broker {
             bound_address: subject.bound_address,
             issued_at: issued.issued_at,
             expires_at: issued.expires_at,
+            boot,
         };
         let mut event = self.event(
             Action::Attest,

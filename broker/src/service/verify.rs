@@ -105,6 +105,10 @@ impl Broker {
                 RevocationCode::Retired => {
                     Refusal::new(Code::Retired, format!("retired: {}", revocation.reason))
                 }
+                RevocationCode::SupersededByReboot => Refusal::new(
+                    Code::SupersededByReboot,
+                    format!("superseded by a reboot: {}", revocation.reason),
+                ),
                 _ => Refusal::new(Code::Revoked, format!("revoked: {}", revocation.reason)),
             });
         }
@@ -237,6 +241,7 @@ fn refusal(e: SvidError) -> Refusal {
         SvidError::WrongAudience(_) => Code::WrongAudience,
         SvidError::Revoked(_) => Code::Revoked,
         SvidError::Retired(_) => Code::Retired,
+        SvidError::SupersededByReboot(_) => Code::SupersededByReboot,
         SvidError::AddressOutsideBinding { .. } => Code::AddressOutsideBinding,
         SvidError::NoProofOfPossession(_) => Code::NoProofOfPossession,
         SvidError::ProofInvalid(_) => Code::ProofInvalid,

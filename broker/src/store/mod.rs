@@ -149,7 +149,30 @@ pub(crate) struct CredentialRecord {
     pub(crate) bound_address: IpAddr,
     pub(crate) issued_at: i64,
     pub(crate) expires_at: i64,
+    /// The boot it was issued in (TPM), from the quote's clock information.
+    #[serde(default)]
+    pub(crate) boot: Option<BootCounters>,
 }
+
+/// One boot of a TPM: `resetCount` and `restartCount` of the quote's `TPMS_CLOCK_INFO` (TPM
+/// 2.0 Part 2, Table 120), in that order (a later boot compares greater). Not obfuscated:
+/// the AK is in the endorsement hierarchy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub(crate) struct BootCounters {
+    pub(crate) reset_count: u32,
+    pub(crate) restart_count: u32,
+}
+
+/// A credential of a VM's current boot that has not expired.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct LiveCredential {
+    pub(crate) serial: String,
+    pub(crate) expires_at: i64,
+}
+
+/// Most credentials of one boot a VM record remembers (renewals at half-life: two or three
+/// are live at once; the oldest are dropped first).
+const MAX_LIVE: usize = 64;
 
 /// What the broker knows of a VM (one per hardware identity).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -165,22 +188,42 @@ pub(crate) struct VmRecord {
     pub(crate) status: Option<IdentityStatus>,
     #[serde(default)]
     pub(crate) revoked: bool,
+    /// The boot it last attested from (TPM).
+    #[serde(default)]
+    pub(crate) boot: Option<BootCounters>,
+    /// Its credentials of that boot that have not expired.
+    #[serde(default)]
+    pub(crate) live: Vec<LiveCredential>,
+}
+
+/// The key of a VM record: its EK, or (SEV-SNP) its chip and SPIFFE ID, as several guests
+/// share one chip.
+pub(crate) fn vm_key(hardware_id: &HardwareId, spiffe_id: &str) -> String {
+    match hardware_id {
+        HardwareId::Ek(_) => hardware_id.key(),
+        HardwareId::Chip(_) => format!("{}:{spiffe_id}", hardware_id.key()),
+    }
 }
 
 impl CredentialRecord {
-    /// The key of the VM it was issued to: its EK, or (SEV-SNP) its chip and SPIFFE ID, as
-    /// several guests share one chip.
+    /// The key of the VM it was issued to.
     fn vm_key(&self) -> String {
-        match &self.hardware_id {
-            HardwareId::Ek(_) => self.hardware_id.key(),
-            HardwareId::Chip(_) => format!("{}:{}", self.hardware_id.key(), self.spiffe_id),
-        }
+        vm_key(&self.hardware_id, &self.spiffe_id)
     }
 }
 
 impl VmRecord {
-    /// The VM's state after `credential` was issued to it (admin state filled in on reading).
-    fn issued(credential: &CredentialRecord) -> Self {
+    /// The VM's state after `credential` was issued to it, following `previous` (admin
+    /// state filled in on reading): the credentials of the same boot that are still live,
+    /// and this one.
+    fn issued(previous: Option<&Self>, credential: &CredentialRecord) -> Self {
+        let mut live: Vec<LiveCredential> = previous
+            .filter(|p| p.boot == credential.boot)
+            .map(|p| p.live.iter().filter(|l| l.expires_at > credential.issued_at).cloned().collect())
+            .unwrap_or_default();
+        live.push(LiveCredential { serial: credential.serial.clone(), expires_at: credential.expires_at });
+        let excess = live.len().saturating_sub(MAX_LIVE);
+        live.drain(..excess);
         Self {
             hardware_id: credential.hardware_id.clone(),
             spiffe_id: credential.spiffe_id.clone(),
@@ -191,6 +234,8 @@ impl VmRecord {
             credential_expires_at: credential.expires_at,
             status: None,
             revoked: false,
+            boot: credential.boot,
+            live,
         }
     }
 
@@ -265,6 +310,8 @@ pub(crate) trait Store: Send + Sync + 'static {
     fn issue(&self, credential: &CredentialRecord, audit: AuditEvent) -> Result<(), StoreError>;
     /// An issued credential by serial.
     fn credential(&self, serial: &str) -> Result<Option<CredentialRecord>, StoreError>;
+    /// The VM record under `key` ([`vm_key`]), without admin state.
+    fn vm(&self, key: &str) -> Result<Option<VmRecord>, StoreError>;
     /// Appends a decision to the audit log.
     fn audit(&self, event: AuditEvent) -> Result<(), StoreError>;
     /// Resolves once every write this store returned from before the call is durable.

@@ -157,10 +157,11 @@ impl Store for SledStore {
     }
 
     fn issue(&self, credential: &CredentialRecord, audit: AuditEvent) -> Result<(), StoreError> {
-        let vm = VmRecord::issued(credential);
+        let vm_key = credential.vm_key();
+        let previous = self.vm(&vm_key)?;
+        let vm = VmRecord::issued(previous.as_ref(), credential);
         let credential_value = encode(credential)?;
         let vm_value = encode(&vm)?;
-        let vm_key = credential.vm_key();
         self.append(&audit, || {
             self.credentials.insert(credential.serial.as_bytes(), credential_value).map_err(backend)?;
             self.vms.insert(vm_key.as_bytes(), vm_value).map(drop).map_err(backend)
@@ -173,6 +174,10 @@ impl Store for SledStore {
             .map_err(backend)?
             .map(|v| decode(serial.as_bytes(), &v))
             .transpose()
+    }
+
+    fn vm(&self, key: &str) -> Result<Option<VmRecord>, StoreError> {
+        self.vms.get(key.as_bytes()).map_err(backend)?.map(|v| decode(key.as_bytes(), &v)).transpose()
     }
 
     fn audit(&self, event: AuditEvent) -> Result<(), StoreError> {

@@ -27,6 +27,7 @@ fn credential(serial: &str, spiffe_id: &str) -> CredentialRecord {
         bound_address: "127.0.0.1".parse().unwrap(),
         issued_at: 100,
         expires_at: 700,
+        boot: Some(BootCounters { reset_count: 3, restart_count: 0 }),
     }
 }
 
@@ -66,6 +67,26 @@ fn conformance(stores: &[Arc<dyn Store>]) {
     a.issue(&credential("01", "spiffe://t/vm/web/ab"), event("issued")).unwrap();
     assert_eq!(b.credential("01").unwrap(), Some(credential("01", "spiffe://t/vm/web/ab")));
     assert_eq!(b.credential("02").unwrap(), None);
+    // The VM record keeps the live credentials of its boot: a renewal adds to them, a
+    // newer boot starts again.
+    let key = vm_key(&HardwareId::Ek("ab".repeat(32)), "spiffe://t/vm/web/ab");
+    let renewal = CredentialRecord {
+        serial: "02".into(),
+        issued_at: 400,
+        expires_at: 1000,
+        ..credential("02", "spiffe://t/vm/web/ab")
+    };
+    a.issue(&renewal, event("issued")).unwrap();
+    let live: Vec<String> = b.vm(&key).unwrap().unwrap().live.into_iter().map(|l| l.serial).collect();
+    assert_eq!(live, ["01", "02"]);
+    let rebooted = CredentialRecord {
+        boot: Some(BootCounters { reset_count: 4, restart_count: 0 }),
+        ..credential("03", "spiffe://t/vm/web/ab")
+    };
+    a.issue(&rebooted, event("issued")).unwrap();
+    let vm = b.vm(&key).unwrap().unwrap();
+    assert_eq!(vm.boot, Some(BootCounters { reset_count: 4, restart_count: 0 }));
+    assert_eq!(vm.live.iter().map(|l| l.serial.as_str()).collect::<Vec<_>>(), ["03"]);
     assert_eq!(b.identity_status(&hardware).unwrap(), None);
     a.set_identity_status(&hardware, IdentityStatus::Blocked, event("blocked")).unwrap();
     assert_eq!(b.identity_status(&hardware).unwrap(), Some(IdentityStatus::Blocked));
@@ -91,7 +112,7 @@ fn conformance(stores: &[Arc<dyn Store>]) {
     assert_eq!(vms.len(), 1);
     assert_eq!(
         (vms[0].status, vms[0].revoked, vms[0].last_serial.as_str()),
-        (Some(IdentityStatus::Blocked), true, "01")
+        (Some(IdentityStatus::Blocked), true, "03")
     );
 
     // One audit chain, appended from every handle at once.
@@ -107,7 +128,8 @@ fn conformance(stores: &[Arc<dyn Store>]) {
         }
     });
     let head = b.audit_head().unwrap();
-    let expected = 4 + 5 * u64::try_from(appenders).unwrap();
+    // Three issuances, one block and two revocations before, then the concurrent ones.
+    let expected = 6 + 5 * u64::try_from(appenders).unwrap();
     assert_eq!(head.seq, expected);
     assert_eq!(verify_chain(a.audit_scan(head.seq), head).unwrap().records, expected);
     // A scan stops at the head it was asked for, whatever was appended since.

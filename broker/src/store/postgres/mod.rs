@@ -224,8 +224,19 @@ impl Store for PgStore {
 
     fn issue(&self, credential: &CredentialRecord, audit: AuditEvent) -> Result<(), StoreError> {
         let credential_value = encode(credential)?;
-        let vm_value = encode(&VmRecord::issued(credential))?;
+        let vm_key = credential.vm_key();
         self.audited(&audit, |tx| {
+            // The VM's record follows its previous one (live credentials of the same boot),
+            // read under a row lock so two replicas issuing at once do not lose one.
+            let previous = tx
+                .query_opt("SELECT record FROM vms WHERE key = $1 FOR UPDATE", &[&vm_key])
+                .map_err(failed("reading a VM"))?
+                .map(|row| -> Result<VmRecord, StoreError> {
+                    let text: String = read(&row, 0, "vms.record")?;
+                    decode(vm_key.as_bytes(), text.as_bytes())
+                })
+                .transpose()?;
+            let vm_value = encode(&VmRecord::issued(previous.as_ref(), credential))?;
             tx.execute(
                 "INSERT INTO credentials (serial, record) VALUES ($1, $2)
                  ON CONFLICT (serial) DO UPDATE SET record = excluded.record",
@@ -235,7 +246,7 @@ impl Store for PgStore {
             tx.execute(
                 "INSERT INTO vms (key, record) VALUES ($1, $2)
                  ON CONFLICT (key) DO UPDATE SET record = excluded.record",
-                &[&credential.vm_key(), &vm_value],
+                &[&vm_key, &vm_value],
             )
             .map_err(failed("writing a VM"))?;
             Ok(())
@@ -244,6 +255,10 @@ impl Store for PgStore {
 
     fn credential(&self, serial: &str) -> Result<Option<CredentialRecord>, StoreError> {
         self.record("SELECT record FROM credentials WHERE serial = $1", serial)
+    }
+
+    fn vm(&self, key: &str) -> Result<Option<VmRecord>, StoreError> {
+        self.record("SELECT record FROM vms WHERE key = $1", key)
     }
 
     fn audit(&self, event: AuditEvent) -> Result<(), StoreError> {
