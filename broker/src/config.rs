@@ -113,13 +113,27 @@ pub(crate) struct AdminConfig {
 }
 
 /// TPM evidence settings.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct TpmConfig {
     /// Files or directories of PEM/DER certificates: TPM manufacturer EK roots (and
     /// intermediates). An EK certificate must chain to one of them.
     #[serde(default)]
     pub(crate) ek_roots: Vec<PathBuf>,
+    /// Block a TPM whose clock information shows two machines running its state (a cloned
+    /// vTPM), until an administrator enrolls it again; off: refuse the attestation only.
+    #[serde(default = "default_true")]
+    pub(crate) block_clones: bool,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+impl Default for TpmConfig {
+    fn default() -> Self {
+        Self { ek_roots: Vec::new(), block_clones: true }
+    }
 }
 
 /// SEV-SNP evidence settings. AMD's ARK/ASK/ASVK for Milan, Genoa and Turin are built

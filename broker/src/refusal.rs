@@ -60,6 +60,7 @@ pub(crate) enum Code {
     Revoked,
     Retired,
     SupersededByReboot,
+    CloneSuspected,
     AddressOutsideBinding,
     NoProofOfPossession,
     ProofInvalid,
@@ -71,7 +72,7 @@ pub(crate) enum Code {
 impl Code {
     /// Every code, for the OpenAPI sync test.
     #[cfg(test)]
-    pub(crate) const ALL: [Self; 52] = [
+    pub(crate) const ALL: [Self; 53] = [
         Self::MalformedRequest,
         Self::BodyTooLarge,
         Self::RateLimited,
@@ -119,6 +120,7 @@ impl Code {
         Self::Revoked,
         Self::Retired,
         Self::SupersededByReboot,
+        Self::CloneSuspected,
         Self::AddressOutsideBinding,
         Self::NoProofOfPossession,
         Self::ProofInvalid,
@@ -176,6 +178,7 @@ impl Code {
             Self::Revoked => "revoked",
             Self::Retired => "retired",
             Self::SupersededByReboot => "superseded_by_reboot",
+            Self::CloneSuspected => "clone_suspected",
             Self::AddressOutsideBinding => "address_outside_binding",
             Self::NoProofOfPossession => "no_proof_of_possession",
             Self::ProofInvalid => "proof_invalid",

@@ -107,6 +107,18 @@ impl ClientVm {
         Some(Self { tpm, address, dir, run })
     }
 
+    /// A clone of this VM (its vTPM state and the client's state directory copied, as a
+    /// hypervisor snapshot restored elsewhere) connecting from `address`. Write its
+    /// configuration with [`ClientVm::write_config`].
+    pub fn clone_to(&self, address: IpAddr) -> Self {
+        let tpm = self.tpm.clone_state().unwrap();
+        let dir = tempfile::Builder::new().prefix("mooring-client-").tempdir().unwrap();
+        let run = tempfile::Builder::new().prefix("mooring-client-run-").tempdir_in("/dev/shm").unwrap();
+        let clone = Self { tpm, address, dir, run };
+        copy_dir(&self.state_dir(), &clone.state_dir());
+        clone
+    }
+
     /// (Re)writes the client configuration for `broker` (its current port).
     pub fn write_config(&self, broker: &Broker) {
         let config = format!(

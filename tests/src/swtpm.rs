@@ -277,6 +277,43 @@ impl Swtpm {
         }
     }
 
+    /// A second swtpm started from a copy of this one's state directory, as a hypervisor
+    /// cloning a VM's vTPM would make: same EK, same persistent objects and counters (its
+    /// start is a TPM reset of the copy). This one keeps running.
+    ///
+    /// # Errors
+    /// The copy or the start failed.
+    pub fn clone_state(&self) -> Result<Self, HarnessError> {
+        let dir = tempfile::Builder::new()
+            .prefix("mooring-swtpm-clone-")
+            .tempdir()
+            .map_err(|e| HarnessError::io("create swtpm clone directory", e))?;
+        for sub in ["state", "work", "ek-certs"] {
+            fs::create_dir(dir.path().join(sub))
+                .map_err(|e| HarnessError::io(format!("create {sub} directory"), e))?;
+        }
+        for entry in
+            fs::read_dir(self.state_dir()).map_err(|e| HarnessError::io("read the swtpm state", e))?
+        {
+            let entry = entry.map_err(|e| HarnessError::io("read the swtpm state", e))?;
+            fs::copy(entry.path(), dir.path().join("state").join(entry.file_name()))
+                .map_err(|e| HarnessError::io("copy the swtpm state", e))?;
+        }
+        let mut tpm = Self { child: None, port: 0, ca: self.ca.clone(), options: self.options.clone(), dir };
+        for _ in 0..PORT_ATTEMPTS {
+            let port = free_port_pair()?;
+            if let Launch::Ready(child) = tpm.launch(port)? {
+                tpm.child = Some(child);
+                tpm.port = port;
+                return Ok(tpm);
+            }
+        }
+        Err(HarnessError::StartFailed {
+            reason: format!("no free port pair after {PORT_ATTEMPTS} attempts"),
+            log: tpm.log_tail(),
+        })
+    }
+
     /// Stops swtpm and starts it again on the same state and ports: a reboot. PCRs reset,
     /// transient objects and sessions are gone, persistent objects and NV stay.
     ///

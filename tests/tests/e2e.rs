@@ -512,3 +512,40 @@ fn s9_after_a_reboot_the_earlier_boots_credentials_are_refused_online_and_offlin
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+#[test]
+fn s10_a_cloned_vtpm_attesting_from_a_second_address_is_refused_and_both_copies_lose_their_credentials() {
+    let Some(w) = world("e2e_s10_clone") else { return };
+    w.a.attest();
+    let payer = spiffe_id(&w.a);
+    assert_paid(&pay(&w.a.config_path(), &w.payments, "jwt", &[]), &payer);
+
+    // The hypervisor copies A's vTPM state and disk; the copy starts from B's address (its
+    // start is a reset of the copied TPM, so it looks like A rebooted) while A runs on.
+    let clone = w.a.clone_to(loopback(B));
+    clone.write_config(&w.broker);
+    clone.attest();
+    assert_eq!(spiffe_id(&clone), payer, "one TPM, one identity");
+
+    // A attests again from the boot it never left: an earlier boot than one seen since.
+    let out = w.a.client(&["attest"]);
+    assert_eq!(out.status.code(), Some(CLIENT_EXIT_REFUSED), "{}", out.stderr_text());
+    assert!(out.stderr_text().contains("clone_suspected"), "{}", out.stderr_text());
+    assert_audited(&w.broker, "clone_suspected", A);
+
+    // Both copies lose their credentials, and the TPM stays blocked until an administrator acts.
+    assert_refused(&pay(&clone.config_path(), &w.payments, "jwt", &[]), "clone_suspected");
+    assert_refused(&pay(&w.a.config_path(), &w.payments, "jwt", &[]), "superseded_by_reboot");
+    let out = clone.client(&["attest"]);
+    assert_eq!(out.status.code(), Some(CLIENT_EXIT_REFUSED), "{}", out.stderr_text());
+    assert!(out.stderr_text().contains("vm_blocked"), "{}", out.stderr_text());
+    let metrics = w
+        .broker
+        .client(loopback(A))
+        .get(format!("https://localhost:{}/metrics", w.broker.address.port()))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(metrics.contains("code=\"clone_suspected\""), "{metrics}");
+}

@@ -198,6 +198,8 @@ pub enum RevocationCode {
     Retired,
     /// The VM attested from a newer boot: what it held in earlier boots is void.
     SupersededByReboot,
+    /// Two machines share one TPM state (a cloned vTPM): neither keeps its credentials.
+    CloneSuspected,
 }
 
 impl RevocationCode {
@@ -208,6 +210,7 @@ impl RevocationCode {
             Self::Revoked => "revoked",
             Self::Retired => "retired",
             Self::SupersededByReboot => "superseded_by_reboot",
+            Self::CloneSuspected => "clone_suspected",
         }
     }
 }

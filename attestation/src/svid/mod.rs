@@ -56,6 +56,9 @@ pub enum SvidError {
     /// Issued in a boot the VM has since left (it attested from a newer one).
     #[error("superseded by a reboot: {0}")]
     SupersededByReboot(String),
+    /// Issued to a TPM whose state another machine also runs.
+    #[error("clone suspected: {0}")]
+    CloneSuspected(String),
     /// Presented from an address other than the one the credential is bound to.
     #[error("presented from {peer}, but the credential is bound to {bound}")]
     AddressOutsideBinding {
@@ -91,6 +94,7 @@ impl SvidError {
             Self::Revoked(_) => "revoked",
             Self::Retired(_) => "retired",
             Self::SupersededByReboot(_) => "superseded_by_reboot",
+            Self::CloneSuspected(_) => "clone_suspected",
             Self::AddressOutsideBinding { .. } => "address_outside_binding",
             Self::NoProofOfPossession(_) => "no_proof_of_possession",
             Self::ProofInvalid(_) => "proof_invalid",
@@ -360,6 +364,7 @@ impl Verifier<'_> {
             Some(revocation) => Err(match revocation.code {
                 RevocationCode::Retired => SvidError::Retired(revocation.reason.clone()),
                 RevocationCode::SupersededByReboot => SvidError::SupersededByReboot(revocation.reason.clone()),
+                RevocationCode::CloneSuspected => SvidError::CloneSuspected(revocation.reason.clone()),
                 _ => SvidError::Revoked(revocation.reason.clone()),
             }),
             None => Ok(()),

@@ -243,46 +243,94 @@ impl Broker {
         };
         let clock = appraisal.quote().clock();
         let boot = BootCounters { reset_count: clock.reset_count, restart_count: clock.restart_count };
-        self.supersede_earlier_boots(&hardware, &subject.spiffe_id, boot, caller)?;
-        self.issue(subject, hardware, caller, &evidence, secrets, Some(boot))
+        self.judge_boot(&hardware, &subject.spiffe_id, boot, clock.clock, caller)?;
+        self.issue(subject, hardware, caller, &evidence, secrets, Some((boot, clock.clock)))
     }
 
-    /// A VM attesting from a newer boot than the one it last attested from: its credentials
-    /// of that earlier boot are revoked (`superseded_by_reboot`) before new ones are issued.
-    fn supersede_earlier_boots(
+    /// Judges the boot a TPM attests from against the one it last attested from. A newer
+    /// boot voids the credentials of the earlier one (`superseded_by_reboot`). Clock
+    /// information that does not move forward (an earlier boot than one already seen, or
+    /// the same boot with a clock earlier by more than a challenge's lifetime) means two
+    /// machines run one TPM state, a cloned
+    /// vTPM: `clone_suspected`, the hardware identity blocked (`tpm.block_clones`) and
+    /// every live credential of it revoked.
+    fn judge_boot(
         &self,
         hardware: &HardwareId,
         spiffe_id: &str,
         boot: BootCounters,
+        clock: u64,
         caller: &Caller,
     ) -> Result<(), Refusal> {
         let key = crate::store::vm_key(hardware, spiffe_id);
         let Some(previous) = self.store.vm(&key).map_err(|e| internal("reading the VM", e))? else {
             return Ok(());
         };
-        let Some(earlier) = previous.boot.filter(|earlier| *earlier < boot) else { return Ok(()) };
+        let Some(earlier) = previous.boot else { return Ok(()) };
+        let counters = |b: BootCounters| format!("resets {}, restarts {}", b.reset_count, b.restart_count);
+        let clone = if boot < earlier {
+            Some(format!(
+                "the TPM attests from an earlier boot ({}) than one seen before ({})",
+                counters(boot),
+                counters(earlier)
+            ))
+        } else if boot == earlier
+            // Two genuine quotes of one TPM may arrive in another order than they were made,
+            // but never further apart than a challenge lives.
+            && previous.tpm_clock.is_some_and(|seen| {
+                clock.saturating_add(u64::from(self.config.challenge.ttl_seconds) * 1000) < seen
+            })
+        {
+            Some(format!(
+                "the TPM's clock went back within one boot ({clock} ms after {} ms, {})",
+                previous.tpm_clock.unwrap_or_default(),
+                counters(boot)
+            ))
+        } else {
+            None
+        };
+        let (code, reason) = match (clone, boot > earlier) {
+            (Some(reason), _) => {
+                (RevocationCode::CloneSuspected, format!("{reason}: two machines share one TPM state"))
+            }
+            (None, true) => (
+                RevocationCode::SupersededByReboot,
+                format!("the VM attested from a newer boot ({} after {})", counters(boot), counters(earlier)),
+            ),
+            (None, false) => return Ok(()),
+        };
         let now = self.now();
         for live in previous.live.iter().filter(|l| l.expires_at > now) {
-            let reason = format!(
-                "the VM attested from a newer boot (TPM resets {} -> {}, restarts {} -> {})",
-                earlier.reset_count, boot.reset_count, earlier.restart_count, boot.restart_count
-            );
             let revocation = Revocation {
                 target: RevocationTarget::Credential(live.serial.clone()),
                 revoked_at: now,
                 reason: reason.clone(),
-                code: RevocationCode::SupersededByReboot,
+                code,
             };
             let mut event =
-                self.event(Action::Attest, Outcome::Accepted, "superseded_by_reboot", reason, Some(caller));
+                self.event(Action::Attest, Outcome::Accepted, code.as_str(), reason.clone(), Some(caller));
             event.hardware_id = Some(hardware.hex().to_owned());
             event.spiffe_id = Some(spiffe_id.to_owned());
             event.serial = Some(live.serial.clone());
-            self.store
-                .revoke(&revocation, event)
-                .map_err(|e| internal("revoking an earlier boot's credential", e))?;
+            self.store.revoke(&revocation, event).map_err(|e| internal("revoking a credential", e))?;
         }
-        Ok(())
+        if code != RevocationCode::CloneSuspected {
+            return Ok(());
+        }
+        if self.config.tpm.block_clones {
+            let mut event = self.event(
+                Action::Attest,
+                Outcome::Accepted,
+                "blocked",
+                format!("clone suspected: {reason}"),
+                Some(caller),
+            );
+            event.hardware_id = Some(hardware.hex().to_owned());
+            self.store
+                .set_identity_status(hardware, crate::store::IdentityStatus::Blocked, event)
+                .map_err(|e| internal("blocking a cloned TPM", e))?;
+        }
+        Err(Refusal::new(Code::CloneSuspected, reason))
     }
 
     /// Issues credentials and records them with their audit record before answering.
@@ -294,7 +342,7 @@ impl Broker {
         caller: &Caller,
         evidence: &str,
         secrets: Vec<mooring_attestation::protocol::SealedSecret>,
-        boot: Option<BootCounters>,
+        boot: Option<(BootCounters, u64)>,
     ) -> Result<IssuedCredentials, Refusal> {
         let now = self.now();
         let issued = self.issuer.issue(&subject, now).map_err(|e| internal("signing credentials", e))?;
@@ -306,7 +354,8 @@ impl Broker {
             bound_address: subject.bound_address,
             issued_at: issued.issued_at,
             expires_at: issued.expires_at,
-            boot,
+            boot: boot.map(|(counters, _)| counters),
+            tpm_clock: boot.map(|(_, clock)| clock),
         };
         let mut event = self.event(
             Action::Attest,

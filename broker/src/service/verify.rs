@@ -109,6 +109,9 @@ impl Broker {
                     Code::SupersededByReboot,
                     format!("superseded by a reboot: {}", revocation.reason),
                 ),
+                RevocationCode::CloneSuspected => {
+                    Refusal::new(Code::CloneSuspected, format!("clone suspected: {}", revocation.reason))
+                }
                 _ => Refusal::new(Code::Revoked, format!("revoked: {}", revocation.reason)),
             });
         }
@@ -242,6 +245,7 @@ fn refusal(e: SvidError) -> Refusal {
         SvidError::Revoked(_) => Code::Revoked,
         SvidError::Retired(_) => Code::Retired,
         SvidError::SupersededByReboot(_) => Code::SupersededByReboot,
+        SvidError::CloneSuspected(_) => Code::CloneSuspected,
         SvidError::AddressOutsideBinding { .. } => Code::AddressOutsideBinding,
         SvidError::NoProofOfPossession(_) => Code::NoProofOfPossession,
         SvidError::ProofInvalid(_) => Code::ProofInvalid,

@@ -152,6 +152,9 @@ pub(crate) struct CredentialRecord {
     /// The boot it was issued in (TPM), from the quote's clock information.
     #[serde(default)]
     pub(crate) boot: Option<BootCounters>,
+    /// The TPM's `clock` (milliseconds powered) in that quote.
+    #[serde(default)]
+    pub(crate) tpm_clock: Option<u64>,
 }
 
 /// One boot of a TPM: `resetCount` and `restartCount` of the quote's `TPMS_CLOCK_INFO` (TPM
@@ -194,6 +197,9 @@ pub(crate) struct VmRecord {
     /// Its credentials of that boot that have not expired.
     #[serde(default)]
     pub(crate) live: Vec<LiveCredential>,
+    /// The TPM's clock at its last attestation.
+    #[serde(default)]
+    pub(crate) tpm_clock: Option<u64>,
 }
 
 /// The key of a VM record: its EK, or (SEV-SNP) its chip and SPIFFE ID, as several guests
@@ -236,6 +242,7 @@ impl VmRecord {
             revoked: false,
             boot: credential.boot,
             live,
+            tpm_clock: credential.tpm_clock,
         }
     }
 

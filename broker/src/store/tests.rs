@@ -28,6 +28,7 @@ fn credential(serial: &str, spiffe_id: &str) -> CredentialRecord {
         issued_at: 100,
         expires_at: 700,
         boot: Some(BootCounters { reset_count: 3, restart_count: 0 }),
+        tpm_clock: Some(5000),
     }
 }
 
