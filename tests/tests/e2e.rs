@@ -502,14 +502,19 @@ fn s9_after_a_reboot_the_earlier_boots_credentials_are_refused_online_and_offlin
         assert_refused(&pay(&w.a.config_path(), &w.payments, mode, &[]), "superseded_by_reboot");
     }
     let deadline = Instant::now() + Duration::from_secs(2);
-    loop {
-        let out = pay(&w.a.config_path(), &offline, "jwt", &[]);
-        if out.status.code() != Some(0) {
-            assert_refused(&out, "superseded_by_reboot");
-            break;
+    for mode in ["jwt", "mtls"] {
+        loop {
+            let out = pay(&w.a.config_path(), &offline, mode, &[]);
+            if out.status.code() != Some(0) {
+                assert_refused(&out, "superseded_by_reboot");
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the offline service still accepts the earlier boot's {mode} credential"
+            );
+            std::thread::sleep(Duration::from_millis(100));
         }
-        assert!(Instant::now() < deadline, "the offline service still accepts the earlier boot's credential");
-        std::thread::sleep(Duration::from_millis(100));
     }
 }
 
