@@ -554,3 +554,30 @@ fn s10_a_cloned_vtpm_attesting_from_a_second_address_is_refused_and_both_copies_
         .unwrap();
     assert!(metrics.contains("code=\"clone_suspected\""), "{metrics}");
 }
+
+#[test]
+fn s11_a_stale_vtpm_clone_attesting_from_a_second_address_gets_clone_suspected() {
+    let Some(mut w) = world("e2e_s11_stale_clone") else { return };
+    w.a.attest();
+    // A snapshot of A's vTPM and disk, kept aside while A goes on (and reboots twice).
+    let clone = w.a.clone_to(loopback(B));
+    clone.write_config(&w.broker);
+    w.a.tpm.restart().unwrap();
+    w.a.tpm.restart().unwrap();
+    w.a.attest();
+    let payer = spiffe_id(&w.a);
+    assert_paid(&pay(&w.a.config_path(), &w.payments, "jwt", &[]), &payer);
+
+    // The snapshot, restored elsewhere, attests from B's address: its TPM is in an earlier
+    // boot than the one A attested from.
+    let out = clone.client(&["attest"]);
+    assert_eq!(out.status.code(), Some(CLIENT_EXIT_REFUSED), "{}", out.stderr_text());
+    assert!(out.stderr_text().contains("clone_suspected"), "{}", out.stderr_text());
+    assert_audited(&w.broker, "clone_suspected", B);
+
+    // Both copies are out: A's credentials are revoked and its TPM is blocked.
+    assert_refused(&pay(&w.a.config_path(), &w.payments, "jwt", &[]), "clone_suspected");
+    let out = w.a.client(&["attest"]);
+    assert_eq!(out.status.code(), Some(CLIENT_EXIT_REFUSED), "{}", out.stderr_text());
+    assert!(out.stderr_text().contains("vm_blocked"), "{}", out.stderr_text());
+}
