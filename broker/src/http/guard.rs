@@ -96,16 +96,19 @@ const BODY_GRACE: Duration = Duration::from_secs(1);
 /// Routes that take no request slot: health and metrics must answer when everything else
 /// waits, and a revocation list request may wait for a change (it bounds its own waiters).
 fn takes_no_slot(path: &str) -> bool {
-    let v1 = mooring_attestation::protocol::API_PREFIX;
     path == "/metrics"
-        || path.strip_prefix(v1).is_some_and(|rest| rest == "/health" || rest == "/revocations")
+        || path
+            .strip_prefix(mooring_attestation::protocol::API_PREFIX)
+            .is_some_and(|rest| rest == "/health" || rest == "/revocations")
 }
 
 /// Reads `body` whole: at most `max_bytes`, within `deadline`, and after the grace period
 /// at least `min_rate` bytes per second on average.
 async fn read_body(mut body: Body, limits: BodyLimits) -> Result<Bytes, Refusal> {
     let started = Instant::now();
-    let mut buffer = Vec::new();
+    // The announced length (bounded) sizes the buffer once; a body that lies only grows it.
+    let announced = usize::try_from(axum::body::HttpBody::size_hint(&body).lower()).unwrap_or(0);
+    let mut buffer = Vec::with_capacity(announced.min(limits.max_bytes));
     loop {
         // The latest moment the next bytes may arrive: the deadline, or when the bytes read
         // so far fall below the minimum rate.
