@@ -39,6 +39,16 @@ fn admin_routes_need_the_admin_certificate() {
     let (status, bundle) = get(&broker, 1, "bundle");
     assert_eq!(status, 200);
     assert!(bundle["x509_authorities"].as_str().unwrap().contains("BEGIN CERTIFICATE"));
+    // The signing CA carries the trust domain's SPIFFE ID.
+    let dir = tempfile::tempdir().unwrap();
+    let pem = dir.path().join("ca.pem");
+    std::fs::write(&pem, bundle["x509_authorities"].as_str().unwrap()).unwrap();
+    let san = std::process::Command::new("openssl")
+        .args(["x509", "-noout", "-ext", "subjectAltName", "-in"])
+        .arg(&pem)
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&san.stdout).contains("URI:spiffe://test.mooring"), "{san:?}");
     assert_eq!(bundle["jwt_authorities"]["keys"][0]["crv"], "P-256");
     let metrics = broker
         .client(loopback(1))

@@ -214,6 +214,8 @@ fn ca_params(
     params.distinguished_name.push(DnType::OrganizationName, trust_domain);
     params.distinguished_name.push(DnType::CommonName, format!("Mooring VM CA {kid}"));
     params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    // The CA is the trust domain's own SVID (SPIFFE X.509-SVID, section 4.1: SHOULD).
+    params.subject_alt_names = vec![rcgen::SanType::URI(format!("spiffe://{trust_domain}").try_into()?)];
     params.key_usages =
         vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
     params.not_before = time::OffsetDateTime::from_unix_timestamp(created_at - 300)?;
