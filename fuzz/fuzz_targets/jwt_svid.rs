@@ -18,8 +18,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use libfuzzer_sys::fuzz_target;
 use mooring_attestation::svid::{
-    Jwk, JwkSet, Presentation, Presented, Proof, Revocation, RevocationList, RevocationTarget, TrustBundle,
-    Verifier,
+    Jwk, JwkSet, Presentation, Presented, Proof, Revocation, RevocationCode, RevocationList,
+    RevocationTarget, TrustBundle, Verifier,
 };
 
 const NOW: i64 = 1_800_000_000;
@@ -41,12 +41,16 @@ fn fixture() -> &'static Fixture {
         jwk.kid = Some("gen1".into());
         let bundle = TrustBundle::from_authorities("test.mooring", Vec::new(), &JwkSet { keys: vec![jwk] })
             .expect("bundle");
-        let revoke = |target| Revocation { target, revoked_at: NOW - 10, reason: "fuzz".into() };
+        let revoke = |target, code| Revocation { target, revoked_at: NOW - 10, reason: "fuzz".into(), code };
         let revocations = RevocationList {
             generated_at: NOW - 60,
+            version: "1".into(),
             revocations: vec![
-                revoke(RevocationTarget::Credential("dead".into())),
-                revoke(RevocationTarget::Vm("spiffe://test.mooring/vm/web/revoked".into())),
+                revoke(RevocationTarget::Credential("dead".into()), RevocationCode::Revoked),
+                revoke(
+                    RevocationTarget::Vm("spiffe://test.mooring/vm/web/revoked".into()),
+                    RevocationCode::Retired,
+                ),
             ],
         };
         Fixture { key, bundle, revocations }
