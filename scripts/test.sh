@@ -84,3 +84,17 @@ else
   echo "== cargo test --workspace --locked $* (cargo-nextest not installed)"
   cargo test --workspace --locked "$@"
 fi
+
+# Fuzz smoke: every fuzz target for about 20 s from its seeds (scripts/fuzz-smoke.sh). Not
+# with a test filter. Needs cargo-fuzz: skipped without it, a failure in CI.
+if (($# == 0)); then
+  if cargo fuzz --version >/dev/null 2>&1; then
+    echo "== scripts/fuzz-smoke.sh"
+    scripts/fuzz-smoke.sh
+  elif [[ -n ${CI:-} && ${CI,,} != false && $CI != 0 ]]; then
+    echo "FATAL: cargo-fuzz is not installed; the fuzz smoke needs it (cargo install cargo-fuzz --locked)" >&2
+    exit 1
+  else
+    echo "== fuzz smoke skipped: cargo-fuzz is not installed (cargo install cargo-fuzz --locked)"
+  fi
+fi
