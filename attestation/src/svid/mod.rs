@@ -363,7 +363,9 @@ impl Verifier<'_> {
         match self.revocations.find(&credential.serial, &credential.spiffe_id) {
             Some(revocation) => Err(match revocation.code {
                 RevocationCode::Retired => SvidError::Retired(revocation.reason.clone()),
-                RevocationCode::SupersededByReboot => SvidError::SupersededByReboot(revocation.reason.clone()),
+                RevocationCode::SupersededByReboot => {
+                    SvidError::SupersededByReboot(revocation.reason.clone())
+                }
                 RevocationCode::CloneSuspected => SvidError::CloneSuspected(revocation.reason.clone()),
                 _ => SvidError::Revoked(revocation.reason.clone()),
             }),

@@ -32,7 +32,7 @@ use thiserror::Error;
 
 pub use content::{EventKind, FirmwareBlob, Guid, ImageLoad, Separator, TaggedEvent, UefiVariable};
 pub use event::{Digests, Event, EventType};
-pub use measured::{Measurement, MeasuredBoot, Proof, SecureBootState, WellKnown, MAX_VARIABLE_NAME};
+pub use measured::{MeasuredBoot, Measurement, Proof, SecureBootState, WellKnown, MAX_VARIABLE_NAME};
 pub use replay::ReplayMatch;
 pub use summary::{
     BootApplication, BootSummary, CmdlineSource, KernelCmdline, MeasuredVariable, SecureBootDatabases,
