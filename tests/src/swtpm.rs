@@ -244,20 +244,7 @@ impl Swtpm {
         }
 
         let ca = manufacture(dir.path(), &options)?;
-        let mut tpm = Self { child: None, port: 0, ca, options, dir };
-
-        for _ in 0..PORT_ATTEMPTS {
-            let port = free_port_pair()?;
-            if let Launch::Ready(child) = tpm.launch(port)? {
-                tpm.child = Some(child);
-                tpm.port = port;
-                return Ok(tpm);
-            }
-        }
-        Err(HarnessError::StartFailed {
-            reason: format!("no free port pair after {PORT_ATTEMPTS} attempts"),
-            log: tpm.log_tail(),
-        })
+        Self { child: None, port: 0, ca, options, dir }.launch_on_free_ports()
     }
 
     /// Test helper: [`Swtpm::start`], or `None` after printing why `test` is skipped when
@@ -299,18 +286,23 @@ impl Swtpm {
             fs::copy(entry.path(), dir.path().join("state").join(entry.file_name()))
                 .map_err(|e| HarnessError::io("copy the swtpm state", e))?;
         }
-        let mut tpm = Self { child: None, port: 0, ca: self.ca.clone(), options: self.options.clone(), dir };
+        Self { child: None, port: 0, ca: self.ca.clone(), options: self.options.clone(), dir }
+            .launch_on_free_ports()
+    }
+
+    /// Starts this (not yet running) instance on the first free pair of loopback ports.
+    fn launch_on_free_ports(mut self) -> Result<Self, HarnessError> {
         for _ in 0..PORT_ATTEMPTS {
             let port = free_port_pair()?;
-            if let Launch::Ready(child) = tpm.launch(port)? {
-                tpm.child = Some(child);
-                tpm.port = port;
-                return Ok(tpm);
+            if let Launch::Ready(child) = self.launch(port)? {
+                self.child = Some(child);
+                self.port = port;
+                return Ok(self);
             }
         }
         Err(HarnessError::StartFailed {
             reason: format!("no free port pair after {PORT_ATTEMPTS} attempts"),
-            log: tpm.log_tail(),
+            log: self.log_tail(),
         })
     }
 

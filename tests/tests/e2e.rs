@@ -59,6 +59,24 @@ fn pay(config: &Path, payments: &Payments, mode: &str, args: &[&str]) -> Output 
     payments.mooring_pay(config, mode, args)
 }
 
+/// The `offline` payment service refuses `config`'s credential with `code` within 2 s (its
+/// revocation list long-poll answering), paying until then.
+fn refused_offline_within_2_s(config: &Path, offline: &Payments, mode: &str, code: &str) {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let out = pay(config, offline, mode, &[]);
+        if out.status.code() != Some(0) {
+            assert_refused(&out, code);
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the offline service still accepts the {mode} credential ({code})"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// Paid: the receipt names `payer`.
 fn assert_paid(out: &Output, payer: &str) {
     assert_eq!(out.status.code(), Some(0), "stdout: {}\nstderr: {}", out.stdout_text(), out.stderr_text());
@@ -452,16 +470,7 @@ fn s8_a_clean_shutdown_retires_the_credentials_and_relying_services_refuse_them_
     // (no refresh interval to wait for: it is 20 s here).
     copy_dir(kept.path(), &w.a.runtime_dir());
     assert_refused(&pay(&w.a.config_path(), &w.payments, "jwt", &[]), "retired");
-    let deadline = Instant::now() + Duration::from_secs(2);
-    loop {
-        let out = pay(&w.a.config_path(), &offline, "jwt", &[]);
-        if out.status.code() != Some(0) {
-            assert_refused(&out, "retired");
-            break;
-        }
-        assert!(Instant::now() < deadline, "the offline service still accepts a retired credential");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    refused_offline_within_2_s(&w.a.config_path(), &offline, "jwt", "retired");
 
     // A broker that cannot be reached does not hold the shutdown up beyond the deadline.
     let mut gone = w.broker;
@@ -501,20 +510,8 @@ fn s9_after_a_reboot_the_earlier_boots_credentials_are_refused_online_and_offlin
     for mode in ["jwt", "mtls"] {
         assert_refused(&pay(&w.a.config_path(), &w.payments, mode, &[]), "superseded_by_reboot");
     }
-    let deadline = Instant::now() + Duration::from_secs(2);
     for mode in ["jwt", "mtls"] {
-        loop {
-            let out = pay(&w.a.config_path(), &offline, mode, &[]);
-            if out.status.code() != Some(0) {
-                assert_refused(&out, "superseded_by_reboot");
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the offline service still accepts the earlier boot's {mode} credential"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        refused_offline_within_2_s(&w.a.config_path(), &offline, mode, "superseded_by_reboot");
     }
 }
 
