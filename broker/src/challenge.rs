@@ -16,8 +16,8 @@
 use aws_lc_rs::aead::{Aad, Nonce, RandomizedNonceKey, AES_256_GCM, NONCE_LEN};
 use base64::Engine as _;
 
+use crate::records::ChallengeRecord;
 use crate::refusal::{Code, Refusal};
-use crate::store::ChallengeRecord;
 
 /// Prefix of a sealed challenge id (its format version).
 const PREFIX: &str = "c1.";
@@ -82,7 +82,7 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
 
     use super::*;
-    use crate::store::EvidenceKind;
+    use crate::records::EvidenceKind;
 
     fn record() -> ChallengeRecord {
         ChallengeRecord {

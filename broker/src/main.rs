@@ -1,20 +1,6 @@
 //! `mooring-broker`: the attested credential broker's service and operator CLI.
 #![forbid(unsafe_code)]
 
-mod audit;
-mod challenge;
-mod cli;
-mod config;
-mod files;
-mod http;
-mod issuer;
-mod metrics;
-mod policy;
-mod refusal;
-mod service;
-mod store;
-mod tally;
-
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -25,6 +11,5 @@ use clap::Parser;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    let args = cli::Cli::parse();
-    cli::run(args)
+    mooring_broker::run(mooring_broker::Cli::parse())
 }

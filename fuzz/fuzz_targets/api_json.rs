@@ -15,9 +15,8 @@ use mooring_attestation::protocol::{
     TpmBeginRequest, TpmChallenge, TpmFinishRequest, VerifyRequest, VerifyResponse,
 };
 use mooring_attestation::snp::{CertTable, Report};
-use mooring_attestation::svid::{
-    BundleDocument, CheckedCredential, JwkSet, PossessionProof, Presented, RevocationList, TrustBundle,
-};
+use mooring_attestation::svid::{CheckedCredential, PossessionProof, Presented, TrustBundle};
+use mooring_attestation::protocol::{BundleDocument, JwkSet, RevocationList};
 use mooring_attestation::tpm::attest::{Attest, Signature};
 use mooring_attestation::tpm::ekcert::verify_ek_certificate;
 use mooring_attestation::tpm::eventlog::EventLog;

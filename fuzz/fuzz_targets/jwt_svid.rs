@@ -17,10 +17,8 @@ use aws_lc_rs::signature::{EcdsaKeyPair, KeyPair as _, ECDSA_P256_SHA256_FIXED_S
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use libfuzzer_sys::fuzz_target;
-use mooring_attestation::svid::{
-    Jwk, JwkSet, Presentation, Presented, Proof, Revocation, RevocationCode, RevocationList,
-    RevocationTarget, TrustBundle, Verifier,
-};
+use mooring_attestation::svid::{Presentation, Presented, Proof, TrustBundle, Verifier};
+use mooring_attestation::protocol::{Jwk, JwkSet, Revocation, RevocationCode, RevocationList, RevocationTarget};
 
 const NOW: i64 = 1_800_000_000;
 const HEADER: &str = r#"{"alg":"ES256","kid":"gen1","typ":"JWT"}"#;

@@ -18,9 +18,8 @@ use aws_lc_rs::signature::{
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use libfuzzer_sys::fuzz_target;
-use mooring_attestation::svid::{
-    CheckedCredential, Jwk, JwkSet, PossessionProof, Presented, Proof, TrustBundle,
-};
+use mooring_attestation::svid::{CheckedCredential, PossessionProof, Presented, Proof, TrustBundle};
+use mooring_attestation::protocol::{Jwk, JwkSet};
 
 const NOW: i64 = 1_800_000_000;
 const AUDIENCE: &str = "payments";

@@ -10,7 +10,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use mooring_attestation::protocol::{
-    ErrorBody, IssuedCredentials, RetireRequest, RetireResponse, SnpChallenge, SnpFinishRequest,
+    Code, ErrorBody, IssuedCredentials, RetireRequest, RetireResponse, SnpChallenge, SnpFinishRequest,
     TpmBeginRequest, TpmChallenge, TpmFinishRequest, API_PREFIX,
 };
 use serde::de::DeserializeOwned;
@@ -33,7 +33,7 @@ pub enum ApiError {
         /// HTTP status.
         status: u16,
         /// The broker's stable code.
-        code: String,
+        code: Code,
         /// The broker's one-line reason.
         reason: String,
     },
@@ -167,7 +167,7 @@ fn classify<Resp: DeserializeOwned>(route: &'static str, status: u16, body: &[u8
             Ok(error) => Err(ApiError::Refused { status, code: error.code, reason: error.reason }),
             Err(_) => Err(ApiError::Refused {
                 status,
-                code: "unknown".into(),
+                code: Code::Unrecognized,
                 reason: format!("HTTP {status} without an error body"),
             }),
         },

@@ -5,7 +5,7 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_lc_rs::rand::{SecureRandom as _, SystemRandom};
-use mooring_attestation::protocol::IssuedCredentials;
+use mooring_attestation::protocol::{Code, IssuedCredentials};
 
 use crate::api::{ApiError, BrokerApi};
 use crate::config::Renewal;
@@ -68,9 +68,9 @@ pub enum AttestError {
 impl AttestError {
     /// The broker's refusal (code, reason), if that is what this is.
     #[must_use]
-    pub fn refusal(&self) -> Option<(&str, &str)> {
+    pub fn refusal(&self) -> Option<(Code, &str)> {
         match self {
-            Self::Api(ApiError::Refused { code, reason, .. }) => Some((code, reason)),
+            Self::Api(ApiError::Refused { code, reason, .. }) => Some((*code, reason)),
             _ => None,
         }
     }
@@ -146,10 +146,10 @@ pub fn attest_once(
                 match runtime.withdraw_secrets() {
                     Ok(0) => {}
                     Ok(removed) => {
-                        tracing::warn!(code, removed, "refused by the broker: released secrets removed")
+                        tracing::warn!(%code, removed, "refused by the broker: released secrets removed")
                     }
                     Err(err) => {
-                        tracing::error!(code, error = %err, "refused, and the released secrets could not be removed")
+                        tracing::error!(%code, error = %err, "refused, and the released secrets could not be removed")
                     }
                 }
             }

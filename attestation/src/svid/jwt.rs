@@ -1,15 +1,14 @@
 //! JWT-SVIDs (SPIFFE JWT-SVID specification) as the broker issues them: compact JWS,
 //! ES256 only, with the Mooring claims (`cnf`, `class`, `hardware_id`, `bound_address`).
 
-use std::net::IpAddr;
-
 use aws_lc_rs::signature::{UnparsedPublicKey, ECDSA_P256_SHA256_FIXED};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use serde::Deserialize;
 
-use super::bundle::{Jwk, TrustBundle};
+use super::bundle::TrustBundle;
 use super::{check_spiffe_id, CheckedCredential, CredentialKey, SvidError, VerifiedCredential};
+use crate::protocol::JwtSvidClaims;
 
 /// Largest token accepted (a JWT-SVID is well under 2 KiB).
 pub(super) const MAX_TOKEN_BYTES: usize = 8192;
@@ -22,33 +21,6 @@ struct Header {
     alg: String,
     #[serde(default)]
     kid: Option<String>,
-}
-
-/// `aud`: one string or an array (RFC 7519 §4.1.3).
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-enum Audience {
-    One(String),
-    Many(Vec<String>),
-}
-
-/// RFC 7800 `cnf`.
-#[derive(Debug, Deserialize)]
-struct Confirmation {
-    jwk: Jwk,
-}
-
-#[derive(Debug, Deserialize)]
-struct Claims {
-    sub: String,
-    aud: Audience,
-    exp: i64,
-    iat: i64,
-    jti: String,
-    cnf: Confirmation,
-    class: String,
-    hardware_id: String,
-    bound_address: IpAddr,
 }
 
 /// Signature (by a bundle key), expiry and claims of a JWT-SVID.
@@ -85,7 +57,7 @@ pub(super) fn verify(token: &str, bundle: &TrustBundle, now: i64) -> Result<Chec
     UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, key)
         .verify(signing_input.as_bytes(), &signature)
         .map_err(|_| SvidError::BadSignature("JWT-SVID signature does not verify".into()))?;
-    let claims: Claims = URL_SAFE_NO_PAD
+    let claims: JwtSvidClaims = URL_SAFE_NO_PAD
         .decode(claims_b64)
         .map_err(|_| malformed("claims are not base64url"))
         .and_then(|b| serde_json::from_slice(&b).map_err(|e| malformed(&format!("claims: {e}"))))?;
@@ -100,10 +72,7 @@ pub(super) fn verify(token: &str, bundle: &TrustBundle, now: i64) -> Result<Chec
     }
     check_spiffe_id(&claims.sub, bundle.trust_domain())?;
     let point = claims.cnf.jwk.point().ok_or_else(|| malformed("cnf is not an EC P-256 JWK"))?;
-    let audiences = match claims.aud {
-        Audience::One(aud) => vec![aud],
-        Audience::Many(auds) => auds,
-    };
+    let audiences = claims.aud.into_vec();
     Ok(CheckedCredential {
         credential: VerifiedCredential {
             spiffe_id: claims.sub,

@@ -20,9 +20,11 @@ use std::net::IpAddr;
 
 use aws_lc_rs::signature::{UnparsedPublicKey, ECDSA_P256_SHA256_ASN1};
 
-pub use self::bundle::{
-    BundleDocument, Jwk, JwkSet, Revocation, RevocationCode, RevocationList, RevocationTarget, TrustBundle,
-};
+use crate::crypto::PublicKey;
+use crate::protocol::{Code, Revocation, RevocationCode, RevocationList};
+use crate::tpm::alg::EccCurve;
+
+pub use self::bundle::TrustBundle;
 pub use self::possession::{
     request_digest, PossessionProof, MAX_PROOF_HEADER_BYTES, POSSESSION_HEADER, POSSESSION_SKEW_SECONDS,
 };
@@ -82,24 +84,37 @@ pub enum SvidError {
 }
 
 impl SvidError {
-    /// The broker's reason code (`broker/openapi.json`, `ErrorCode`) for this refusal.
+    /// The refusal of a credential that `revocation` names.
     #[must_use]
-    pub fn code(&self) -> &'static str {
+    pub fn revoked(revocation: &Revocation) -> Self {
+        let reason = revocation.reason.clone();
+        match revocation.code {
+            RevocationCode::Retired => Self::Retired(reason),
+            RevocationCode::SupersededByReboot => Self::SupersededByReboot(reason),
+            RevocationCode::CloneSuspected => Self::CloneSuspected(reason),
+            _ => Self::Revoked(reason),
+        }
+    }
+
+    /// The reason code (`broker/openapi.json`, `ErrorCode`) for this refusal, the same the
+    /// broker answers with.
+    #[must_use]
+    pub fn code(&self) -> Code {
         match self {
-            Self::Malformed(_) => "credential_malformed",
-            Self::BadSignature(_) => "bad_signature",
-            Self::UnknownSigningKey(_) => "unknown_signing_key",
-            Self::Expired(_) => "expired",
-            Self::WrongAudience(_) => "wrong_audience",
-            Self::Revoked(_) => "revoked",
-            Self::Retired(_) => "retired",
-            Self::SupersededByReboot(_) => "superseded_by_reboot",
-            Self::CloneSuspected(_) => "clone_suspected",
-            Self::AddressOutsideBinding { .. } => "address_outside_binding",
-            Self::NoProofOfPossession(_) => "no_proof_of_possession",
-            Self::ProofInvalid(_) => "proof_invalid",
-            Self::RevocationListStale(_) => "revocation_list_stale",
-            Self::BundleInvalid(_) => "bundle_invalid",
+            Self::Malformed(_) => Code::CredentialMalformed,
+            Self::BadSignature(_) => Code::BadSignature,
+            Self::UnknownSigningKey(_) => Code::UnknownSigningKey,
+            Self::Expired(_) => Code::Expired,
+            Self::WrongAudience(_) => Code::WrongAudience,
+            Self::Revoked(_) => Code::Revoked,
+            Self::Retired(_) => Code::Retired,
+            Self::SupersededByReboot(_) => Code::SupersededByReboot,
+            Self::CloneSuspected(_) => Code::CloneSuspected,
+            Self::AddressOutsideBinding { .. } => Code::AddressOutsideBinding,
+            Self::NoProofOfPossession(_) => Code::NoProofOfPossession,
+            Self::ProofInvalid(_) => Code::ProofInvalid,
+            Self::RevocationListStale(_) => Code::RevocationListStale,
+            Self::BundleInvalid(_) => Code::BundleInvalid,
         }
     }
 }
@@ -111,6 +126,20 @@ pub struct CredentialKey {
 }
 
 impl CredentialKey {
+    /// K from a public key: ECC P-256 only.
+    ///
+    /// # Errors
+    /// A reason naming the key when it is not a usable P-256 key.
+    pub fn from_public_key(key: &PublicKey) -> Result<Self, String> {
+        match key {
+            PublicKey::Ecc { curve: EccCurve::NistP256, .. } => key
+                .sec1_uncompressed()
+                .map(|point| Self { point })
+                .ok_or_else(|| "credential key point unusable".to_owned()),
+            other => Err(format!("credential key must be ECC P-256, got {}", other.describe())),
+        }
+    }
+
     /// Uncompressed SEC1 point `04 || x || y`.
     #[must_use]
     pub fn point(&self) -> &[u8] {
@@ -361,14 +390,7 @@ impl Verifier<'_> {
             )));
         }
         match self.revocations.find(&credential.serial, &credential.spiffe_id) {
-            Some(revocation) => Err(match revocation.code {
-                RevocationCode::Retired => SvidError::Retired(revocation.reason.clone()),
-                RevocationCode::SupersededByReboot => {
-                    SvidError::SupersededByReboot(revocation.reason.clone())
-                }
-                RevocationCode::CloneSuspected => SvidError::CloneSuspected(revocation.reason.clone()),
-                _ => SvidError::Revoked(revocation.reason.clone()),
-            }),
+            Some(revocation) => Err(SvidError::revoked(revocation)),
             None => Ok(()),
         }
     }

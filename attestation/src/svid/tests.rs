@@ -16,7 +16,7 @@ use rcgen::{
 use serde_json::{json, Value};
 
 use super::*;
-use crate::protocol::PossessionStatement;
+use crate::protocol::{BundleDocument, Jwk, JwkSet, PossessionStatement, RevocationTarget};
 
 const NOW: i64 = 1_800_000_000;
 const AUDIENCE: &str = "payments";
@@ -182,7 +182,7 @@ fn check_jwt(
 fn code_of(result: Result<VerifiedCredential, SvidError>) -> &'static str {
     let err = result.expect_err("must be refused");
     assert!(!err.to_string().is_empty());
-    err.code()
+    err.code().as_str()
 }
 
 fn signed(proof: &PossessionProof) -> Option<Proof<'_>> {
@@ -263,7 +263,7 @@ fn a_copied_credential_without_the_key_or_from_elsewhere_is_refused() {
     // From another address, even with a good proof.
     let err = check_jwt(&f, &token, IpAddr::from([127, 0, 0, 3]), signed(&proof)).unwrap_err();
     assert_eq!(err, SvidError::AddressOutsideBinding { bound: bound(), peer: IpAddr::from([127, 0, 0, 3]) });
-    assert_eq!(err.code(), "address_outside_binding");
+    assert_eq!(err.code().as_str(), "address_outside_binding");
     // No proof at all; mutual TLS claimed for a JWT.
     assert_eq!(code_of(check_jwt(&f, &token, bound(), None)), "no_proof_of_possession");
     assert_eq!(code_of(check_jwt(&f, &token, bound(), Some(Proof::MutualTls))), "no_proof_of_possession");
@@ -307,11 +307,11 @@ fn the_possession_header_round_trips_and_refuses_junk() {
     let proof = f.proof();
     assert_eq!(PossessionProof::from_header(&proof.to_header()).unwrap(), proof);
     for junk in ["", "nodot", "!!.AA", "AA.!!", &"A".repeat(MAX_PROOF_HEADER_BYTES + 1)] {
-        assert_eq!(PossessionProof::from_header(junk).unwrap_err().code(), "proof_invalid", "{junk:.20}");
+        assert_eq!(PossessionProof::from_header(junk).unwrap_err().code().as_str(), "proof_invalid", "{junk:.20}");
     }
     // The statement check alone (what a service relying on the broker still does).
     assert_eq!(proof.check_statement(AUDIENCE, REQUEST, NOW).unwrap(), statement());
-    assert_eq!(proof.check_statement(AUDIENCE, "other", NOW).unwrap_err().code(), "proof_invalid");
+    assert_eq!(proof.check_statement(AUDIENCE, "other", NOW).unwrap_err().code().as_str(), "proof_invalid");
 }
 
 #[test]
@@ -348,16 +348,16 @@ fn revocation_negatives() {
     assert!(check(&other_spelling).is_ok());
     let by_serial = revocations(vec![revoked(RevocationTarget::Credential("0a1b".into()))]);
     let err = check(&by_serial).unwrap_err();
-    assert_eq!(err.code(), "revoked");
+    assert_eq!(err.code().as_str(), "revoked");
     assert!(err.to_string().contains("stolen laptop"), "{err}");
     let by_vm = revocations(vec![revoked(RevocationTarget::Vm(SPIFFE_ID.into()))]);
-    assert_eq!(check(&by_vm).unwrap_err().code(), "revoked");
+    assert_eq!(check(&by_vm).unwrap_err().code().as_str(), "revoked");
     // Given up by the VM at shutdown: refused as retired.
     let retired = revocations(vec![Revocation {
         code: RevocationCode::Retired,
         ..revoked(RevocationTarget::Credential("0a1b".into()))
     }]);
-    assert_eq!(check(&retired).unwrap_err().code(), "retired");
+    assert_eq!(check(&retired).unwrap_err().code().as_str(), "retired");
     // Others' revocations do not matter; a list older than allowed is refused.
     let others = revocations(vec![
         revoked(RevocationTarget::Credential("ffff".into())),
@@ -366,7 +366,7 @@ fn revocation_negatives() {
     check(&others).unwrap();
     let stale =
         RevocationList { generated_at: NOW - 61, revocations: Vec::new(), ..RevocationList::default() };
-    assert_eq!(check(&stale).unwrap_err().code(), "revocation_list_stale");
+    assert_eq!(check(&stale).unwrap_err().code().as_str(), "revocation_list_stale");
     // A list dated in the future (beyond the skew allowed) would look fresh for too long.
     let skewed = RevocationList {
         generated_at: NOW + REVOCATION_CLOCK_SKEW_SECONDS,
@@ -380,7 +380,7 @@ fn revocation_negatives() {
         ..RevocationList::default()
     };
     let err = check(&future).unwrap_err();
-    assert_eq!(err.code(), "revocation_list_stale");
+    assert_eq!(err.code().as_str(), "revocation_list_stale");
     assert!(err.to_string().contains("in the future"), "{err}");
     let wire: RevocationList = serde_json::from_str(
         r#"{"generated_at":1,"revocations":[{"target":{"kind":"vm","id":"spiffe://x/vm/a"},"revoked_at":1,"reason":"r"}]}"#,
@@ -493,7 +493,7 @@ fn x509_svid_negatives() {
 fn bundle_negatives() {
     let f = Fixture::new();
     let invalid =
-        |domain: &str, pem: &[u8], jwks: &JwkSet| TrustBundle::new(domain, pem, jwks).unwrap_err().code();
+        |domain: &str, pem: &[u8], jwks: &JwkSet| TrustBundle::new(domain, pem, jwks).unwrap_err().code().as_str();
     assert_eq!(invalid("", f.ca_pem.as_bytes(), &f.jwks()), "bundle_invalid");
     assert_eq!(invalid("a/b", f.ca_pem.as_bytes(), &f.jwks()), "bundle_invalid");
     assert_eq!(invalid("test.mooring", b"", &f.jwks()), "bundle_invalid");
@@ -536,7 +536,7 @@ fn a_bundle_of_two_generations_accepts_what_either_signed() {
     // The old key under the new kid does not pass; neither does anything once it leaves.
     let swapped = old.jwt(|_| {});
     assert_eq!(
-        CheckedCredential::check(Presented::Jwt(&swapped), &bundle, NOW).unwrap_err().code(),
+        CheckedCredential::check(Presented::Jwt(&swapped), &bundle, NOW).unwrap_err().code().as_str(),
         "bad_signature"
     );
     let after = TrustBundle::from_authorities(
@@ -545,17 +545,17 @@ fn a_bundle_of_two_generations_accepts_what_either_signed() {
         &new.jwks(),
     )
     .unwrap();
-    let refused = |credential| CheckedCredential::check(credential, &after, NOW).unwrap_err().code();
+    let refused = |credential| CheckedCredential::check(credential, &after, NOW).unwrap_err().code().as_str();
     assert_eq!(refused(Presented::Jwt(&by_old)), "unknown_signing_key");
     assert_eq!(refused(Presented::X509(&old.leaf(|_| {}))), "unknown_signing_key");
     // An empty bundle trusts nothing.
     let empty = TrustBundle::from_authorities("test.mooring", Vec::new(), &JwkSet::default()).unwrap();
     assert_eq!(
-        CheckedCredential::check(Presented::Jwt(&new.jwt(|_| {})), &empty, NOW).unwrap_err().code(),
+        CheckedCredential::check(Presented::Jwt(&new.jwt(|_| {})), &empty, NOW).unwrap_err().code().as_str(),
         "unknown_signing_key"
     );
     assert_eq!(
-        CheckedCredential::check(Presented::X509(&new.leaf(|_| {})), &empty, NOW).unwrap_err().code(),
+        CheckedCredential::check(Presented::X509(&new.leaf(|_| {})), &empty, NOW).unwrap_err().code().as_str(),
         "unknown_signing_key"
     );
 }
@@ -569,10 +569,10 @@ fn the_checks_one_at_a_time_as_the_broker_runs_them() {
     assert_eq!(checked.credential().serial(), "0a1b");
     assert_eq!(checked.audiences(), Some(&[AUDIENCE.to_owned(), "ledger".to_owned()][..]));
     checked.check_audience("ledger").unwrap();
-    assert_eq!(checked.check_audience("billing").unwrap_err().code(), "wrong_audience");
+    assert_eq!(checked.check_audience("billing").unwrap_err().code().as_str(), "wrong_audience");
     checked.check_binding(bound()).unwrap();
     assert_eq!(
-        checked.check_binding(IpAddr::from([127, 0, 0, 3])).unwrap_err().code(),
+        checked.check_binding(IpAddr::from([127, 0, 0, 3])).unwrap_err().code().as_str(),
         "address_outside_binding"
     );
 

@@ -14,7 +14,7 @@ use clap::{Parser, Subcommand};
 /// Mooring attested credential broker.
 #[derive(Debug, Parser)]
 #[command(name = "mooring-broker", version, about)]
-pub(crate) struct Cli {
+pub struct Cli {
     #[command(subcommand)]
     command: Command,
 }
@@ -44,7 +44,7 @@ pub(crate) enum Failure {
     Usage(String),
 }
 
-pub(crate) fn run(cli: Cli) -> ExitCode {
+pub fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Verify(command) => verify::run(command),
         Command::Serve(args) => serve::run(&args),

@@ -27,8 +27,8 @@ use sha2::{Digest, Sha256};
 pub(crate) use self::guard::Guard;
 use crate::audit::Action;
 use crate::refusal::{Code, Refusal};
-use crate::service::admin::{IdentityChange, RevocationRequest};
 use crate::service::{Broker, Caller};
+use mooring_attestation::protocol::{AuditVerification, IdentityChange, PolicyInForce, RevocationRequest};
 
 /// What the connection told us about the client.
 #[derive(Debug, Clone)]
@@ -52,7 +52,7 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status =
             StatusCode::from_u16(self.0.code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let body = ErrorBody { code: self.0.code.as_str().to_owned(), reason: self.0.reason };
+        let body = ErrorBody { code: self.0.code, reason: self.0.reason };
         (status, Json(body)).into_response()
     }
 }
@@ -308,14 +308,7 @@ async fn retire(
 }
 
 async fn bundle(State(broker): State<AppState>) -> Response {
-    let now = broker.now();
-    Json(serde_json::json!({
-        "trust_domain": broker.issuer.trust_domain(),
-        "x509_authorities": broker.issuer.x509_bundle_pem(now),
-        "jwt_authorities": broker.issuer.jwks(now),
-        "refresh_hint": 300,
-    }))
-    .into_response()
+    Json(broker.bundle()).into_response()
 }
 
 async fn jwks(State(broker): State<AppState>) -> Response {
@@ -359,28 +352,19 @@ async fn revocations(
         _ => None,
     };
     loop {
-        let list = blocking(&broker, |service| {
-            service.store.revocations().map_err(|e| crate::service::internal("revocations", e))
-        })
-        .await?;
-        let listed =
-            serde_json::to_vec(&list).map_err(|e| ApiError(crate::service::internal("revocations", e)))?;
-        let version = hex::encode(Sha256::digest(&listed).get(..8).unwrap_or_default());
+        let list = blocking(&broker, Broker::revocation_list).await?;
         if waiting.is_none()
-            || query.version.as_deref() != Some(version.as_str())
+            || query.version.as_deref() != Some(list.version.as_str())
             || Instant::now() >= deadline
         {
-            return Ok(Json(
-                serde_json::json!({ "generated_at": broker.now(), "version": version, "revocations": list }),
-            )
-            .into_response());
+            return Ok(Json(list).into_response());
         }
         tokio::time::sleep(REVOCATION_POLL.min(deadline.saturating_duration_since(Instant::now()))).await;
     }
 }
 
 async fn health(State(broker): State<AppState>) -> Response {
-    Json(serde_json::json!({ "status": "ok", "policy": broker.policy().digest() })).into_response()
+    Json(broker.health()).into_response()
 }
 
 async fn metrics(State(broker): State<AppState>) -> Response {
@@ -459,12 +443,15 @@ async fn admin_audit_verify(
 ) -> Result<Response, ApiError> {
     admin(&conn)?;
     let result = blocking(&broker, Broker::verify_audit).await?;
-    Ok(match result {
-        Ok(report) => {
-            Json(serde_json::json!({ "valid": true, "records": report.records, "head": report.head }))
-        }
-        Err(reason) => Json(serde_json::json!({ "valid": false, "reason": reason })),
-    }
+    Ok(Json(match result {
+        Ok(report) => AuditVerification {
+            valid: true,
+            records: Some(report.records),
+            head: Some(report.head),
+            reason: None,
+        },
+        Err(reason) => AuditVerification { valid: false, records: None, head: None, reason: Some(reason) },
+    })
     .into_response())
 }
 
@@ -474,7 +461,7 @@ async fn admin_reload(
 ) -> Result<Response, ApiError> {
     let who = admin(&conn)?;
     let digest = blocking(&broker, move |service| service.reload(&who)).await?;
-    Ok(Json(serde_json::json!({ "policy": digest })).into_response())
+    Ok(Json(PolicyInForce { policy: digest }).into_response())
 }
 
 /// Used by the guard to answer before a handler runs.

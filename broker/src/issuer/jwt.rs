@@ -1,12 +1,10 @@
 //! JWT-SVIDs (SPIFFE JWT-SVID specification): compact JWS, ES256 only. Verified by
 //! [`mooring_attestation::svid`].
 
-use std::net::IpAddr;
-
 use aws_lc_rs::rand::SystemRandom;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use mooring_attestation::svid::Jwk;
+use mooring_attestation::protocol::JwtSvidClaims;
 use serde::Serialize;
 
 use super::keys::Generation;
@@ -18,29 +16,7 @@ struct Header {
     typ: String,
 }
 
-/// Claims of a Mooring JWT-SVID.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub(crate) struct JwtClaims {
-    pub(crate) sub: String,
-    pub(crate) aud: Vec<String>,
-    pub(crate) exp: i64,
-    pub(crate) iat: i64,
-    /// Credential serial, shared with the X.509-SVID.
-    pub(crate) jti: String,
-    /// RFC 7800 confirmation: the key the holder must prove.
-    pub(crate) cnf: Confirmation,
-    pub(crate) class: String,
-    pub(crate) hardware_id: String,
-    pub(crate) bound_address: IpAddr,
-}
-
-/// RFC 7800 `cnf`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub(crate) struct Confirmation {
-    pub(crate) jwk: Jwk,
-}
-
-pub(super) fn sign(generation: &Generation, claims: &JwtClaims) -> anyhow::Result<String> {
+pub(super) fn sign(generation: &Generation, claims: &JwtSvidClaims) -> anyhow::Result<String> {
     let header = Header { alg: "ES256".into(), kid: generation.kid.clone(), typ: "JWT".into() };
     let signing_input = format!(
         "{}.{}",

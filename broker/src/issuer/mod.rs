@@ -9,14 +9,10 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
-use mooring_attestation::crypto::PublicKey;
-use mooring_attestation::svid::{CheckedCredential, Jwk, JwkSet, Presented, SvidError, TrustBundle};
-use mooring_attestation::tpm::alg::EccCurve;
-use serde::{Deserialize, Serialize};
+use mooring_attestation::protocol::{Audience, Confirmation, Jwk, JwkSet, JwtSvidClaims};
+use mooring_attestation::svid::{CheckedCredential, CredentialKey, Presented, SvidError, TrustBundle};
 
-use self::jwt::JwtClaims;
 use self::keys::{Generation, KeySet};
-use crate::refusal::{Code, Refusal};
 use crate::store::KeyVault;
 
 /// What a credential is issued for.
@@ -30,40 +26,6 @@ pub(crate) struct Subject {
     pub(crate) bound_address: IpAddr,
     pub(crate) ttl_seconds: u32,
     pub(crate) audiences: Vec<String>,
-}
-
-/// A P-256 public key held by the VM (in its TPM or its encrypted memory).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct CredentialKey {
-    /// Uncompressed SEC1 point.
-    point: Vec<u8>,
-}
-
-impl CredentialKey {
-    /// Accepts ECC P-256 keys only.
-    pub(crate) fn from_public_key(key: &PublicKey) -> Result<Self, Refusal> {
-        match key {
-            PublicKey::Ecc { curve: EccCurve::NistP256, .. } => key
-                .sec1_uncompressed()
-                .map(|point| Self { point })
-                .ok_or_else(|| Refusal::new(Code::KeyInvalid, "credential key point unusable")),
-            other => Err(Refusal::new(
-                Code::KeyInvalid,
-                format!("credential key must be ECC P-256, got {}", other.describe()),
-            )),
-        }
-    }
-
-    /// From an uncompressed SEC1 point.
-    #[cfg(test)]
-    pub(crate) fn from_point(point: Vec<u8>) -> Self {
-        Self { point }
-    }
-
-    /// Uncompressed SEC1 point.
-    pub(crate) fn point(&self) -> &[u8] {
-        &self.point
-    }
 }
 
 /// Credentials issued for one attestation.
@@ -122,13 +84,13 @@ impl Issuer {
         let serial = new_serial()?;
         let expires_at = now + i64::from(subject.ttl_seconds);
         let x509_svid_pem = svid::issue(&generation, subject, &serial, now, expires_at)?;
-        let claims = JwtClaims {
+        let claims = JwtSvidClaims {
             sub: subject.spiffe_id.clone(),
-            aud: subject.audiences.clone(),
+            aud: Audience::Many(subject.audiences.clone()),
             exp: expires_at,
             iat: now,
             jti: serial.clone(),
-            cnf: jwt::Confirmation { jwk: Jwk::ec_p256(subject.key.point()) },
+            cnf: Confirmation { jwk: Jwk::ec_p256(subject.key.point()) },
             class: subject.class.clone(),
             hardware_id: subject.hardware_id.clone(),
             bound_address: subject.bound_address,
@@ -223,6 +185,9 @@ mod tests {
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     use base64::Engine as _;
 
+    use mooring_attestation::crypto::PublicKey;
+    use mooring_attestation::tpm::alg::EccCurve;
+
     use super::*;
 
     const NOW: i64 = 1_800_000_000;
@@ -237,7 +202,12 @@ mod tests {
             spiffe_id: "spiffe://test/vm/web/ab".into(),
             class: "web".into(),
             hardware_id: "ab".into(),
-            key: CredentialKey::from_point(key.public_key().as_ref().to_vec()),
+            key: {
+                let point = key.public_key().as_ref();
+                let (x, y) = point[1..].split_at(32);
+                let key = PublicKey::Ecc { curve: EccCurve::NistP256, x: x.to_vec(), y: y.to_vec() };
+                CredentialKey::from_public_key(&key).unwrap()
+            },
             bound_address: "10.0.0.1".parse().unwrap(),
             ttl_seconds: 600,
             audiences: vec!["payments".into()],
@@ -275,8 +245,8 @@ mod tests {
         assert_eq!(svid.credential().bound_address(), subject().bound_address);
         assert_eq!(svid.credential().spiffe_id(), subject().spiffe_id);
 
-        assert_eq!(check_jwt(&issuer, &issued.jwt_svid, NOW + 600).unwrap_err().code(), "expired");
-        assert_eq!(check_x509(&issuer, &issued.x509_svid_pem, NOW + 600).unwrap_err().code(), "expired");
+        assert_eq!(check_jwt(&issuer, &issued.jwt_svid, NOW + 600).unwrap_err().code().as_str(), "expired");
+        assert_eq!(check_x509(&issuer, &issued.x509_svid_pem, NOW + 600).unwrap_err().code().as_str(), "expired");
     }
 
     #[test]
@@ -291,15 +261,15 @@ mod tests {
             serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1]).unwrap()).unwrap();
         claims["bound_address"] = "10.9.9.9".into();
         let forged = format!("{}.{}.{}", parts[0], URL_SAFE_NO_PAD.encode(claims.to_string()), parts[2]);
-        assert_eq!(check_jwt(&issuer, &forged, NOW).unwrap_err().code(), "bad_signature");
+        assert_eq!(check_jwt(&issuer, &forged, NOW).unwrap_err().code().as_str(), "bad_signature");
 
         // Another broker's keys (the same trust domain).
         let other = tempfile::tempdir().unwrap();
         let foreign =
             Issuer::open(vault(other.path()), "test", 24, NOW).unwrap().issue(&subject(), NOW).unwrap();
-        assert_eq!(check_jwt(&issuer, &foreign.jwt_svid, NOW).unwrap_err().code(), "unknown_signing_key");
+        assert_eq!(check_jwt(&issuer, &foreign.jwt_svid, NOW).unwrap_err().code().as_str(), "unknown_signing_key");
         assert_eq!(
-            check_x509(&issuer, &foreign.x509_svid_pem, NOW).unwrap_err().code(),
+            check_x509(&issuer, &foreign.x509_svid_pem, NOW).unwrap_err().code().as_str(),
             "unknown_signing_key"
         );
     }
@@ -320,8 +290,8 @@ mod tests {
         // The old credential expired on its own; its key leaves once nothing it signed can be valid.
         let gone = NOW + 24 * 3600 + keys::MAX_CREDENTIAL_TTL + 1;
         assert_eq!(issuer.jwks(gone).keys.len(), 1);
-        assert_eq!(check_jwt(&issuer, &old.jwt_svid, gone).unwrap_err().code(), "unknown_signing_key");
-        assert_eq!(check_x509(&issuer, &old.x509_svid_pem, gone).unwrap_err().code(), "unknown_signing_key");
+        assert_eq!(check_jwt(&issuer, &old.jwt_svid, gone).unwrap_err().code().as_str(), "unknown_signing_key");
+        assert_eq!(check_x509(&issuer, &old.x509_svid_pem, gone).unwrap_err().code().as_str(), "unknown_signing_key");
         // Reopening finds the same generations.
         assert_eq!(Issuer::open(vault(dir.path()), "test", 24, later).unwrap().jwks(later).keys.len(), 2);
     }

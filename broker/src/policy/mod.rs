@@ -20,8 +20,9 @@ use sha2::{Digest, Sha256};
 
 use self::boot::{BootRules, NOT_IN_FIRMWARE_LOG};
 use self::file::{ClassFile, Evidence, PolicyFile};
+use crate::records::EvidenceKind;
 use crate::refusal::{Code, Refusal};
-use crate::store::{EvidenceKind, IdentityStatus};
+use mooring_attestation::protocol::IdentityStatus;
 
 /// Largest secret a class may release: `TPM2B_SENSITIVE_DATA` holds 128 bytes.
 pub(crate) const MAX_SECRET_BYTES: usize = 128;

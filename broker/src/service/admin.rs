@@ -1,27 +1,12 @@
 //! Admin operations (the HTTP layer admits only admin client certificates).
 
-use serde::{Deserialize, Serialize};
-
 use super::{internal, Broker};
 use crate::audit::{verify_chain, Action, AuditRecord, ChainReport, Outcome};
+use crate::records::VmRecord;
 use crate::refusal::{Code, Refusal};
-use crate::store::{HardwareId, IdentityStatus, Revocation, RevocationTarget, VmRecord};
-
-/// `POST /v1/admin/identities`: enroll or block an EK or chip.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct IdentityChange {
-    pub(crate) identity: HardwareId,
-    pub(crate) status: IdentityStatus,
-}
-
-/// `POST /v1/admin/revocations`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RevocationRequest {
-    pub(crate) target: RevocationTarget,
-    pub(crate) reason: String,
-}
+use mooring_attestation::protocol::{
+    IdentityChange, IdentityStatus, Revocation, RevocationCode, RevocationRequest, RevocationTarget,
+};
 
 fn check_hex(what: &str, id: &str) -> Result<(), Refusal> {
     if id.is_empty()
@@ -93,7 +78,7 @@ impl Broker {
             target: request.target.clone(),
             revoked_at: self.now(),
             reason: request.reason.clone(),
-            code: mooring_attestation::svid::RevocationCode::Revoked,
+            code: RevocationCode::Revoked,
         };
         let mut event = self.event(
             Action::Admin,

@@ -3,6 +3,7 @@
 //! the blocking pool.
 
 pub(crate) mod admin;
+mod documents;
 mod seal;
 mod snp;
 pub(crate) mod tpm;
@@ -22,8 +23,9 @@ use crate::config::Config;
 use crate::issuer::Issuer;
 use crate::metrics::Metrics;
 use crate::policy::{Policy, PolicyError};
+use crate::records::{ChallengeRecord, EvidenceKind};
 use crate::refusal::{Code, Refusal};
-use crate::store::{ChallengeRecord, Consumed, EvidenceKind, Store, StoreError};
+use crate::store::{Consumed, Store, StoreError};
 use crate::tally::RefusalTally;
 
 /// The outside world's clock (injected so tests and replicas agree on one source).

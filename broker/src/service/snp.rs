@@ -12,10 +12,12 @@ use sha2::{Digest, Sha256};
 use super::{internal, Broker, Caller};
 use crate::audit::Action;
 use crate::config::SnpConfig;
-use crate::issuer::{CredentialKey, Subject};
+use crate::issuer::Subject;
 use crate::policy::SnpFacts;
+use crate::records::{ChallengeRecord, EvidenceKind};
 use crate::refusal::{Code, Refusal};
-use crate::store::{ChallengeRecord, EvidenceKind, HardwareId};
+use mooring_attestation::protocol::HardwareId;
+use mooring_attestation::svid::CredentialKey;
 
 /// A raw X25519 public key.
 const SEALING_KEY_LEN: usize = 32;
@@ -120,7 +122,8 @@ impl Broker {
         let record = self.consume(&request.challenge_id, EvidenceKind::Snp, caller)?;
         let key = spki_public_key(&request.key_spki)
             .map_err(|e| Refusal::new(Code::KeyInvalid, format!("credential key: {e}")))?;
-        let credential_key = CredentialKey::from_public_key(&key)?;
+        let credential_key =
+            CredentialKey::from_public_key(&key).map_err(|e| Refusal::new(Code::KeyInvalid, e))?;
         if request.sealing_key.len() != SEALING_KEY_LEN {
             return Err(Refusal::new(
                 Code::KeyInvalid,

@@ -3,7 +3,8 @@
 //! then issues.
 
 use mooring_attestation::protocol::{
-    tpm_qualifying_data, IssuedCredentials, TpmBeginRequest, TpmChallenge, TpmFinishRequest,
+    tpm_qualifying_data, HardwareId, IdentityStatus, IssuedCredentials, Revocation, RevocationCode,
+    RevocationTarget, TpmBeginRequest, TpmChallenge, TpmFinishRequest,
 };
 use mooring_attestation::tpm::appraisal::TpmAppraisal;
 use mooring_attestation::tpm::attest::{Ak, Signature, AK_ATTRIBUTES};
@@ -17,14 +18,11 @@ use sha2::{Digest, Sha256};
 
 use super::{internal, Broker, Caller};
 use crate::audit::{Action, Outcome};
-use crate::issuer::{CredentialKey, Subject};
+use crate::issuer::Subject;
 use crate::policy::TpmIdentity;
+use crate::records::{BootCounters, ChallengeRecord, CredentialRecord, EvidenceKind, TpmChallengeState};
 use crate::refusal::{Code, Refusal};
-use crate::store::{
-    BootCounters, ChallengeRecord, CredentialRecord, EvidenceKind, HardwareId, Revocation, RevocationTarget,
-    TpmChallengeState,
-};
-use mooring_attestation::svid::RevocationCode;
+use mooring_attestation::svid::CredentialKey;
 
 /// Hardware identity of an EK: SHA-256 of its SubjectPublicKeyInfo, hex.
 pub(crate) fn ek_hardware_id(ek: &Public) -> String {
@@ -59,7 +57,8 @@ fn parse_keys(ek: &[u8], ak: &[u8], key: &[u8]) -> Result<Keys, Refusal> {
             format!("credential key must be a non-exportable TPM signing key; missing {missing:?}"),
         ));
     }
-    let credential_key = CredentialKey::from_public_key(key.key())?;
+    let credential_key =
+        CredentialKey::from_public_key(key.key()).map_err(|e| Refusal::new(Code::KeyInvalid, e))?;
     Ok(Keys { ek, ak, key, credential_key })
 }
 
@@ -94,7 +93,7 @@ impl Broker {
                 })?;
                 Some(verified.issuer().to_owned())
             }
-            None if status == Some(crate::store::IdentityStatus::Enrolled) => None,
+            None if status == Some(IdentityStatus::Enrolled) => None,
             None => {
                 return Err(Refusal::new(
                     Code::EkUntrusted,
@@ -179,7 +178,7 @@ impl Broker {
         let keys = parse_keys(&state.ek_public, &state.ak_public, &state.key_public)?;
         let hardware = HardwareId::Ek(state.hardware_id.clone());
         if self.store.identity_status(&hardware).map_err(|e| internal("reading enrollment", e))?
-            == Some(crate::store::IdentityStatus::Blocked)
+            == Some(IdentityStatus::Blocked)
         {
             return Err(Refusal::new(
                 Code::VmBlocked,
@@ -307,8 +306,13 @@ impl Broker {
                 reason: reason.clone(),
                 code,
             };
-            let mut event =
-                self.event(Action::Attest, Outcome::Accepted, code.as_str(), reason.clone(), Some(caller));
+            let mut event = self.event(
+                Action::Attest,
+                Outcome::Accepted,
+                code.code().as_str(),
+                reason.clone(),
+                Some(caller),
+            );
             event.hardware_id = Some(hardware.hex().to_owned());
             event.spiffe_id = Some(spiffe_id.to_owned());
             event.serial = Some(live.serial.clone());
@@ -327,7 +331,7 @@ impl Broker {
             );
             event.hardware_id = Some(hardware.hex().to_owned());
             self.store
-                .set_identity_status(hardware, crate::store::IdentityStatus::Blocked, event)
+                .set_identity_status(hardware, IdentityStatus::Blocked, event)
                 .map_err(|e| internal("blocking a cloned TPM", e))?;
         }
         Err(Refusal::new(Code::CloneSuspected, reason))

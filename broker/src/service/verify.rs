@@ -5,20 +5,23 @@
 //! relying service runs offline; the broker adds what only it knows: the issuance record,
 //! revocations (its store is the truth) and blocked hardware.
 
+use mooring_attestation::protocol::RevocationCode;
 use mooring_attestation::protocol::{
     CredentialClaims, Possession, PresentedCredential, RetireRequest, RetireResponse, VerifyRequest,
     VerifyResponse, RETIRE_AUDIENCE,
 };
 use mooring_attestation::svid::{
-    CheckedCredential, PossessionProof, Presented, Proof, RevocationCode, SvidError, POSSESSION_SKEW_SECONDS,
+    CheckedCredential, PossessionProof, Presented, Proof, SvidError, POSSESSION_SKEW_SECONDS,
 };
 use mooring_attestation::x509::bundle::parse_certificates;
 use sha2::{Digest, Sha256};
 
 use super::{internal, Broker, Caller};
 use crate::audit::{Action, Outcome};
+use crate::records::CredentialRecord;
 use crate::refusal::{Code, Refusal};
-use crate::store::{Consumed, CredentialRecord, IdentityStatus, Revocation, RevocationTarget, StoreError};
+use crate::store::{Consumed, StoreError};
+use mooring_attestation::protocol::{IdentityStatus, Revocation, RevocationTarget};
 
 impl Broker {
     /// `POST /v1/credentials/verify`. Always an answer; refusals are audited.
@@ -60,7 +63,7 @@ impl Broker {
                 self.metrics.verified(false);
                 VerifyResponse {
                     valid: false,
-                    code: Some(refusal.code.as_str().to_owned()),
+                    code: Some(refusal.code),
                     reason: Some(refusal.reason),
                     claims: None,
                 }
@@ -101,19 +104,7 @@ impl Broker {
             .revocation_for(credential.serial(), credential.spiffe_id())
             .map_err(|e| internal("revocations", e))?
         {
-            return Err(match revocation.code {
-                RevocationCode::Retired => {
-                    Refusal::new(Code::Retired, format!("retired: {}", revocation.reason))
-                }
-                RevocationCode::SupersededByReboot => Refusal::new(
-                    Code::SupersededByReboot,
-                    format!("superseded by a reboot: {}", revocation.reason),
-                ),
-                RevocationCode::CloneSuspected => {
-                    Refusal::new(Code::CloneSuspected, format!("clone suspected: {}", revocation.reason))
-                }
-                _ => Refusal::new(Code::Revoked, format!("revoked: {}", revocation.reason)),
-            });
+            return Err(refusal(SvidError::revoked(&revocation)));
         }
         if self.store.identity_status(&record.hardware_id).map_err(|e| internal("enrollment", e))?
             == Some(IdentityStatus::Blocked)
@@ -234,23 +225,11 @@ impl Broker {
     }
 }
 
-/// The broker's answer for an `svid` refusal: the same reason code.
+/// The broker's answer for an `svid` refusal: the same reason code. A bundle or revocation
+/// list problem is the broker's own (it checks against its key generations and its store).
 fn refusal(e: SvidError) -> Refusal {
-    let code = match &e {
-        SvidError::Malformed(_) => Code::CredentialMalformed,
-        SvidError::BadSignature(_) => Code::BadSignature,
-        SvidError::UnknownSigningKey(_) => Code::UnknownSigningKey,
-        SvidError::Expired(_) => Code::Expired,
-        SvidError::WrongAudience(_) => Code::WrongAudience,
-        SvidError::Revoked(_) => Code::Revoked,
-        SvidError::Retired(_) => Code::Retired,
-        SvidError::SupersededByReboot(_) => Code::SupersededByReboot,
-        SvidError::CloneSuspected(_) => Code::CloneSuspected,
-        SvidError::AddressOutsideBinding { .. } => Code::AddressOutsideBinding,
-        SvidError::NoProofOfPossession(_) => Code::NoProofOfPossession,
-        SvidError::ProofInvalid(_) => Code::ProofInvalid,
-        // The broker's own key generations as a bundle; no revocation list.
-        _ => return internal("trust bundle", e),
-    };
-    Refusal::new(code, e.to_string())
+    match e {
+        SvidError::BundleInvalid(_) | SvidError::RevocationListStale(_) => internal("trust bundle", e),
+        e => Refusal::new(e.code(), e.to_string()),
+    }
 }

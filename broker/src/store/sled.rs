@@ -21,11 +21,10 @@ use serde::{de::DeserializeOwned, Serialize};
 use super::challenges::UsedChallenges;
 use super::codec::decode;
 use super::flusher::Flusher;
-use super::{
-    Consumed, CredentialRecord, Durable, HardwareId, IdentityStatus, Revocation, RevocationTarget, Store,
-    StoreError, VmRecord,
-};
+use super::{Consumed, Durable, Keyed as _, Store, StoreError};
 use crate::audit::{AuditEvent, AuditRecord, ChainError, ChainHead};
+use crate::records::{CredentialRecord, VmRecord};
+use mooring_attestation::protocol::{HardwareId, IdentityStatus, Revocation};
 
 const AUDIT_HEAD: &[u8] = b"audit_head";
 
@@ -157,7 +156,7 @@ impl Store for SledStore {
     }
 
     fn issue(&self, credential: &CredentialRecord, audit: AuditEvent) -> Result<(), StoreError> {
-        let vm_key = credential.vm_key();
+        let vm_key = super::credential_vm_key(credential);
         let previous = self.vm(&vm_key)?;
         let vm = VmRecord::issued(previous.as_ref(), credential);
         let credential_value = encode(credential)?;
@@ -195,7 +194,7 @@ impl Store for SledStore {
     }
 
     fn revocation_for(&self, serial: &str, spiffe_id: &str) -> Result<Option<Revocation>, StoreError> {
-        for key in RevocationTarget::keys_naming(serial, spiffe_id) {
+        for key in super::revocation_keys_naming(serial, spiffe_id) {
             if let Some(value) = self.revocations.get(key.as_bytes()).map_err(backend)? {
                 return decode(key.as_bytes(), &value).map(Some);
             }
@@ -209,7 +208,7 @@ impl Store for SledStore {
 
     fn vms(&self) -> Result<Vec<VmRecord>, StoreError> {
         let vms: Vec<VmRecord> = Self::scan(&self.vms)?;
-        vms.into_iter().map(|vm| vm.with_admin_state(self)).collect()
+        vms.into_iter().map(|vm| super::with_admin_state(vm, self)).collect()
     }
 
     fn audit_records(&self, after: u64, limit: usize) -> Result<Vec<AuditRecord>, StoreError> {

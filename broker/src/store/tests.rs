@@ -10,6 +10,8 @@ use super::*;
 use crate::audit::{verify_chain, Action, Outcome};
 use crate::config::PostgresConfig;
 use crate::issuer::keys::KeySet;
+use crate::records::{BootCounters, CredentialRecord};
+use mooring_attestation::protocol::{HardwareId, IdentityStatus};
 
 /// Finished challenges the embedded store remembers in these tests.
 const MAX_USED: usize = 1000;
@@ -96,13 +98,13 @@ fn conformance(stores: &[Arc<dyn Store>]) {
         target: RevocationTarget::Vm("spiffe://t/vm/web/ab".into()),
         revoked_at: 5,
         reason: "vm".into(),
-        code: mooring_attestation::svid::RevocationCode::Revoked,
+        code: mooring_attestation::protocol::RevocationCode::Revoked,
     };
     let credential_revocation = Revocation {
         target: RevocationTarget::Credential("01".into()),
         revoked_at: 6,
         reason: "one".into(),
-        code: mooring_attestation::svid::RevocationCode::Retired,
+        code: mooring_attestation::protocol::RevocationCode::Retired,
     };
     a.revoke(&vm_revocation, event("revoked")).unwrap();
     a.revoke(&credential_revocation, event("revoked")).unwrap();

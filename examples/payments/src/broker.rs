@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use mooring_attestation::protocol::{VerifyRequest, VerifyResponse};
-use mooring_attestation::svid::{BundleDocument, RevocationList, TrustBundle};
+use mooring_attestation::svid::{TrustBundle};
+use mooring_attestation::protocol::{BundleDocument, RevocationList};
 
 use crate::config::BrokerConfig;
 

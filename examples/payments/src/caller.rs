@@ -8,7 +8,7 @@ use std::sync::Arc;
 use axum::http::{header, HeaderMap};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
-use mooring_attestation::protocol::{Possession, PresentedCredential, VerifyRequest};
+use mooring_attestation::protocol::{Code, Possession, PresentedCredential, VerifyRequest};
 use mooring_attestation::svid::{
     request_digest, PossessionProof, Presentation, Presented, Proof, Verifier, POSSESSION_HEADER,
 };
@@ -72,7 +72,7 @@ impl Gate {
                 if let Credential::Jwt { proof: Some(proof), .. } = &credential {
                     self.seen.use_once(proof.statement(), now).map_err(|e| match e {
                         Unusable::Replayed => {
-                            Refusal::forbidden("proof_replayed", "this possession proof was used before")
+                            Refusal::forbidden(Code::ProofReplayed, "this possession proof was used before")
                         }
                         Unusable::Full => Refusal::verifier_unavailable(),
                     })?;
@@ -149,12 +149,14 @@ impl Gate {
             tracing::error!("broker verify call failed: {e:#}");
             Refusal::verifier_unavailable()
         })?;
-        match (answer.valid, answer.claims) {
-            (true, Some(claims)) => Ok(Caller { spiffe_id: claims.spiffe_id, serial: claims.serial }),
-            _ => Err(Refusal::forbidden(
-                answer.code.unwrap_or_else(|| "invalid".into()),
+        match (answer.valid, answer.claims, answer.code) {
+            (true, Some(claims), _) => Ok(Caller { spiffe_id: claims.spiffe_id, serial: claims.serial }),
+            (false, _, Some(code)) => Err(Refusal::forbidden(
+                code,
                 answer.reason.unwrap_or_else(|| "the broker refused the credential".into()),
             )),
+            // An answer the service cannot act on (no claims, or no code): fail closed.
+            _ => Err(Refusal::verifier_unavailable()),
         }
     }
 }
@@ -174,7 +176,7 @@ fn presented(connection: &Connection, headers: &HeaderMap) -> Result<Credential,
             Some(value) => Some(PossessionProof::from_header(
                 value
                     .to_str()
-                    .map_err(|_| Refusal::forbidden("proof_invalid", "proof header is not ASCII"))?,
+                    .map_err(|_| Refusal::forbidden(Code::ProofInvalid, "proof header is not ASCII"))?,
             )?),
             None => None,
         };

@@ -3,28 +3,28 @@
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use mooring_attestation::protocol::ErrorBody;
+use mooring_attestation::protocol::{Code, ErrorBody};
 use mooring_attestation::svid::SvidError;
 
 /// A refusal: status, stable code, reason.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Refusal {
     pub(crate) status: StatusCode,
-    pub(crate) code: String,
+    pub(crate) code: Code,
     pub(crate) reason: String,
 }
 
 impl Refusal {
     /// 403: the credential is not good for this caller.
-    pub(crate) fn forbidden(code: impl Into<String>, reason: impl Into<String>) -> Self {
-        Self { status: StatusCode::FORBIDDEN, code: code.into(), reason: reason.into() }
+    pub(crate) fn forbidden(code: Code, reason: impl Into<String>) -> Self {
+        Self { status: StatusCode::FORBIDDEN, code, reason: reason.into() }
     }
 
     /// 401: no credential at all.
     pub(crate) fn no_credential() -> Self {
         Self {
             status: StatusCode::UNAUTHORIZED,
-            code: "no_credential".into(),
+            code: Code::NoCredential,
             reason: "present a Mooring X.509-SVID over mutual TLS, or a JWT-SVID (Authorization: Bearer) \
                      with a mooring-possession header"
                 .into(),
@@ -33,14 +33,14 @@ impl Refusal {
 
     /// 400: the request itself is not understood.
     pub(crate) fn malformed(reason: impl Into<String>) -> Self {
-        Self { status: StatusCode::BAD_REQUEST, code: "malformed_request".into(), reason: reason.into() }
+        Self { status: StatusCode::BAD_REQUEST, code: Code::MalformedRequest, reason: reason.into() }
     }
 
     /// 503: the broker could not be asked (broker mode fails closed).
     pub(crate) fn verifier_unavailable() -> Self {
         Self {
             status: StatusCode::SERVICE_UNAVAILABLE,
-            code: "verifier_unavailable".into(),
+            code: Code::VerifierUnavailable,
             reason: "the credential could not be checked with the broker; try again".into(),
         }
     }

@@ -95,7 +95,7 @@ impl Endpoint {
         let bytes = response.bytes().await.map_err(transport)?;
         if status != 200 {
             let code =
-                serde_json::from_slice::<ErrorBody>(&bytes).map_or_else(|_| "unknown".to_owned(), |e| e.code);
+                serde_json::from_slice::<ErrorBody>(&bytes).map_or_else(|_| "unknown".to_owned(), |e| e.code.to_string());
             return Err(Failure::Refused { route, status, code });
         }
         serde_json::from_slice(&bytes).map_err(|e| Failure::Decode { route, reason: e.to_string() })

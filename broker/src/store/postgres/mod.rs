@@ -39,12 +39,11 @@ use r2d2_postgres::PostgresConnectionManager;
 
 use self::keys::KeyEncryptionKey;
 use super::codec::{decode, encode};
-use super::{
-    Consumed, CredentialRecord, Durable, HardwareId, IdentityStatus, Revocation, RevocationTarget, Store,
-    StoreError, VmRecord,
-};
+use super::{Consumed, Durable, Keyed as _, Store, StoreError};
 use crate::audit::{Action, AuditEvent, AuditRecord, ChainError, ChainHead, Outcome};
 use crate::config::PostgresConfig;
+use crate::records::{CredentialRecord, VmRecord};
+use mooring_attestation::protocol::{HardwareId, IdentityStatus, Revocation};
 
 type Pool = r2d2::Pool<PostgresConnectionManager<NoTls>>;
 type Connection = r2d2::PooledConnection<PostgresConnectionManager<NoTls>>;
@@ -224,7 +223,7 @@ impl Store for PgStore {
 
     fn issue(&self, credential: &CredentialRecord, audit: AuditEvent) -> Result<(), StoreError> {
         let credential_value = encode(credential)?;
-        let vm_key = credential.vm_key();
+        let vm_key = super::credential_vm_key(credential);
         self.audited(&audit, |tx| {
             // The VM's record follows its previous one (live credentials of the same boot),
             // read under a row lock so two replicas issuing at once do not lose one.
@@ -291,7 +290,7 @@ impl Store for PgStore {
     }
 
     fn revocation_for(&self, serial: &str, spiffe_id: &str) -> Result<Option<Revocation>, StoreError> {
-        for key in RevocationTarget::keys_naming(serial, spiffe_id) {
+        for key in super::revocation_keys_naming(serial, spiffe_id) {
             if let Some(revocation) = self.record("SELECT record FROM revocations WHERE key = $1", &key)? {
                 return Ok(Some(revocation));
             }
@@ -305,7 +304,7 @@ impl Store for PgStore {
 
     fn vms(&self) -> Result<Vec<VmRecord>, StoreError> {
         let vms: Vec<VmRecord> = self.records("SELECT record FROM vms ORDER BY key", "vms")?;
-        vms.into_iter().map(|vm| vm.with_admin_state(self)).collect()
+        vms.into_iter().map(|vm| super::with_admin_state(vm, self)).collect()
     }
 
     fn audit_records(&self, after: u64, limit: usize) -> Result<Vec<AuditRecord>, StoreError> {
