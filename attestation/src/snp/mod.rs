@@ -22,6 +22,7 @@
 //!   is trusted only when a verifier is built with
 //!   [`SnpVerifierBuilder::trust_test_root`].
 
+pub mod appraisal;
 pub mod azure;
 pub mod cert_table;
 mod certs;

@@ -86,4 +86,3 @@ impl TrustBundle {
         self.jwt_keys.iter().find(|(id, _)| id == kid).map(|(_, point)| point.as_slice())
     }
 }
-

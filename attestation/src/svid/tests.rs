@@ -307,7 +307,11 @@ fn the_possession_header_round_trips_and_refuses_junk() {
     let proof = f.proof();
     assert_eq!(PossessionProof::from_header(&proof.to_header()).unwrap(), proof);
     for junk in ["", "nodot", "!!.AA", "AA.!!", &"A".repeat(MAX_PROOF_HEADER_BYTES + 1)] {
-        assert_eq!(PossessionProof::from_header(junk).unwrap_err().code().as_str(), "proof_invalid", "{junk:.20}");
+        assert_eq!(
+            PossessionProof::from_header(junk).unwrap_err().code().as_str(),
+            "proof_invalid",
+            "{junk:.20}"
+        );
     }
     // The statement check alone (what a service relying on the broker still does).
     assert_eq!(proof.check_statement(AUDIENCE, REQUEST, NOW).unwrap(), statement());
@@ -492,8 +496,9 @@ fn x509_svid_negatives() {
 #[test]
 fn bundle_negatives() {
     let f = Fixture::new();
-    let invalid =
-        |domain: &str, pem: &[u8], jwks: &JwkSet| TrustBundle::new(domain, pem, jwks).unwrap_err().code().as_str();
+    let invalid = |domain: &str, pem: &[u8], jwks: &JwkSet| {
+        TrustBundle::new(domain, pem, jwks).unwrap_err().code().as_str()
+    };
     assert_eq!(invalid("", f.ca_pem.as_bytes(), &f.jwks()), "bundle_invalid");
     assert_eq!(invalid("a/b", f.ca_pem.as_bytes(), &f.jwks()), "bundle_invalid");
     assert_eq!(invalid("test.mooring", b"", &f.jwks()), "bundle_invalid");
@@ -555,7 +560,10 @@ fn a_bundle_of_two_generations_accepts_what_either_signed() {
         "unknown_signing_key"
     );
     assert_eq!(
-        CheckedCredential::check(Presented::X509(&new.leaf(|_| {})), &empty, NOW).unwrap_err().code().as_str(),
+        CheckedCredential::check(Presented::X509(&new.leaf(|_| {})), &empty, NOW)
+            .unwrap_err()
+            .code()
+            .as_str(),
         "unknown_signing_key"
     );
 }

@@ -301,10 +301,8 @@ async fn retire(
     ClientAddress(address): ClientAddress,
     body: Body,
 ) -> Result<Response, ApiError> {
-    serve_json(broker, address, Action::Retire, "retire", body, |b, r: &RetireRequest, c| {
-        b.audited(Action::Retire, c, |_| b.retire(r, c))
-    })
-    .await
+    serve_json(broker, address, Action::Retire, "retire", body, |b, r: &RetireRequest, c| b.retire(r, c))
+        .await
 }
 
 async fn bundle(State(broker): State<AppState>) -> Response {

@@ -246,7 +246,10 @@ mod tests {
         assert_eq!(svid.credential().spiffe_id(), subject().spiffe_id);
 
         assert_eq!(check_jwt(&issuer, &issued.jwt_svid, NOW + 600).unwrap_err().code().as_str(), "expired");
-        assert_eq!(check_x509(&issuer, &issued.x509_svid_pem, NOW + 600).unwrap_err().code().as_str(), "expired");
+        assert_eq!(
+            check_x509(&issuer, &issued.x509_svid_pem, NOW + 600).unwrap_err().code().as_str(),
+            "expired"
+        );
     }
 
     #[test]
@@ -267,7 +270,10 @@ mod tests {
         let other = tempfile::tempdir().unwrap();
         let foreign =
             Issuer::open(vault(other.path()), "test", 24, NOW).unwrap().issue(&subject(), NOW).unwrap();
-        assert_eq!(check_jwt(&issuer, &foreign.jwt_svid, NOW).unwrap_err().code().as_str(), "unknown_signing_key");
+        assert_eq!(
+            check_jwt(&issuer, &foreign.jwt_svid, NOW).unwrap_err().code().as_str(),
+            "unknown_signing_key"
+        );
         assert_eq!(
             check_x509(&issuer, &foreign.x509_svid_pem, NOW).unwrap_err().code().as_str(),
             "unknown_signing_key"
@@ -290,8 +296,14 @@ mod tests {
         // The old credential expired on its own; its key leaves once nothing it signed can be valid.
         let gone = NOW + 24 * 3600 + keys::MAX_CREDENTIAL_TTL + 1;
         assert_eq!(issuer.jwks(gone).keys.len(), 1);
-        assert_eq!(check_jwt(&issuer, &old.jwt_svid, gone).unwrap_err().code().as_str(), "unknown_signing_key");
-        assert_eq!(check_x509(&issuer, &old.x509_svid_pem, gone).unwrap_err().code().as_str(), "unknown_signing_key");
+        assert_eq!(
+            check_jwt(&issuer, &old.jwt_svid, gone).unwrap_err().code().as_str(),
+            "unknown_signing_key"
+        );
+        assert_eq!(
+            check_x509(&issuer, &old.x509_svid_pem, gone).unwrap_err().code().as_str(),
+            "unknown_signing_key"
+        );
         // Reopening finds the same generations.
         assert_eq!(Issuer::open(vault(dir.path()), "test", 24, later).unwrap().jwks(later).keys.len(), 2);
     }

@@ -4,10 +4,15 @@ use std::net::IpAddr;
 use std::path::Path;
 
 use mooring_attestation::tpm::alg::HashAlg;
+use mooring_attestation::tpm::appraisal::TpmAppraisal;
 use mooring_attestation::tpm::attest::{Ak, Signature};
 use mooring_attestation::tpm::pcr::{PcrSelection, PcrValues};
 use mooring_attestation::tpm::quote::{verify_quote, QuoteExpectation};
 use mooring_attestation::tpm::sim::{quote_fields, SoftKey, AK_ATTRIBUTES};
+
+use mooring_attestation::snp::appraisal::SnpAppraisal;
+use mooring_attestation::snp::sim::{ReportFields, TestSigner};
+use mooring_attestation::snp::{SnpCertSource, SnpVerifier, TcbParts};
 
 use super::*;
 
@@ -53,7 +58,7 @@ fn a_valid_class_loads() {
 #[test]
 fn an_empty_policy_admits_nothing() {
     let policy = parse("version = 1\n").unwrap();
-    let who = TpmIdentity { ek_issuer: Some("CN=Vendor CA"), hardware_id: "ab", status: None };
+    let who = TpmApplicant { ek_issuer: Some("CN=Vendor CA"), hardware_id: "ab", enrolled: false };
     assert_eq!(policy.match_tpm(who).unwrap_err().code, Code::NoMatchingClass);
 }
 
@@ -116,15 +121,10 @@ fn matching_requires_every_rule() {
     let text = tpm_class("")
         .replace("ek_issuers = [\"CN=Vendor CA\"]", "ek_issuers = [\"CN=Vendor CA\"]\nenrolled = true");
     let policy = parse(&text).unwrap();
-    let who = |status| TpmIdentity { ek_issuer: Some("CN=Vendor CA"), hardware_id: "ab", status };
-    assert_eq!(policy.match_tpm(who(None)).unwrap_err().code, Code::NoMatchingClass);
-    assert_eq!(policy.match_tpm(who(Some(IdentityStatus::Enrolled))).unwrap().name(), "web");
-    assert_eq!(policy.match_tpm(who(Some(IdentityStatus::Blocked))).unwrap_err().code, Code::VmBlocked);
-    let other = TpmIdentity {
-        ek_issuer: Some("CN=Other"),
-        hardware_id: "ab",
-        status: Some(IdentityStatus::Enrolled),
-    };
+    let who = |enrolled| TpmApplicant { ek_issuer: Some("CN=Vendor CA"), hardware_id: "ab", enrolled };
+    assert_eq!(policy.match_tpm(who(false)).unwrap_err().code, Code::NoMatchingClass);
+    assert_eq!(policy.match_tpm(who(true)).unwrap().name(), "web");
+    let other = TpmApplicant { ek_issuer: Some("CN=Other"), hardware_id: "ab", enrolled: true };
     assert_eq!(policy.match_tpm(other).unwrap_err().code, Code::NoMatchingClass);
 }
 
@@ -165,50 +165,72 @@ fn a_required_event_log_must_be_sent() {
     assert_eq!(rules.check(&appraisal(&values, None).unwrap()).unwrap_err().code, Code::EventLogMissing);
 }
 
-fn snp_policy() -> Policy {
+/// A simulated SEV-SNP platform and a verifier trusting its test root.
+struct SnpPlatform {
+    signer: TestSigner,
+    verifier: SnpVerifier,
+}
+
+fn platform() -> &'static SnpPlatform {
+    static PLATFORM: std::sync::OnceLock<SnpPlatform> = std::sync::OnceLock::new();
+    PLATFORM.get_or_init(|| {
+        let signer = TestSigner::generate();
+        let verifier = SnpVerifier::builder()
+            .trust_test_root(signer.product(), signer.ark_der(), signer.ask_der(), Some(signer.asvk_der()))
+            .build()
+            .unwrap();
+        SnpPlatform { signer, verifier }
+    })
+}
+
+/// The appraisal of a genuine report of measurement `11…11`, edited by `edit` first.
+fn snp_appraisal(edit: impl FnOnce(&mut ReportFields)) -> SnpAppraisal {
+    let platform = platform();
+    let mut fields = platform.signer.report_fields();
+    fields.measurement = [0x11; 48];
+    edit(&mut fields);
+    let report = platform.signer.sign(&fields);
+    let table = platform.signer.cert_table();
+    let now =
+        i64::try_from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs())
+            .unwrap();
+    let verified = platform.verifier.verify(&report, SnpCertSource::CertTable(&table), now).unwrap();
+    SnpAppraisal::new(verified, &fields.report_data).unwrap()
+}
+
+/// An SEV-SNP class admitting measurement `11…11` from TCB `min_tcb` up.
+fn snp_policy(min_tcb: TcbParts) -> Policy {
     let m = "11".repeat(48);
+    let TcbParts { bootloader, tee, snp, microcode, .. } = min_tcb;
     let text = format!(
         "version = 1\n[[class]]\nname = \"cvm\"\nevidence = \"snp\"\nttl_seconds = 600\nnetworks = [\"10.0.0.0/8\"]\n\
-         [class.snp]\nmeasurements = [\"{m}\"]\nmin_tcb = {{ bootloader = 3, tee = 0, snp = 8, microcode = 115 }}\n"
+         [class.snp]\nmeasurements = [\"{m}\"]\nmin_tcb = {{ bootloader = {bootloader}, tee = {tee}, snp = {snp}, microcode = {microcode} }}\n"
     );
     parse(&text).unwrap()
 }
 
-fn facts() -> SnpFacts {
-    SnpFacts {
-        chip_id: "aa".repeat(64),
-        measurement: vec![0x11; 48],
-        debug_allowed: false,
-        vmpl: 0,
-        reported_tcb: TcbParts { bootloader: 3, tee: 0, snp: 8, microcode: 115, fmc: 0 },
-    }
-}
-
 #[test]
 fn snp_classes_check_measurement_debug_vmpl_and_tcb() {
-    let policy = snp_policy();
-    let class = policy.match_snp(&facts(), None).unwrap();
-    class.check_snp(&facts()).unwrap();
+    let tcb = platform().signer.tcb();
+    let policy = snp_policy(tcb);
+    let class = policy.match_snp(&snp_appraisal(|_| {}), false).unwrap();
+    class.check_snp(&snp_appraisal(|_| {})).unwrap();
 
-    let mut other = facts();
-    other.measurement = vec![0x22; 48];
-    assert_eq!(policy.match_snp(&other, None).unwrap_err().code, Code::SnpMeasurement);
+    let other = snp_appraisal(|f| f.measurement = [0x22; 48]);
+    assert_eq!(policy.match_snp(&other, false).unwrap_err().code, Code::SnpMeasurement);
 
-    let mut debug = facts();
-    debug.debug_allowed = true;
+    let debug = snp_appraisal(|f| f.policy |= 1 << 19);
     assert_eq!(class.check_snp(&debug).unwrap_err().code, Code::SnpDebug);
 
-    let mut vmpl = facts();
-    vmpl.vmpl = 1;
+    let vmpl = snp_appraisal(|f| f.vmpl = 1);
     assert_eq!(class.check_snp(&vmpl).unwrap_err().code, Code::SnpVmpl);
 
-    let mut old = facts();
-    old.reported_tcb.microcode = 114;
-    let refusal = class.check_snp(&old).unwrap_err();
+    // The platform's TCB one microcode patch below what a stricter class requires.
+    let stricter = snp_policy(TcbParts { microcode: tcb.microcode + 1, ..tcb });
+    let class = stricter.match_snp(&snp_appraisal(|_| {}), false).unwrap();
+    let refusal = class.check_snp(&snp_appraisal(|_| {})).unwrap_err();
     assert_eq!(refusal.code, Code::SnpTcbTooLow);
-    assert!(refusal.reason.contains("microcode is 114"), "{refusal}");
-
-    assert_eq!(policy.match_snp(&facts(), Some(IdentityStatus::Blocked)).unwrap_err().code, Code::VmBlocked);
+    assert!(refusal.reason.contains(&format!("microcode is {}", tcb.microcode)), "{refusal}");
 }
 
 #[test]

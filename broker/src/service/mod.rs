@@ -3,7 +3,11 @@
 //! the blocking pool.
 
 pub(crate) mod admin;
+mod challenge;
 mod documents;
+mod issue;
+mod judged;
+mod lifecycle;
 mod seal;
 mod snp;
 pub(crate) mod tpm;
@@ -17,15 +21,15 @@ use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use mooring_attestation::snp::SnpVerifier;
 use mooring_attestation::x509::{CertBundle, TrustStore};
 
-use crate::audit::{Action, AuditEvent, Outcome};
+use mooring_attestation::protocol::{HardwareId, IdentityStatus};
+
 use crate::challenge::ChallengeSeal;
 use crate::config::Config;
 use crate::issuer::Issuer;
 use crate::metrics::Metrics;
 use crate::policy::{Policy, PolicyError};
-use crate::records::{ChallengeRecord, EvidenceKind};
 use crate::refusal::{Code, Refusal};
-use crate::store::{Consumed, Store, StoreError};
+use crate::store::Store;
 use crate::tally::RefusalTally;
 
 /// The outside world's clock (injected so tests and replicas agree on one source).
@@ -141,55 +145,16 @@ impl Broker {
         Ok(bytes)
     }
 
-    /// The id of a new challenge: `record` sealed into it (nothing is stored).
-    pub(crate) fn open_challenge(&self, record: &ChallengeRecord) -> Result<String, Refusal> {
-        self.challenges.seal(record)
-    }
-
-    /// Takes a challenge for `finish`: one that does not open, has expired, is of the other
-    /// kind or was begun from another address is refused; an accepted one is used up.
-    pub(crate) fn consume(
-        &self,
-        id: &str,
-        kind: EvidenceKind,
-        caller: &Caller,
-    ) -> Result<ChallengeRecord, Refusal> {
-        let record = self.challenges.open(id).ok_or_else(|| {
-            Refusal::new(
-                Code::ChallengeUnknown,
-                "no such challenge: never issued, altered, or issued before the broker restarted; begin again",
-            )
-        })?;
-        let now = self.now();
-        if record.expires_at < now {
-            return Err(Refusal::new(
-                Code::ChallengeExpired,
-                format!("challenge expired {} s ago: begin again", now - record.expires_at),
-            ));
-        }
-        if record.kind != kind {
-            return Err(Refusal::new(
-                Code::ChallengeKind,
-                "challenge was issued for the other evidence kind",
-            ));
-        }
-        if record.source != caller.address {
-            return Err(Refusal::new(
-                Code::ChallengeAddressMismatch,
-                format!(
-                    "challenge was begun from {} and finished from {}: the credential binds the \
-                     address that attested, so both steps must come from it",
-                    record.source, caller.address
-                ),
-            ));
-        }
-        match self.store.use_once(&record.id, record.expires_at) {
-            Ok(Consumed::First) => Ok(record),
-            Ok(Consumed::AlreadyUsed) => {
-                Err(Refusal::new(Code::ChallengeUsed, "challenge already used: begin again"))
-            }
-            Err(StoreError::Busy(reason)) => Err(Refusal::new(Code::Overloaded, reason)),
-            Err(e) => Err(internal("consuming the challenge", e)),
+    /// An administrator's standing word on `hardware`: blocked hardware is refused here, the
+    /// one place the rule lives; otherwise whether it is enrolled.
+    pub(crate) fn enrolled(&self, hardware: &HardwareId) -> Result<bool, Refusal> {
+        match self.store.identity_status(hardware).map_err(|e| internal("reading enrollment", e))? {
+            Some(IdentityStatus::Blocked) => Err(Refusal::new(
+                Code::VmBlocked,
+                format!("{} is blocked by an administrator", describe(hardware)),
+            )),
+            Some(IdentityStatus::Enrolled) => Ok(true),
+            None => Ok(false),
         }
     }
 
@@ -207,84 +172,11 @@ impl Broker {
     }
 }
 
-impl Broker {
-    /// An audit event for a decision about `caller`, with the policy digest in force.
-    pub(crate) fn event(
-        &self,
-        action: Action,
-        outcome: Outcome,
-        code: &str,
-        reason: impl Into<String>,
-        caller: Option<&Caller>,
-    ) -> AuditEvent {
-        let mut event = AuditEvent::new(self.now(), action, outcome, code, reason);
-        event.policy_digest = Some(self.policy().digest().to_owned());
-        if let Some(caller) = caller {
-            event.peer = Some(caller.address.to_string());
-            event.evidence_digest = Some(hex::encode(caller.body_digest));
-        }
-        event
-    }
-
-    /// Writes the summary of the refusals counted since the last one (see [`RefusalTally`]).
-    pub(crate) fn summarize_refusals(&self) {
-        let now = self.now();
-        let since = self.tally_since.swap(now, std::sync::atomic::Ordering::Relaxed);
-        if let Some(mut event) = self.tally.summary(now, since) {
-            event.policy_digest = Some(self.policy().digest().to_owned());
-            if let Err(e) = self.store.audit(event) {
-                tracing::error!("audit summary of refusals lost: {e}");
-            }
-        }
-    }
-
-    /// Counts a refusal of a request that proved no identity (nothing is stored now).
-    pub(crate) fn tally_refusal(&self, action: Action, refusal: &Refusal, source: Option<IpAddr>) {
-        self.metrics.refused(action, refusal.code);
-        if refusal.code != Code::RateLimited {
-            self.tally.count(source, action, refusal.code);
-        }
-    }
-
-    /// Runs one decision about `caller` and audits it when it is a refusal. `decide` names
-    /// the hardware identity in its argument as soon as the request has proved it (an EK
-    /// certificate or enrollment, a challenge begun by one, a verified report); a refusal
-    /// before that is only counted ([`Broker::tally_refusal`]), so anonymous floods cannot
-    /// fill the audit log.
-    pub(crate) fn audited<T>(
-        &self,
-        action: Action,
-        caller: &Caller,
-        decide: impl FnOnce(&mut Option<String>) -> Result<T, Refusal>,
-    ) -> Result<T, Refusal> {
-        let mut hardware_id = None;
-        let result = decide(&mut hardware_id);
-        match (&result, hardware_id.as_deref()) {
-            // Rate-limited and anonymous refusals: counted, not recorded one by one.
-            (Err(refusal), _) if refusal.code == Code::RateLimited => {
-                self.tally_refusal(action, refusal, Some(caller.address));
-            }
-            (Err(refusal), None) => self.tally_refusal(action, refusal, Some(caller.address)),
-            (Err(refusal), Some(id)) => self.audit_refusal(action, refusal, Some(caller), Some(id)),
-            (Ok(_), _) => {}
-        }
-        result
-    }
-
-    /// Records a refusal; a store failure here is logged, not turned into another error.
-    pub(crate) fn audit_refusal(
-        &self,
-        action: Action,
-        refusal: &Refusal,
-        caller: Option<&Caller>,
-        hardware_id: Option<&str>,
-    ) {
-        let mut event = self.event(action, Outcome::Refused, refusal.code.as_str(), &refusal.reason, caller);
-        event.hardware_id = hardware_id.map(str::to_owned);
-        self.metrics.refused(action, refusal.code);
-        if let Err(e) = self.store.audit(event) {
-            tracing::error!("audit record of a refusal lost: {e}");
-        }
+/// `EK <hex>` or `chip <hex>`, for reasons.
+fn describe(hardware: &HardwareId) -> String {
+    match hardware {
+        HardwareId::Ek(id) => format!("EK {id}"),
+        HardwareId::Chip(id) => format!("chip {id}"),
     }
 }
 

@@ -4,16 +4,16 @@
 use std::net::IpAddr;
 
 use mooring_attestation::protocol::{snp_report_data, IssuedCredentials, SnpChallenge, SnpFinishRequest};
+use mooring_attestation::snp::appraisal::{SnpAppraisal, SnpAppraisalError};
 use mooring_attestation::snp::{RootOrigin, SnpCertSource, SnpVerifier, VerifiedReport};
 use mooring_attestation::x509::spki_public_key;
 
 use sha2::{Digest, Sha256};
 
-use super::{internal, Broker, Caller};
+use super::{Broker, Caller};
 use crate::audit::Action;
 use crate::config::SnpConfig;
 use crate::issuer::Subject;
-use crate::policy::SnpFacts;
 use crate::records::{ChallengeRecord, EvidenceKind};
 use crate::refusal::{Code, Refusal};
 use mooring_attestation::protocol::HardwareId;
@@ -60,7 +60,6 @@ pub(super) fn verifier(config: &SnpConfig) -> anyhow::Result<SnpVerifier> {
     builder.build().map_err(|e| anyhow::anyhow!("snp: {e}"))
 }
 
-/// What the policy looks at, from a verified report.
 /// What identifies one SEV-SNP guest: its chip and its REPORT_ID (AMD SEV-SNP ABI, Table
 /// 23), which the firmware draws at launch and signs into every report of that guest. A
 /// second guest on the same chip has another REPORT_ID, which neither it nor the host can
@@ -72,17 +71,19 @@ fn guest_id(report: &VerifiedReport) -> String {
     ))
 }
 
-fn facts(report: &VerifiedReport) -> SnpFacts {
-    let claims = report.claims();
-    let id_len = report.product().hw_id_len();
-    let chip_id = report.chip_id();
-    SnpFacts {
-        chip_id: hex::encode(chip_id.get(..id_len).unwrap_or(chip_id)),
-        measurement: report.measurement().to_vec(),
-        debug_allowed: report.policy().debug_allowed(),
-        vmpl: claims.vmpl(),
-        reported_tcb: claims.reported_tcb().parts(),
+/// The credential key K and the sealing key of a `finish`.
+fn credential_key(request: &SnpFinishRequest) -> Result<CredentialKey, Refusal> {
+    let key = spki_public_key(&request.key_spki)
+        .map_err(|e| Refusal::new(Code::KeyInvalid, format!("credential key: {e}")))?;
+    let credential_key =
+        CredentialKey::from_public_key(&key).map_err(|e| Refusal::new(Code::KeyInvalid, e))?;
+    if request.sealing_key.len() != SEALING_KEY_LEN {
+        return Err(Refusal::new(
+            Code::KeyInvalid,
+            format!("sealing key is {} bytes; a raw X25519 public key is 32", request.sealing_key.len()),
+        ));
     }
+    Ok(credential_key)
 }
 
 impl Broker {
@@ -102,78 +103,62 @@ impl Broker {
         Ok(SnpChallenge { challenge_id: self.open_challenge(&record)?, nonce: nonce.to_vec(), expires_at })
     }
 
-    /// `POST /v1/snp/finish`.
+    /// `POST /v1/snp/finish`: a report that verifies names its chip; then its binding to
+    /// the challenge and keys, and policy, decide.
     pub(crate) fn snp_finish(
         &self,
         request: &SnpFinishRequest,
         caller: &Caller,
     ) -> Result<IssuedCredentials, Refusal> {
-        self.audited(Action::Attest, caller, |hardware_id| {
-            self.snp_finish_inner(request, caller, hardware_id)
+        let (record, credential_key, report) = self.anonymous(Action::Attest, caller, || {
+            let record = self.consume(&request.challenge_id, EvidenceKind::Snp, caller)?;
+            let credential_key = credential_key(request)?;
+            let source = match &request.certificate_table {
+                Some(table) => SnpCertSource::CertTable(table),
+                None => SnpCertSource::Provisioned,
+            };
+            let report = self
+                .snp
+                .verify(&request.report, source, self.now())
+                .map_err(|e| Refusal::new(Code::SnpReportInvalid, format!("SEV-SNP report: {e}")))?;
+            Ok((record, credential_key, report))
+        })?;
+        let chip_id = hex::encode(report.chip_id().get(..report.product().hw_id_len()).unwrap_or_default());
+        self.about(Action::Attest, caller, &chip_id, || {
+            let expected = snp_report_data(&record.nonce, &request.key_spki, &request.sealing_key);
+            let appraisal = SnpAppraisal::new(report, &expected).map_err(|e| {
+                let code = match e {
+                    SnpAppraisalError::ReportData => Code::ReportDataMismatch,
+                    _ => Code::SnpReportInvalid,
+                };
+                Refusal::new(code, e.to_string())
+            })?;
+            self.snp_decide(request, caller, &appraisal, credential_key)
         })
     }
 
-    fn snp_finish_inner(
+    fn snp_decide(
         &self,
         request: &SnpFinishRequest,
         caller: &Caller,
-        hardware_id_out: &mut Option<String>,
+        appraisal: &SnpAppraisal,
+        credential_key: CredentialKey,
     ) -> Result<IssuedCredentials, Refusal> {
-        let record = self.consume(&request.challenge_id, EvidenceKind::Snp, caller)?;
-        let key = spki_public_key(&request.key_spki)
-            .map_err(|e| Refusal::new(Code::KeyInvalid, format!("credential key: {e}")))?;
-        let credential_key =
-            CredentialKey::from_public_key(&key).map_err(|e| Refusal::new(Code::KeyInvalid, e))?;
-        if request.sealing_key.len() != SEALING_KEY_LEN {
-            return Err(Refusal::new(
-                Code::KeyInvalid,
-                format!("sealing key is {} bytes; a raw X25519 public key is 32", request.sealing_key.len()),
-            ));
-        }
-
-        let source = match &request.certificate_table {
-            Some(table) => SnpCertSource::CertTable(table),
-            None => SnpCertSource::Provisioned,
-        };
-        let report = self
-            .snp
-            .verify(&request.report, source, self.now())
-            .map_err(|e| Refusal::new(Code::SnpReportInvalid, format!("SEV-SNP report: {e}")))?;
-        let facts = facts(&report);
-        *hardware_id_out = Some(facts.chip_id.clone());
-        // A masked CHIP_ID (MASK_CHIP_ID, or a VLEK-signed report without one) is all zeros:
-        // every such VM would share one hardware identity, one SPIFFE ID and one block list
-        // entry. Refuse rather than conflate them.
-        if report.chip_id().iter().all(|&b| b == 0) {
-            return Err(Refusal::new(
-                Code::SnpReportInvalid,
-                "CHIP_ID is zero (masked): the broker identifies SEV-SNP VMs by CHIP_ID; \
-                 do not set MASK_CHIP_ID in the host's SNP configuration",
-            ));
-        }
-
-        let expected = snp_report_data(&record.nonce, &request.key_spki, &request.sealing_key);
-        if aws_lc_rs::constant_time::verify_slices_are_equal(report.report_data(), &expected).is_err() {
-            return Err(Refusal::new(
-                Code::ReportDataMismatch,
-                "REPORT_DATA is not SHA-512(nonce || SHA-256(K) || SHA-256(sealing key)) for this \
-                 challenge: stale report, or keys other than the ones sent",
-            ));
-        }
-
-        let hardware = HardwareId::Chip(facts.chip_id.clone());
-        let status = self.store.identity_status(&hardware).map_err(|e| internal("reading enrollment", e))?;
+        let chip_id = hex::encode(appraisal.chip_id());
+        let hardware = HardwareId::Chip(chip_id.clone());
+        let enrolled = self.enrolled(&hardware)?;
         let policy = self.policy();
-        let class = policy.match_snp(&facts, status)?;
-        class.check_snp(&facts)?;
+        let class = policy.match_snp(appraisal, enrolled)?;
+        class.check_snp(appraisal)?;
         class.check_address(caller.address)?;
 
-        let spiffe_id = class.spiffe_id(self.issuer.trust_domain(), &guest_id(&report));
+        let report = appraisal.report();
+        let spiffe_id = class.spiffe_id(self.issuer.trust_domain(), &guest_id(report));
         let secrets = self.seal_hpke_secrets(class, &request.sealing_key, &spiffe_id)?;
         let subject = Subject {
             spiffe_id,
             class: class.name().to_owned(),
-            hardware_id: facts.chip_id,
+            hardware_id: chip_id,
             key: credential_key,
             bound_address: caller.address,
             ttl_seconds: class.ttl_seconds(),

@@ -3,9 +3,10 @@
 //! then issues.
 
 use mooring_attestation::protocol::{
-    tpm_qualifying_data, HardwareId, IdentityStatus, IssuedCredentials, Revocation, RevocationCode,
-    RevocationTarget, TpmBeginRequest, TpmChallenge, TpmFinishRequest,
+    tpm_qualifying_data, HardwareId, IdentityStatus, IssuedCredentials, TpmBeginRequest, TpmChallenge,
+    TpmFinishRequest,
 };
+use mooring_attestation::svid::CredentialKey;
 use mooring_attestation::tpm::appraisal::TpmAppraisal;
 use mooring_attestation::tpm::attest::{Ak, Signature, AK_ATTRIBUTES};
 use mooring_attestation::tpm::certify::{verify_certify, NON_EXPORTABLE_SIGNING_KEY};
@@ -17,16 +18,21 @@ use mooring_attestation::tpm::quote::{verify_quote, QuoteError, QuoteExpectation
 use sha2::{Digest, Sha256};
 
 use super::{internal, Broker, Caller};
-use crate::audit::{Action, Outcome};
+use crate::audit::Action;
 use crate::issuer::Subject;
-use crate::policy::TpmIdentity;
-use crate::records::{BootCounters, ChallengeRecord, CredentialRecord, EvidenceKind, TpmChallengeState};
+use crate::policy::TpmApplicant;
+use crate::records::{BootCounters, ChallengeRecord, EvidenceKind, TpmChallengeState};
 use crate::refusal::{Code, Refusal};
-use mooring_attestation::svid::CredentialKey;
 
 /// Hardware identity of an EK: SHA-256 of its SubjectPublicKeyInfo, hex.
 pub(crate) fn ek_hardware_id(ek: &Public) -> String {
     hex::encode(Sha256::digest(ek.key().to_spki_der()))
+}
+
+/// An EK vouched for by its certificate (`ek_issuer`) or by enrollment.
+struct VouchedEk {
+    hardware_id: String,
+    ek_issuer: Option<String>,
 }
 
 struct Keys {
@@ -63,21 +69,20 @@ fn parse_keys(ek: &[u8], ak: &[u8], key: &[u8]) -> Result<Keys, Refusal> {
 }
 
 impl Broker {
-    /// `POST /v1/tpm/begin`.
+    /// `POST /v1/tpm/begin`: the EK must be vouched for (certificate or enrollment) before
+    /// anything about it is recorded; then its class, and a credential-activation challenge.
     pub(crate) fn tpm_begin(
         &self,
         request: &TpmBeginRequest,
         caller: &Caller,
     ) -> Result<TpmChallenge, Refusal> {
-        self.audited(Action::Begin, caller, |hardware_id| self.tpm_begin_inner(request, caller, hardware_id))
+        let (keys, ek) = self.anonymous(Action::Begin, caller, || self.vouched_ek(request))?;
+        self.about(Action::Begin, caller, &ek.hardware_id, || self.tpm_challenge(request, caller, &keys, &ek))
     }
 
-    fn tpm_begin_inner(
-        &self,
-        request: &TpmBeginRequest,
-        caller: &Caller,
-        hardware_id_out: &mut Option<String>,
-    ) -> Result<TpmChallenge, Refusal> {
+    /// The keys of a `begin`, and its EK vouched for by a certificate chaining to the
+    /// configured roots, or by enrollment.
+    fn vouched_ek(&self, request: &TpmBeginRequest) -> Result<(Keys, VouchedEk), Refusal> {
         let keys = parse_keys(&request.ek_public, &request.ak_public, &request.key_public)?;
         let hardware_id = ek_hardware_id(&keys.ek);
         let status = self
@@ -101,14 +106,24 @@ impl Broker {
                 ))
             }
         };
-        // The EK is vouched for (certificate or enrollment): refusals from here on are about
-        // a known TPM and are recorded one by one.
-        *hardware_id_out = Some(hardware_id.clone());
+        Ok((keys, VouchedEk { hardware_id, ek_issuer }))
+    }
+
+    /// The class of a vouched-for EK, and its challenge.
+    fn tpm_challenge(
+        &self,
+        request: &TpmBeginRequest,
+        caller: &Caller,
+        keys: &Keys,
+        ek: &VouchedEk,
+    ) -> Result<TpmChallenge, Refusal> {
+        let VouchedEk { hardware_id, ek_issuer } = ek;
+        let enrolled = self.enrolled(&HardwareId::Ek(hardware_id.clone()))?;
         let policy = self.policy();
-        let class = policy.match_tpm(TpmIdentity {
+        let class = policy.match_tpm(TpmApplicant {
             ek_issuer: ek_issuer.as_deref(),
             hardware_id: &hardware_id,
-            status,
+            enrolled,
         })?;
         class.check_address(caller.address)?;
         let rules = class.tpm().ok_or_else(|| internal("policy", "TPM class without TPM rules"))?;
@@ -131,9 +146,9 @@ impl Broker {
                 ek_public: request.ek_public.clone(),
                 ak_public: request.ak_public.clone(),
                 key_public: request.key_public.clone(),
-                hardware_id,
+                hardware_id: hardware_id.clone(),
                 class: class.name().to_owned(),
-                ek_issuer,
+                ek_issuer: ek_issuer.clone(),
             }),
         };
         Ok(TpmChallenge {
@@ -146,28 +161,31 @@ impl Broker {
         })
     }
 
-    /// `POST /v1/tpm/finish`.
+    /// `POST /v1/tpm/finish`: a challenge begun by a vouched-for EK names the TPM; then
+    /// activation, quote, certification, appraisal and policy decide.
     pub(crate) fn tpm_finish(
         &self,
         request: &TpmFinishRequest,
         caller: &Caller,
     ) -> Result<IssuedCredentials, Refusal> {
-        self.audited(Action::Attest, caller, |hardware_id| {
-            self.tpm_finish_inner(request, caller, hardware_id)
+        let (record, state) = self.anonymous(Action::Attest, caller, || {
+            let record = self.consume(&request.challenge_id, EvidenceKind::Tpm, caller)?;
+            let state =
+                record.tpm.clone().ok_or_else(|| internal("challenge", "TPM challenge without state"))?;
+            Ok((record, state))
+        })?;
+        self.about(Action::Attest, caller, &state.hardware_id, || {
+            self.tpm_decide(request, caller, &record, &state)
         })
     }
 
-    fn tpm_finish_inner(
+    fn tpm_decide(
         &self,
         request: &TpmFinishRequest,
         caller: &Caller,
-        hardware_id_out: &mut Option<String>,
+        record: &ChallengeRecord,
+        state: &TpmChallengeState,
     ) -> Result<IssuedCredentials, Refusal> {
-        let record = self.consume(&request.challenge_id, EvidenceKind::Tpm, caller)?;
-        let state =
-            record.tpm.as_ref().ok_or_else(|| internal("challenge", "TPM challenge without state"))?;
-        *hardware_id_out = Some(state.hardware_id.clone());
-
         let digest = Sha256::digest(&request.activated_secret);
         if aws_lc_rs::constant_time::verify_slices_are_equal(&digest, &state.secret_digest).is_err() {
             return Err(Refusal::new(
@@ -177,14 +195,7 @@ impl Broker {
         }
         let keys = parse_keys(&state.ek_public, &state.ak_public, &state.key_public)?;
         let hardware = HardwareId::Ek(state.hardware_id.clone());
-        if self.store.identity_status(&hardware).map_err(|e| internal("reading enrollment", e))?
-            == Some(IdentityStatus::Blocked)
-        {
-            return Err(Refusal::new(
-                Code::VmBlocked,
-                format!("EK {} is blocked by an administrator", state.hardware_id),
-            ));
-        }
+        self.enrolled(&hardware)?;
         let policy = self.policy();
         let class = policy.class(&state.class).ok_or_else(|| {
             Refusal::new(
@@ -244,150 +255,6 @@ impl Broker {
         let boot = BootCounters { reset_count: clock.reset_count, restart_count: clock.restart_count };
         self.judge_boot(&hardware, &subject.spiffe_id, boot, clock.clock, caller)?;
         self.issue(subject, hardware, caller, &evidence, secrets, Some((boot, clock.clock)))
-    }
-
-    /// Judges the boot a TPM attests from against the one it last attested from. A newer
-    /// boot voids the credentials of the earlier one (`superseded_by_reboot`). Clock
-    /// information that does not move forward (an earlier boot than one already seen, or
-    /// the same boot with a clock earlier by more than a challenge's lifetime) means two
-    /// machines run one TPM state, a cloned
-    /// vTPM: `clone_suspected`, the hardware identity blocked (`tpm.block_clones`) and
-    /// every live credential of it revoked.
-    fn judge_boot(
-        &self,
-        hardware: &HardwareId,
-        spiffe_id: &str,
-        boot: BootCounters,
-        clock: u64,
-        caller: &Caller,
-    ) -> Result<(), Refusal> {
-        let key = crate::store::vm_key(hardware, spiffe_id);
-        let Some(previous) = self.store.vm(&key).map_err(|e| internal("reading the VM", e))? else {
-            return Ok(());
-        };
-        let Some(earlier) = previous.boot else { return Ok(()) };
-        let counters = |b: BootCounters| format!("resets {}, restarts {}", b.reset_count, b.restart_count);
-        let clone = if boot < earlier {
-            Some(format!(
-                "the TPM attests from an earlier boot ({}) than one seen before ({})",
-                counters(boot),
-                counters(earlier)
-            ))
-        } else if boot == earlier
-            // Two genuine quotes of one TPM may arrive in another order than they were made,
-            // but never further apart than a challenge lives.
-            && previous.tpm_clock.is_some_and(|seen| {
-                clock.saturating_add(u64::from(self.config.challenge.ttl_seconds) * 1000) < seen
-            })
-        {
-            Some(format!(
-                "the TPM's clock went back within one boot ({clock} ms after {} ms, {})",
-                previous.tpm_clock.unwrap_or_default(),
-                counters(boot)
-            ))
-        } else {
-            None
-        };
-        let (code, reason) = match (clone, boot > earlier) {
-            (Some(reason), _) => {
-                (RevocationCode::CloneSuspected, format!("{reason}: two machines share one TPM state"))
-            }
-            (None, true) => (
-                RevocationCode::SupersededByReboot,
-                format!("the VM attested from a newer boot ({} after {})", counters(boot), counters(earlier)),
-            ),
-            (None, false) => return Ok(()),
-        };
-        let now = self.now();
-        for live in previous.live.iter().filter(|l| l.expires_at > now) {
-            let revocation = Revocation {
-                target: RevocationTarget::Credential(live.serial.clone()),
-                revoked_at: now,
-                reason: reason.clone(),
-                code,
-            };
-            let mut event = self.event(
-                Action::Attest,
-                Outcome::Accepted,
-                code.code().as_str(),
-                reason.clone(),
-                Some(caller),
-            );
-            event.hardware_id = Some(hardware.hex().to_owned());
-            event.spiffe_id = Some(spiffe_id.to_owned());
-            event.serial = Some(live.serial.clone());
-            self.store.revoke(&revocation, event).map_err(|e| internal("revoking a credential", e))?;
-        }
-        if code != RevocationCode::CloneSuspected {
-            return Ok(());
-        }
-        if self.config.tpm.block_clones {
-            let mut event = self.event(
-                Action::Attest,
-                Outcome::Accepted,
-                "blocked",
-                format!("clone suspected: {reason}"),
-                Some(caller),
-            );
-            event.hardware_id = Some(hardware.hex().to_owned());
-            self.store
-                .set_identity_status(hardware, IdentityStatus::Blocked, event)
-                .map_err(|e| internal("blocking a cloned TPM", e))?;
-        }
-        Err(Refusal::new(Code::CloneSuspected, reason))
-    }
-
-    /// Issues credentials and records them with their audit record before answering.
-    /// `evidence` says in a few words what the VM proved itself with (for the audit log).
-    pub(crate) fn issue(
-        &self,
-        subject: Subject,
-        hardware: HardwareId,
-        caller: &Caller,
-        evidence: &str,
-        secrets: Vec<mooring_attestation::protocol::SealedSecret>,
-        boot: Option<(BootCounters, u64)>,
-    ) -> Result<IssuedCredentials, Refusal> {
-        let now = self.now();
-        let issued = self.issuer.issue(&subject, now).map_err(|e| internal("signing credentials", e))?;
-        let record = CredentialRecord {
-            serial: issued.serial.clone(),
-            hardware_id: hardware,
-            spiffe_id: subject.spiffe_id.clone(),
-            class: subject.class.clone(),
-            bound_address: subject.bound_address,
-            issued_at: issued.issued_at,
-            expires_at: issued.expires_at,
-            boot: boot.map(|(counters, _)| counters),
-            tpm_clock: boot.map(|(_, clock)| clock),
-        };
-        let mut event = self.event(
-            Action::Attest,
-            Outcome::Accepted,
-            "issued",
-            format!(
-                "class {} admitted on {evidence}; credentials bound to {}",
-                subject.class, subject.bound_address
-            ),
-            Some(caller),
-        );
-        event.hardware_id = Some(subject.hardware_id.clone());
-        event.spiffe_id = Some(subject.spiffe_id.clone());
-        event.serial = Some(issued.serial.clone());
-        self.store.issue(&record, event).map_err(|e| internal("recording the credential", e))?;
-        self.metrics.issued();
-        Ok(IssuedCredentials {
-            spiffe_id: subject.spiffe_id,
-            class: subject.class,
-            x509_svid: issued.x509_svid_pem,
-            x509_serial: issued.serial,
-            jwt_svid: issued.jwt_svid,
-            x509_bundle: self.issuer.x509_bundle_pem(now),
-            expires_at: issued.expires_at,
-            renew_after: issued.issued_at + (issued.expires_at - issued.issued_at) / 2,
-            bound_address: subject.bound_address,
-            secrets,
-        })
     }
 }
 

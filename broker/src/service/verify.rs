@@ -21,7 +21,7 @@ use crate::audit::{Action, Outcome};
 use crate::records::CredentialRecord;
 use crate::refusal::{Code, Refusal};
 use crate::store::{Consumed, StoreError};
-use mooring_attestation::protocol::{IdentityStatus, Revocation, RevocationTarget};
+use mooring_attestation::protocol::{Revocation, RevocationTarget};
 
 impl Broker {
     /// `POST /v1/credentials/verify`. Always an answer; refusals are audited.
@@ -106,11 +106,7 @@ impl Broker {
         {
             return Err(refusal(SvidError::revoked(&revocation)));
         }
-        if self.store.identity_status(&record.hardware_id).map_err(|e| internal("enrollment", e))?
-            == Some(IdentityStatus::Blocked)
-        {
-            return Err(Refusal::new(Code::VmBlocked, "the VM's hardware is blocked by an administrator"));
-        }
+        self.enrolled(&record.hardware_id)?;
         checked.check_binding(request.peer_address).map_err(refusal)?;
         let signed;
         let (proof, audience) = match (&request.proof, request.audience.as_deref()) {
@@ -152,7 +148,12 @@ impl Broker {
     /// ours and current, presented from its bound address, with a possession statement by
     /// K for [`RETIRE_AUDIENCE`] naming its serial; relying services then refuse it with
     /// `retired`.
+    /// A refusal is counted, not recorded: until it succeeds, the request proved nothing.
     pub(crate) fn retire(&self, request: &RetireRequest, caller: &Caller) -> Result<RetireResponse, Refusal> {
+        self.anonymous(Action::Retire, caller, || self.retire_checked(request, caller))
+    }
+
+    fn retire_checked(&self, request: &RetireRequest, caller: &Caller) -> Result<RetireResponse, Refusal> {
         let now = self.now();
         let checked = self.checked(&PresentedCredential::Jwt { token: request.jwt_svid.clone() }, now)?;
         let serial = checked.credential().serial().to_owned();

@@ -6,8 +6,8 @@
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
-use mooring_attestation::svid::{TrustBundle};
-use mooring_attestation::protocol::{RevocationList};
+use mooring_attestation::protocol::RevocationList;
+use mooring_attestation::svid::TrustBundle;
 
 use crate::broker::BrokerClient;
 use crate::config::{Mode, Refresh};

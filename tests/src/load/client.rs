@@ -94,8 +94,8 @@ impl Endpoint {
         let status = response.status().as_u16();
         let bytes = response.bytes().await.map_err(transport)?;
         if status != 200 {
-            let code =
-                serde_json::from_slice::<ErrorBody>(&bytes).map_or_else(|_| "unknown".to_owned(), |e| e.code.to_string());
+            let code = serde_json::from_slice::<ErrorBody>(&bytes)
+                .map_or_else(|_| "unknown".to_owned(), |e| e.code.to_string());
             return Err(Failure::Refused { route, status, code });
         }
         serde_json::from_slice(&bytes).map_err(|e| Failure::Decode { route, reason: e.to_string() })

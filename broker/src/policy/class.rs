@@ -1,0 +1,194 @@
+//! One class of VMs: how VMs match it, what they must show, what they receive.
+
+use std::net::IpAddr;
+use std::path::Path;
+
+use ipnet::IpNet;
+use mooring_attestation::snp::appraisal::SnpAppraisal;
+
+use super::file::{ClassFile, Evidence};
+use super::snp::SnpRules;
+use super::tpm::TpmRules;
+use super::{short, CompileError, Secret, MAX_SECRET_BYTES};
+use crate::records::EvidenceKind;
+use crate::refusal::{Code, Refusal};
+
+/// One class of VMs.
+#[derive(Debug)]
+pub(crate) struct Class {
+    pub(super) name: String,
+    pub(super) evidence: EvidenceKind,
+    spiffe_id: String,
+    ttl_seconds: u32,
+    audiences: Vec<String>,
+    networks: Vec<IpNet>,
+    ek_issuers: Vec<String>,
+    hardware_ids: Vec<String>,
+    enrolled_only: bool,
+    tpm: Option<TpmRules>,
+    pub(super) snp: Option<SnpRules>,
+    secrets: Vec<Secret>,
+}
+
+impl Class {
+    pub(super) fn compile(class: ClassFile, base: &Path) -> Result<Self, CompileError> {
+        if class.name.is_empty()
+            || !class.name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b))
+        {
+            return Err("name: letters, digits, '-' and '_' only".into());
+        }
+        check_template(&class.spiffe_id).map_err(CompileError::from)?;
+        if class.ttl_seconds < 60 || class.ttl_seconds > 7 * 24 * 3600 {
+            return Err(format!("ttl_seconds {} outside 60..=604800", class.ttl_seconds).into());
+        }
+        if class.networks.is_empty() {
+            return Err("networks is empty: list the CIDRs VMs of this class attest from".into());
+        }
+        let hardware_ids = class.matching.hardware_ids.iter().map(|h| hex::encode(&h.0)).collect::<Vec<_>>();
+        let (tpm, snp, evidence) = match class.evidence {
+            Evidence::Tpm => {
+                if class.snp.is_some() {
+                    return Err("evidence = \"tpm\" but a [class.snp] table is present".into());
+                }
+                if class.matching.ek_issuers.is_empty() && hardware_ids.is_empty() && !class.matching.enrolled
+                {
+                    return Err("[class.match] needs ek_issuers, hardware_ids or enrolled = true: a TPM \
+                                class must say which EKs it admits"
+                        .into());
+                }
+                let rules = class.tpm.ok_or("evidence = \"tpm\" needs a [class.tpm] table")?;
+                (Some(TpmRules::compile(rules)?), None, EvidenceKind::Tpm)
+            }
+            Evidence::Snp => {
+                if class.tpm.is_some() {
+                    return Err("evidence = \"snp\" but a [class.tpm] table is present".into());
+                }
+                if !class.matching.ek_issuers.is_empty() {
+                    return Err("ek_issuers does not apply to SEV-SNP".into());
+                }
+                let rules = class.snp.ok_or("evidence = \"snp\" needs a [class.snp] table")?;
+                (None, Some(SnpRules::compile(rules)?), EvidenceKind::Snp)
+            }
+        };
+        let mut secrets: Vec<Secret> = Vec::new();
+        for secret in class.secrets {
+            if secrets.iter().any(|s| s.name == secret.name) || secret.name.is_empty() {
+                return Err(format!("secret name {:?} is empty or repeated", secret.name).into());
+            }
+            let path = if secret.file.is_relative() { base.join(&secret.file) } else { secret.file.clone() };
+            let value = std::fs::read(&path).map_err(|e| {
+                CompileError::from(format!("secret {:?}: cannot read {}: {e}", secret.name, path.display()))
+            })?;
+            if value.is_empty() || value.len() > MAX_SECRET_BYTES {
+                return Err(format!(
+                    "secret {:?} is {} bytes; releasable secrets hold 1..={MAX_SECRET_BYTES} bytes \
+                     (seal a key, not a document)",
+                    secret.name,
+                    value.len()
+                )
+                .into());
+            }
+            secrets.push(Secret { name: secret.name, value });
+        }
+        Ok(Self {
+            name: class.name,
+            evidence,
+            spiffe_id: class.spiffe_id,
+            ttl_seconds: class.ttl_seconds,
+            audiences: class.audiences,
+            networks: class.networks,
+            ek_issuers: class.matching.ek_issuers,
+            hardware_ids,
+            enrolled_only: class.matching.enrolled,
+            tpm,
+            snp,
+            secrets,
+        })
+    }
+
+    pub(super) fn matches_identity(
+        &self,
+        hardware_id: &str,
+        ek_issuer: Option<&str>,
+        enrolled: bool,
+    ) -> bool {
+        let issuer_ok =
+            self.ek_issuers.is_empty() || ek_issuer.is_some_and(|i| self.ek_issuers.iter().any(|e| e == i));
+        let id_ok = self.hardware_ids.is_empty() || self.hardware_ids.iter().any(|h| h == hardware_id);
+        let enrolled_ok = !self.enrolled_only || enrolled;
+        issuer_ok && id_ok && enrolled_ok
+    }
+
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub(crate) fn ttl_seconds(&self) -> u32 {
+        self.ttl_seconds
+    }
+
+    pub(crate) fn audiences(&self) -> &[String] {
+        &self.audiences
+    }
+
+    pub(crate) fn secrets(&self) -> &[Secret] {
+        &self.secrets
+    }
+
+    pub(crate) fn tpm(&self) -> Option<&TpmRules> {
+        self.tpm.as_ref()
+    }
+
+    /// The SPIFFE ID for a VM of this class.
+    pub(crate) fn spiffe_id(&self, trust_domain: &str, hardware_id: &str) -> String {
+        self.spiffe_id
+            .replace("{trust_domain}", trust_domain)
+            .replace("{class}", &self.name)
+            .replace("{hardware_id}", short(hardware_id))
+    }
+
+    /// The address must lie in one of the class's networks.
+    pub(crate) fn check_address(&self, address: IpAddr) -> Result<(), Refusal> {
+        if self.networks.iter().any(|n| n.contains(&address)) {
+            return Ok(());
+        }
+        let networks: Vec<String> = self.networks.iter().map(ToString::to_string).collect();
+        Err(Refusal::new(
+            Code::AddressNotAllowed,
+            format!("address {address} is outside class {:?} networks [{}]", self.name, networks.join(", ")),
+        ))
+    }
+
+    /// SEV-SNP requirements beyond the measurement that matched.
+    pub(crate) fn check_snp(&self, appraisal: &SnpAppraisal) -> Result<(), Refusal> {
+        let Some(rules) = &self.snp else {
+            return Err(Refusal::new(
+                Code::NoMatchingClass,
+                format!("class {:?} is not an SEV-SNP class", self.name),
+            ));
+        };
+        rules.check(appraisal)
+    }
+}
+
+fn check_template(template: &str) -> Result<(), String> {
+    if !template.starts_with("spiffe://{trust_domain}/") {
+        return Err(format!("spiffe_id {template:?} must start with \"spiffe://{{trust_domain}}/\""));
+    }
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        let after = rest.get(open + 1..).unwrap_or("");
+        let close = after.find('}').ok_or_else(|| format!("spiffe_id {template:?}: unclosed '{{'"))?;
+        let name = after.get(..close).unwrap_or("");
+        if !matches!(name, "trust_domain" | "class" | "hardware_id") {
+            return Err(format!(
+                "spiffe_id: unknown placeholder {{{name}}} (trust_domain, class, hardware_id)"
+            ));
+        }
+        rest = after.get(close + 1..).unwrap_or("");
+    }
+    if !template.contains("{hardware_id}") {
+        return Err("spiffe_id must contain {hardware_id}: every VM needs its own identity".into());
+    }
+    Ok(())
+}

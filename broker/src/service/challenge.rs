@@ -1,0 +1,61 @@
+//! Challenges: sealed into their id at `begin` (nothing is stored), used up once at
+//! `finish`, by the address that began them.
+
+use super::{internal, Broker, Caller};
+use crate::records::{ChallengeRecord, EvidenceKind};
+use crate::refusal::{Code, Refusal};
+use crate::store::{Consumed, StoreError};
+
+impl Broker {
+    /// The id of a new challenge: `record` sealed into it (nothing is stored).
+    pub(crate) fn open_challenge(&self, record: &ChallengeRecord) -> Result<String, Refusal> {
+        self.challenges.seal(record)
+    }
+
+    /// Takes a challenge for `finish`: one that does not open, has expired, is of the other
+    /// kind or was begun from another address is refused; an accepted one is used up.
+    pub(crate) fn consume(
+        &self,
+        id: &str,
+        kind: EvidenceKind,
+        caller: &Caller,
+    ) -> Result<ChallengeRecord, Refusal> {
+        let record = self.challenges.open(id).ok_or_else(|| {
+            Refusal::new(
+                Code::ChallengeUnknown,
+                "no such challenge: never issued, altered, or issued before the broker restarted; begin again",
+            )
+        })?;
+        let now = self.now();
+        if record.expires_at < now {
+            return Err(Refusal::new(
+                Code::ChallengeExpired,
+                format!("challenge expired {} s ago: begin again", now - record.expires_at),
+            ));
+        }
+        if record.kind != kind {
+            return Err(Refusal::new(
+                Code::ChallengeKind,
+                "challenge was issued for the other evidence kind",
+            ));
+        }
+        if record.source != caller.address {
+            return Err(Refusal::new(
+                Code::ChallengeAddressMismatch,
+                format!(
+                    "challenge was begun from {} and finished from {}: the credential binds the \
+                     address that attested, so both steps must come from it",
+                    record.source, caller.address
+                ),
+            ));
+        }
+        match self.store.use_once(&record.id, record.expires_at) {
+            Ok(Consumed::First) => Ok(record),
+            Ok(Consumed::AlreadyUsed) => {
+                Err(Refusal::new(Code::ChallengeUsed, "challenge already used: begin again"))
+            }
+            Err(StoreError::Busy(reason)) => Err(Refusal::new(Code::Overloaded, reason)),
+            Err(e) => Err(internal("consuming the challenge", e)),
+        }
+    }
+}
