@@ -4,7 +4,8 @@
 # as they are or wrapped the way the target reads them (a mode byte, a JSON body). The
 # vectors are not in the repository (DESIGN §8), so neither are these seeds nor what the
 # fuzzer grows from them; only the credential targets, seeded with synthetic inputs, keep
-# a corpus in fuzz/corpus/.
+# a corpus in fuzz/seeds/<target>/. The policy target starts from the repository's
+# example policies.
 #
 #   fuzz/seeds.sh TARGET DIR
 set -euo pipefail
@@ -110,9 +111,16 @@ case $target in
     printf '\x08{"code":"pcr_value_not_allowed","reason":"PCR sha256:7"}' | seed error
     printf '\x09{"trust_domain":"test.mooring","x509_authorities":"%s","jwt_authorities":{"keys":[{"kty":"EC","crv":"P-256","x":"%s","y":"%s","kid":"gen1","use":"jwt-svid"}]},"refresh_hint":300}' \
       "$leaf" "$(head -c 32 /dev/zero | base64 -w0 | tr '+/' '-_' | tr -d '=')" "$(head -c 32 /dev/zero | base64 -w0 | tr '+/' '-_' | tr -d '=')" | seed bundle
+    printf '\x0b{"jwt_svid":"eyJhbGciOiJFUzI1NiIsImtpZCI6ImdlbjEifQ.e30.AAAA","statement":"%s","signature":"MEUCIQ=="}' "$statement" | seed retire
+    printf '\x0c{"serial":"0a1b"}' | seed retire-response
+    printf '\x0d{"identity":{"kind":"ek","id":"%s"},"status":"enrolled"}' "$(printf 'ab%.0s' {1..32})" | seed identity-enroll
+    printf '\x0d{"identity":{"kind":"chip","id":"00ff"},"status":"blocked"}' | seed identity-block
+    printf '\x0e{"target":{"kind":"vm","id":"spiffe://test.mooring/vm/web/ab"},"reason":"stolen"}' | seed revoke-vm
+    printf '\x0f{"valid":false,"reason":"record 7 does not chain"}' | seed audit-verify
     printf '\x0a{"generated_at":5,"revocations":[{"target":{"kind":"credential","id":"0a1b"},"revoked_at":1,"reason":"r"},{"target":{"kind":"vm","id":"spiffe://test.mooring/vm/web/ab"},"revoked_at":1,"reason":"r"}]}' | seed revocations
     ;;
-  jwt_svid | possession) ;; # synthetic seeds: fuzz/corpus/<target>
+  policy_file) copy "$root"/policies/*.toml ;;
+  jwt_svid | possession) ;; # synthetic seeds: fuzz/seeds/<target>
   *)
     echo "fuzz/seeds.sh: unknown target $target" >&2
     exit 1

@@ -17,7 +17,7 @@ seconds=${FUZZ_SECONDS:-20}
 
 # Largest input per target: a little above the largest real vector of its kind.
 declare -A max_len=(
-  [api_json]=65536 [jwt_svid]=16384 [possession]=8192
+  [api_json]=65536 [jwt_svid]=16384 [possession]=8192 [policy_file]=65536
   [eventlog]=1048576 [x509_bundle]=524288 [pcr_file]=16384 [snp_cert_table]=16384
   [tpm_public]=4096 [tpm_attest]=4096 [tpm_signature]=4096 [snp_report]=4096 [azure_hcl]=8192
 )

@@ -1,4 +1,4 @@
-//! The JSON bodies of every broker route whose type lives in `protocol`, both directions
+//! The JSON bodies of every broker route (all their types live in `protocol`), both directions
 //! (requests the broker parses, answers the client and relying services parse), then what
 //! their readers do with the fields in the library: TPM structures, PCR maps, SEV-SNP
 //! report and certificate table, keys, certificates, credentials, bundles.
@@ -11,12 +11,13 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use libfuzzer_sys::fuzz_target;
 use mooring_attestation::protocol::{
-    ErrorBody, IssuedCredentials, Possession, PresentedCredential, Sealed, SnpChallenge, SnpFinishRequest,
-    TpmBeginRequest, TpmChallenge, TpmFinishRequest, VerifyRequest, VerifyResponse,
+    AuditVerification, BundleDocument, ErrorBody, IdentityChange, IssuedCredentials, JwkSet, Possession,
+    PresentedCredential, RetireRequest, RetireResponse, RevocationList, RevocationRequest, Sealed, SnpChallenge,
+    SnpFinishRequest, TpmBeginRequest, TpmChallenge, TpmFinishRequest, VerifyRequest, VerifyResponse,
+    RETIRE_AUDIENCE,
 };
 use mooring_attestation::snp::{CertTable, Report};
 use mooring_attestation::svid::{CheckedCredential, PossessionProof, Presented, TrustBundle};
-use mooring_attestation::protocol::{BundleDocument, JwkSet, RevocationList};
 use mooring_attestation::tpm::attest::{Attest, Signature};
 use mooring_attestation::tpm::ekcert::verify_ek_certificate;
 use mooring_attestation::tpm::eventlog::EventLog;
@@ -117,7 +118,7 @@ fn issued(credentials: &IssuedCredentials) {
 
 fuzz_target!(|data: &[u8]| {
     let Some((&selector, body)) = data.split_first() else { return };
-    match selector % 11 {
+    match selector % 16 {
         // Requests the broker reads (`POST /v1/snp/begin` takes an empty object, no type).
         0 => parse::<TpmBeginRequest>(body).iter().for_each(tpm_begin),
         1 => parse::<TpmFinishRequest>(body).iter().for_each(tpm_finish),
@@ -134,10 +135,21 @@ fuzz_target!(|data: &[u8]| {
                 let _ = TrustBundle::from_document(&document);
             }
         }
-        _ => {
+        10 => {
             if let Ok(list) = serde_json::from_slice::<RevocationList>(body) {
                 let _ = list.find("0a1b", "spiffe://test.mooring/vm/web/ab");
             }
         }
+        // `POST /v1/credentials/retire` and its answer.
+        11 => parse::<RetireRequest>(body).iter().for_each(|r| {
+            let _ = CheckedCredential::check(Presented::Jwt(&r.jwt_svid), bundle(), NOW);
+            let proof = PossessionProof::new(r.statement.clone(), r.signature.clone());
+            let _ = proof.check_statement(RETIRE_AUDIENCE, "0a", NOW);
+        }),
+        12 => drop(parse::<RetireResponse>(body)),
+        // The administrators' bodies.
+        13 => drop(parse::<IdentityChange>(body)),
+        14 => drop(parse::<RevocationRequest>(body)),
+        _ => drop(parse::<AuditVerification>(body)),
     }
 });

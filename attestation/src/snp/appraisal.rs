@@ -66,7 +66,6 @@ mod tests {
     use crate::snp::sim::{ReportFields, TestSigner};
     use crate::snp::{SnpCertSource, SnpVerifier};
 
-
     fn verified(signer: &TestSigner, fields: &ReportFields) -> VerifiedReport {
         let verifier = SnpVerifier::builder()
             .trust_test_root(signer.product(), signer.ark_der(), signer.ask_der(), Some(signer.asvk_der()))

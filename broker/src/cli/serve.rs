@@ -112,24 +112,7 @@ pub(crate) fn run(args: &ServeArgs) -> Result<String, Failure> {
             }
         });
         let app = http::router(Arc::clone(&broker));
-        http::tls::serve(listener, tls, app, shutdown())
-            .await
-            .map_err(|e| Failure::Usage(format!("{e:#}")))?;
+        mooring_serve::serve(listener, tls, app, http::LIMITS, mooring_serve::shutdown_signal()).await;
         Ok("mooring-broker stopped".to_owned())
     })
-}
-
-async fn shutdown() {
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = terminate => {}
-    }
 }

@@ -15,7 +15,9 @@ use axum::response::Response;
 use http_body_util::BodyExt as _;
 use tokio::sync::Semaphore;
 
-use super::{client_address, refuse, Connection};
+use mooring_serve::Peer;
+
+use super::{client_address, refuse};
 use crate::audit::Action;
 use crate::config::Config;
 use crate::refusal::{Code, Refusal};
@@ -156,10 +158,10 @@ pub(crate) async fn guard(
     request: Request,
     next: Next,
 ) -> Response {
-    let source = request.extensions().get::<Connection>().map(|c| {
+    let source = request.extensions().get::<Peer>().map(|c| {
         // A forwarded address that does not read is refused by the handlers that bind
         // it; the rate limit then counts against the proxy.
-        client_address(&broker, c.peer.ip(), request.headers()).unwrap_or(c.peer.ip())
+        client_address(&broker, c.address.ip(), request.headers()).unwrap_or(c.address.ip())
     });
     if let Some(source) = source {
         if !guard.admit(source, Instant::now()) {

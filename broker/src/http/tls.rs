@@ -1,36 +1,20 @@
-//! HTTPS: the server's TLS material (configured, or generated on first start) and the
-//! accept loop that hands each connection's peer address and admin identity to the
-//! routes.
+//! The server's TLS material: configured, or generated on first start (a server CA and
+//! certificate, and an admin CA with one admin client certificate).
 
-use std::future::Future;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context as _;
-use axum::Router;
-use hyper::body::Incoming;
-use hyper_util::rt::{TokioIo, TokioTimer};
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
     KeyUsagePurpose, SanType, PKCS_ECDSA_P256_SHA256,
 };
 use rustls::server::WebPkiClientVerifier;
 use rustls::{RootCertStore, ServerConfig};
-use rustls_pki_types::pem::PemObject as _;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-use tokio::net::TcpListener;
-use tokio_rustls::TlsAcceptor;
-use tower::ServiceExt as _;
 
-use super::Connection;
 use crate::config::Config;
 use crate::files;
-
-/// Time allowed for a TLS handshake and for a request's headers.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Paths of generated TLS material, for the operator.
 #[derive(Debug, Clone)]
@@ -40,24 +24,26 @@ pub(crate) struct Generated {
     pub(crate) admin_certificate: Option<(PathBuf, PathBuf)>,
 }
 
-fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
-}
-
 /// The server configuration; generates what is missing under `data_dir/tls`.
 pub(crate) fn server_config(config: &Config) -> anyhow::Result<(Arc<ServerConfig>, Option<Generated>)> {
     let dir = config.data_dir.join("tls");
     files::private_dir(&dir)?;
     let mut generated = None;
     let (chain, key) = match &config.tls {
-        Some(tls) => (read_certs(&tls.certificate)?, read_key(&tls.private_key)?),
+        Some(tls) => (
+            mooring_serve::read_certificates(&tls.certificate)?,
+            mooring_serve::read_private_key(&tls.private_key)?,
+        ),
         None => {
             let server = dir.join("server.pem");
             if !server.exists() {
                 create_server_certificate(&dir, config)?;
                 generated = Some(Generated { server_ca: Some(dir.join("ca.pem")), admin_certificate: None });
             }
-            (read_certs(&server)?, read_key(&dir.join("server.key"))?)
+            (
+                mooring_serve::read_certificates(&server)?,
+                mooring_serve::read_private_key(&dir.join("server.key"))?,
+            )
         }
     };
     let admin_ca = match &config.admin.client_ca {
@@ -75,34 +61,20 @@ pub(crate) fn server_config(config: &Config) -> anyhow::Result<(Arc<ServerConfig
         }
     };
     let mut roots = RootCertStore::empty();
-    for cert in read_certs(&admin_ca)? {
+    for cert in mooring_serve::read_certificates(&admin_ca)? {
         roots.add(cert).context("admin client CA unusable")?;
     }
-    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
+    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), mooring_serve::provider())
         .allow_unauthenticated()
         .build()
         .context("admin client verifier")?;
-    let server = ServerConfig::builder_with_provider(provider())
+    let server = ServerConfig::builder_with_provider(mooring_serve::provider())
         .with_safe_default_protocol_versions()
         .context("TLS versions")?
         .with_client_cert_verifier(verifier)
         .with_single_cert(chain, key)
         .context("server certificate and key do not fit")?;
     Ok((Arc::new(server), generated))
-}
-
-fn read_certs(path: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {
-    let certs: Vec<_> = CertificateDer::pem_file_iter(path)
-        .with_context(|| format!("cannot read {}", path.display()))?
-        .collect::<Result<_, _>>()
-        .with_context(|| format!("{}: bad PEM", path.display()))?;
-    anyhow::ensure!(!certs.is_empty(), "{}: no certificate", path.display());
-    Ok(certs)
-}
-
-fn read_key(path: &Path) -> anyhow::Result<PrivateKeyDer<'static>> {
-    PrivateKeyDer::from_pem_file(path)
-        .with_context(|| format!("cannot read the private key {}", path.display()))
 }
 
 fn ca(name: &str) -> anyhow::Result<(CertificateParams, KeyPair)> {
@@ -165,77 +137,4 @@ fn create_admin_certificates(dir: &Path) -> anyhow::Result<()> {
     files::write_public(&dir.join("admin-ca.pem"), ca_cert.pem().as_bytes())?;
     files::write_public(&dir.join("admin.pem"), cert.pem().as_bytes())?;
     files::write_private(&dir.join("admin.key"), key.serialize_pem().as_bytes())
-}
-
-/// Most bytes one connection buffers while reading (hyper's default is 400 KiB): one TLS
-/// record. Bodies stream through it; measured under a boot storm, it saves ~90 KiB per
-/// open connection at no cost in throughput (8 KiB cost a sixth of it).
-const READ_BUFFER: usize = 16 * 1024;
-
-/// Serves `app` over TLS on `listener` until `shutdown` completes, then waits (up to
-/// 10 s) for requests in flight.
-pub(crate) async fn serve(
-    listener: TcpListener,
-    tls: Arc<ServerConfig>,
-    app: Router,
-    shutdown: impl Future<Output = ()>,
-) -> anyhow::Result<()> {
-    let acceptor = TlsAcceptor::from(tls);
-    let active = Arc::new(AtomicUsize::new(0));
-    tokio::pin!(shutdown);
-    loop {
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
-                Err(e) => {
-                    tracing::warn!("accept: {e}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = &mut shutdown => break,
-        };
-        let acceptor = acceptor.clone();
-        let app = app.clone();
-        let active = Arc::clone(&active);
-        active.fetch_add(1, Ordering::SeqCst);
-        tokio::spawn(async move {
-            let _ = stream.set_nodelay(true);
-            match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                Ok(Ok(tls)) => {
-                    let admin = tls
-                        .get_ref()
-                        .1
-                        .peer_certificates()
-                        .and_then(|certs| certs.first())
-                        .and_then(|cert| mooring_attestation::x509::Certificate::from_der(cert).ok())
-                        .map(|cert| cert.subject().to_owned());
-                    let connection = Connection { peer, admin };
-                    let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
-                        request.extensions_mut().insert(connection.clone());
-                        app.clone().oneshot(request.map(axum::body::Body::new))
-                    });
-                    let served = hyper::server::conn::http1::Builder::new()
-                        .timer(TokioTimer::new())
-                        .header_read_timeout(HANDSHAKE_TIMEOUT)
-                        .max_buf_size(READ_BUFFER)
-                        .serve_connection(TokioIo::new(tls), service)
-                        .await;
-                    if let Err(e) = served {
-                        tracing::debug!(%peer, "connection: {e}");
-                    }
-                }
-                Ok(Err(e)) => tracing::debug!(%peer, "TLS handshake: {e}"),
-                Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
-            }
-            active.fetch_sub(1, Ordering::SeqCst);
-        });
-    }
-    for _ in 0..100 {
-        if active.load(Ordering::SeqCst) == 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    Ok(())
 }

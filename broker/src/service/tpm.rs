@@ -120,11 +120,8 @@ impl Broker {
         let VouchedEk { hardware_id, ek_issuer } = ek;
         let enrolled = self.enrolled(&HardwareId::Ek(hardware_id.clone()))?;
         let policy = self.policy();
-        let class = policy.match_tpm(TpmApplicant {
-            ek_issuer: ek_issuer.as_deref(),
-            hardware_id: &hardware_id,
-            enrolled,
-        })?;
+        let class =
+            policy.match_tpm(TpmApplicant { ek_issuer: ek_issuer.as_deref(), hardware_id, enrolled })?;
         class.check_address(caller.address)?;
         let rules = class.tpm().ok_or_else(|| internal("policy", "TPM class without TPM rules"))?;
 

@@ -17,8 +17,8 @@ use crate::broker::BrokerClient;
 use crate::config::Mode;
 use crate::refusal::Refusal;
 use crate::replay::{SeenProofs, Unusable};
-use crate::tls::Connection;
 use crate::trust::Trust;
+use mooring_serve::Peer;
 
 /// A caller whose credential checked out.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,13 +56,13 @@ impl Gate {
     /// The caller of one request, or why it is refused.
     pub(crate) async fn admit(
         &self,
-        connection: &Connection,
+        connection: &Peer,
         headers: &HeaderMap,
         request: RequestBinding<'_>,
         now: i64,
     ) -> Result<Caller, Refusal> {
         let credential = presented(connection, headers)?;
-        let peer = connection.peer.ip();
+        let peer = connection.address.ip();
         let request = request_digest(request.method, request.path, request.body);
         match self.mode {
             // The broker refuses a statement it has seen (on any replica): `proof_replayed`.
@@ -163,7 +163,7 @@ impl Gate {
 
 /// The credential in the request: a bearer JWT-SVID (with its proof header when sent)
 /// takes precedence over a TLS client certificate.
-fn presented(connection: &Connection, headers: &HeaderMap) -> Result<Credential, Refusal> {
+fn presented(connection: &Peer, headers: &HeaderMap) -> Result<Credential, Refusal> {
     if let Some(value) = headers.get(header::AUTHORIZATION) {
         let token = value
             .to_str()
@@ -182,7 +182,7 @@ fn presented(connection: &Connection, headers: &HeaderMap) -> Result<Credential,
         };
         return Ok(Credential::Jwt { token: token.to_owned(), proof });
     }
-    match &connection.client_leaf {
+    match &connection.client_certificate {
         Some(leaf) => Ok(Credential::MutualTls { leaf: leaf.to_vec() }),
         None => Err(Refusal::no_credential()),
     }

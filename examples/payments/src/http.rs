@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::caller::{Gate, RequestBinding};
 use crate::refusal::Refusal;
-use crate::tls::Connection;
+use mooring_serve::Peer;
 
 /// Largest payment request accepted.
 const MAX_BODY_BYTES: usize = 16 * 1024;
@@ -54,7 +54,7 @@ pub(crate) fn router(app: Arc<App>) -> Router {
 
 async fn pay(
     State(app): State<Arc<App>>,
-    Extension(connection): Extension<Connection>,
+    Extension(connection): Extension<Peer>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<Receipt>, Refusal> {
@@ -62,7 +62,7 @@ async fn pay(
     let caller = match app.gate.admit(&connection, &headers, binding, (app.clock)()).await {
         Ok(caller) => caller,
         Err(refusal) => {
-            tracing::info!(peer = %connection.peer, code = %refusal.code, reason = %refusal.reason, "payment refused");
+            tracing::info!(peer = %connection.address, code = %refusal.code, reason = %refusal.reason, "payment refused");
             return Err(refusal);
         }
     };
@@ -75,7 +75,7 @@ async fn pay(
         return Err(Refusal::malformed("reference: 1..128 characters"));
     }
     tracing::info!(
-        peer = %connection.peer, payer = %caller.spiffe_id, serial = %caller.serial,
+        peer = %connection.address, payer = %caller.spiffe_id, serial = %caller.serial,
         amount_cents = payment.amount_cents, currency = %payment.currency, "payment accepted"
     );
     Ok(Json(Receipt {

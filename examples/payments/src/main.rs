@@ -81,22 +81,13 @@ async fn run(config: Config) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let address = listener.local_addr().context("listen address")?;
     println!("mooring-payments listening on https://{address} (mode {:?})", config.mode);
-    tls::serve(listener, tls, app, shutdown()).await;
+    mooring_serve::serve(
+        listener,
+        tls,
+        app,
+        mooring_serve::Limits::default(),
+        mooring_serve::shutdown_signal(),
+    )
+    .await;
     Ok(())
-}
-
-/// SIGINT or SIGTERM.
-async fn shutdown() {
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {},
-        () = terminate => {},
-    }
 }
