@@ -2,26 +2,23 @@
 //! parse, call the service on the blocking pool, and answer once what the service wrote
 //! is durable.
 
+mod admin;
+mod documents;
 mod guard;
 pub(crate) mod tls;
+mod vm;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
-use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
-use mooring_attestation::protocol::{
-    ErrorBody, RetireRequest, SnpChallenge, SnpFinishRequest, TpmBeginRequest, TpmFinishRequest,
-    VerifyRequest,
-};
+use mooring_attestation::protocol::ErrorBody;
 use serde::de::DeserializeOwned;
-use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 pub(crate) use self::guard::Guard;
@@ -30,7 +27,6 @@ use mooring_serve::Peer;
 use crate::audit::Action;
 use crate::refusal::{Code, Refusal};
 use crate::service::{Broker, Caller};
-use mooring_attestation::protocol::{AuditVerification, IdentityChange, PolicyInForce, RevocationRequest};
 
 /// How connections are served: one connection buffers at most one TLS record while reading
 /// (hyper's default is 400 KiB). Bodies stream through it; measured under a boot storm, it
@@ -63,25 +59,27 @@ pub(crate) fn router(broker: Arc<Broker>) -> Router {
     let guard = Arc::new(Guard::new(&broker.config));
     let v1 = mooring_attestation::protocol::API_PREFIX;
     Router::new()
-        .route(&format!("{v1}/tpm/begin"), post(tpm_begin))
-        .route(&format!("{v1}/tpm/finish"), post(tpm_finish))
-        .route(&format!("{v1}/snp/begin"), post(snp_begin))
-        .route(&format!("{v1}/snp/finish"), post(snp_finish))
-        .route(&format!("{v1}/credentials/verify"), post(verify))
-        .route(&format!("{v1}/credentials/retire"), post(retire))
-        .route(&format!("{v1}/bundle"), get(bundle))
-        .route(&format!("{v1}/bundle/jwks"), get(jwks))
-        .route(&format!("{v1}/revocations"), get(revocations))
-        .route(&format!("{v1}/health"), get(health))
-        .route("/metrics", get(metrics))
-        .route(&format!("{v1}/admin/identities"), post(admin_identity))
-        .route(&format!("{v1}/admin/revocations"), post(admin_revoke))
-        .route(&format!("{v1}/admin/vms"), get(admin_vms))
-        .route(&format!("{v1}/admin/audit"), get(admin_audit))
-        .route(&format!("{v1}/admin/audit/verify"), post(admin_audit_verify))
-        .route(&format!("{v1}/admin/policy/reload"), post(admin_reload))
+        .route(&format!("{v1}/tpm/begin"), vm::from_vm(Action::Begin, "tpm_begin", Broker::tpm_begin))
+        .route(&format!("{v1}/tpm/finish"), vm::from_vm(Action::Attest, "tpm_finish", Broker::tpm_finish))
+        .route(&format!("{v1}/snp/begin"), post(vm::snp_begin))
+        .route(&format!("{v1}/snp/finish"), vm::from_vm(Action::Attest, "snp_finish", Broker::snp_finish))
+        .route(&format!("{v1}/credentials/verify"), post(vm::verify))
+        .route(&format!("{v1}/credentials/retire"), vm::from_vm(Action::Retire, "retire", Broker::retire))
+        .route(&format!("{v1}/bundle"), get(documents::bundle))
+        .route(&format!("{v1}/bundle/jwks"), get(documents::jwks))
+        .route(&format!("{v1}/revocations"), get(documents::revocations))
+        .route(&format!("{v1}/health"), get(documents::health))
+        .route("/metrics", get(documents::metrics))
+        .route(&format!("{v1}/admin/identities"), admin::posted(admin::set_identity))
+        .route(&format!("{v1}/admin/revocations"), admin::posted(Broker::revoke))
+        .route(&format!("{v1}/admin/vms"), get(admin::vms))
+        .route(&format!("{v1}/admin/audit"), get(admin::audit))
+        .route(&format!("{v1}/admin/audit/verify"), post(admin::audit_verify))
+        .route(&format!("{v1}/admin/policy/reload"), post(admin::reload))
         .fallback(|| async { ApiError(Refusal::new(Code::NotFound, "no such route")) })
-        .layer(Extension(RevocationWaiters(Arc::new(tokio::sync::Semaphore::new(MAX_REVOCATION_WAITERS)))))
+        .layer(Extension(documents::RevocationWaiters(Arc::new(tokio::sync::Semaphore::new(
+            documents::MAX_REVOCATION_WAITERS,
+        )))))
         .layer(axum::extract::DefaultBodyLimit::max(broker.config.limits.max_body_bytes))
         .layer(axum::middleware::from_fn_with_state((Arc::clone(&broker), guard), guard::guard))
         .with_state(broker)
@@ -216,261 +214,6 @@ async fn settled<T>(broker: &Broker, result: Result<T, ApiError>) -> Result<T, A
 }
 
 type Body = Result<Bytes, axum::extract::rejection::BytesRejection>;
-
-/// Parses the JSON body, runs the service call on the blocking pool, times it and
-/// answers JSON.
-async fn serve_json<Req, Resp>(
-    broker: AppState,
-    address: IpAddr,
-    action: Action,
-    route: &'static str,
-    body: Body,
-    call: impl FnOnce(&Broker, &Req, &Caller) -> Result<Resp, Refusal> + Send + 'static,
-) -> Result<Response, ApiError>
-where
-    Req: DeserializeOwned + Send + 'static,
-    Resp: serde::Serialize + Send + 'static,
-{
-    let started = Instant::now();
-    let answer = match parse::<Req>(&broker, action, body, address) {
-        Ok((request, caller)) => blocking(&broker, move |service| call(service, &request, &caller)).await,
-        Err(refused) => settled(&broker, Err(refused)).await,
-    };
-    // Refusals are timed too: a flood of them is load the histogram must show.
-    broker.metrics.observe(route, answer.is_ok(), started.elapsed());
-    Ok(Json(answer?).into_response())
-}
-
-async fn tpm_begin(
-    State(broker): State<AppState>,
-    ClientAddress(address): ClientAddress,
-    body: Body,
-) -> Result<Response, ApiError> {
-    serve_json(broker, address, Action::Begin, "tpm_begin", body, |b, r: &TpmBeginRequest, c| {
-        b.tpm_begin(r, c)
-    })
-    .await
-}
-
-async fn tpm_finish(
-    State(broker): State<AppState>,
-    ClientAddress(address): ClientAddress,
-    body: Body,
-) -> Result<Response, ApiError> {
-    serve_json(broker, address, Action::Attest, "tpm_finish", body, |b, r: &TpmFinishRequest, c| {
-        b.tpm_finish(r, c)
-    })
-    .await
-}
-
-async fn snp_begin(
-    State(broker): State<AppState>,
-    ClientAddress(address): ClientAddress,
-) -> Result<Json<SnpChallenge>, ApiError> {
-    Ok(Json(blocking(&broker, move |service| service.snp_begin(address)).await?))
-}
-
-async fn snp_finish(
-    State(broker): State<AppState>,
-    ClientAddress(address): ClientAddress,
-    body: Body,
-) -> Result<Response, ApiError> {
-    serve_json(broker, address, Action::Attest, "snp_finish", body, |b, r: &SnpFinishRequest, c| {
-        b.snp_finish(r, c)
-    })
-    .await
-}
-
-/// The relying service states the caller's address in the body; its own peer address
-/// is what the audit record of the question shows.
-async fn verify(
-    State(broker): State<AppState>,
-    Extension(conn): Extension<Peer>,
-    body: Body,
-) -> Result<Response, ApiError> {
-    serve_json(broker, conn.address.ip(), Action::Verify, "verify", body, |b, r: &VerifyRequest, c| {
-        Ok(b.verify_credential(r, c))
-    })
-    .await
-}
-
-/// The VM retires its own credential, from the address it is bound to.
-async fn retire(
-    State(broker): State<AppState>,
-    ClientAddress(address): ClientAddress,
-    body: Body,
-) -> Result<Response, ApiError> {
-    serve_json(broker, address, Action::Retire, "retire", body, |b, r: &RetireRequest, c| b.retire(r, c))
-        .await
-}
-
-async fn bundle(State(broker): State<AppState>) -> Response {
-    Json(broker.bundle()).into_response()
-}
-
-async fn jwks(State(broker): State<AppState>) -> Response {
-    Json(broker.issuer.jwks(broker.now())).into_response()
-}
-
-/// Longest a `GET /v1/revocations?version=V&wait=S` waits for the list to change.
-const MAX_REVOCATION_WAIT: Duration = Duration::from_secs(25);
-/// Most such requests waiting at once; beyond it they are answered at once.
-const MAX_REVOCATION_WAITERS: usize = 1024;
-/// How often a waiting request looks at the list (replicas change it too).
-const REVOCATION_POLL: Duration = Duration::from_millis(250);
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RevocationQuery {
-    /// The `version` the caller holds: answer when the list is another (long poll).
-    version: Option<String>,
-    /// Seconds to wait for a change (at most [`MAX_REVOCATION_WAIT`]).
-    #[serde(default)]
-    wait: u64,
-}
-
-/// Requests waiting for the revocation list to change.
-#[derive(Debug, Clone)]
-struct RevocationWaiters(Arc<tokio::sync::Semaphore>);
-
-/// `GET /v1/revocations`: every revocation in force, with a `version` of the list. Given the
-/// `version` it holds and `wait`, the request is answered as soon as the list changes (on
-/// any replica), or when `wait` runs out: offline verifiers learn of a revocation within
-/// a poll interval instead of at their next refresh.
-async fn revocations(
-    State(broker): State<AppState>,
-    Extension(waiters): Extension<RevocationWaiters>,
-    query: Result<Query<RevocationQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Response, ApiError> {
-    let Query(query) = query.map_err(|e| ApiError(Refusal::new(Code::MalformedRequest, e.body_text())))?;
-    let deadline = Instant::now() + Duration::from_secs(query.wait).min(MAX_REVOCATION_WAIT);
-    let waiting = match &query.version {
-        Some(_) if query.wait > 0 => Arc::clone(&waiters.0).try_acquire_owned().ok(),
-        _ => None,
-    };
-    loop {
-        let list = blocking(&broker, Broker::revocation_list).await?;
-        if waiting.is_none()
-            || query.version.as_deref() != Some(list.version.as_str())
-            || Instant::now() >= deadline
-        {
-            return Ok(Json(list).into_response());
-        }
-        tokio::time::sleep(REVOCATION_POLL.min(deadline.saturating_duration_since(Instant::now()))).await;
-    }
-}
-
-async fn health(State(broker): State<AppState>) -> Response {
-    Json(broker.health()).into_response()
-}
-
-async fn metrics(State(broker): State<AppState>) -> Response {
-    ([("content-type", "text/plain; version=0.0.4")], broker.metrics.render()).into_response()
-}
-
-/// The subject of the connection's client certificate: the server's client verifier
-/// accepts only certificates of the admin CA.
-fn admin(conn: &Peer) -> Result<String, ApiError> {
-    conn.client_certificate
-        .as_ref()
-        .and_then(|cert| mooring_attestation::x509::Certificate::from_der(cert).ok())
-        .map(|cert| cert.subject().to_owned())
-        .ok_or_else(|| {
-            ApiError(Refusal::new(Code::Unauthorized, "admin routes need an admin client certificate"))
-        })
-}
-
-async fn admin_identity(
-    State(broker): State<AppState>,
-    Extension(conn): Extension<Peer>,
-    body: Body,
-) -> Result<Response, ApiError> {
-    let who = admin(&conn)?;
-    serve_json(
-        broker,
-        conn.address.ip(),
-        Action::Admin,
-        "admin",
-        body,
-        move |b, change: &IdentityChange, _| b.set_identity(change, &who).map(|()| change.clone()),
-    )
-    .await
-}
-
-async fn admin_revoke(
-    State(broker): State<AppState>,
-    Extension(conn): Extension<Peer>,
-    body: Body,
-) -> Result<Response, ApiError> {
-    let who = admin(&conn)?;
-    serve_json(
-        broker,
-        conn.address.ip(),
-        Action::Admin,
-        "admin",
-        body,
-        move |b, request: &RevocationRequest, _| b.revoke(request, &who),
-    )
-    .await
-}
-
-async fn admin_vms(
-    State(broker): State<AppState>,
-    Extension(conn): Extension<Peer>,
-) -> Result<Response, ApiError> {
-    admin(&conn)?;
-    Ok(Json(blocking(&broker, Broker::vms).await?).into_response())
-}
-
-#[derive(Debug, Deserialize)]
-struct AuditQuery {
-    #[serde(default)]
-    after: u64,
-    #[serde(default = "default_limit")]
-    limit: usize,
-}
-
-fn default_limit() -> usize {
-    100
-}
-
-async fn admin_audit(
-    State(broker): State<AppState>,
-    Extension(conn): Extension<Peer>,
-    query: Result<Query<AuditQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Response, ApiError> {
-    admin(&conn)?;
-    let Query(query) = query.map_err(|e| ApiError(Refusal::new(Code::MalformedRequest, e.body_text())))?;
-    Ok(Json(blocking(&broker, move |service| service.audit_page(query.after, query.limit)).await?)
-        .into_response())
-}
-
-async fn admin_audit_verify(
-    State(broker): State<AppState>,
-    Extension(conn): Extension<Peer>,
-) -> Result<Response, ApiError> {
-    admin(&conn)?;
-    let result = blocking(&broker, Broker::verify_audit).await?;
-    Ok(Json(match result {
-        Ok(report) => AuditVerification {
-            valid: true,
-            records: Some(report.records),
-            head: Some(report.head),
-            reason: None,
-        },
-        Err(reason) => AuditVerification { valid: false, records: None, head: None, reason: Some(reason) },
-    })
-    .into_response())
-}
-
-async fn admin_reload(
-    State(broker): State<AppState>,
-    Extension(conn): Extension<Peer>,
-) -> Result<Response, ApiError> {
-    let who = admin(&conn)?;
-    let digest = blocking(&broker, move |service| service.reload(&who)).await?;
-    Ok(Json(PolicyInForce { policy: digest }).into_response())
-}
 
 /// Used by the guard to answer before a handler runs.
 pub(crate) fn refuse(refusal: Refusal) -> Response {

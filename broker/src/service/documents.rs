@@ -1,6 +1,6 @@
 //! What anyone may fetch: the trust bundle, the revocation list, the broker's health.
 
-use mooring_attestation::protocol::{BundleDocument, Health, RevocationList};
+use mooring_attestation::protocol::{BundleDocument, Health, JwkSet, RevocationList};
 use sha2::{Digest, Sha256};
 
 use super::{internal, Broker};
@@ -19,6 +19,11 @@ impl Broker {
             jwt_authorities: self.issuer.jwks(now),
             refresh_hint: Some(BUNDLE_REFRESH_HINT),
         }
+    }
+
+    /// `GET /v1/bundle/jwks`: the JWT-SVID keys alone (RFC 7517 JWK Set).
+    pub(crate) fn jwks(&self) -> JwkSet {
+        self.issuer.jwks(self.now())
     }
 
     /// `GET /v1/revocations`: every revocation in force, versioned by the first 8 bytes of

@@ -1,0 +1,78 @@
+//! What anyone may fetch: the trust bundle, the revocation list (with its long poll), the
+//! broker's health and metrics. None of these takes a request slot.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::{Query, State};
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use serde::Deserialize;
+
+use super::{blocking, ApiError, AppState};
+use crate::refusal::{Code, Refusal};
+use crate::service::Broker;
+
+pub(super) async fn bundle(State(broker): State<AppState>) -> Response {
+    Json(broker.bundle()).into_response()
+}
+
+pub(super) async fn jwks(State(broker): State<AppState>) -> Response {
+    Json(broker.jwks()).into_response()
+}
+
+/// Longest a `GET /v1/revocations?version=V&wait=S` waits for the list to change.
+const MAX_REVOCATION_WAIT: Duration = Duration::from_secs(25);
+/// Most such requests waiting at once; beyond it they are answered at once.
+pub(super) const MAX_REVOCATION_WAITERS: usize = 1024;
+/// How often a waiting request looks at the list (replicas change it too).
+const REVOCATION_POLL: Duration = Duration::from_millis(250);
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RevocationQuery {
+    /// The `version` the caller holds: answer when the list is another (long poll).
+    version: Option<String>,
+    /// Seconds to wait for a change (at most [`MAX_REVOCATION_WAIT`]).
+    #[serde(default)]
+    wait: u64,
+}
+
+/// Requests waiting for the revocation list to change.
+#[derive(Debug, Clone)]
+pub(super) struct RevocationWaiters(pub(super) Arc<tokio::sync::Semaphore>);
+
+/// `GET /v1/revocations`: every revocation in force, with a `version` of the list. Given the
+/// `version` it holds and `wait`, the request is answered as soon as the list changes (on
+/// any replica), or when `wait` runs out: offline verifiers learn of a revocation within
+/// a poll interval instead of at their next refresh.
+pub(super) async fn revocations(
+    State(broker): State<AppState>,
+    Extension(waiters): Extension<RevocationWaiters>,
+    query: Result<Query<RevocationQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(query) = query.map_err(|e| ApiError(Refusal::new(Code::MalformedRequest, e.body_text())))?;
+    let deadline = Instant::now() + Duration::from_secs(query.wait).min(MAX_REVOCATION_WAIT);
+    let waiting = match &query.version {
+        Some(_) if query.wait > 0 => Arc::clone(&waiters.0).try_acquire_owned().ok(),
+        _ => None,
+    };
+    loop {
+        let list = blocking(&broker, Broker::revocation_list).await?;
+        if waiting.is_none()
+            || query.version.as_deref() != Some(list.version.as_str())
+            || Instant::now() >= deadline
+        {
+            return Ok(Json(list).into_response());
+        }
+        tokio::time::sleep(REVOCATION_POLL.min(deadline.saturating_duration_since(Instant::now()))).await;
+    }
+}
+
+pub(super) async fn health(State(broker): State<AppState>) -> Response {
+    Json(broker.health()).into_response()
+}
+
+pub(super) async fn metrics(State(broker): State<AppState>) -> Response {
+    ([("content-type", "text/plain; version=0.0.4")], broker.metrics.render()).into_response()
+}
