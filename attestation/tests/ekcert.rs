@@ -20,7 +20,7 @@ use mooring_attestation::x509::{
     spki_public_key, spki_public_key_pem, CertBundle, Certificate, CertificateError, ChainError, KeyError,
     SignatureError, TrustStore,
 };
-use mooring_tests::{testdata, testdata_dir};
+use mooring_testdata::{testdata, testdata_dir};
 
 /// 2026-05-28: every real leaf here is valid.
 const T_2026: u64 = 1_780_000_000;

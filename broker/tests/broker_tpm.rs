@@ -184,7 +184,7 @@ fn each_tpm_threat_is_refused_with_its_code_and_audited() {
     let challenge = begin(&broker, &vm, 1);
     let mut request = vm.finish_request(&challenge);
     request.event_log =
-        Some(mooring_tests::testdata("tpm/eventlogs/go-tpm-tools/ubuntu-2404-amd-sevsnp.bin"));
+        Some(mooring_testdata::testdata("tpm/eventlogs/go-tpm-tools/ubuntu-2404-amd-sevsnp.bin"));
     assert_refused(&finish(&broker, 1, &request), 403, "event_log_mismatch");
 
     // An address outside the class's networks, at begin.

@@ -165,7 +165,7 @@ pub fn target_dir() -> PathBuf {
         .and_then(|exe| {
             exe.ancestors().skip(1).find(|dir| dir.join("CACHEDIR.TAG").is_file()).map(PathBuf::from)
         })
-        .unwrap_or_else(|| crate::workspace_root().join("target"))
+        .unwrap_or_else(|| mooring_testdata::workspace_root().join("target"))
 }
 
 /// The release client the VMs run: `$MOORING_RELEASE_CLIENT`, else
@@ -202,7 +202,7 @@ impl Media {
     /// # Errors
     /// The script failed; the error carries its output.
     pub fn build(client: &Path) -> anyhow::Result<Self> {
-        let script = crate::workspace_root().join("tests/realvm/build.sh");
+        let script = mooring_testdata::workspace_root().join("tests/realvm/build.sh");
         let out = target_dir().join("realvm");
         let output = Command::new("bash")
             .arg(&script)

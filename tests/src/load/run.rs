@@ -70,7 +70,7 @@ pub(crate) fn boot_image(options: &Options) -> anyhow::Result<BootImage> {
     let path = if options.event_log.is_absolute() {
         options.event_log.clone()
     } else {
-        mooring_tests::testdata_dir().join(&options.event_log)
+        mooring_testdata::testdata_dir().join(&options.event_log)
     };
     BootImage::load(&path)
 }
