@@ -35,3 +35,14 @@ pub fn testdata(relative: &str) -> Vec<u8> {
     let path = testdata_dir().join(relative);
     std::fs::read(&path).unwrap_or_else(|e| panic!("test vector {}: {e}", path.display()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_root_holds_the_lock_file_and_the_vectors_their_manifest() {
+        assert!(workspace_root().join("Cargo.lock").is_file(), "{}", workspace_root().display());
+        assert!(!testdata("MANIFEST.md").is_empty());
+    }
+}
