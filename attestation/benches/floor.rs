@@ -27,7 +27,7 @@ use mooring_attestation::tpm::quote::{verify_quote, QuoteExpectation};
 use mooring_attestation::tpm::sim::activate::SoftEk;
 use mooring_attestation::tpm::sim::{self, SoftKey};
 use mooring_attestation::x509::{Certificate, TrustStore};
-use mooring_tests::testdata;
+use mooring_testdata::testdata;
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyPair, PublicKeyData,
     SignatureAlgorithm, PKCS_ECDSA_P256_SHA256,

@@ -14,7 +14,7 @@ use mooring_attestation::tpm::alg::HashAlg;
 use mooring_attestation::tpm::attest::Signature;
 use mooring_attestation::tpm::pcr::{PcrSelection, PcrValues};
 use mooring_attestation::tpm::quote::QuoteExpectation;
-use mooring_tests::testdata;
+use mooring_testdata::testdata;
 
 /// 2026-01-01, inside the VCEKs' validity.
 const NOW: i64 = 1_767_225_600;

@@ -15,7 +15,7 @@ use mooring_attestation::tpm::pcr::{PcrSelection, PcrValues};
 use mooring_attestation::tpm::public::Public;
 use mooring_attestation::tpm::quote::{verify_quote, QuoteExpectation};
 use mooring_attestation::tpm::sim::{self, SoftKey};
-use mooring_tests::testdata;
+use mooring_testdata::testdata;
 
 fn quote_rsa(c: &mut Criterion) {
     let base = "tpm/quotes/gce-cos85-vtpm/nonce9009";

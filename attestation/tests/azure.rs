@@ -15,7 +15,7 @@ use mooring_attestation::tpm::alg::HashAlg;
 use mooring_attestation::tpm::attest::Signature;
 use mooring_attestation::tpm::pcr::{PcrSelection, PcrValues};
 use mooring_attestation::tpm::quote::{QuoteError, QuoteExpectation};
-use mooring_tests::testdata;
+use mooring_testdata::testdata;
 
 /// 2026-01-01.
 const T_2026: i64 = 1_767_225_600;

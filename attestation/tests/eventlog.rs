@@ -11,7 +11,7 @@ use mooring_attestation::tpm::eventlog::{
     CmdlineSource, EventKind, EventLog, EventLogError, EventType, LogFormat,
 };
 use mooring_attestation::tpm::pcr::PcrValues;
-use mooring_tests::testdata;
+use mooring_testdata::testdata;
 use proptest::prelude::*;
 use serde_json::Value;
 use support::{exercise, expected, expected_pcrs, replayed};

@@ -9,7 +9,7 @@ use mooring_attestation::tpm::attest::{Ak, Attest, Attested, Signature, SignedAt
 use mooring_attestation::tpm::pcr::{PcrSelection, PcrValues};
 use mooring_attestation::tpm::public::Public;
 use mooring_attestation::tpm::quote::{verify_quote, QuoteError, QuoteExpectation};
-use mooring_tests::testdata;
+use mooring_testdata::testdata;
 
 struct Vector {
     label: String,

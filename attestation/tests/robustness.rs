@@ -8,7 +8,7 @@ use mooring_attestation::tpm::eventlog::EventLog;
 use mooring_attestation::tpm::pcr::{PcrSelection, PcrValues};
 use mooring_attestation::tpm::public::Public;
 use mooring_attestation::x509::CertBundle;
-use mooring_tests::testdata;
+use mooring_testdata::testdata;
 use proptest::prelude::*;
 
 fn all_parsers(data: &[u8]) {

@@ -149,7 +149,7 @@ fn signature_of_another_scheme_than_the_ak_fixes_is_refused() {
     let attest =
         sim::quote_fields(NONCE).quote(&selection, &values.digest(&selection, HashAlg::Sha256).unwrap());
     // An RSASSA signature block presented for the ECDSA-only AK.
-    let rsa_sig = mooring_tests::testdata("tpm/quotes/sim-keylime/quotesig.out");
+    let rsa_sig = mooring_testdata::testdata("tpm/quotes/sim-keylime/quotesig.out");
     let signature = Signature::parse(&rsa_sig).unwrap();
     let expected = QuoteExpectation { qualifying_data: NONCE, selection: &selection };
     let err = verify_quote(Ak::Tpm(ak.public()), &attest, &signature, &values, &expected).unwrap_err();

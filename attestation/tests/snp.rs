@@ -13,7 +13,7 @@ use mooring_attestation::snp::{
     Product, SigningKey, SnpCertSource, SnpError, SnpVerifier, BUILTIN_ROOT_FINGERPRINTS,
 };
 use mooring_attestation::x509::{ChainError, SignatureError};
-use mooring_tests::testdata;
+use mooring_testdata::testdata;
 use serde_json::Value;
 
 /// 2026-01-01T00:00:00Z: inside every VCEK's validity.

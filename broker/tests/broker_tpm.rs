@@ -8,46 +8,20 @@ use common::vm::Vm;
 use common::{assert_refused, loopback, Broker, BrokerSetup};
 use mooring_attestation::protocol::{IssuedCredentials, TpmChallenge};
 use mooring_attestation::x509::bundle::parse_one_certificate;
+use mooring_tests::client::tpm_policy_with_ttl;
 use mooring_tests::SwtpmOptions;
 use serde_json::json;
 
-const ZERO: &str = "0000000000000000000000000000000000000000000000000000000000000000";
-
-/// A policy admitting EKs from this VM's manufacturer CA, from 127.0.0.1 and .2.
-fn policy(vm: &Vm, extra: &str) -> String {
+/// The harness's TPM policy with a 600 s TTL, admitting EKs from this VM's manufacturer CA,
+/// from 127.0.0.1 and .2.
+fn policy(vm: &Vm) -> String {
     let issuer = parse_one_certificate(&vm.ek_certificate()).unwrap().issuer().to_owned();
-    format!(
-        r#"version = 1
-
-[[class]]
-name = "web"
-evidence = "tpm"
-ttl_seconds = 600
-audiences = ["payments"]
-networks = ["127.0.0.1/32", "127.0.0.2/32"]
-
-[class.match]
-ek_issuers = [{issuer:?}]
-
-[class.tpm]
-pcr_bank = "sha256"
-pcrs = [0, 1, 2, 3, 4, 5, 6, 7]
-{extra}
-
-[class.tpm.pcr_values]
-0 = ["{ZERO}"]
-7 = ["{ZERO}"]
-
-[[class.secrets]]
-name = "payment-key"
-file = "payment.key"
-"#
-    )
+    tpm_policy_with_ttl(&[issuer], &["127.0.0.1/32", "127.0.0.2/32"], 600)
 }
 
 fn broker_for(vm: &Vm, extra_config: &str) -> Broker {
     Broker::start(&BrokerSetup {
-        policy: policy(vm, ""),
+        policy: policy(vm),
         ek_roots: vm.tpm.ek_cert_ca_files().all().iter().map(|p| p.to_path_buf()).collect(),
         extra_config: extra_config.into(),
         secrets: vec![("payment.key".into(), b"pay-4242-secret".to_vec())],
@@ -184,7 +158,7 @@ fn each_tpm_threat_is_refused_with_its_code_and_audited() {
     let challenge = begin(&broker, &vm, 1);
     let mut request = vm.finish_request(&challenge);
     request.event_log =
-        Some(mooring_tests::testdata("tpm/eventlogs/go-tpm-tools/ubuntu-2404-amd-sevsnp.bin"));
+        Some(mooring_testdata::testdata("tpm/eventlogs/go-tpm-tools/ubuntu-2404-amd-sevsnp.bin"));
     assert_refused(&finish(&broker, 1, &request), 403, "event_log_mismatch");
 
     // An address outside the class's networks, at begin.

@@ -17,7 +17,7 @@ fn check(path: &std::path::Path) -> (Option<i32>, String) {
 
 #[test]
 fn the_example_policy_loads_and_a_broken_copy_names_its_line() {
-    let example = mooring_tests::workspace_root().join("policies/example.toml");
+    let example = mooring_testdata::workspace_root().join("policies/example.toml");
     let (code, text) = check(&example);
     assert_eq!(code, Some(0), "{text}");
     assert!(text.contains("2 classes"), "{text}");

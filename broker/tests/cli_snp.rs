@@ -9,7 +9,7 @@ use std::process::{Command, Output};
 
 use mooring_attestation::snp::cert_table::{CertTable, CertTableKind};
 use mooring_attestation::x509::CertBundle;
-use mooring_tests::testdata_dir;
+use mooring_testdata::testdata_dir;
 
 /// Inside every real VCEK's validity.
 const AT_2026: &str = "2026-01-01T00:00:00Z";

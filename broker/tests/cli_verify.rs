@@ -7,7 +7,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use mooring_tests::{testdata_dir, Swtpm, SwtpmOptions, Tpm2Tools};
+use mooring_testdata::testdata_dir;
+use mooring_tests::{Swtpm, SwtpmOptions, Tpm2Tools};
 
 fn broker(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_mooring-broker")).args(args).output().unwrap()

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds the boot media of the real-VM test (tests/tests/real_vm.rs, tests/src/realvm.rs):
+# Builds the boot media of the real-VM test (tests/tests/real_vm.rs, tests/src/realvm/):
 #
 #   tests/realvm/build.sh OUT_DIR MOORING_CLIENT
 #

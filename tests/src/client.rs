@@ -31,13 +31,18 @@ pub const PAYMENT_SECRET: &[u8] = b"pay-4242-secret";
 /// `payments`; PCRs 0-7 quoted, 0 and 7 must be zero as on a fresh swtpm) admitting TPMs
 /// whose EK certificate one of `issuers` signed, from `networks`; it releases `payment-key`.
 pub fn tpm_policy(issuers: &[String], networks: &[&str]) -> String {
+    tpm_policy_with_ttl(issuers, networks, 60)
+}
+
+/// [`tpm_policy`] with credentials living `ttl_seconds`.
+pub fn tpm_policy_with_ttl(issuers: &[String], networks: &[&str], ttl_seconds: u32) -> String {
     format!(
         r#"version = 1
 
 [[class]]
 name = "web"
 evidence = "tpm"
-ttl_seconds = 60
+ttl_seconds = {ttl_seconds}
 audiences = ["payments"]
 networks = {networks:?}
 

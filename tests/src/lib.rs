@@ -1,6 +1,6 @@
-//! Test harness shared by the workspace's tests: where the public test vectors live
-//! ([`testdata_dir`]), real software TPMs ([`swtpm::Swtpm`]: one swtpm process per test, own
-//! state, own loopback ports, EK certificates from a local CA), and tpm2-tools as an
+//! Test harness shared by the workspace's tests: real software TPMs ([`swtpm::Swtpm`]: one
+//! swtpm process per test, own state, own loopback ports, EK certificates from a local CA),
+//! and tpm2-tools as an
 //! independent client ([`tpm2_tools::Tpm2Tools`]), and real PostgreSQL servers for the
 //! replicated broker ([`postgres::Postgres`]), and real VMs with a UEFI measured boot
 //! (qemu + OVMF + swtpm, [`realvm`]), and abuse traffic from many loopback addresses
@@ -8,8 +8,8 @@
 //!
 //! TPM tests start with [`swtpm::Swtpm::start_or_skip`] (or [`prereq::require_tools`]): on a
 //! machine without swtpm they print why they skip, and with `CI` set they fail instead.
-//! The library part returns [`HarnessError`]; only the `*_or_skip` / `require_*` / `testdata`
-//! helpers panic, and are meant for test bodies.
+//! The library part returns [`HarnessError`]; only the `*_or_skip` / `require_*` helpers
+//! panic, and are meant for test bodies. The test vectors are read with `mooring-testdata`.
 
 use std::path::PathBuf;
 
@@ -30,38 +30,6 @@ pub use error::HarnessError;
 pub use postgres::Postgres;
 pub use swtpm::{EkCaFiles, EkKind, Swtpm, SwtpmOptions};
 pub use tpm2_tools::Tpm2Tools;
-
-/// The directory holding the shared public test vectors: `$MOORING_TESTDATA` when set,
-/// otherwise `../shared/testdata` beside the repository checkout.
-#[must_use]
-pub fn testdata_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("MOORING_TESTDATA") {
-        return PathBuf::from(dir);
-    }
-    workspace_root().join("../shared/testdata")
-}
-
-/// The workspace root: the nearest directory holding `Cargo.lock` above the running
-/// test's package (cargo and nextest set `CARGO_MANIFEST_DIR` at run time), falling back
-/// to where this crate was compiled.
-#[must_use]
-pub fn workspace_root() -> PathBuf {
-    let start = std::env::var_os("CARGO_MANIFEST_DIR")
-        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from);
-    start
-        .ancestors()
-        .find(|dir| dir.join("Cargo.lock").is_file())
-        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".."), PathBuf::from)
-}
-
-/// Reads a file below [`testdata_dir`], panicking with the path when it is missing
-/// (tests only).
-#[must_use]
-#[allow(clippy::panic)]
-pub fn testdata(relative: &str) -> Vec<u8> {
-    let path = testdata_dir().join(relative);
-    std::fs::read(&path).unwrap_or_else(|e| panic!("test vector {}: {e}", path.display()))
-}
 
 /// A binary of this workspace in `target/<profile>/`: next to the running executable (a
 /// binary such as `mooring-demo`) or one level up from it (a test in `target/<profile>/deps`);

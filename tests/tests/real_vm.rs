@@ -296,7 +296,7 @@ fn the_vm_scripts_pass_shellcheck() {
     if !mooring_tests::prereq::require_tools("the_vm_scripts_pass_shellcheck", &["shellcheck"]) {
         return;
     }
-    let dir = mooring_tests::workspace_root().join("tests/realvm");
+    let dir = mooring_testdata::workspace_root().join("tests/realvm");
     let output = std::process::Command::new("shellcheck")
         .arg(dir.join("build.sh"))
         .arg(dir.join("init"))

@@ -6,8 +6,8 @@
 use std::path::PathBuf;
 use std::process::Command;
 
+use mooring_testdata::workspace_root;
 use mooring_tests::prereq::require_tools;
-use mooring_tests::workspace_root;
 
 fn lab() -> PathBuf {
     workspace_root().join("vagrant")

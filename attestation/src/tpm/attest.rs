@@ -357,26 +357,27 @@ mod tests {
 
     #[test]
     fn keylime_quote_parses() {
-        let attest = Attest::parse(&mooring_tests::testdata("tpm/quotes/sim-keylime/quote.out")).unwrap();
+        let attest = Attest::parse(&mooring_testdata::testdata("tpm/quotes/sim-keylime/quote.out")).unwrap();
         assert_eq!(attest.magic(), TPM_GENERATED_VALUE);
         assert_eq!(attest.kind(), TPM_ST_ATTEST_QUOTE);
         assert_eq!(hex::encode(attest.extra_data()), "db1db298db6d60e6385b7231743e9c3056a18003");
         let Attested::Quote { selection, .. } = attest.attested() else { panic!("not a quote") };
         assert_eq!(*selection, PcrSelection::single(HashAlg::Sha256, &[15, 16, 22]).unwrap());
-        let sig = Signature::parse(&mooring_tests::testdata("tpm/quotes/sim-keylime/quotesig.out")).unwrap();
+        let sig =
+            Signature::parse(&mooring_testdata::testdata("tpm/quotes/sim-keylime/quotesig.out")).unwrap();
         assert_eq!(sig.scheme(), Scheme::RsaPkcs1(HashAlg::Sha256));
     }
 
     #[test]
     fn windows_certify_creation_parses() {
-        let bytes = mooring_tests::testdata("tpm/quotes/gce-windows-vtpm/ak_CreateAttestation.bin");
+        let bytes = mooring_testdata::testdata("tpm/quotes/gce-windows-vtpm/ak_CreateAttestation.bin");
         let attest = Attest::parse(&bytes).unwrap();
         assert!(matches!(attest.attested(), Attested::Creation { .. }));
     }
 
     #[test]
     fn framing_errors_name_the_field() {
-        let bytes = mooring_tests::testdata("tpm/quotes/sim-keylime/quote.out");
+        let bytes = mooring_testdata::testdata("tpm/quotes/sim-keylime/quote.out");
         let mut long = bytes.clone();
         long.push(0);
         assert_eq!(
@@ -401,7 +402,7 @@ mod tests {
 
     #[test]
     fn signature_framing() {
-        let bytes = mooring_tests::testdata("tpm/quotes/sim-keylime/quotesig.out");
+        let bytes = mooring_testdata::testdata("tpm/quotes/sim-keylime/quotesig.out");
         let mut alg = bytes.clone();
         alg[1] = 0x17;
         assert_eq!(

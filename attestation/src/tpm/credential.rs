@@ -214,7 +214,7 @@ mod tests {
     use aws_lc_rs::rand::SystemRandom;
 
     fn ek() -> Public {
-        Public::from_tpm2b(&mooring_tests::testdata("tpm/quotes/sim-keylime/ek.pub")).unwrap()
+        Public::from_tpm2b(&mooring_testdata::testdata("tpm/quotes/sim-keylime/ek.pub")).unwrap()
     }
 
     #[test]
@@ -232,7 +232,7 @@ mod tests {
 
     #[test]
     fn refuses_an_ek_whose_symmetric_mode_is_not_cfb() {
-        let mut tpmt = mooring_tests::testdata("tpm/quotes/sim-keylime/ek.pub")[2..].to_vec();
+        let mut tpmt = mooring_testdata::testdata("tpm/quotes/sim-keylime/ek.pub")[2..].to_vec();
         // TPMT_PUBLIC: type, nameAlg, attributes (8 bytes), authPolicy (2 + 32), then
         // symmetric {algorithm, keyBits, mode}: mode at 46..48.
         assert_eq!(tpmt[46..48], [0x00, 0x43]);
@@ -251,7 +251,7 @@ mod tests {
             make_credential(&ek(), &[0; 34], &[0; 33], &rng),
             Err(CredentialError::SecretTooLong { len: 33, max: 32 })
         );
-        let ak = Public::from_tpm2b(&mooring_tests::testdata("tpm/quotes/sim-keylime/ak.pub")).unwrap();
+        let ak = Public::from_tpm2b(&mooring_testdata::testdata("tpm/quotes/sim-keylime/ak.pub")).unwrap();
         assert!(matches!(
             make_credential(&ak, &[0; 34], &[0; 16], &rng),
             Err(CredentialError::NotAStorageKey { .. })

@@ -337,7 +337,7 @@ mod tests {
     use aws_lc_rs::rand::SystemRandom;
 
     fn ek() -> Public {
-        Public::from_tpm2b(&mooring_tests::testdata("tpm/quotes/sim-keylime/ek.pub")).unwrap()
+        Public::from_tpm2b(&mooring_testdata::testdata("tpm/quotes/sim-keylime/ek.pub")).unwrap()
     }
 
     fn pcrs() -> (PcrSelection, PcrValues) {
@@ -460,17 +460,17 @@ mod tests {
             seal_to_ek(&ek(), &more, &values, b"x", &rng),
             Err(DuplicateError::PcrValueMissing { bank: HashAlg::Sha256, index: 9 })
         );
-        let ak = Public::from_tpm2b(&mooring_tests::testdata("tpm/quotes/sim-keylime/ak.pub")).unwrap();
+        let ak = Public::from_tpm2b(&mooring_testdata::testdata("tpm/quotes/sim-keylime/ak.pub")).unwrap();
         assert!(matches!(
             seal_to_ek(&ak, &selection, &values, b"x", &rng),
             Err(DuplicateError::NotAStorageKey { missing }) if missing == ["decrypt"]
         ));
         // TPMT_PUBLIC of the EK: symmetric {algorithm, keyBits, mode} at 42..48.
-        let mut tpmt = mooring_tests::testdata("tpm/quotes/sim-keylime/ek.pub")[2..].to_vec();
+        let mut tpmt = mooring_testdata::testdata("tpm/quotes/sim-keylime/ek.pub")[2..].to_vec();
         assert_eq!(tpmt[44..46], [0x00, 0x80]);
         tpmt[44..46].copy_from_slice(&192u16.to_be_bytes());
         let aes192 = Public::from_tpmt(&tpmt).unwrap();
-        let mut cbc = mooring_tests::testdata("tpm/quotes/sim-keylime/ek.pub")[2..].to_vec();
+        let mut cbc = mooring_testdata::testdata("tpm/quotes/sim-keylime/ek.pub")[2..].to_vec();
         cbc[47] = 0x42;
         assert_eq!(
             seal_to_ek(&Public::from_tpmt(&cbc).unwrap(), &selection, &values, b"x", &rng),

@@ -311,7 +311,7 @@ mod tests {
     use super::*;
 
     fn keylime(file: &str) -> Vec<u8> {
-        mooring_tests::testdata(&format!("tpm/quotes/sim-keylime/{file}"))
+        mooring_testdata::testdata(&format!("tpm/quotes/sim-keylime/{file}"))
     }
 
     #[test]
@@ -426,7 +426,7 @@ mod tests {
 
     #[test]
     fn gce_ak_parses_as_tpmt() {
-        let ak = mooring_tests::testdata("tpm/quotes/gce-cos85-vtpm/nonce9009/ak_pub.tpmt_public.bin");
+        let ak = mooring_testdata::testdata("tpm/quotes/gce-cos85-vtpm/nonce9009/ak_pub.tpmt_public.bin");
         let ak = Public::from_tpmt(&ak).unwrap();
         assert_eq!(ak.attributes().bits(), 0x0005_0072);
         assert_eq!(hex::encode(&ak.name()[..6]), "000bf175bdb5");

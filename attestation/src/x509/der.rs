@@ -164,7 +164,7 @@ mod tests {
     #[test]
     fn unsigned_parts_are_checked_as_der() {
         use crate::x509::{Certificate, SignatureError};
-        let der = mooring_tests::testdata("snp/genoa/oak-containers/vcek.der");
+        let der = mooring_testdata::testdata("snp/genoa/oak-containers/vcek.der");
         let (alg, value) = (763, 830);
         assert_eq!((der[alg], der[value]), (0x30, 0x03));
         assert!(Certificate::from_der(&der).unwrap().signature_scheme().is_ok());

@@ -21,8 +21,10 @@ const PCRS: [u8; 11] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 14];
 const GRUB_CMDLINE: &[u8] = b"kernel_cmdline: ";
 
 fn golden() -> EditableLog {
-    EditableLog::parse(&mooring_tests::testdata("tpm/eventlogs/keylime/binary_bios_measurements-secureboot"))
-        .unwrap()
+    EditableLog::parse(&mooring_testdata::testdata(
+        "tpm/eventlogs/keylime/binary_bios_measurements-secureboot",
+    ))
+    .unwrap()
 }
 
 /// What a TPM that measured `booted` quotes over `pcrs` (untouched PCRs at reset, zero).
@@ -334,7 +336,7 @@ fn rules_that_cannot_be_enforced_do_not_load() {
 
 #[test]
 fn the_example_policy_loads() {
-    let path = mooring_tests::workspace_root().join("policies/example.toml");
+    let path = mooring_testdata::workspace_root().join("policies/example.toml");
     Policy::load(&path).unwrap();
 }
 

@@ -253,7 +253,7 @@ fn secrets_are_read_and_bounded() {
 /// that extends none of them is refused, not silently accepted as "replays to the quote".
 #[test]
 fn an_event_log_that_does_not_reproduce_the_quoted_pcrs_is_refused() {
-    let log = mooring_tests::testdata("tpm/eventlogs/go-tpm-tools/ubuntu-2404-amd-sevsnp.bin");
+    let log = mooring_testdata::testdata("tpm/eventlogs/go-tpm-tools/ubuntu-2404-amd-sevsnp.bin");
     let text = tpm_class("").replace("pcrs = [0, 7]", "pcrs = [11]").replace("7 = [", "11 = [");
     let policy = parse(&text).unwrap();
     let rules = policy.classes()[0].tpm().unwrap();

@@ -248,42 +248,17 @@ impl Vm {
             })
             .collect();
         let run = |program: &str, args: &[&str]| t.run(program, args).map(|_| ()).map_err(|e| e.to_string());
+        // tpm2_import and tpm2_load of seal.pub under the EK, each in a fresh EK session.
+        let under_ek = |program: &str, rest: &[&str]| {
+            self.ek_session()?;
+            let mut args = vec!["-C", "ek.ctx", "-P", "session:session.ctx", "-u", "seal.pub"];
+            args.extend_from_slice(rest);
+            run(program, &args)
+        };
         let result = (|| {
-            self.ek_session()?;
-            run(
-                "tpm2_import",
-                &[
-                    "-C",
-                    "ek.ctx",
-                    "-P",
-                    "session:session.ctx",
-                    "-u",
-                    "seal.pub",
-                    "-i",
-                    "seal.dup",
-                    "-s",
-                    "seal.seed",
-                    "-r",
-                    "seal.priv",
-                ],
-            )?;
+            under_ek("tpm2_import", &["-i", "seal.dup", "-s", "seal.seed", "-r", "seal.priv"])?;
             t.flush_all().map_err(|e| e.to_string())?;
-            self.ek_session()?;
-            run(
-                "tpm2_load",
-                &[
-                    "-C",
-                    "ek.ctx",
-                    "-P",
-                    "session:session.ctx",
-                    "-u",
-                    "seal.pub",
-                    "-r",
-                    "seal.priv",
-                    "-c",
-                    "seal.ctx",
-                ],
-            )?;
+            under_ek("tpm2_load", &["-r", "seal.priv", "-c", "seal.ctx"])?;
             t.flush_sessions().map_err(|e| e.to_string())?;
             run("tpm2_startauthsession", &["--policy-session", "-S", "session.ctx"])?;
             run("tpm2_policypcr", &["-S", "session.ctx", "-l", &list.join("+")])?;

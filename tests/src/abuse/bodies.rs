@@ -150,3 +150,21 @@ pub(crate) fn begin_flood(n: u64) -> Junk {
         Junk { path: "/v1/tpm/begin", body: to_vec(&body) }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn malformed_set_cycles_through_every_kind() {
+        let set = MalformedSet::new();
+        let paths: std::collections::BTreeSet<&str> = (0..9).map(|n| set.get(n).path).collect();
+        assert_eq!(paths.len(), 4, "{paths:?}");
+        for echoed in [set.get(0).body.len(), set.get(1).body.len()] {
+            // Echoed in the error, and not refused for its size before it is parsed.
+            assert!(echoed > ECHOED_BYTES * 9 / 10 && echoed < 256 * 1024, "{echoed}");
+        }
+        assert!(set.get(2).body.len() > OVERSIZED_BYTES);
+        assert_ne!(set.get(7).body, set.get(16).body, "unknown challenge ids differ");
+    }
+}

@@ -15,7 +15,7 @@ use super::fleet::Fleet;
 use super::floor;
 use super::options::{Options, Path as EvidencePath};
 use super::procfs;
-use super::report::{BrokerUsage, Header, PhaseReport, Report};
+use super::report::{BrokerUsage, Header, Machine, PhaseReport, Report};
 use super::target::{self, Target};
 
 /// Everything a phase needs.
@@ -70,7 +70,7 @@ pub(crate) fn boot_image(options: &Options) -> anyhow::Result<BootImage> {
     let path = if options.event_log.is_absolute() {
         options.event_log.clone()
     } else {
-        mooring_tests::testdata_dir().join(&options.event_log)
+        mooring_testdata::testdata_dir().join(&options.event_log)
     };
     BootImage::load(&path)
 }
@@ -96,10 +96,7 @@ pub(crate) fn write_setup(options: &Options) -> anyhow::Result<()> {
 
 /// Runs the benchmark.
 pub(crate) fn run(options: &Options) -> anyhow::Result<Report> {
-    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
-    let load_average = std::fs::read_to_string("/proc/loadavg")
-        .map(|text| text.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_default();
+    let machine = Machine::now();
     anyhow::ensure!(options.vms > 0, "--vms must be at least 1");
     anyhow::ensure!(
         options.preload == 0 || options.path == EvidencePath::Tpm,
@@ -126,15 +123,8 @@ pub(crate) fn run(options: &Options) -> anyhow::Result<Report> {
             Target::start(&binary, &fleet, options.broker_permits)?
         }
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(options.threads.unwrap_or(if options.url.is_empty() { 1 } else { cores }).max(1))
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
-    let endpoints = {
-        let _guard = runtime.enter();
-        Arc::new(client::endpoints(&target, options.sources)?)
-    };
+    let threads = options.threads.unwrap_or(if options.url.is_empty() { 1 } else { machine.cores }).max(1);
+    let (runtime, endpoints) = client::connect(&target, options.sources, threads)?;
     let bench = Bench {
         runtime,
         target,
@@ -180,8 +170,7 @@ pub(crate) fn run(options: &Options) -> anyhow::Result<Report> {
         rate: options.rate,
         sources: options.sources,
         brokers: bench.target.urls.len(),
-        cores,
-        load_average,
+        machine,
     };
     Ok(Report::new(header, measured, floor, preload))
 }

@@ -7,7 +7,8 @@ use mooring_attestation::tpm::alg::HashAlg;
 use mooring_attestation::tpm::attest::{verify_signed, Ak, Attested, Signature};
 use mooring_attestation::tpm::certify::{verify_certify, CertifyError, NON_EXPORTABLE_SIGNING_KEY};
 use mooring_attestation::tpm::public::Public;
-use mooring_tests::{testdata, Swtpm, SwtpmOptions, Tpm2Tools};
+use mooring_testdata::testdata;
+use mooring_tests::{Swtpm, SwtpmOptions, Tpm2Tools};
 
 /// tpm2-tools 5.4's `tpm2_certify` has no qualifying-data option: it always passes these
 /// four bytes. (The VM client passes the broker's challenge instead.)

@@ -17,7 +17,7 @@ use super::drive::{self, Phase, Source, Stop};
 use super::fleet::Fleet;
 use super::options::{AbusePhase, Options};
 use super::procfs;
-use super::report::PhaseReport;
+use super::report::{print_json, Machine, PhaseReport};
 use super::run::{boot_image, ek_ca};
 use super::target::{self, Target};
 
@@ -148,8 +148,8 @@ pub(crate) struct AbuseRunReport {
     pub(crate) seconds_per_phase: f64,
     pub(crate) vms_per_path: usize,
     pub(crate) slow_connections: usize,
-    pub(crate) cores: usize,
-    pub(crate) load_average: String,
+    #[serde(flatten)]
+    pub(crate) machine: Machine,
     pub(crate) phases: Vec<AbusePhaseReport>,
 }
 
@@ -177,10 +177,7 @@ fn growth(before: DirSize, after: DirSize) -> (u64, u64) {
 pub(crate) fn run(options: &Options) -> anyhow::Result<AbuseRunReport> {
     anyhow::ensure!(options.url.is_empty(), "--abuse starts its own broker (it measures its data directory)");
     anyhow::ensure!(options.vms > 0, "--vms must be at least 1");
-    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
-    let load_average = std::fs::read_to_string("/proc/loadavg")
-        .map(|text| text.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_default();
+    let machine = Machine::now();
     let fd_limit = abuse::raise_fd_limit(FD_LIMIT)?;
     if fd_limit < options.slow_connections as u64 * 2 {
         eprintln!("mooring-load: open-file limit {fd_limit}: the slow-body phase may run out of descriptors");
@@ -197,15 +194,8 @@ pub(crate) fn run(options: &Options) -> anyhow::Result<AbuseRunReport> {
     let target = Target::start_with(&binary, &fleet, BROKER_SECTIONS)?;
     let data_dir = target.data_dir().context("the broker's data directory")?;
     let victim = Endpoint::new(target.first_address()?, &target.ca_pem)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(options.threads.unwrap_or(1).max(1))
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
-    let endpoints = {
-        let _guard = runtime.enter();
-        Arc::new(client::endpoints(&target, options.sources)?)
-    };
+    let (runtime, endpoints) =
+        client::connect(&target, options.sources, options.threads.unwrap_or(1).max(1))?;
     let mut audit = AuditReader::new(&target, &data_dir)?;
     let ticks = procfs::clock_ticks();
     let own = std::process::id();
@@ -310,25 +300,31 @@ pub(crate) fn run(options: &Options) -> anyhow::Result<AbuseRunReport> {
         seconds_per_phase: options.duration.as_secs_f64(),
         vms_per_path: options.vms,
         slow_connections: options.slow_connections,
-        cores,
-        load_average,
+        machine,
         phases,
     })
 }
 
 fn one_line(phase: &AbusePhaseReport) -> String {
     format!(
-        "TPM {} ok / {} errors, p50 {:.1} p99 {:.1} ms; SNP {} ok / {} errors, p50 {:.1} p99 {:.1} ms; data dir +{} B",
-        phase.tpm.attestations,
-        phase.tpm.errors,
-        phase.tpm.p50_ms,
-        phase.tpm.p99_ms,
-        phase.snp.attestations,
-        phase.snp.errors,
-        phase.snp.p50_ms,
-        phase.snp.p99_ms,
+        "{}; {}; data dir +{} B",
+        path_line("TPM", &phase.tpm),
+        path_line("SNP", &phase.snp),
         phase.data_dir_growth_bytes
     )
+}
+
+/// One path's honest attestations: `TPM 12 ok / 0 errors, p50 1.0 p99 2.0 ms`.
+fn path_line(name: &str, path: &PhaseReport) -> String {
+    format!(
+        "{name} {} ok / {} errors, p50 {:.1} p99 {:.1} ms",
+        path.attestations, path.errors, path.p50_ms, path.p99_ms
+    )
+}
+
+/// One path's columns of the table: ok, errors, p50 and p99 ms.
+fn path_columns(path: &PhaseReport) -> String {
+    format!("{:>7} {:>5} {:>8.1} {:>8.1}", path.attestations, path.errors, path.p50_ms, path.p99_ms)
 }
 
 fn phase_name(phase: AbusePhase) -> &'static str {
@@ -350,16 +346,13 @@ impl AbuseRunReport {
     /// Prints the table, or JSON.
     pub(crate) fn print(&self, json: bool) {
         if json {
-            match serde_json::to_string_pretty(self) {
-                Ok(text) => println!("{text}"),
-                Err(e) => eprintln!("mooring-load: cannot encode the report: {e}"),
-            }
+            print_json(self);
             return;
         }
         println!(
             "mooring-load --abuse: honest TPM and SEV-SNP attestations, each open loop at {}/s for {:.0} s per phase \
              ({} VMs per path); {} cores, load {}",
-            self.rate, self.seconds_per_phase, self.vms_per_path, self.cores, self.load_average
+            self.rate, self.seconds_per_phase, self.vms_per_path, self.machine.cores, self.machine.load_average
         );
         println!();
         println!(
@@ -384,16 +377,10 @@ impl AbuseRunReport {
                 |a| format!("{:.0}", if a.seconds > 0.0 { a.requests as f64 / a.seconds } else { 0.0 }),
             );
             println!(
-                "{:<12} {:>7} {:>5} {:>8.1} {:>8.1}  {:>7} {:>5} {:>8.1} {:>8.1}  {:>8} {:>8.0} {:>10.0} {:>12.0}",
+                "{:<12} {}  {}  {:>8} {:>8.0} {:>10.0} {:>12.0}",
                 phase_name(phase.phase),
-                phase.tpm.attestations,
-                phase.tpm.errors,
-                phase.tpm.p50_ms,
-                phase.tpm.p99_ms,
-                phase.snp.attestations,
-                phase.snp.errors,
-                phase.snp.p50_ms,
-                phase.snp.p99_ms,
+                path_columns(&phase.tpm),
+                path_columns(&phase.snp),
                 abuse_rate,
                 phase.broker_cpu_percent,
                 phase.data_dir_bytes_per_second,

@@ -2,6 +2,7 @@
 //! connections pooled and reused), JSON in and out, failures named for counting.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -49,8 +50,26 @@ fn source(n: u8) -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(127, 0, 0, n.saturating_add(2)))
 }
 
+/// A runtime of `threads` workers and, made inside it, [`endpoints`].
+pub(crate) fn connect(
+    target: &Target,
+    sources: u8,
+    threads: usize,
+) -> anyhow::Result<(tokio::runtime::Runtime, Arc<Vec<Endpoint>>)> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let endpoints = {
+        let _guard = runtime.enter();
+        Arc::new(endpoints(target, sources)?)
+    };
+    Ok((runtime, endpoints))
+}
+
 /// One endpoint per (source, broker), sources outermost so consecutive workers differ in both.
-pub(crate) fn endpoints(target: &Target, sources: u8) -> anyhow::Result<Vec<Endpoint>> {
+fn endpoints(target: &Target, sources: u8) -> anyhow::Result<Vec<Endpoint>> {
     let ca = reqwest::Certificate::from_pem(&target.ca_pem).context("the broker CA certificate")?;
     let mut out = Vec::new();
     for n in 0..sources.max(1) {

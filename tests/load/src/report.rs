@@ -120,17 +120,14 @@ impl Report {
     /// Prints the table, or JSON.
     pub(crate) fn print(&self, json: bool) {
         if json {
-            match serde_json::to_string_pretty(self) {
-                Ok(text) => println!("{text}"),
-                Err(e) => eprintln!("mooring-load: cannot encode the report: {e}"),
-            }
+            print_json(self);
             return;
         }
         let h = &self.header;
         let rate = h.rate.map_or_else(|| "closed loop".to_owned(), |r| format!("open loop at {r}/s"));
         println!(
             "mooring-load: {:?} path, {} VMs, concurrency {}, {rate}, {} source addresses, {} broker(s); {} cores, load {}",
-            h.path, h.vms, h.concurrency, h.sources, h.brokers, h.cores, h.load_average
+            h.path, h.vms, h.concurrency, h.sources, h.brokers, h.machine.cores, h.machine.load_average
         );
         println!();
         println!(
@@ -192,6 +189,14 @@ impl Report {
     }
 }
 
+/// Prints `report` as pretty JSON (`--json`).
+pub(crate) fn print_json(report: &impl Serialize) {
+    match serde_json::to_string_pretty(report) {
+        Ok(text) => println!("{text}"),
+        Err(e) => eprintln!("mooring-load: cannot encode the report: {e}"),
+    }
+}
+
 /// What the run was, and on what.
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct Header {
@@ -202,9 +207,26 @@ pub(crate) struct Header {
     pub(crate) rate: Option<f64>,
     pub(crate) sources: u8,
     pub(crate) brokers: usize,
-    /// Cores and load average when the run started (the conditions of the numbers).
+    #[serde(flatten)]
+    pub(crate) machine: Machine,
+}
+
+/// Cores and load average when the run started (the conditions of the numbers).
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Machine {
     pub(crate) cores: usize,
     pub(crate) load_average: String,
+}
+
+impl Machine {
+    /// This machine now (`/proc/loadavg`; empty when unreadable).
+    pub(crate) fn now() -> Self {
+        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+        let load_average = std::fs::read_to_string("/proc/loadavg")
+            .map(|text| text.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+            .unwrap_or_default();
+        Self { cores, load_average }
+    }
 }
 
 fn print_phase(name: &str, phase: &PhaseReport) {

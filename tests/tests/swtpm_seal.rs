@@ -78,26 +78,7 @@ fn import_and_load_under(tools: &Tpm2Tools, sealed: &SealedImport, parent: &str)
     for file in sealed.tpm2_tools_files() {
         std::fs::write(tools.path(file.file_name), file.contents).unwrap();
     }
-    ek_session(tools);
-    let imported = tools.run(
-        "tpm2_import",
-        [
-            "-C",
-            parent,
-            "-u",
-            "sealed.pub",
-            "-i",
-            "sealed.dup",
-            "-s",
-            "sealed.seed",
-            "-r",
-            "sealed.priv",
-            "-P",
-            "session:ek-session.ctx",
-        ],
-    );
-    tools.flush_all().unwrap();
-    imported.map_err(|e| Failed::Import(e.to_string()))?;
+    import_files(tools, parent).map_err(Failed::Import)?;
 
     ek_session(tools);
     let loaded = tools.run(
@@ -263,7 +244,7 @@ fn modified_blob_does_not_import() {
         std::fs::write(tools.path("sealed.dup"), &flipped).unwrap();
         std::fs::write(tools.path("sealed.pub"), &public).unwrap();
         std::fs::write(tools.path("sealed.seed"), sealed.encrypted_seed()).unwrap();
-        let err = import_raw(&tools).expect_err("modified duplicate imported");
+        let err = import_files(&tools, "ek.ctx").expect_err("modified duplicate imported");
         assert!(err.contains("integrity"), "duplicate byte {index}: {err}");
     }
 
@@ -274,22 +255,22 @@ fn modified_blob_does_not_import() {
     relaxed[12] ^= 0x01;
     std::fs::write(tools.path("sealed.pub"), &relaxed).unwrap();
     std::fs::write(tools.path("sealed.dup"), &duplicate).unwrap();
-    let err = import_raw(&tools).expect_err("public area with another policy imported");
+    let err = import_files(&tools, "ek.ctx").expect_err("public area with another policy imported");
     assert!(err.contains("integrity"), "{err}");
 
     // Unmodified, the same files import.
     std::fs::write(tools.path("sealed.pub"), &public).unwrap();
-    import_raw(&tools).unwrap();
+    import_files(&tools, "ek.ctx").unwrap();
 }
 
-/// `tpm2_import` of the files already in the working directory.
-fn import_raw(tools: &Tpm2Tools) -> Result<(), String> {
+/// `tpm2_import` under `parent` of the `sealed.*` files already in the working directory.
+fn import_files(tools: &Tpm2Tools, parent: &str) -> Result<(), String> {
     ek_session(tools);
     let result = tools.run(
         "tpm2_import",
         [
             "-C",
-            "ek.ctx",
+            parent,
             "-u",
             "sealed.pub",
             "-i",

@@ -229,12 +229,12 @@ fn swtpm_ek_certificates_chain_and_match_the_ek() {
         verified.matches_public_key(ek.key()).unwrap();
 
         // Another TPM's EK does not match this certificate.
-        let other = Public::from_tpm2b(&mooring_tests::testdata("tpm/quotes/sim-keylime/ek.pub")).unwrap();
+        let other = Public::from_tpm2b(&mooring_testdata::testdata("tpm/quotes/sim-keylime/ek.pub")).unwrap();
         assert!(verified.matches_public_key(other.key()).is_err());
     }
     // With an unrelated vendor's roots, the swtpm EK does not chain.
     let vendor = CertBundle::from_file(
-        &mooring_tests::testdata_dir().join("tpm/ek-ca/keylime-tpm_cert_store/STM_RSA_RT.pem"),
+        &mooring_testdata::testdata_dir().join("tpm/ek-ca/keylime-tpm_cert_store/STM_RSA_RT.pem"),
     )
     .unwrap();
     let der = tpm.ek_cert_der(EkKind::Rsa2048).unwrap();
