@@ -13,7 +13,7 @@
 //! Every other section is optional; see `policies/broker.example.toml`.
 
 use std::net::{IpAddr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use ipnet::IpNet;
 use serde::Deserialize;
@@ -318,52 +318,26 @@ impl Config {
             None => cores,
         })
     }
+}
 
-    /// Reads and checks a configuration file. Relative paths are taken relative to the
-    /// file's directory.
-    pub(crate) fn load(path: &Path) -> anyhow::Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
-        let mut config: Self =
-            toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-        let base = path.parent().unwrap_or(Path::new("."));
-        config.resolve(base);
-        config.check()?;
-        Ok(config)
-    }
-
-    fn resolve(&mut self, base: &Path) {
-        let join = |p: &mut PathBuf| {
-            if p.is_relative() {
-                *p = base.join(&*p);
-            }
-        };
-        join(&mut self.data_dir);
-        join(&mut self.policy);
+impl mooring_serve::ConfigFile for Config {
+    fn paths(&mut self) -> Vec<&mut PathBuf> {
+        let mut paths = vec![&mut self.data_dir, &mut self.policy];
         if let Some(postgres) = &mut self.postgres {
-            if let Some(file) = &mut postgres.password_file {
-                join(file);
-            }
-            join(&mut postgres.key_encryption_key_file);
+            paths.extend(postgres.password_file.as_mut());
+            paths.push(&mut postgres.key_encryption_key_file);
         }
         if let Some(tls) = &mut self.tls {
-            join(&mut tls.certificate);
-            join(&mut tls.private_key);
+            paths.extend([&mut tls.certificate, &mut tls.private_key]);
         }
-        if let Some(ca) = &mut self.admin.client_ca {
-            join(ca);
-        }
-        self.tpm.ek_roots.iter_mut().for_each(join);
-        if let Some(dir) = &mut self.snp.vcek_dir {
-            join(dir);
-        }
+        paths.extend(self.admin.client_ca.as_mut());
+        paths.extend(self.tpm.ek_roots.iter_mut());
+        paths.extend(self.snp.vcek_dir.as_mut());
         for root in &mut self.snp.test_roots {
-            join(&mut root.ark);
-            join(&mut root.ask);
-            if let Some(asvk) = &mut root.asvk {
-                join(asvk);
-            }
+            paths.extend([&mut root.ark, &mut root.ask]);
+            paths.extend(root.asvk.as_mut());
         }
+        paths
     }
 
     fn check(&self) -> anyhow::Result<()> {
@@ -402,6 +376,8 @@ impl Config {
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
+
+    use mooring_serve::ConfigFile as _;
 
     /// The example every operator starts from names only keys that exist, with values that
     /// pass the checks.

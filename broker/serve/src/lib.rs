@@ -148,3 +148,35 @@ pub async fn shutdown_signal() {
         () = terminate => {}
     }
 }
+
+/// A service's configuration file: TOML whose unknown keys the type refuses
+/// (`#[serde(deny_unknown_fields)]`), whose relative paths are relative to the file, and
+/// which is checked as a whole before the service starts.
+pub trait ConfigFile: serde::de::DeserializeOwned {
+    /// Every path the configuration names, to be resolved against the file's directory.
+    fn paths(&mut self) -> Vec<&mut std::path::PathBuf>;
+
+    /// What the types cannot say: values that conflict or are out of range.
+    ///
+    /// # Errors
+    /// The first problem, for the operator.
+    fn check(&self) -> anyhow::Result<()>;
+
+    /// Reads, resolves and checks `path`.
+    ///
+    /// # Errors
+    /// When the file is unreadable, is not this configuration, or fails [`ConfigFile::check`].
+    fn load(path: &Path) -> anyhow::Result<Self> {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let mut config: Self = toml::from_str(&text).with_context(|| format!("{}", path.display()))?;
+        let base = path.parent().unwrap_or_else(|| Path::new("."));
+        for path in config.paths() {
+            if path.is_relative() {
+                *path = base.join(&*path);
+            }
+        }
+        config.check()?;
+        Ok(config)
+    }
+}

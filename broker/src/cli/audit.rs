@@ -10,6 +10,7 @@ use super::Failure;
 use crate::audit::verify_chain;
 use crate::config::Config;
 use crate::store;
+use mooring_serve::ConfigFile as _;
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum AuditCommand {

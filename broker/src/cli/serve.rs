@@ -14,6 +14,7 @@ use crate::issuer::Issuer;
 use crate::policy::Policy;
 use crate::service::{Broker, Clock as _, SystemClock};
 use crate::store;
+use mooring_serve::ConfigFile as _;
 
 #[derive(Debug, Args)]
 pub(crate) struct ServeArgs {

@@ -2,9 +2,8 @@
 //! relative to the file).
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 
 /// `mooring-payments --config FILE`.
@@ -75,32 +74,14 @@ impl Default for Refresh {
     }
 }
 
-impl Config {
-    /// Reads and checks `path`.
-    pub(crate) fn load(path: &Path) -> anyhow::Result<Self> {
-        let text =
-            std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-        let mut config: Self = toml::from_str(&text).with_context(|| format!("{}", path.display()))?;
-        let base = path.parent().unwrap_or_else(|| Path::new("."));
-        config.resolve(base);
-        config.check()?;
-        Ok(config)
-    }
-
-    fn resolve(&mut self, base: &Path) {
-        let join = |p: &mut PathBuf| {
-            if p.is_relative() {
-                *p = base.join(&*p);
-            }
-        };
-        join(&mut self.broker.ca);
+impl mooring_serve::ConfigFile for Config {
+    fn paths(&mut self) -> Vec<&mut PathBuf> {
+        let mut paths = vec![&mut self.broker.ca];
         match &mut self.tls {
-            TlsConfig::Files { certificate, private_key } => {
-                join(certificate);
-                join(private_key);
-            }
-            TlsConfig::Generate { write_certificate } => join(write_certificate),
+            TlsConfig::Files { certificate, private_key } => paths.extend([certificate, private_key]),
+            TlsConfig::Generate { write_certificate } => paths.push(write_certificate),
         }
+        paths
     }
 
     fn check(&self) -> anyhow::Result<()> {
@@ -120,6 +101,8 @@ impl Config {
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
+
+    use mooring_serve::ConfigFile as _;
 
     use super::*;
 
@@ -148,7 +131,7 @@ ca = "ca.pem"
         assert_eq!(config.mode, Mode::Offline);
         assert_eq!(config.refresh.revocations_seconds, 30);
         assert!(config.broker.ca.is_absolute());
-        let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("example.toml");
+        let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("example.toml");
         assert_eq!(Config::load(&example).unwrap().mode, Mode::Offline);
     }
 

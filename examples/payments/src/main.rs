@@ -26,6 +26,7 @@ use crate::broker::BrokerClient;
 use crate::caller::Gate;
 use crate::config::Config;
 use crate::trust::Trust;
+use mooring_serve::ConfigFile as _;
 
 /// Example payment service for Mooring credentials.
 #[derive(Debug, Parser)]
