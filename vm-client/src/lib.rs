@@ -12,11 +12,13 @@
 //! - [`service`]: attest once, or keep the credentials fresh (renewal, backoff, refusals).
 //! - [`tls`]: a rustls client configuration that signs with K (mutual TLS with the X.509-SVID).
 //! - [`possession`]: a signed proof of possession of K for one request to a relying service.
+//! - [`logging`]: stderr logging filtered by `MOORING_LOG`.
 #![deny(unsafe_code)]
 
 pub mod api;
 pub mod config;
 mod der;
+pub mod logging;
 pub mod possession;
 pub mod runtime;
 pub mod service;

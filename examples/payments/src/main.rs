@@ -17,7 +17,6 @@ mod trust;
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
 use clap::Parser;
@@ -37,22 +36,8 @@ struct Args {
     config: PathBuf,
 }
 
-fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .ok()
-        .and_then(|d| i64::try_from(d.as_secs()).ok())
-        .unwrap_or(0)
-}
-
 fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("MOORING_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    mooring_client::logging::init("info");
     let args = Args::parse();
     let config = Config::load(&args.config)?;
     tokio::runtime::Builder::new_multi_thread()
@@ -76,7 +61,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         broker,
         seen: replay::SeenProofs::default(),
     };
-    let app = http::router(Arc::new(http::App { gate, clock: now }));
+    let app = http::router(Arc::new(http::App { gate, clock: mooring_client::service::now }));
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;

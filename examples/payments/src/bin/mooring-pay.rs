@@ -117,22 +117,8 @@ impl KeySigner for Recording {
     }
 }
 
-fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .ok()
-        .and_then(|d| i64::try_from(d.as_secs()).ok())
-        .unwrap_or(0)
-}
-
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("MOORING_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    mooring_client::logging::init("warn");
     let args = Args::parse();
     match pay(&args) {
         Ok(receipt) => {
@@ -186,8 +172,9 @@ fn pay(args: &Args) -> Result<String, Failure> {
     }
     if args.mode == Mode::Jwt {
         let request = request_digest("POST", "/pay", &body);
-        let proof = possession::prove(signer.as_ref(), &args.audience, &request, now())
-            .map_err(|e| fail(EXIT_LOCAL, format!("K cannot sign here: {e}")))?;
+        let proof =
+            possession::prove(signer.as_ref(), &args.audience, &request, mooring_client::service::now())
+                .map_err(|e| fail(EXIT_LOCAL, format!("K cannot sign here: {e}")))?;
         headers.push((POSSESSION_HEADER, proof.to_header()));
     }
     if let Some(path) = &args.save_request {
