@@ -10,20 +10,20 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::vm::serve_json;
-use super::{blocking, ApiError, AppState, Body};
+use super::{blocking, AppState, Body, ErrorResponse};
 use crate::audit::Action;
 use crate::refusal::{Code, Refusal};
 use crate::service::Broker;
 
 /// The subject of the connection's client certificate: the server's client verifier
 /// accepts only certificates of the admin CA.
-fn admin(conn: &Peer) -> Result<String, ApiError> {
+fn admin(conn: &Peer) -> Result<String, ErrorResponse> {
     conn.client_certificate
         .as_ref()
         .and_then(|cert| mooring_attestation::x509::Certificate::from_der(cert).ok())
         .map(|cert| cert.subject().to_owned())
         .ok_or_else(|| {
-            ApiError(Refusal::new(Code::Unauthorized, "admin routes need an admin client certificate"))
+            ErrorResponse(Refusal::new(Code::Unauthorized, "admin routes need an admin client certificate"))
         })
 }
 
@@ -56,7 +56,7 @@ pub(super) fn set_identity(
 pub(super) async fn vms(
     State(broker): State<AppState>,
     Extension(conn): Extension<Peer>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, ErrorResponse> {
     admin(&conn)?;
     Ok(Json(blocking(&broker, Broker::vms).await?).into_response())
 }
@@ -77,9 +77,10 @@ pub(super) async fn audit(
     State(broker): State<AppState>,
     Extension(conn): Extension<Peer>,
     query: Result<Query<AuditQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, ErrorResponse> {
     admin(&conn)?;
-    let Query(query) = query.map_err(|e| ApiError(Refusal::new(Code::MalformedRequest, e.body_text())))?;
+    let Query(query) =
+        query.map_err(|e| ErrorResponse(Refusal::new(Code::MalformedRequest, e.body_text())))?;
     Ok(Json(blocking(&broker, move |service| service.audit_page(query.after, query.limit)).await?)
         .into_response())
 }
@@ -87,7 +88,7 @@ pub(super) async fn audit(
 pub(super) async fn audit_verify(
     State(broker): State<AppState>,
     Extension(conn): Extension<Peer>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, ErrorResponse> {
     admin(&conn)?;
     let result = blocking(&broker, Broker::verify_audit).await?;
     Ok(Json(match result {
@@ -105,7 +106,7 @@ pub(super) async fn audit_verify(
 pub(super) async fn reload(
     State(broker): State<AppState>,
     Extension(conn): Extension<Peer>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, ErrorResponse> {
     let who = admin(&conn)?;
     let digest = blocking(&broker, move |service| service.reload(&who)).await?;
     Ok(Json(PolicyInForce { policy: digest }).into_response())

@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use serde::Deserialize;
 
-use super::{blocking, ApiError, AppState};
+use super::{blocking, AppState, ErrorResponse};
 use crate::refusal::{Code, Refusal};
 use crate::service::Broker;
 
@@ -50,8 +50,9 @@ pub(super) async fn revocations(
     State(broker): State<AppState>,
     Extension(waiters): Extension<RevocationWaiters>,
     query: Result<Query<RevocationQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Response, ApiError> {
-    let Query(query) = query.map_err(|e| ApiError(Refusal::new(Code::MalformedRequest, e.body_text())))?;
+) -> Result<Response, ErrorResponse> {
+    let Query(query) =
+        query.map_err(|e| ErrorResponse(Refusal::new(Code::MalformedRequest, e.body_text())))?;
     let deadline = Instant::now() + Duration::from_secs(query.wait).min(MAX_REVOCATION_WAIT);
     let waiting = match &query.version {
         Some(_) if query.wait > 0 => Arc::clone(&waiters.0).try_acquire_owned().ok(),

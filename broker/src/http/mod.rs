@@ -35,15 +35,15 @@ pub(crate) const LIMITS: mooring_serve::Limits = mooring_serve::Limits { read_bu
 
 /// Every error answer: a stable code and one line.
 #[derive(Debug)]
-pub(crate) struct ApiError(pub(crate) Refusal);
+pub(crate) struct ErrorResponse(pub(crate) Refusal);
 
-impl From<Refusal> for ApiError {
+impl From<Refusal> for ErrorResponse {
     fn from(refusal: Refusal) -> Self {
         Self(refusal)
     }
 }
 
-impl IntoResponse for ApiError {
+impl IntoResponse for ErrorResponse {
     fn into_response(self) -> Response {
         let status =
             StatusCode::from_u16(self.0.code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
@@ -76,7 +76,7 @@ pub(crate) fn router(broker: Arc<Broker>) -> Router {
         .route(&format!("{v1}/admin/audit"), get(admin::audit))
         .route(&format!("{v1}/admin/audit/verify"), post(admin::audit_verify))
         .route(&format!("{v1}/admin/policy/reload"), post(admin::reload))
-        .fallback(|| async { ApiError(Refusal::new(Code::NotFound, "no such route")) })
+        .fallback(|| async { ErrorResponse(Refusal::new(Code::NotFound, "no such route")) })
         .layer(Extension(documents::RevocationWaiters(Arc::new(tokio::sync::Semaphore::new(
             documents::MAX_REVOCATION_WAITERS,
         )))))
@@ -122,7 +122,7 @@ pub(crate) fn client_address(broker: &Broker, peer: IpAddr, headers: &HeaderMap)
 struct ClientAddress(IpAddr);
 
 impl axum::extract::FromRequestParts<AppState> for ClientAddress {
-    type Rejection = ApiError;
+    type Rejection = ErrorResponse;
 
     async fn from_request_parts(
         parts: &mut axum::http::request::Parts,
@@ -131,7 +131,7 @@ impl axum::extract::FromRequestParts<AppState> for ClientAddress {
         let conn = parts
             .extensions
             .get::<Peer>()
-            .ok_or_else(|| ApiError(crate::service::internal("request", "no connection details")))?;
+            .ok_or_else(|| ErrorResponse(crate::service::internal("request", "no connection details")))?;
         Ok(Self(client_address(broker, conn.address.ip(), &parts.headers)?))
     }
 }
@@ -142,11 +142,11 @@ fn parse<T: DeserializeOwned>(
     action: Action,
     body: Body,
     address: IpAddr,
-) -> Result<(T, Caller), ApiError> {
+) -> Result<(T, Caller), ErrorResponse> {
     // A body that does not parse proves nothing: counted, not recorded one by one.
     let refuse = |refusal: Refusal| {
         broker.tally_refusal(action, &refusal, Some(address));
-        ApiError(refusal)
+        ErrorResponse(refusal)
     };
     let body = body.map_err(|rejection| {
         let refusal = if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
@@ -185,7 +185,7 @@ impl Drop for Abandon {
 async fn blocking<T: Send + 'static>(
     broker: &Arc<Broker>,
     f: impl FnOnce(&Broker) -> Result<T, Refusal> + Send + 'static,
-) -> Result<T, ApiError> {
+) -> Result<T, ErrorResponse> {
     let service = Arc::clone(broker);
     let abandoned = Arc::new(AtomicBool::new(false));
     let _abandon = Abandon(Arc::clone(&abandoned));
@@ -196,20 +196,20 @@ async fn blocking<T: Send + 'static>(
         f(&service)
     };
     let result = match tokio::task::spawn_blocking(call).await {
-        Ok(result) => result.map_err(ApiError),
-        Err(e) => Err(ApiError(crate::service::internal("request task", e))),
+        Ok(result) => result.map_err(ErrorResponse),
+        Err(e) => Err(ErrorResponse(crate::service::internal("request task", e))),
     };
     settled(broker, result).await
 }
 
 /// `result`, once every write made for it (a decision, its audit record) is durable: an
 /// answer never gets ahead of its record.
-async fn settled<T>(broker: &Broker, result: Result<T, ApiError>) -> Result<T, ApiError> {
+async fn settled<T>(broker: &Broker, result: Result<T, ErrorResponse>) -> Result<T, ErrorResponse> {
     broker
         .store
         .durable()
         .await
-        .map_err(|e| ApiError(crate::service::internal("making the record durable", e)))?;
+        .map_err(|e| ErrorResponse(crate::service::internal("making the record durable", e)))?;
     result
 }
 
@@ -217,7 +217,7 @@ type Body = Result<Bytes, axum::extract::rejection::BytesRejection>;
 
 /// Used by the guard to answer before a handler runs.
 pub(crate) fn refuse(refusal: Refusal) -> Response {
-    ApiError(refusal).into_response()
+    ErrorResponse(refusal).into_response()
 }
 
 #[cfg(test)]

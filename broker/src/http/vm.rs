@@ -14,7 +14,7 @@ use mooring_serve::Peer;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::{blocking, parse, settled, ApiError, AppState, Body, ClientAddress};
+use super::{blocking, parse, settled, AppState, Body, ClientAddress, ErrorResponse};
 use crate::audit::Action;
 use crate::refusal::Refusal;
 use crate::service::{Broker, Caller};
@@ -31,7 +31,7 @@ pub(super) async fn serve_json<Req, Resp>(
     route: &'static str,
     body: Body,
     call: impl FnOnce(&Broker, &Req, &Caller) -> Result<Resp, Refusal> + Send + 'static,
-) -> Result<Response, ApiError>
+) -> Result<Response, ErrorResponse>
 where
     Req: DeserializeOwned + Send + 'static,
     Resp: Serialize + Send + 'static,
@@ -66,7 +66,7 @@ where
 pub(super) async fn snp_begin(
     State(broker): State<AppState>,
     ClientAddress(address): ClientAddress,
-) -> Result<Json<SnpChallenge>, ApiError> {
+) -> Result<Json<SnpChallenge>, ErrorResponse> {
     Ok(Json(blocking(&broker, move |service| service.snp_begin(address)).await?))
 }
 
@@ -76,7 +76,7 @@ pub(super) async fn verify(
     State(broker): State<AppState>,
     Extension(peer): Extension<Peer>,
     body: Body,
-) -> Result<Response, ApiError> {
+) -> Result<Response, ErrorResponse> {
     serve_json(broker, peer.address.ip(), Action::Verify, "verify", body, |b, r: &VerifyRequest, c| {
         Ok(b.verify_credential(r, c))
     })
