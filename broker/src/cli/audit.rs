@@ -5,12 +5,12 @@
 use std::path::PathBuf;
 
 use clap::Subcommand;
+use mooring_serve::ConfigFile as _;
 
 use super::Failure;
 use crate::audit::verify_chain;
 use crate::config::Config;
 use crate::store;
-use mooring_serve::ConfigFile as _;
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum AuditCommand {

@@ -5,16 +5,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
+use mooring_serve::ConfigFile as _;
 use tokio::net::TcpListener;
 
 use super::Failure;
 use crate::config::Config;
-use crate::http;
 use crate::issuer::Issuer;
 use crate::policy::Policy;
 use crate::service::{Broker, Clock as _, SystemClock};
-use crate::store;
-use mooring_serve::ConfigFile as _;
+use crate::{http, store};
 
 #[derive(Debug, Args)]
 pub(crate) struct ServeArgs {

@@ -21,8 +21,9 @@ use mooring_attestation::protocol::ErrorBody;
 use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 
-pub(crate) use self::guard::Guard;
 use mooring_serve::Peer;
+
+pub(crate) use self::guard::Guard;
 
 use crate::audit::Action;
 use crate::refusal::{Code, Refusal};

@@ -3,8 +3,7 @@
 use mooring_attestation::snp::appraisal::SnpAppraisal;
 use mooring_attestation::snp::TcbParts;
 
-use super::file;
-use super::CompileError;
+use super::{file, CompileError};
 use crate::refusal::{Code, Refusal};
 
 /// What an SEV-SNP VM must show.

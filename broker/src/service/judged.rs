@@ -26,7 +26,7 @@ impl Broker {
         event
     }
 
-    /// Writes the summary of the refusals counted since the last one (see [`RefusalTally`]).
+    /// Writes the summary of the refusals counted since the last one (see [`crate::tally::RefusalTally`]).
     pub(crate) fn summarize_refusals(&self) {
         let now = self.now();
         let since = self.tally_since.swap(now, std::sync::atomic::Ordering::Relaxed);

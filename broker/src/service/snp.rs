@@ -3,11 +3,14 @@
 
 use std::net::IpAddr;
 
-use mooring_attestation::protocol::{snp_report_data, IssuedCredentials, SnpChallenge, SnpFinishRequest};
+use mooring_attestation::protocol::{
+    snp_report_data, HardwareId, IssuedCredentials, SnpChallenge, SnpFinishRequest,
+};
 use mooring_attestation::snp::appraisal::{SnpAppraisal, SnpAppraisalError};
 use mooring_attestation::snp::{RootOrigin, SnpCertSource, SnpVerifier, VerifiedReport};
 use mooring_attestation::x509::spki_public_key;
 
+use mooring_attestation::svid::CredentialKey;
 use sha2::{Digest, Sha256};
 
 use super::{Broker, Caller};
@@ -16,8 +19,6 @@ use crate::config::SnpConfig;
 use crate::issuer::Subject;
 use crate::records::{ChallengeRecord, EvidenceKind};
 use crate::refusal::{Code, Refusal};
-use mooring_attestation::protocol::HardwareId;
-use mooring_attestation::svid::CredentialKey;
 
 /// A raw X25519 public key.
 const SEALING_KEY_LEN: usize = 32;

@@ -5,10 +5,9 @@
 //! relying service runs offline; the broker adds what only it knows: the issuance record,
 //! revocations (its store is the truth) and blocked hardware.
 
-use mooring_attestation::protocol::RevocationCode;
 use mooring_attestation::protocol::{
-    CredentialClaims, Possession, PresentedCredential, RetireRequest, RetireResponse, VerifyRequest,
-    VerifyResponse, RETIRE_AUDIENCE,
+    CredentialClaims, Possession, PresentedCredential, RetireRequest, RetireResponse, Revocation,
+    RevocationCode, RevocationTarget, VerifyRequest, VerifyResponse, RETIRE_AUDIENCE,
 };
 use mooring_attestation::svid::{
     CheckedCredential, PossessionProof, Presented, Proof, SvidError, POSSESSION_SKEW_SECONDS,
@@ -21,7 +20,6 @@ use crate::audit::{Action, Outcome};
 use crate::records::CredentialRecord;
 use crate::refusal::{Code, Refusal};
 use crate::store::{Consumed, StoreError};
-use mooring_attestation::protocol::{Revocation, RevocationTarget};
 
 impl Broker {
     /// `POST /v1/credentials/verify`. Always an answer; refusals are audited.

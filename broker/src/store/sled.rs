@@ -16,6 +16,7 @@
 use std::path::Path;
 use std::sync::Mutex;
 
+use mooring_attestation::protocol::{HardwareId, IdentityStatus, Revocation};
 use serde::{de::DeserializeOwned, Serialize};
 
 use super::challenges::UsedChallenges;
@@ -24,7 +25,6 @@ use super::flusher::Flusher;
 use super::{Consumed, Durable, Keyed as _, Store, StoreError};
 use crate::audit::{AuditEvent, AuditRecord, ChainError, ChainHead};
 use crate::records::{CredentialRecord, VmRecord};
-use mooring_attestation::protocol::{HardwareId, IdentityStatus, Revocation};
 
 const AUDIT_HEAD: &[u8] = b"audit_head";
 

@@ -3,6 +3,7 @@
 //! refused, migrations, shared signing keys.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
+use mooring_attestation::protocol::{HardwareId, IdentityStatus};
 use std::path::Path;
 use std::sync::{Arc, Barrier};
 
@@ -11,7 +12,6 @@ use crate::audit::{verify_chain, Action, Outcome};
 use crate::config::PostgresConfig;
 use crate::issuer::keys::KeySet;
 use crate::records::{BootCounters, CredentialRecord};
-use mooring_attestation::protocol::{HardwareId, IdentityStatus};
 
 /// Finished challenges the embedded store remembers in these tests.
 const MAX_USED: usize = 1000;

@@ -4,8 +4,7 @@
 use std::time::Duration;
 
 use anyhow::Context as _;
-use mooring_attestation::protocol::{BundleDocument, RevocationList};
-use mooring_attestation::protocol::{VerifyRequest, VerifyResponse};
+use mooring_attestation::protocol::{BundleDocument, RevocationList, VerifyRequest, VerifyResponse};
 use mooring_attestation::svid::TrustBundle;
 
 use crate::config::BrokerConfig;

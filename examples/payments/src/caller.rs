@@ -13,12 +13,13 @@ use mooring_attestation::svid::{
     request_digest, PossessionProof, Presentation, Presented, Proof, Verifier, POSSESSION_HEADER,
 };
 
+use mooring_serve::Peer;
+
 use crate::broker::BrokerClient;
 use crate::config::Mode;
 use crate::refusal::Refusal;
 use crate::replay::{SeenProofs, Unusable};
 use crate::trust::Trust;
-use mooring_serve::Peer;
 
 /// A caller whose credential checked out.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -7,11 +7,11 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::HeaderMap;
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
+use mooring_serve::Peer;
 use serde::{Deserialize, Serialize};
 
 use crate::caller::{Gate, RequestBinding};
 use crate::refusal::Refusal;
-use mooring_serve::Peer;
 
 /// Largest payment request accepted.
 const MAX_BODY_BYTES: usize = 16 * 1024;

@@ -20,12 +20,12 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::Parser;
+use mooring_serve::ConfigFile as _;
 
 use crate::broker::BrokerClient;
 use crate::caller::Gate;
 use crate::config::Config;
 use crate::trust::Trust;
-use mooring_serve::ConfigFile as _;
 
 /// Example payment service for Mooring credentials.
 #[derive(Debug, Parser)]

@@ -33,6 +33,7 @@ mod schema;
 use std::path::Path;
 use std::time::Duration;
 
+use mooring_attestation::protocol::{HardwareId, IdentityStatus, Revocation};
 use postgres::types::FromSql;
 use postgres::{NoTls, Row};
 use r2d2_postgres::PostgresConnectionManager;
@@ -43,7 +44,6 @@ use super::{Consumed, Durable, Keyed as _, Store, StoreError};
 use crate::audit::{Action, AuditEvent, AuditRecord, ChainError, ChainHead, Outcome};
 use crate::config::PostgresConfig;
 use crate::records::{CredentialRecord, VmRecord};
-use mooring_attestation::protocol::{HardwareId, IdentityStatus, Revocation};
 
 type Pool = r2d2::Pool<PostgresConnectionManager<NoTls>>;
 type Connection = r2d2::PooledConnection<PostgresConnectionManager<NoTls>>;
