@@ -145,17 +145,11 @@ impl Broker {
         Ok(bytes)
     }
 
-    /// An administrator's standing word on `hardware`: blocked hardware is refused here, the
-    /// one place the rule lives; otherwise whether it is enrolled.
+    /// An administrator's standing word on `hardware`: blocked hardware is refused (see
+    /// [`standing`]); otherwise whether it is enrolled.
     pub(crate) fn enrolled(&self, hardware: &HardwareId) -> Result<bool, Refusal> {
-        match self.store.identity_status(hardware).map_err(|e| internal("reading enrollment", e))? {
-            Some(IdentityStatus::Blocked) => Err(Refusal::new(
-                Code::VmBlocked,
-                format!("{} is blocked by an administrator", describe(hardware)),
-            )),
-            Some(IdentityStatus::Enrolled) => Ok(true),
-            None => Ok(false),
-        }
+        let status = self.store.identity_status(hardware).map_err(|e| internal("reading enrollment", e))?;
+        standing(hardware, status)
     }
 
     /// Periodic housekeeping: prune expired challenges, rotate keys when due.
@@ -169,6 +163,19 @@ impl Broker {
         if let Err(e) = self.issuer.rotate_if_due(now) {
             tracing::error!("key rotation failed: {e:#}");
         }
+    }
+}
+
+/// The one place the "blocked" rule lives: blocked hardware is refused, whatever it shows;
+/// otherwise, whether an administrator enrolled it.
+pub(crate) fn standing(hardware: &HardwareId, status: Option<IdentityStatus>) -> Result<bool, Refusal> {
+    match status {
+        Some(IdentityStatus::Blocked) => Err(Refusal::new(
+            Code::VmBlocked,
+            format!("{} is blocked by an administrator", describe(hardware)),
+        )),
+        Some(IdentityStatus::Enrolled) => Ok(true),
+        None => Ok(false),
     }
 }
 

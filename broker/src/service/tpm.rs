@@ -17,7 +17,7 @@ use mooring_attestation::tpm::public::{ObjectAttributes, Public};
 use mooring_attestation::tpm::quote::{verify_quote, QuoteError, QuoteExpectation};
 use sha2::{Digest, Sha256};
 
-use super::{internal, Broker, Caller};
+use super::{internal, standing, Broker, Caller};
 use crate::audit::Action;
 use crate::issuer::Subject;
 use crate::policy::TpmApplicant;
@@ -33,6 +33,8 @@ pub(crate) fn ek_hardware_id(ek: &Public) -> String {
 struct VouchedEk {
     hardware_id: String,
     ek_issuer: Option<String>,
+    /// What an administrator said about it, as read at `begin`.
+    status: Option<IdentityStatus>,
 }
 
 struct Keys {
@@ -106,7 +108,7 @@ impl Broker {
                 ))
             }
         };
-        Ok((keys, VouchedEk { hardware_id, ek_issuer }))
+        Ok((keys, VouchedEk { hardware_id, ek_issuer, status }))
     }
 
     /// The class of a vouched-for EK, and its challenge.
@@ -117,8 +119,8 @@ impl Broker {
         keys: &Keys,
         ek: &VouchedEk,
     ) -> Result<TpmChallenge, Refusal> {
-        let VouchedEk { hardware_id, ek_issuer } = ek;
-        let enrolled = self.enrolled(&HardwareId::Ek(hardware_id.clone()))?;
+        let VouchedEk { hardware_id, ek_issuer, status } = ek;
+        let enrolled = standing(&HardwareId::Ek(hardware_id.clone()), *status)?;
         let policy = self.policy();
         let class =
             policy.match_tpm(TpmApplicant { ek_issuer: ek_issuer.as_deref(), hardware_id, enrolled })?;
