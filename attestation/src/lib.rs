@@ -7,6 +7,7 @@
 
 pub mod codec;
 pub mod crypto;
+pub mod pem;
 pub mod protocol;
 pub mod seal;
 pub mod snp;

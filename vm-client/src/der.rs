@@ -1,9 +1,6 @@
 //! The little DER (ITU-T X.690) the client writes: the TSS2 key file and ECDSA signatures,
 //! plus the length of a DER value read from NV (EK certificates may be zero-padded there).
 
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine as _;
-
 /// ASN.1 universal tags used here.
 pub(crate) const BOOLEAN: u8 = 0x01;
 pub(crate) const INTEGER: u8 = 0x02;
@@ -50,33 +47,6 @@ pub(crate) fn ecdsa_signature(r: &[u8], s: &[u8]) -> Vec<u8> {
     let mut content = unsigned_integer(r);
     content.extend(unsigned_integer(s));
     tlv(SEQUENCE, &content)
-}
-
-/// PEM armor (RFC 7468) with 64-character lines.
-pub(crate) fn pem(label: &str, der: &[u8]) -> String {
-    let encoded = STANDARD.encode(der);
-    let mut out = format!("-----BEGIN {label}-----\n");
-    let mut rest = encoded.as_str();
-    while !rest.is_empty() {
-        let (line, tail) = rest.split_at(rest.len().min(64));
-        out.push_str(line);
-        out.push('\n');
-        rest = tail;
-    }
-    out.push_str(&format!("-----END {label}-----\n"));
-    out
-}
-
-/// The DER inside the first PEM block with `label`.
-pub(crate) fn pem_decode(label: &str, text: &[u8]) -> Result<Vec<u8>, String> {
-    let text = std::str::from_utf8(text).map_err(|_| "PEM is not UTF-8".to_owned())?;
-    let begin = format!("-----BEGIN {label}-----");
-    let end = format!("-----END {label}-----");
-    let start = text.find(&begin).ok_or_else(|| format!("no {begin} line"))?;
-    let body = text.get(start + begin.len()..).unwrap_or_default();
-    let stop = body.find(&end).ok_or_else(|| format!("no {end} line"))?;
-    let base64: String = body.get(..stop).unwrap_or_default().split_whitespace().collect();
-    STANDARD.decode(base64).map_err(|e| format!("PEM body: {e}"))
 }
 
 /// The total length (header and content) of the DER value at the start of `bytes`, checked
@@ -142,22 +112,5 @@ mod tests {
         assert!(value_len(&[0x30, 0x85, 1, 1, 1, 1, 1]).unwrap_err().contains("not supported"));
         assert!(value_len(&[0x30, 0x80]).unwrap_err().contains("not supported"));
         assert!(value_len(&[0x1f, 0x01]).is_err());
-    }
-
-    #[test]
-    fn pem_round_trip_and_malformed_pem() {
-        let text = pem("X", &[7; 80]);
-        assert_eq!(pem_decode("X", text.as_bytes()).unwrap(), [7; 80]);
-        assert!(pem_decode("Y", text.as_bytes()).is_err());
-        assert!(pem_decode("X", b"-----BEGIN X-----\n!!\n-----END X-----\n").is_err());
-        assert!(pem_decode("X", b"-----BEGIN X-----\nAAAA\n").is_err());
-    }
-
-    #[test]
-    fn pem_lines_are_64_characters() {
-        let text = pem("TEST", &[0xab; 100]);
-        let body: Vec<&str> = text.lines().skip(1).take_while(|l| !l.starts_with("-----")).collect();
-        assert_eq!(body.first().unwrap().len(), 64);
-        assert!(text.ends_with("-----END TEST-----\n"));
     }
 }

@@ -29,7 +29,6 @@ mod chain;
 mod der;
 mod extensions;
 mod name;
-mod pem;
 mod signature;
 mod spki;
 mod store;

@@ -12,6 +12,7 @@ pub mod sev_guest;
 use aws_lc_rs::encoding::AsDer as _;
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{EcdsaKeyPair, KeyPair as _, ECDSA_P256_SHA256_ASN1_SIGNING};
+use mooring_attestation::pem;
 use mooring_attestation::protocol::{
     hpke_secret_aad, snp_report_data, IssuedCredentials, Sealed, SealedSecret, SnpFinishRequest,
     HPKE_SECRET_INFO,
@@ -19,7 +20,6 @@ use mooring_attestation::protocol::{
 use mooring_attestation::seal::{open, SealedBox, SealingKeyPair};
 
 use crate::api::BrokerApi;
-use crate::der;
 use crate::service::{AttestError, Attested, Attester};
 
 /// PEM label of K's PKCS#8 key file.
@@ -108,15 +108,15 @@ impl GuestKey {
     ///
     /// # Errors
     /// When the PEM or the key is malformed.
-    pub fn from_pem(pem: &[u8]) -> Result<Self, SnpError> {
-        let der = der::pem_decode(PKCS8_LABEL, pem).map_err(SnpError::Key)?;
+    pub fn from_pem(text: &[u8]) -> Result<Self, SnpError> {
+        let der = pem::decode_one(text, PKCS8_LABEL).map_err(|e| SnpError::Key(e.to_string()))?;
         Self::from_pkcs8(&der)
     }
 
     /// PKCS#8 PEM (written only to the tmpfs runtime directory, i.e. guest memory).
     #[must_use]
     pub fn to_pem(&self) -> String {
-        der::pem(PKCS8_LABEL, &self.pkcs8)
+        pem::encode(PKCS8_LABEL, &self.pkcs8)
     }
 
     /// SubjectPublicKeyInfo (DER).
