@@ -7,6 +7,7 @@
 
 pub mod codec;
 pub mod crypto;
+pub mod der;
 pub mod pem;
 pub mod protocol;
 pub mod seal;

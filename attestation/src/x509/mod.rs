@@ -26,8 +26,8 @@
 pub mod bundle;
 mod cert;
 mod chain;
-mod der;
 mod extensions;
+mod framing;
 mod name;
 mod signature;
 mod spki;

@@ -8,8 +8,8 @@ use aws_lc_rs::rsa::KeySize;
 use aws_lc_rs::signature::{EcdsaKeyPair, KeyPair, RsaKeyPair, RSA_PSS_SHA384};
 
 use super::{LeafSpec, DEFAULT_NOT_AFTER, DEFAULT_NOT_BEFORE};
-use crate::crypto::der::{bit_string, oid, sequence, tlv, unsigned_integer};
 use crate::crypto::PublicKey;
+use crate::der::{bit_string, oid, sequence, tlv, unsigned_integer};
 use crate::snp::report::P384_SCALAR_LEN;
 use crate::snp::Product;
 use crate::tpm::alg::EccCurve;
