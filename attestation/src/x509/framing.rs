@@ -3,9 +3,10 @@
 
 use super::cert::CertificateError;
 use super::MAX_CERTIFICATE_LEN;
+use crate::codec::{BadPadding, Reader};
 use crate::der::{self, tag, DerError, Header};
 
-/// Fill byte of unwritten TPM NV memory after an EK certificate.
+/// Fill of a TPM NV index after the EK certificate in it.
 const NV_PADDING: u8 = 0xFF;
 
 /// Total length (header and content) of the DER SEQUENCE starting `bytes`.
@@ -46,15 +47,14 @@ pub(super) fn exact(bytes: &[u8]) -> Result<&[u8], CertificateError> {
 }
 
 /// The certificate at the start of a TPM NV read: the outer SEQUENCE, after which
-/// only `0xFF` fill may follow (TPM NV indices are read whole; unwritten bytes
-/// read as `0xFF`). Any other trailing byte is an error.
+/// only the index's `0xFF` fill may follow ([`Reader::expect_padding`]). Any other
+/// trailing byte is an error.
 pub(super) fn trim_nv_padding(bytes: &[u8]) -> Result<&[u8], CertificateError> {
     let len = outer_len(bytes)?;
-    let (cert, rest) = bytes.split_at(len);
-    if let Some(pos) = rest.iter().position(|b| *b != NV_PADDING) {
-        let value = rest.get(pos).copied().unwrap_or_default();
-        return Err(CertificateError::BadPadding { offset: len + pos, value });
-    }
+    let mut r = Reader::new(bytes);
+    let cert = r.take(len, "certificate").map_err(|_| CertificateError::Framing { reason: "truncated" })?;
+    r.expect_padding(NV_PADDING)
+        .map_err(|BadPadding { offset, value }| CertificateError::BadPadding { offset, value })?;
     Ok(cert)
 }
 
