@@ -222,9 +222,7 @@ mod tests {
 
     fn sealed(sealing: &SealingKeyPair, name: &str, spiffe_id: &str) -> SealedSecret {
         let aad = hpke_secret_aad(name, spiffe_id);
-        let sealed =
-            seal_to(sealing.public_key_bytes(), HPKE_SECRET_INFO, &aad, b"s3cret", &SystemRandom::new())
-                .unwrap();
+        let sealed = seal_to(sealing.public_key_bytes(), HPKE_SECRET_INFO, &aad, b"s3cret").unwrap();
         SealedSecret {
             name: name.into(),
             sealed: Sealed::Hpke { enc: sealed.enc().to_vec(), ciphertext: sealed.ciphertext().to_vec() },
