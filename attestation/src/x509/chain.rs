@@ -14,6 +14,8 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use thiserror::Error;
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
 
 use super::cert::Certificate;
 use super::signature::SignatureError;
@@ -304,29 +306,13 @@ fn check_issuer_constraints(
     Ok(())
 }
 
-/// Calendar date and time of seconds since the epoch (proleptic Gregorian, UTC):
-/// `(year, month, day, hour, minute, second)`. Shared by error messages here and by the
-/// test signer's certificate writer.
-pub(crate) fn civil_from_unix(secs: i64) -> (i64, i64, i64, i64, i64, i64) {
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    // Civil-from-days (H. Hinnant), all in i64.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day, rem / 3600, rem % 3600 / 60, rem % 60)
-}
-
-/// `YYYY-MM-DDTHH:MM:SSZ` for seconds since the epoch.
+/// RFC 3339 (`YYYY-MM-DDTHH:MM:SSZ`) for seconds since the epoch; the bare number outside
+/// the years 0-9999.
 fn format_unix(secs: i64) -> String {
-    let (year, month, day, hour, minute, second) = civil_from_unix(secs);
-    format!("{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}Z")
+    OffsetDateTime::from_unix_timestamp(secs)
+        .ok()
+        .and_then(|time| time.format(&Rfc3339).ok())
+        .unwrap_or_else(|| secs.to_string())
 }
 
 #[cfg(test)]

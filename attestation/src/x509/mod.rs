@@ -35,8 +35,6 @@ mod store;
 
 pub use bundle::CertBundle;
 pub use cert::{Certificate, CertificateError};
-#[cfg(feature = "sim")]
-pub(crate) use chain::civil_from_unix;
 pub use chain::{ChainError, VerifiedChain};
 pub use extensions::Extension;
 pub(crate) use name::decode_string;
