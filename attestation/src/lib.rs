@@ -14,6 +14,7 @@ pub mod seal;
 pub mod snp;
 pub mod svid;
 pub mod tpm;
+pub mod validity;
 pub mod x509;
 
 /// Hex encoding of byte fields in serialized claims (the one helper for all of them).
