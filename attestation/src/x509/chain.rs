@@ -25,7 +25,7 @@ use super::{MAX_CHAIN_LEN, MAX_SIGNATURE_CHECKS};
 /// Why a certificate does not chain to a trust anchor.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 #[non_exhaustive]
-pub enum ChainError {
+pub enum CertPathError {
     /// No configured or supplied CA has the issuer's name (and key identifier).
     #[error(
         "no trust anchor or intermediate CA named \"{issuer}\" (issuer of {subject}); \
@@ -169,29 +169,32 @@ impl VerifiedChain {
     }
 }
 
-pub(super) fn unix_seconds(now: SystemTime) -> Result<i64, ChainError> {
-    let secs = now.duration_since(UNIX_EPOCH).map_err(|_| ChainError::BadTime)?.as_secs();
-    i64::try_from(secs).map_err(|_| ChainError::BadTime)
+pub(super) fn unix_seconds(now: SystemTime) -> Result<i64, CertPathError> {
+    let secs = now.duration_since(UNIX_EPOCH).map_err(|_| CertPathError::BadTime)?.as_secs();
+    i64::try_from(secs).map_err(|_| CertPathError::BadTime)
 }
 
 /// Validity and critical extensions of one certificate.
-pub(super) fn check_certificate(cert: &Certificate, now: i64) -> Result<(), ChainError> {
+pub(super) fn check_certificate(cert: &Certificate, now: i64) -> Result<(), CertPathError> {
     if now < cert.not_before_unix() {
-        return Err(ChainError::NotYetValid {
+        return Err(CertPathError::NotYetValid {
             subject: cert.describe(),
             not_before: format_unix(cert.not_before_unix()),
             now: format_unix(now),
         });
     }
     if now > cert.not_after_unix() {
-        return Err(ChainError::Expired {
+        return Err(CertPathError::Expired {
             subject: cert.describe(),
             not_after: format_unix(cert.not_after_unix()),
             now: format_unix(now),
         });
     }
     if let Some(oid) = cert.unhandled_critical_extension() {
-        return Err(ChainError::UnhandledCriticalExtension { subject: cert.describe(), oid: oid.to_owned() });
+        return Err(CertPathError::UnhandledCriticalExtension {
+            subject: cert.describe(),
+            oid: oid.to_owned(),
+        });
     }
     Ok(())
 }
@@ -202,7 +205,7 @@ pub(super) struct Search<'a> {
     extra: &'a [Arc<Certificate>],
     now: i64,
     checks: usize,
-    first_error: Option<ChainError>,
+    first_error: Option<CertPathError>,
 }
 
 impl<'a> Search<'a> {
@@ -211,17 +214,17 @@ impl<'a> Search<'a> {
     }
 
     /// The issuers above `leaf`, ending at a trust anchor.
-    pub(super) fn run(mut self, leaf: Arc<Certificate>) -> Result<Vec<Arc<Certificate>>, ChainError> {
+    pub(super) fn run(mut self, leaf: Arc<Certificate>) -> Result<Vec<Arc<Certificate>>, CertPathError> {
         let mut path = vec![leaf];
         if self.extend(&mut path) {
             path.remove(0);
             return Ok(path);
         }
         let leaf = path.first().map(|c| c.describe()).unwrap_or_default();
-        Err(self.first_error.unwrap_or(ChainError::TooLong { subject: leaf, max: MAX_CHAIN_LEN }))
+        Err(self.first_error.unwrap_or(CertPathError::TooLong { subject: leaf, max: MAX_CHAIN_LEN }))
     }
 
-    fn record(&mut self, error: ChainError) {
+    fn record(&mut self, error: CertPathError) {
         self.first_error.get_or_insert(error);
     }
 
@@ -229,7 +232,7 @@ impl<'a> Search<'a> {
         let Some(child) = path.last().cloned() else { return false };
         let candidates = self.store.candidates(&child, self.extra);
         if candidates.is_empty() {
-            self.record(ChainError::UnknownIssuer {
+            self.record(CertPathError::UnknownIssuer {
                 subject: child.describe(),
                 issuer: child.issuer().to_owned(),
             });
@@ -240,13 +243,13 @@ impl<'a> Search<'a> {
                 continue;
             }
             if path.len() >= MAX_CHAIN_LEN {
-                self.record(ChainError::TooLong { subject: child.describe(), max: MAX_CHAIN_LEN });
+                self.record(CertPathError::TooLong { subject: child.describe(), max: MAX_CHAIN_LEN });
                 return false;
             }
             // Intermediates between this candidate and the leaf.
             let below = path.len() - 1;
             if let Err(e) = self.check_issuer(&child, &candidate, is_anchor, below) {
-                let stop = matches!(e, ChainError::SearchLimit { .. });
+                let stop = matches!(e, CertPathError::SearchLimit { .. });
                 self.record(e);
                 if stop {
                     return false;
@@ -268,14 +271,14 @@ impl<'a> Search<'a> {
         issuer: &Certificate,
         is_anchor: bool,
         below: usize,
-    ) -> Result<(), ChainError> {
+    ) -> Result<(), CertPathError> {
         self.checks += 1;
         if self.checks > MAX_SIGNATURE_CHECKS {
-            return Err(ChainError::SearchLimit { subject: child.describe(), max: MAX_SIGNATURE_CHECKS });
+            return Err(CertPathError::SearchLimit { subject: child.describe(), max: MAX_SIGNATURE_CHECKS });
         }
         check_issuer_constraints(child, issuer, is_anchor, below)?;
         check_certificate(issuer, self.now)?;
-        child.verify_issued_by(issuer).map_err(|source| ChainError::Signature {
+        child.verify_issued_by(issuer).map_err(|source| CertPathError::Signature {
             subject: child.describe(),
             issuer: issuer.describe(),
             source,
@@ -288,19 +291,19 @@ fn check_issuer_constraints(
     issuer: &Certificate,
     is_anchor: bool,
     below: usize,
-) -> Result<(), ChainError> {
+) -> Result<(), CertPathError> {
     let bc = issuer.basic_constraints();
     match bc {
         Some(bc) if bc.ca => {}
         None if is_anchor => {}
-        _ => return Err(ChainError::NotCa { subject: issuer.describe(), child: child.describe() }),
+        _ => return Err(CertPathError::NotCa { subject: issuer.describe(), child: child.describe() }),
     }
     if issuer.may_sign_certificates() == Some(false) {
-        return Err(ChainError::NoKeyCertSign { subject: issuer.describe(), child: child.describe() });
+        return Err(CertPathError::NoKeyCertSign { subject: issuer.describe(), child: child.describe() });
     }
     if let Some(path_len) = bc.and_then(|bc| bc.path_len) {
         if usize::try_from(path_len).is_ok_and(|max| below > max) {
-            return Err(ChainError::PathLenExceeded { subject: issuer.describe(), path_len, below });
+            return Err(CertPathError::PathLenExceeded { subject: issuer.describe(), path_len, below });
         }
     }
     Ok(())

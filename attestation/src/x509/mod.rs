@@ -35,7 +35,11 @@ mod store;
 
 pub use bundle::CertBundle;
 pub use cert::{Certificate, CertificateError};
-pub use chain::{ChainError, VerifiedChain};
+/// Transitional old name of [`CertPathError`], for callers outside this slice of the clean-up
+/// (attestation/tests); remove once they use the new name.
+#[doc(hidden)]
+pub use chain::CertPathError as ChainError;
+pub use chain::{CertPathError, VerifiedChain};
 pub use extensions::Extension;
 pub(crate) use name::decode_string;
 pub use signature::SignatureError;

@@ -17,7 +17,7 @@ use std::sync::{Arc, PoisonError, RwLock};
 use std::time::SystemTime;
 
 use super::cert::Certificate;
-use super::chain::{check_certificate, unix_seconds, ChainError, Search, VerifiedChain};
+use super::chain::{check_certificate, unix_seconds, CertPathError, Search, VerifiedChain};
 use crate::validity::Windowed;
 
 /// Most cached issuer paths; the cache is emptied when it fills up. TPM EK
@@ -130,14 +130,14 @@ impl TrustStore {
     /// A leaf that is itself a trust anchor verifies as a path of one.
     ///
     /// # Errors
-    /// [`ChainError`] naming the certificate at fault: unknown issuer, expired or
+    /// [`CertPathError`] naming the certificate at fault: unknown issuer, expired or
     /// not-yet-valid certificate, bad signature, CA constraint violation.
     pub fn verify(
         &self,
         leaf: &Certificate,
         intermediates: &[Certificate],
         now: SystemTime,
-    ) -> Result<VerifiedChain, ChainError> {
+    ) -> Result<VerifiedChain, CertPathError> {
         let now = unix_seconds(now)?;
         check_certificate(leaf, now)?;
         let leaf = Arc::new(leaf.clone());

@@ -25,10 +25,11 @@ use crate::service::{AttestError, Attested, Attester};
 /// PEM label of K's PKCS#8 key file.
 const PKCS8_LABEL: &str = "PRIVATE KEY";
 
-/// Errors of the SEV-SNP path.
+/// Errors of the client's SEV-SNP guest path (the library's report verification errors are
+/// [`mooring_attestation::snp::SnpError`]).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum SnpError {
+pub enum GuestError {
     /// The guest device failed.
     #[error("SEV-SNP guest device {device}: {reason}")]
     Device {
@@ -50,6 +51,11 @@ pub enum SnpError {
     },
 }
 
+/// Transitional old name of [`GuestError`], for callers outside this slice of the clean-up
+/// (vm-client/src/service.rs, tests/src/client.rs); remove once they use the new name.
+#[doc(hidden)]
+pub use GuestError as SnpError;
+
 /// What the guest device returns.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SnpEvidence {
@@ -65,7 +71,7 @@ pub trait SnpDevice {
     ///
     /// # Errors
     /// When the device or the firmware refuses.
-    fn report(&self, report_data: &[u8; 64], vmpl: u32) -> Result<SnpEvidence, SnpError>;
+    fn report(&self, report_data: &[u8; 64], vmpl: u32) -> Result<SnpEvidence, GuestError>;
 }
 
 /// K on the SEV-SNP path: an ECDSA P-256 key in guest memory.
@@ -88,9 +94,9 @@ impl GuestKey {
     ///
     /// # Errors
     /// When the random generator fails.
-    pub fn generate() -> Result<Self, SnpError> {
+    pub fn generate() -> Result<Self, GuestError> {
         let document = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &SystemRandom::new())
-            .map_err(|_| SnpError::Key("generating the key failed".into()))?;
+            .map_err(|_| GuestError::Key("generating the key failed".into()))?;
         Self::from_pkcs8(document.as_ref())
     }
 
@@ -98,9 +104,9 @@ impl GuestKey {
     ///
     /// # Errors
     /// When it is not a P-256 PKCS#8 key.
-    pub fn from_pkcs8(pkcs8: &[u8]) -> Result<Self, SnpError> {
+    pub fn from_pkcs8(pkcs8: &[u8]) -> Result<Self, GuestError> {
         let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, pkcs8)
-            .map_err(|e| SnpError::Key(format!("not a P-256 PKCS#8 key: {e}")))?;
+            .map_err(|e| GuestError::Key(format!("not a P-256 PKCS#8 key: {e}")))?;
         Ok(Self { pair, pkcs8: pkcs8.to_vec() })
     }
 
@@ -108,8 +114,8 @@ impl GuestKey {
     ///
     /// # Errors
     /// When the PEM or the key is malformed.
-    pub fn from_pem(text: &[u8]) -> Result<Self, SnpError> {
-        let der = pem::decode_one(text, PKCS8_LABEL).map_err(|e| SnpError::Key(e.to_string()))?;
+    pub fn from_pem(text: &[u8]) -> Result<Self, GuestError> {
+        let der = pem::decode_one(text, PKCS8_LABEL).map_err(|e| GuestError::Key(e.to_string()))?;
         Self::from_pkcs8(&der)
     }
 
@@ -123,23 +129,23 @@ impl GuestKey {
     ///
     /// # Errors
     /// When encoding fails.
-    pub fn spki(&self) -> Result<Vec<u8>, SnpError> {
+    pub fn spki(&self) -> Result<Vec<u8>, GuestError> {
         self.pair
             .public_key()
             .as_der()
             .map(|der| der.as_ref().to_vec())
-            .map_err(|_| SnpError::Key("encoding the public key failed".into()))
+            .map_err(|_| GuestError::Key("encoding the public key failed".into()))
     }
 
     /// ECDSA-SHA256 signature (DER) over `message`.
     ///
     /// # Errors
     /// When signing fails.
-    pub fn sign(&self, message: &[u8]) -> Result<Vec<u8>, SnpError> {
+    pub fn sign(&self, message: &[u8]) -> Result<Vec<u8>, GuestError> {
         self.pair
             .sign(&SystemRandom::new(), message)
             .map(|sig| sig.as_ref().to_vec())
-            .map_err(|_| SnpError::Key("signing failed".into()))
+            .map_err(|_| GuestError::Key("signing failed".into()))
     }
 }
 
@@ -173,7 +179,7 @@ impl<D: SnpDevice> Attester for SnpAttester<D> {
     fn attest(&mut self, api: &BrokerApi) -> Result<Attested, AttestError> {
         let challenge = api.snp_begin()?;
         // A fresh sealing key per attestation: it only ever opens this answer's secrets.
-        let sealing = SealingKeyPair::generate().map_err(|e| SnpError::Key(format!("sealing key: {e}")))?;
+        let sealing = SealingKeyPair::generate().map_err(|e| GuestError::Key(format!("sealing key: {e}")))?;
         let key_spki = self.key.spki()?;
         let sealing_key = sealing.public_key_bytes().to_vec();
         let report_data = snp_report_data(&challenge.nonce, &key_spki, &sealing_key);
@@ -194,7 +200,7 @@ impl<D: SnpDevice> Attester for SnpAttester<D> {
 fn open_secrets(
     sealing: &SealingKeyPair,
     issued: &IssuedCredentials,
-) -> Result<Vec<(String, Vec<u8>)>, SnpError> {
+) -> Result<Vec<(String, Vec<u8>)>, GuestError> {
     issued.secrets.iter().map(|secret| open_secret(sealing, secret, &issued.spiffe_id)).collect()
 }
 
@@ -202,8 +208,8 @@ fn open_secret(
     sealing: &SealingKeyPair,
     secret: &SealedSecret,
     spiffe_id: &str,
-) -> Result<(String, Vec<u8>), SnpError> {
-    let fail = |reason: String| SnpError::Secret { name: secret.name.clone(), reason };
+) -> Result<(String, Vec<u8>), GuestError> {
+    let fail = |reason: String| GuestError::Secret { name: secret.name.clone(), reason };
     let Sealed::Hpke { enc, ciphertext } = &secret.sealed else {
         return Err(fail("not sealed with HPKE (the broker sent a TPM import blob)".into()));
     };

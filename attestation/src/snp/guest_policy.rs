@@ -2,8 +2,10 @@
 //! revision 1.57) and the platform information word (`PLATFORM_INFO`, in
 //! `ATTESTATION_REPORT` at 0x40).
 //!
-//! The verifier decodes these bits; deciding which are acceptable (debug forbidden,
-//! migration agent forbidden, ...) is the caller's policy.
+//! "Guest policy" is AMD's term: the launch constraints the firmware enforces on the guest,
+//! not TPM policy digests ([`crate::tpm::session_policy`]) or the broker's admission
+//! policy. The verifier decodes these bits; deciding which are acceptable (debug forbidden,
+//! migration agent forbidden, ...) is the caller's admission policy.
 
 use serde::{Serialize, Serializer};
 
