@@ -7,25 +7,31 @@
 //! policy. The verifier decodes these bits; deciding which are acceptable (debug forbidden,
 //! migration agent forbidden, ...) is the caller's admission policy.
 
+use serde::ser::SerializeStruct as _;
 use serde::{Serialize, Serializer};
 
 use super::SnpError;
 
-/// Guest policy bit numbers (ABI "GUEST_POLICY Structure").
-mod bit {
-    pub(super) const SMT: u32 = 16;
-    /// Reserved, must be one.
-    pub(super) const RESERVED_ONE: u32 = 17;
-    pub(super) const MIGRATE_MA: u32 = 18;
-    pub(super) const DEBUG: u32 = 19;
-    pub(super) const SINGLE_SOCKET: u32 = 20;
-    pub(super) const CXL_ALLOW: u32 = 21;
-    pub(super) const MEM_AES_256_XTS: u32 = 22;
-    pub(super) const RAPL_DIS: u32 = 23;
-    pub(super) const CIPHERTEXT_HIDING_DRAM: u32 = 24;
-    pub(super) const PAGE_SWAP_DISABLE: u32 = 25;
-    /// Bits from here up are reserved and must be zero.
-    pub(super) const FIRST_RESERVED: u32 = 26;
+/// `GUEST_POLICY` bit 17: reserved, must be one.
+const RESERVED_ONE: u32 = 17;
+/// `GUEST_POLICY` bits from here up are reserved and must be zero.
+const FIRST_RESERVED: u32 = 26;
+
+/// One accessor per named bit of a 64-bit word, and the same bits as the table
+/// `FLAGS` (name, bit number) that serialization walks.
+macro_rules! flag_bits {
+    ($word:ident { $($bit:literal $name:ident $doc:literal,)* }) => {
+        impl $word {
+            const FLAGS: &'static [(&'static str, u32)] = &[$((stringify!($name), $bit)),*];
+            $(
+                #[doc = $doc]
+                #[must_use]
+                pub fn $name(self) -> bool {
+                    self.0 & (1 << $bit) != 0
+                }
+            )*
+        }
+    };
 }
 
 /// The guest owner's launch policy, as the firmware enforced it and signed it into the
@@ -39,10 +45,10 @@ impl GuestPolicy {
     /// # Errors
     /// [`SnpError::Reserved`] when bit 17 is clear or a bit above 25 is set.
     pub fn new(raw: u64) -> Result<Self, SnpError> {
-        if raw >> bit::FIRST_RESERVED != 0 {
+        if raw >> FIRST_RESERVED != 0 {
             return Err(SnpError::Reserved { field: "POLICY bits 63:26" });
         }
-        if raw & (1 << bit::RESERVED_ONE) == 0 {
+        if raw & (1 << RESERVED_ONE) == 0 {
             return Err(SnpError::Reserved { field: "POLICY bit 17 (must be one)" });
         }
         Ok(Self(raw))
@@ -52,10 +58,6 @@ impl GuestPolicy {
     #[must_use]
     pub fn raw(self) -> u64 {
         self.0
-    }
-
-    fn bit(self, n: u32) -> bool {
-        self.0 & (1 << n) != 0
     }
 
     /// `ABI_MAJOR`: the minimum firmware ABI major version the guest requires.
@@ -69,96 +71,24 @@ impl GuestPolicy {
     pub fn abi_minor(self) -> u8 {
         self.0.to_le_bytes()[0]
     }
-
-    /// `SMT`: the guest may run with simultaneous multithreading enabled.
-    #[must_use]
-    pub fn smt_allowed(self) -> bool {
-        self.bit(bit::SMT)
-    }
-
-    /// `MIGRATE_MA`: the guest may be associated with a migration agent.
-    #[must_use]
-    pub fn migrate_ma_allowed(self) -> bool {
-        self.bit(bit::MIGRATE_MA)
-    }
-
-    /// `DEBUG`: the hypervisor may debug the guest (read and write its memory). A
-    /// production policy refuses this.
-    #[must_use]
-    pub fn debug_allowed(self) -> bool {
-        self.bit(bit::DEBUG)
-    }
-
-    /// `SINGLE_SOCKET`: the guest may only be activated on one socket.
-    #[must_use]
-    pub fn single_socket_required(self) -> bool {
-        self.bit(bit::SINGLE_SOCKET)
-    }
-
-    /// `CXL_ALLOW`: CXL may be populated with devices or memory.
-    #[must_use]
-    pub fn cxl_allowed(self) -> bool {
-        self.bit(bit::CXL_ALLOW)
-    }
-
-    /// `MEM_AES_256_XTS`: AES-256-XTS memory encryption is required.
-    #[must_use]
-    pub fn mem_aes_256_xts_required(self) -> bool {
-        self.bit(bit::MEM_AES_256_XTS)
-    }
-
-    /// `RAPL_DIS`: Running Average Power Limit must be disabled.
-    #[must_use]
-    pub fn rapl_disable_required(self) -> bool {
-        self.bit(bit::RAPL_DIS)
-    }
-
-    /// `CIPHERTEXT_HIDING_DRAM`: ciphertext hiding for DRAM is required.
-    #[must_use]
-    pub fn ciphertext_hiding_required(self) -> bool {
-        self.bit(bit::CIPHERTEXT_HIDING_DRAM)
-    }
-
-    /// `PAGE_SWAP_DISABLE`: the guest's pages may not be swapped by the hypervisor.
-    #[must_use]
-    pub fn page_swap_disabled(self) -> bool {
-        self.bit(bit::PAGE_SWAP_DISABLE)
-    }
 }
+
+flag_bits!(GuestPolicy {
+    16 smt_allowed "`SMT`: the guest may run with simultaneous multithreading enabled.",
+    18 migrate_ma_allowed "`MIGRATE_MA`: the guest may be associated with a migration agent.",
+    19 debug_allowed "`DEBUG`: the hypervisor may read and write the guest's memory (refuse in production).",
+    20 single_socket_required "`SINGLE_SOCKET`: the guest may only be activated on one socket.",
+    21 cxl_allowed "`CXL_ALLOW`: CXL may be populated with devices or memory.",
+    22 mem_aes_256_xts_required "`MEM_AES_256_XTS`: AES-256-XTS memory encryption is required.",
+    23 rapl_disable_required "`RAPL_DIS`: Running Average Power Limit must be disabled.",
+    24 ciphertext_hiding_required "`CIPHERTEXT_HIDING_DRAM`: ciphertext hiding for DRAM is required.",
+    25 page_swap_disabled "`PAGE_SWAP_DISABLE`: the guest's pages may not be swapped by the hypervisor.",
+});
 
 impl Serialize for GuestPolicy {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        #[derive(Serialize)]
-        struct Decoded {
-            raw: String,
-            abi_major: u8,
-            abi_minor: u8,
-            smt_allowed: bool,
-            migrate_ma_allowed: bool,
-            debug_allowed: bool,
-            single_socket_required: bool,
-            cxl_allowed: bool,
-            mem_aes_256_xts_required: bool,
-            rapl_disable_required: bool,
-            ciphertext_hiding_required: bool,
-            page_swap_disabled: bool,
-        }
-        let p = *self;
-        Decoded {
-            raw: format!("{:#x}", p.0),
-            abi_major: p.abi_major(),
-            abi_minor: p.abi_minor(),
-            smt_allowed: p.smt_allowed(),
-            migrate_ma_allowed: p.migrate_ma_allowed(),
-            debug_allowed: p.debug_allowed(),
-            single_socket_required: p.single_socket_required(),
-            cxl_allowed: p.cxl_allowed(),
-            mem_aes_256_xts_required: p.mem_aes_256_xts_required(),
-            rapl_disable_required: p.rapl_disable_required(),
-            ciphertext_hiding_required: p.ciphertext_hiding_required(),
-            page_swap_disabled: p.page_swap_disabled(),
-        }
-        .serialize(s)
+        let numbers = [("abi_major", self.abi_major()), ("abi_minor", self.abi_minor())];
+        serialize_word(s, "GuestPolicy", self.0, &numbers, Self::FLAGS)
     }
 }
 
@@ -177,72 +107,40 @@ impl PlatformInfo {
     pub fn raw(self) -> u64 {
         self.0
     }
-
-    fn bit(self, n: u32) -> bool {
-        self.0 & (1 << n) != 0
-    }
-
-    /// `SMT_EN`: simultaneous multithreading is enabled.
-    #[must_use]
-    pub fn smt_enabled(self) -> bool {
-        self.bit(0)
-    }
-
-    /// `TSME_EN`: transparent SME is enabled.
-    #[must_use]
-    pub fn tsme_enabled(self) -> bool {
-        self.bit(1)
-    }
-
-    /// `ECC_EN`: the platform uses error-correcting memory.
-    #[must_use]
-    pub fn ecc_enabled(self) -> bool {
-        self.bit(2)
-    }
-
-    /// `RAPL_DIS`: Running Average Power Limit is disabled.
-    #[must_use]
-    pub fn rapl_disabled(self) -> bool {
-        self.bit(3)
-    }
-
-    /// `CIPHERTEXT_HIDING_DRAM_EN`: ciphertext hiding for DRAM is enabled.
-    #[must_use]
-    pub fn ciphertext_hiding_enabled(self) -> bool {
-        self.bit(4)
-    }
-
-    /// `ALIAS_CHECK_COMPLETE`: the memory alias check has completed.
-    #[must_use]
-    pub fn alias_check_complete(self) -> bool {
-        self.bit(5)
-    }
 }
+
+flag_bits!(PlatformInfo {
+    0 smt_enabled "`SMT_EN`: simultaneous multithreading is enabled.",
+    1 tsme_enabled "`TSME_EN`: transparent SME is enabled.",
+    2 ecc_enabled "`ECC_EN`: the platform uses error-correcting memory.",
+    3 rapl_disabled "`RAPL_DIS`: Running Average Power Limit is disabled.",
+    4 ciphertext_hiding_enabled "`CIPHERTEXT_HIDING_DRAM_EN`: ciphertext hiding for DRAM is enabled.",
+    5 alias_check_complete "`ALIAS_CHECK_COMPLETE`: the memory alias check has completed.",
+});
 
 impl Serialize for PlatformInfo {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        #[derive(Serialize)]
-        struct Decoded {
-            raw: String,
-            smt_enabled: bool,
-            tsme_enabled: bool,
-            ecc_enabled: bool,
-            rapl_disabled: bool,
-            ciphertext_hiding_enabled: bool,
-            alias_check_complete: bool,
-        }
-        let p = *self;
-        Decoded {
-            raw: format!("{:#x}", p.0),
-            smt_enabled: p.smt_enabled(),
-            tsme_enabled: p.tsme_enabled(),
-            ecc_enabled: p.ecc_enabled(),
-            rapl_disabled: p.rapl_disabled(),
-            ciphertext_hiding_enabled: p.ciphertext_hiding_enabled(),
-            alias_check_complete: p.alias_check_complete(),
-        }
-        .serialize(s)
+        serialize_word(s, "PlatformInfo", self.0, &[], Self::FLAGS)
     }
+}
+
+/// `{"raw": "0x…", <number>: n, …, <flag>: bool, …}`.
+fn serialize_word<S: Serializer>(
+    s: S,
+    name: &'static str,
+    raw: u64,
+    numbers: &[(&'static str, u8)],
+    flags: &[(&'static str, u32)],
+) -> Result<S::Ok, S::Error> {
+    let mut out = s.serialize_struct(name, 1 + numbers.len() + flags.len())?;
+    out.serialize_field("raw", &format!("{raw:#x}"))?;
+    for (field, value) in numbers {
+        out.serialize_field(field, value)?;
+    }
+    for (field, bit) in flags {
+        out.serialize_field(field, &(raw & (1 << bit) != 0))?;
+    }
+    out.end()
 }
 
 #[cfg(test)]
@@ -271,7 +169,11 @@ mod tests {
         );
         let json = serde_json::to_value(go_sev_guest).unwrap();
         assert_eq!(json["raw"], "0xb0000");
-        assert_eq!(json["debug_allowed"], true);
+        assert_eq!(
+            (&json["debug_allowed"], &json["smt_allowed"], &json["abi_major"]),
+            (&true.into(), &true.into(), &0.into())
+        );
+        assert_eq!(json.as_object().unwrap().len(), 12);
     }
 
     #[test]
@@ -280,5 +182,11 @@ mod tests {
         assert!(turin.smt_enabled() && turin.tsme_enabled() && turin.ecc_enabled());
         assert!(!turin.rapl_disabled() && !turin.ciphertext_hiding_enabled() && turin.alias_check_complete());
         assert_eq!(turin.raw(), 0x67);
+        let json = serde_json::to_value(turin).unwrap();
+        assert_eq!(json.as_object().unwrap().len(), 7);
+        assert_eq!(
+            (&json["raw"], &json["alias_check_complete"], &json["rapl_disabled"]),
+            (&"0x67".into(), &true.into(), &false.into())
+        );
     }
 }
