@@ -50,6 +50,16 @@ pub enum CodecError {
     },
 }
 
+/// A byte other than the fill after a structure read whole from a TPM NV index
+/// (see [`Reader::expect_padding`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BadPadding {
+    /// Offset of the byte from the start of the input.
+    pub offset: usize,
+    /// Its value.
+    pub value: u8,
+}
+
 /// A cursor over borrowed bytes that never reads past the end.
 #[derive(Debug, Clone)]
 pub struct Reader<'a> {
@@ -207,6 +217,23 @@ impl<'a> Reader<'a> {
             Err(CodecError::TrailingBytes { field, extra: self.rest.len() })
         }
     }
+
+    /// Fails unless every byte left is `pad`. TPM NV indices are read whole, and what
+    /// follows the structure written to one is the index's fill, which depends on who
+    /// wrote it: `0xFF` after an EK certificate in a vendor-provisioned index (the STMicro
+    /// ST33 test vector), `0x00` after Azure's HCL report (the paravisor zero-fills its
+    /// 2600-byte index).
+    ///
+    /// # Errors
+    /// [`BadPadding`] naming the first other byte.
+    pub fn expect_padding(&self, pad: u8) -> Result<(), BadPadding> {
+        match self.rest.iter().position(|b| *b != pad) {
+            None => Ok(()),
+            Some(i) => {
+                Err(BadPadding { offset: self.consumed + i, value: self.rest.get(i).copied().unwrap_or(pad) })
+            }
+        }
+    }
 }
 
 /// Appends big-endian TPM wire encodings to a buffer (for structures this
@@ -252,5 +279,17 @@ mod tests {
         );
         assert_eq!(r.tpm2b(3, "extraData"), Ok(&[9u8, 9, 9][..]));
         assert_eq!(r.expect_end("x"), Err(CodecError::TrailingBytes { field: "x", extra: 1 }));
+    }
+
+    #[test]
+    fn padding_is_the_fill_asked_for() {
+        let mut erased = Reader::new(&[7, 7, 0xff, 0xff, 0x00]);
+        erased.take(2, "structure").unwrap();
+        assert_eq!(erased.expect_padding(0xff), Err(BadPadding { offset: 4, value: 0x00 }));
+        let mut zeroed = Reader::new(&[7, 0, 0, 0]);
+        zeroed.take(1, "structure").unwrap();
+        assert_eq!(zeroed.expect_padding(0x00), Ok(()));
+        assert_eq!(zeroed.expect_padding(0xff), Err(BadPadding { offset: 1, value: 0x00 }));
+        assert_eq!(Reader::new(&[]).expect_padding(0xff), Ok(()));
     }
 }

@@ -7,6 +7,7 @@ use aws_lc_rs::signature::{self as lc, UnparsedPublicKey, VerificationAlgorithm}
 use serde::Serialize;
 use thiserror::Error;
 
+use crate::der;
 use crate::tpm::alg::{EccCurve, HashAlg};
 
 /// Errors from signature checks and key handling.
@@ -214,7 +215,7 @@ impl PublicKey {
                 sig.to_vec()
             }
             (Self::Ecc { .. }, SignatureValue::Ecdsa { r, s }) if matches!(scheme, Scheme::Ecdsa(_)) => {
-                ecdsa_signature_der(r, s)
+                der::ecdsa_signature(r, s)
             }
             _ => return Err(CryptoError::SchemeKeyMismatch { scheme: scheme.name(), key: self.describe() }),
         };
@@ -298,58 +299,6 @@ const OID_RSA_ENCRYPTION: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x
 const OID_EC_PUBLIC_KEY: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01];
 const OID_P256: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
 const OID_P384: &[u8] = &[0x2b, 0x81, 0x04, 0x00, 0x22];
-
-/// An ECDSA signature as aws-lc-rs verifies it: `Ecdsa-Sig-Value ::= SEQUENCE { r INTEGER,
-/// s INTEGER }` (RFC 3279 §2.2.3) from big-endian unsigned `r` and `s`.
-pub(crate) fn ecdsa_signature_der(r: &[u8], s: &[u8]) -> Vec<u8> {
-    der::sequence(&[der::unsigned_integer(r), der::unsigned_integer(s)])
-}
-
-/// The few DER encodings this crate writes (for keys it hands to aws-lc-rs, and the
-/// test signer's certificates).
-pub(crate) mod der {
-    /// Tag, definite length (X.690 §8.1.3), content.
-    pub(crate) fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
-        let mut out = vec![tag];
-        let len = content.len();
-        if len < 0x80 {
-            out.push(u8::try_from(len).unwrap_or(0));
-        } else {
-            let bytes = len.to_be_bytes();
-            let start = bytes.iter().position(|b| *b != 0).unwrap_or(bytes.len() - 1);
-            let used = bytes.get(start..).unwrap_or_default();
-            out.push(0x80 | u8::try_from(used.len()).unwrap_or(0));
-            out.extend_from_slice(used);
-        }
-        out.extend_from_slice(content);
-        out
-    }
-
-    pub(crate) fn sequence(items: &[Vec<u8>]) -> Vec<u8> {
-        tlv(0x30, &items.concat())
-    }
-
-    pub(crate) fn unsigned_integer(bytes: &[u8]) -> Vec<u8> {
-        let start = bytes.iter().position(|b| *b != 0).unwrap_or(bytes.len());
-        let trimmed = bytes.get(start..).unwrap_or_default();
-        let mut content = Vec::with_capacity(trimmed.len() + 1);
-        if trimmed.first().is_none_or(|b| b & 0x80 != 0) {
-            content.push(0);
-        }
-        content.extend_from_slice(trimmed);
-        tlv(0x02, &content)
-    }
-
-    pub(crate) fn oid(encoded: &[u8]) -> Vec<u8> {
-        tlv(0x06, encoded)
-    }
-
-    pub(crate) fn bit_string(bytes: &[u8]) -> Vec<u8> {
-        let mut content = vec![0u8];
-        content.extend_from_slice(bytes);
-        tlv(0x03, &content)
-    }
-}
 
 #[cfg(test)]
 mod tests {

@@ -7,11 +7,14 @@
 
 pub mod codec;
 pub mod crypto;
+pub mod der;
+pub mod pem;
 pub mod protocol;
 pub mod seal;
 pub mod snp;
 pub mod svid;
 pub mod tpm;
+pub mod validity;
 pub mod x509;
 
 /// Hex encoding of byte fields in serialized claims (the one helper for all of them).

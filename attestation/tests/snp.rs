@@ -12,7 +12,7 @@ use mooring_attestation::snp::cert_table::{CertTable, CertTableKind};
 use mooring_attestation::snp::{
     Product, SigningKey, SnpCertSource, SnpError, SnpVerifier, BUILTIN_ROOT_FINGERPRINTS,
 };
-use mooring_attestation::x509::{ChainError, SignatureError};
+use mooring_attestation::x509::{CertPathError, SignatureError};
 use mooring_testdata::testdata;
 use serde_json::Value;
 
@@ -230,7 +230,7 @@ fn the_vlek_is_expired_now_and_the_report_names_its_kind() {
     assert_eq!(verified.claims().signing_key(), SigningKey::Vlek);
     assert_eq!(verified.claims().signer().csp_id(), Some("CN=cc-us-east-2.amazonaws.com"));
     let err = VERIFIER.verify(&report, SnpCertSource::Certificates(&vlek), T_2026).unwrap_err();
-    assert!(matches!(err, SnpError::Chain(ChainError::Expired { .. })), "{err}");
+    assert!(matches!(err, SnpError::Chain(CertPathError::Expired { .. })), "{err}");
     // A VLEK report cannot be checked with a VCEK: it names the other key.
     let vcek = testdata("snp/milan/oak-containers/vcek.der");
     let err = VERIFIER.verify(&report, SnpCertSource::Certificates(&vcek), T_2026).unwrap_err();
@@ -305,7 +305,7 @@ fn the_negative_certificates_fail_the_chain() {
         assert!(
             matches!(
                 err,
-                SnpError::Chain(ChainError::Signature { source: SignatureError::BadSignature, .. })
+                SnpError::Chain(CertPathError::Signature { source: SignatureError::BadSignature, .. })
             ),
             "{name}: {err}"
         );
@@ -410,7 +410,7 @@ fn length_and_version_are_checked_first() {
     );
     // The cache does not outlive the chain: before the VCEK's notBefore the full check runs.
     let err = VERIFIER.verify(&report, SnpCertSource::Certificates(&vcek), 1_600_000_000).unwrap_err();
-    assert!(matches!(err, SnpError::Chain(ChainError::NotYetValid { .. })), "{err}");
+    assert!(matches!(err, SnpError::Chain(CertPathError::NotYetValid { .. })), "{err}");
 }
 
 /// The pins in the source are MANIFEST §3.1's fingerprints of AMD's certificates.

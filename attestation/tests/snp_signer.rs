@@ -11,7 +11,7 @@ use mooring_attestation::snp::sim::{LeafSpec, ReportFields, TestSigner};
 use mooring_attestation::snp::{
     Product, RootOrigin, SigningKey, SnpCertSource, SnpError, SnpVerifier, TcbParts, TcbVersion,
 };
-use mooring_attestation::x509::ChainError;
+use mooring_attestation::x509::CertPathError;
 
 /// 2030-01-01, inside the test chain's validity.
 const NOW: i64 = 1_893_456_000;
@@ -112,7 +112,7 @@ fn the_test_root_is_not_trusted_unless_configured() {
         .unwrap();
     let err =
         other_verifier.verify(&report, SnpCertSource::Certificates(p.signer.vcek_der()), NOW).unwrap_err();
-    assert!(matches!(err, SnpError::Chain(ChainError::Signature { .. })), "{err}");
+    assert!(matches!(err, SnpError::Chain(CertPathError::Signature { .. })), "{err}");
     // A table carrying another ARK than the configured one is refused.
     let table = CertTable::encode(&[
         (CertTableKind::Ark, other.ark_der()),
@@ -318,17 +318,17 @@ fn certificate_validity_is_checked_at_the_given_time() {
     let report = p.signed(|_| {});
     let expired = p.signer.issue_vcek(&LeafSpec { not_after: NOW - 1, ..p.signer.vcek_spec() });
     let err = p.verify_with(&report, &expired).unwrap_err();
-    assert!(matches!(err, SnpError::Chain(ChainError::Expired { .. })), "{err}");
+    assert!(matches!(err, SnpError::Chain(CertPathError::Expired { .. })), "{err}");
     let future = p.signer.issue_vcek(&LeafSpec { not_before: NOW + 1, ..p.signer.vcek_spec() });
     let err = p.verify_with(&report, &future).unwrap_err();
-    assert!(matches!(err, SnpError::Chain(ChainError::NotYetValid { .. })), "{err}");
+    assert!(matches!(err, SnpError::Chain(CertPathError::NotYetValid { .. })), "{err}");
     // Cached, the same leaf is still refused outside its window.
     p.verify_with(&report, p.signer.vcek_der()).unwrap();
     let err = p
         .verifier
         .verify(&report, SnpCertSource::Certificates(p.signer.vcek_der()), 2_600_000_000)
         .unwrap_err();
-    assert!(matches!(err, SnpError::Chain(ChainError::Expired { .. })), "{err}");
+    assert!(matches!(err, SnpError::Chain(CertPathError::Expired { .. })), "{err}");
 }
 
 #[test]

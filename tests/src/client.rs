@@ -11,7 +11,7 @@ use std::process::{Command, Output};
 
 use mooring_attestation::snp::sim::TestSigner;
 use mooring_attestation::x509::bundle::parse_one_certificate;
-use mooring_client::snp::{SnpDevice, SnpError, SnpEvidence};
+use mooring_client::snp::{GuestError, SnpDevice, SnpEvidence};
 
 use crate::broker::{Broker, BrokerSetup};
 use crate::{EkKind, Swtpm, SwtpmOptions};
@@ -241,7 +241,7 @@ pub struct TestSignerDevice {
 }
 
 impl SnpDevice for TestSignerDevice {
-    fn report(&self, report_data: &[u8; 64], vmpl: u32) -> Result<SnpEvidence, SnpError> {
+    fn report(&self, report_data: &[u8; 64], vmpl: u32) -> Result<SnpEvidence, GuestError> {
         let mut fields = self.signer.report_fields();
         fields.measurement = SNP_MEASUREMENT;
         fields.report_data = *report_data;

@@ -13,8 +13,8 @@ use aws_lc_rs::rand::SystemRandom;
 use mooring_attestation::tpm::alg::HashAlg;
 use mooring_attestation::tpm::duplicate::{seal_to_ek, SealedImport, SEALED_NAME_ALG};
 use mooring_attestation::tpm::pcr::{PcrSelection, PcrValues};
-use mooring_attestation::tpm::policy::{self, pcr_policy};
 use mooring_attestation::tpm::public::Public;
+use mooring_attestation::tpm::session_policy::{self, pcr_policy};
 use mooring_tests::{Swtpm, SwtpmOptions, Tpm2Tools};
 
 const SECRET: &[u8] = b"sk_live_51H8mooring-payment-credential\x00\xff binary ok";
@@ -44,7 +44,7 @@ fn measure_boot(tools: &Tpm2Tools) {
 
 /// The current values of `list`, read with `tpm2_pcrread -o`.
 fn read_pcrs(tools: &Tpm2Tools, list: &str) -> (PcrSelection, PcrValues) {
-    let selection = policy::parse_tpm2_tools_pcr_list(list).unwrap();
+    let selection = session_policy::parse_tpm2_tools_pcr_list(list).unwrap();
     tools.run("tpm2_pcrread", [list, "-o", "pcrs.bin"]).unwrap();
     let values =
         PcrValues::from_tpm2_tools(&std::fs::read(tools.path("pcrs.bin")).unwrap(), &selection).unwrap();

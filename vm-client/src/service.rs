@@ -10,7 +10,7 @@ use mooring_attestation::protocol::{Code, IssuedCredentials};
 use crate::api::{ApiError, BrokerApi};
 use crate::config::Renewal;
 use crate::runtime::{Bundle, RuntimeDir, RuntimeError, Status};
-use crate::snp::SnpError;
+use crate::snp::GuestError;
 use crate::tpm::TpmError;
 
 /// Renewal happens up to this fraction of the time between issue and `renew_after` early,
@@ -56,7 +56,7 @@ pub enum AttestError {
     Tpm(#[from] TpmError),
     /// The SEV-SNP path failed.
     #[error(transparent)]
-    Snp(#[from] SnpError),
+    Snp(#[from] GuestError),
     /// Storing the credentials failed.
     #[error(transparent)]
     Runtime(#[from] RuntimeError),

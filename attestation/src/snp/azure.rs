@@ -34,6 +34,8 @@ pub const HCL_SIGNATURE: u32 = u32::from_le_bytes(*b"HCLA");
 pub const HCL_HEADER_LEN: usize = 0x20;
 /// Size of the IGVM request-data header before the runtime claims.
 pub const IGVM_HEADER_LEN: usize = 20;
+/// Fill of the HCL report's vTPM NV index after the report (the paravisor zero-fills it).
+const HCL_NV_FILL: u8 = 0x00;
 /// Largest HCL report accepted (the vTPM NV index holds 2600 bytes).
 pub const MAX_HCL_REPORT_LEN: usize = 8 * 1024;
 /// IGVM `report_type` of an SEV-SNP report.
@@ -173,10 +175,7 @@ impl<'a> HclReport<'a> {
                 expected: "the size of header, report and runtime data",
             });
         }
-        let end = r.position();
-        if let Some(i) = r.rest().iter().position(|b| *b != 0) {
-            return Err(AzureError::TrailingData { offset: end + i });
-        }
+        r.expect_padding(HCL_NV_FILL).map_err(|e| AzureError::TrailingData { offset: e.offset })?;
         Ok(Self { version, snp_report, hash, runtime_claims })
     }
 

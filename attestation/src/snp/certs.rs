@@ -7,7 +7,7 @@
 //! names. hwID is the raw bytes; some certificates wrap them in an OCTET STRING, which
 //! is told apart by length (64 or 8 bytes raw, 66 or 10 wrapped).
 
-use crate::codec::Reader;
+use crate::der::{self, tag};
 use crate::x509::Certificate;
 
 use super::tcb::TcbParts;
@@ -27,10 +27,6 @@ pub(super) mod oid {
 
 /// Longest IA5String accepted in productName or cspId.
 const MAX_NAME_LEN: usize = 127;
-
-const TAG_INTEGER: u8 = 0x02;
-const TAG_OCTET_STRING: u8 = 0x04;
-const TAG_IA5_STRING: u8 = 0x16;
 
 /// What the AMD extensions of a leaf say.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,24 +83,17 @@ pub(super) fn read(
     Ok(AmdExtensions { product_name, spl, hw_id, csp_id })
 }
 
-/// One short-form DER TLV with tag `tag` filling `value` exactly.
-fn tlv(value: &[u8], tag: u8) -> Option<&[u8]> {
-    let mut r = Reader::new(value);
-    if r.u8("tag").ok()? != tag {
-        return None;
+/// The content of the one DER TLV with tag `expected` filling `value` exactly.
+fn tlv(value: &[u8], expected: u8) -> Option<&[u8]> {
+    match der::split_tlv(value) {
+        Ok((tlv, [])) if tlv.tag() == expected => Some(tlv.content()),
+        _ => None,
     }
-    let len = r.u8("length").ok()?;
-    if len >= 0x80 {
-        return None;
-    }
-    let content = r.take(usize::from(len), "content").ok()?;
-    r.expect_end("TLV").ok()?;
-    Some(content)
 }
 
 /// A DER INTEGER in 0..=255, minimally encoded.
 fn integer_u8(value: &[u8]) -> Option<u8> {
-    match tlv(value, TAG_INTEGER)? {
+    match tlv(value, tag::INTEGER)? {
         [v] if *v < 0x80 => Some(*v),
         [0, v] if *v >= 0x80 => Some(*v),
         _ => None,
@@ -113,7 +102,7 @@ fn integer_u8(value: &[u8]) -> Option<u8> {
 
 /// A printable-ASCII DER IA5String.
 fn ia5(value: &[u8]) -> Option<String> {
-    let content = tlv(value, TAG_IA5_STRING)?;
+    let content = tlv(value, tag::IA5_STRING)?;
     if content.len() > MAX_NAME_LEN || !content.iter().all(|b| b.is_ascii_graphic() || *b == b' ') {
         return None;
     }
@@ -125,7 +114,7 @@ fn hw_id(value: &[u8], len: usize) -> Option<Vec<u8>> {
     if value.len() == len {
         return Some(value.to_vec());
     }
-    tlv(value, TAG_OCTET_STRING).filter(|inner| inner.len() == len).map(<[u8]>::to_vec)
+    tlv(value, tag::OCTET_STRING).filter(|inner| inner.len() == len).map(<[u8]>::to_vec)
 }
 
 #[cfg(test)]

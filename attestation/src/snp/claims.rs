@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use super::policy::{GuestPolicy, PlatformInfo};
+use super::guest_policy::{GuestPolicy, PlatformInfo};
 use super::report::{CpuId, Report};
 use super::roots::RootOrigin;
 use super::tcb::TcbVersion;

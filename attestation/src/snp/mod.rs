@@ -8,13 +8,15 @@
 //!
 //! * [`report`] parses the 1184-byte `ATTESTATION_REPORT` strictly (versions 2, 3, 5).
 //! * [`tcb`] decodes `TCB_VERSION` per product (Turin's layout differs).
-//! * [`policy`] decodes the guest policy and platform information bits.
+//! * [`guest_policy`] decodes the guest policy the owner launched with (`GUEST_POLICY`) and
+//!   the platform information bits.
 //! * [`cert_table`] parses the extended report's GUID certificate table.
 //! * [`SnpVerifier`] checks the report signature with the VCEK or VLEK, the chain
 //!   ARK → ASK → VCEK or ARK → ASVK → VLEK to the built-in pinned AMD roots of Milan,
 //!   Genoa and Turin, and the cross-checks (CHIP_ID against hwID, REPORTED_TCB against
 //!   the certificate's SPLs), and returns a [`VerifiedReport`] with typed [`SnpClaims`].
-//!   Policy (debug forbidden, minimum TCB, measurement) is the caller's, on the claims.
+//!   What to admit (debug forbidden, minimum TCB, measurement) is the caller's admission
+//!   policy, on the claims.
 //! * [`azure`] verifies Azure confidential-VM evidence: an HCL report wrapping an SNP
 //!   report whose REPORT_DATA commits to runtime claims carrying the vTPM key that signed
 //!   a TPM quote.
@@ -27,7 +29,7 @@ pub mod azure;
 pub mod cert_table;
 mod certs;
 mod claims;
-pub mod policy;
+pub mod guest_policy;
 pub mod report;
 mod roots;
 #[cfg(feature = "sim")]
@@ -40,14 +42,14 @@ use thiserror::Error;
 
 pub use cert_table::{CertTable, CertTableError, CertTableKind};
 pub use claims::{FirmwareVersion, SignerClaims, SnpClaims, VerifiedReport};
-pub use policy::{GuestPolicy, PlatformInfo};
+pub use guest_policy::{GuestPolicy, PlatformInfo};
 pub use report::{CpuId, Report};
 pub use roots::{RootOrigin, BUILTIN_ROOT_FINGERPRINTS};
 pub use tcb::{TcbParts, TcbVersion};
 pub use verifier::{SnpCertSource, SnpVerifier, SnpVerifierBuilder, MAX_CACHED_CHAINS, MAX_PROVISIONED};
 
 use crate::codec::CodecError;
-use crate::x509::{CertificateError, ChainError};
+use crate::x509::{CertPathError, CertificateError};
 
 /// An AMD EPYC generation with SEV-SNP, each with its own ARK, ASK and ASVK.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -216,7 +218,7 @@ pub enum SnpError {
     },
     /// The chain to the pinned root does not verify (expired, bad signature, ...).
     #[error("certificate chain: {0}")]
-    Chain(#[from] ChainError),
+    Chain(#[from] CertPathError),
     /// The report signs with one kind of key and the certificate is the other kind.
     #[error("the report says it is signed by the {report}, the certificate is a {certificate}")]
     WrongSigningKeyKind {

@@ -8,7 +8,7 @@
 
 use crate::codec::Reader;
 
-use super::policy::{GuestPolicy, PlatformInfo};
+use super::guest_policy::{GuestPolicy, PlatformInfo};
 use super::{SigningKey, SnpError};
 
 /// Size of an `ATTESTATION_REPORT`.

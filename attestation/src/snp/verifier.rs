@@ -27,7 +27,8 @@ use super::report::{self, Report};
 use super::roots::{RootOrigin, RootSet};
 use super::tcb::TcbVersion;
 use super::{Product, SigningKey, SnpError};
-use crate::crypto::{self, PublicKey, Scheme};
+use crate::crypto::{PublicKey, Scheme};
+use crate::der;
 use crate::tpm::alg::{EccCurve, HashAlg};
 use crate::x509::{bundle, Certificate};
 
@@ -384,7 +385,7 @@ impl SnpVerifier {
                 });
             }
         }
-        let signature = crypto::ecdsa_signature_der(&report.signature_r, &report.signature_s);
+        let signature = der::ecdsa_signature(&report.signature_r, &report.signature_s);
         leaf.cert.verify_signed_by_subject(Scheme::Ecdsa(HashAlg::Sha384), signed, &signature).map_err(
             |e| match e {
                 crate::x509::SignatureError::BadSignature => {

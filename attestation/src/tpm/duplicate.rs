@@ -33,8 +33,8 @@ use crate::tpm::alg::{id, HashAlg};
 use crate::tpm::credential::{protect_seed, storage_key_bits, CredentialError, ProtectedSeed};
 use crate::tpm::kdf::{self, KdfError};
 use crate::tpm::pcr::{PcrSelection, PcrValues};
-use crate::tpm::policy::{self, PolicyDigest, PolicyError};
 use crate::tpm::public::{ObjectAttributes, Public};
+use crate::tpm::session_policy::{self, PolicyDigest, PolicyDigestError};
 
 /// Largest secret: `TPM2B_SENSITIVE_DATA` holds `MAX_SYM_DATA` (128) bytes (Part 2, Table
 /// 145 and the reference implementation's `MAX_SYM_DATA`).
@@ -100,7 +100,7 @@ pub enum DuplicateError {
     },
     /// Any other problem computing the policy.
     #[error(transparent)]
-    Policy(PolicyError),
+    Policy(PolicyDigestError),
     /// Key derivation or encryption failed.
     #[error(transparent)]
     Kdf(#[from] KdfError),
@@ -109,11 +109,11 @@ pub enum DuplicateError {
     Key(&'static str),
 }
 
-impl From<PolicyError> for DuplicateError {
-    fn from(e: PolicyError) -> Self {
+impl From<PolicyDigestError> for DuplicateError {
+    fn from(e: PolicyDigestError) -> Self {
         match e {
-            PolicyError::EmptySelection => Self::EmptySelection,
-            PolicyError::PcrValueMissing { bank, index } => Self::PcrValueMissing { bank, index },
+            PolicyDigestError::EmptySelection => Self::EmptySelection,
+            PolicyDigestError::PcrValueMissing { bank, index } => Self::PcrValueMissing { bank, index },
             other => Self::Policy(other),
         }
     }
@@ -188,7 +188,7 @@ impl SealedImport {
 
     /// The PCRs the policy covers, in the order the policy session must name them
     /// (canonical: banks in ascending `TPM_ALG_ID` order, see
-    /// [`policy::canonical_selection`]).
+    /// [`session_policy::canonical_selection`]).
     #[must_use]
     pub fn pcr_selection(&self) -> &PcrSelection {
         &self.selection
@@ -204,7 +204,7 @@ impl SealedImport {
     /// [`SealedImport::pcr_selection`] for `tpm2_policypcr -l` (`sha1:1+sha256:0,7`).
     #[must_use]
     pub fn tpm2_tools_pcr_list(&self) -> String {
-        policy::tpm2_tools_pcr_list(&self.selection)
+        session_policy::tpm2_tools_pcr_list(&self.selection)
     }
 
     /// The files `tpm2_import -u sealed.pub -i sealed.dup -s sealed.seed` reads: each is the
@@ -222,7 +222,7 @@ impl SealedImport {
 /// Seals `secret` to the TPM holding `ek`, readable only while the PCRs in `selection` hold
 /// the values `pcrs` gives (the values expected at unseal time, e.g. the quoted ones).
 ///
-/// The selection is put in canonical order first ([`policy::canonical_selection`]), so the
+/// The selection is put in canonical order first ([`session_policy::canonical_selection`]), so the
 /// client's policy session must list banks in ascending `TPM_ALG_ID` order
 /// ([`SealedImport::tpm2_tools_pcr_list`]). `rng` provides the obfuscation value and the
 /// seed (and, for an RSA EK, the OAEP randomness).
@@ -257,8 +257,8 @@ pub fn seal_to_ek(
     if key_bits != 128 && key_bits != 256 {
         return Err(unsupported());
     }
-    let selection = policy::canonical_selection(selection);
-    let policy = policy::pcr_policy(SEALED_NAME_ALG, &selection, pcrs)?;
+    let selection = session_policy::canonical_selection(selection);
+    let policy = session_policy::pcr_policy(SEALED_NAME_ALG, &selection, pcrs)?;
 
     let mut obfuscation = vec![0u8; SEALED_NAME_ALG.size()];
     rng.fill(&mut obfuscation).map_err(|_| DuplicateError::Key("random generator failed"))?;
@@ -365,8 +365,12 @@ mod tests {
         assert!(!attributes.has(ObjectAttributes::FIXED_TPM));
         assert!(!attributes.has(ObjectAttributes::FIXED_PARENT));
         assert!(!attributes.has(ObjectAttributes::USER_WITH_AUTH));
-        let expected_policy =
-            policy::pcr_policy(SEALED_NAME_ALG, &policy::canonical_selection(&selection), &values).unwrap();
+        let expected_policy = session_policy::pcr_policy(
+            SEALED_NAME_ALG,
+            &session_policy::canonical_selection(&selection),
+            &values,
+        )
+        .unwrap();
         assert_eq!(t.tpm2b(64, "authPolicy").unwrap(), expected_policy.digest());
         assert_eq!(sealed.policy_digest(), expected_policy.digest());
         assert_eq!(t.u16_be("scheme").unwrap(), id::NULL);

@@ -12,7 +12,7 @@ use x509_parser::prelude::FromDer;
 
 use crate::crypto::PublicKey;
 use crate::x509::bundle::parse_one_certificate;
-use crate::x509::{Certificate, CertificateError, ChainError, KeyError, TrustStore, VerifiedChain};
+use crate::x509::{CertPathError, Certificate, CertificateError, KeyError, TrustStore, VerifiedChain};
 
 /// `tcg-at-tpmManufacturer` (TCG EK Credential Profile §3.2.9).
 pub const OID_TPM_MANUFACTURER: &str = "2.23.133.2.1";
@@ -35,7 +35,7 @@ pub enum EkCertError {
     Decode(#[from] CertificateError),
     /// The certificate does not chain to a trusted manufacturer CA.
     #[error("EK certificate chain: {0}")]
-    Chain(#[from] ChainError),
+    Chain(#[from] CertPathError),
     /// The certificate's key is not a usable EK key.
     #[error("EK certificate public key: {0}")]
     Key(#[from] KeyError),
@@ -66,13 +66,13 @@ pub enum EkCertError {
 
 /// The TPM named in an EK certificate's subjectAltName.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TpmIdentity {
+pub struct EkSubjectAltName {
     manufacturer: String,
     model: Option<String>,
     version: Option<String>,
 }
 
-impl TpmIdentity {
+impl EkSubjectAltName {
     /// `tpmManufacturer` as written, e.g. `id:53544D20`.
     #[must_use]
     pub fn manufacturer(&self) -> &str {
@@ -116,7 +116,7 @@ impl TpmIdentity {
 pub struct VerifiedEk {
     chain: VerifiedChain,
     public_key: PublicKey,
-    tpm: Option<TpmIdentity>,
+    tpm: Option<EkSubjectAltName>,
     ek_eku: bool,
 }
 
@@ -189,7 +189,7 @@ impl VerifiedEk {
 
     /// The TPM manufacturer, model and version from the subjectAltName, if present.
     #[must_use]
-    pub fn tpm(&self) -> Option<&TpmIdentity> {
+    pub fn tpm(&self) -> Option<&EkSubjectAltName> {
         self.tpm.as_ref()
     }
 
@@ -226,7 +226,7 @@ fn describe_key(key: &PublicKey) -> String {
 }
 
 /// The TCG attributes in the subjectAltName's directoryName(s).
-fn tpm_identity(cert: &Certificate) -> Result<Option<TpmIdentity>, EkCertError> {
+fn tpm_identity(cert: &Certificate) -> Result<Option<EkSubjectAltName>, EkCertError> {
     let Some(ext) = cert.extension(SUBJECT_ALT_NAME) else { return Ok(None) };
     let bad = |reason: String| EkCertError::MalformedSan { reason };
     let (rest, san) = SubjectAlternativeName::from_der(ext.value()).map_err(|e| bad(e.to_string()))?;
@@ -252,7 +252,7 @@ fn tpm_identity(cert: &Certificate) -> Result<Option<TpmIdentity>, EkCertError> 
         }
     }
     match manufacturer {
-        Some(manufacturer) => Ok(Some(TpmIdentity { manufacturer, model, version })),
+        Some(manufacturer) => Ok(Some(EkSubjectAltName { manufacturer, model, version })),
         None if model.is_some() || version.is_some() => {
             Err(bad("TPM model/version without tpmManufacturer".into()))
         }

@@ -27,8 +27,8 @@ pub mod ekcert;
 pub mod eventlog;
 pub mod kdf;
 pub mod pcr;
-pub mod policy;
 pub mod public;
 pub mod quote;
+pub mod session_policy;
 #[cfg(feature = "sim")]
 pub mod sim;

@@ -23,12 +23,36 @@ pub const AK_ATTRIBUTES: u32 = ObjectAttributes::FIXED_TPM
     | ObjectAttributes::RESTRICTED
     | ObjectAttributes::SIGN;
 
-/// An ECDSA P-256 / SHA-256 key with a TPM public area around it.
-#[derive(Debug)]
-pub struct SoftKey {
-    pair: EcdsaKeyPair,
+/// A TPM object whose private half `K` is held in software, with its public area.
+pub struct SoftObject<K> {
+    private: K,
     public: Public,
 }
+
+/// Shows the public key only.
+impl<K> std::fmt::Debug for SoftObject<K> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SoftObject").field("public", &self.public.key().describe()).finish_non_exhaustive()
+    }
+}
+
+impl<K> SoftObject<K> {
+    /// The public area.
+    #[must_use]
+    pub fn public(&self) -> &Public {
+        &self.public
+    }
+
+    /// The public area as a `TPM2B_PUBLIC` (what `tpm2_create -u` writes, and what a VM
+    /// sends the broker).
+    #[must_use]
+    pub fn tpm2b_public(&self) -> Vec<u8> {
+        self.public.to_tpm2b()
+    }
+}
+
+/// An ECDSA P-256 / SHA-256 signing key with a TPM public area around it.
+pub type SoftKey = SoftObject<EcdsaKeyPair>;
 
 impl SoftKey {
     /// A fresh key whose public area carries `attributes`.
@@ -44,19 +68,7 @@ impl SoftKey {
         let point = pair.public_key().as_ref();
         let (x, y) = point.get(1..).unwrap_or_default().split_at(32);
         let public = Public::from_tpmt(&ecc_tpmt(attributes, x, y)).expect("well-formed public area");
-        Self { pair, public }
-    }
-
-    /// The public area.
-    #[must_use]
-    pub fn public(&self) -> &Public {
-        &self.public
-    }
-
-    /// The public area as a `TPM2B_PUBLIC` (what `tpm2_create -u` writes).
-    #[must_use]
-    pub fn tpm2b_public(&self) -> Vec<u8> {
-        self.public.to_tpm2b()
+        Self { private: pair, public }
     }
 
     /// Signs `message` and returns the `TPMT_SIGNATURE` bytes (ECDSA, SHA-256).
@@ -66,7 +78,7 @@ impl SoftKey {
     #[must_use]
     #[allow(clippy::expect_used)]
     pub fn sign(&self, message: &[u8]) -> Vec<u8> {
-        let sig = self.pair.sign(&SystemRandom::new(), message).expect("sign");
+        let sig = self.private.sign(&SystemRandom::new(), message).expect("sign");
         let (r, s) = sig.as_ref().split_at(32);
         let mut out = Vec::new();
         out.put_u16(id::ECDSA);

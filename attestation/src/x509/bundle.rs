@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use thiserror::Error;
 
 use super::cert::{Certificate, CertificateError};
-use super::pem::{self, PemProblem};
+use crate::pem::{self, PemError};
 
 /// Largest certificate file read.
 pub const MAX_BUNDLE_FILE_LEN: u64 = 16 * 1024 * 1024;
@@ -144,9 +144,12 @@ pub fn parse_certificates(bytes: &[u8]) -> Result<Vec<Certificate>, CertificateE
         return Ok(vec![Certificate::from_der(bytes)?]);
     }
     let blocks =
-        pem::decode_all(bytes, CERTIFICATE_LABEL, MAX_CERTIFICATES_PER_INPUT).map_err(|p| match p {
-            PemProblem::Label { block, label } => CertificateError::PemLabel { block, label },
-            PemProblem::Malformed { block, reason } => CertificateError::Pem { block, reason },
+        pem::decode_all(bytes, CERTIFICATE_LABEL, MAX_CERTIFICATES_PER_INPUT).map_err(|e| match e {
+            PemError::Label { block, found, .. } => CertificateError::PemLabel { block, label: found },
+            PemError::Malformed { block, reason } => CertificateError::Pem { block, reason },
+            other => {
+                CertificateError::Pem { block: MAX_CERTIFICATES_PER_INPUT + 1, reason: other.to_string() }
+            }
         })?;
     let mut out = Vec::with_capacity(blocks.len());
     for (i, der) in blocks.iter().enumerate() {

@@ -9,8 +9,8 @@ use thiserror::Error;
 use x509_parser::certificate::X509Certificate;
 use x509_parser::prelude::FromDer;
 
-use super::der;
 use super::extensions::{BasicConstraints, Extension, Extensions};
+use super::framing;
 use super::name::Name;
 use super::signature::{self, SignatureError};
 use super::spki::{self, KeyError};
@@ -125,7 +125,7 @@ impl Certificate {
     /// # Errors
     /// [`CertificateError`] for bad framing, trailing bytes or a malformed certificate.
     pub fn from_der(der: &[u8]) -> Result<Self, CertificateError> {
-        Self::parse(der::exact(der)?)
+        Self::parse(framing::exact(der)?)
     }
 
     /// Parses a certificate read from a TPM NV index: the DER certificate may be
@@ -134,7 +134,7 @@ impl Certificate {
     /// # Errors
     /// [`CertificateError::BadPadding`] for non-`0xFF` trailing bytes; otherwise as [`Certificate::from_der`].
     pub fn from_tpm_nv(bytes: &[u8]) -> Result<Self, CertificateError> {
-        Self::parse(der::trim_nv_padding(bytes)?)
+        Self::parse(framing::trim_nv_padding(bytes)?)
     }
 
     fn parse(der: &[u8]) -> Result<Self, CertificateError> {
@@ -146,7 +146,7 @@ impl Certificate {
         let tbs = &cert.tbs_certificate;
         let subject = Name::from_x509(tbs.subject());
         let issuer = Name::from_x509(tbs.issuer());
-        let same_algorithm = der::signature_algorithms(der, tbs.as_ref())
+        let same_algorithm = framing::signature_algorithms(der, tbs.as_ref())
             .is_some_and(|(outer, inner)| outer == inner)
             && tbs.signature == cert.signature_algorithm;
         let scheme = if same_algorithm {

@@ -14,6 +14,8 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use thiserror::Error;
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
 
 use super::cert::Certificate;
 use super::signature::SignatureError;
@@ -23,7 +25,7 @@ use super::{MAX_CHAIN_LEN, MAX_SIGNATURE_CHECKS};
 /// Why a certificate does not chain to a trust anchor.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 #[non_exhaustive]
-pub enum ChainError {
+pub enum CertPathError {
     /// No configured or supplied CA has the issuer's name (and key identifier).
     #[error(
         "no trust anchor or intermediate CA named \"{issuer}\" (issuer of {subject}); \
@@ -167,29 +169,32 @@ impl VerifiedChain {
     }
 }
 
-pub(super) fn unix_seconds(now: SystemTime) -> Result<i64, ChainError> {
-    let secs = now.duration_since(UNIX_EPOCH).map_err(|_| ChainError::BadTime)?.as_secs();
-    i64::try_from(secs).map_err(|_| ChainError::BadTime)
+pub(super) fn unix_seconds(now: SystemTime) -> Result<i64, CertPathError> {
+    let secs = now.duration_since(UNIX_EPOCH).map_err(|_| CertPathError::BadTime)?.as_secs();
+    i64::try_from(secs).map_err(|_| CertPathError::BadTime)
 }
 
 /// Validity and critical extensions of one certificate.
-pub(super) fn check_certificate(cert: &Certificate, now: i64) -> Result<(), ChainError> {
+pub(super) fn check_certificate(cert: &Certificate, now: i64) -> Result<(), CertPathError> {
     if now < cert.not_before_unix() {
-        return Err(ChainError::NotYetValid {
+        return Err(CertPathError::NotYetValid {
             subject: cert.describe(),
             not_before: format_unix(cert.not_before_unix()),
             now: format_unix(now),
         });
     }
     if now > cert.not_after_unix() {
-        return Err(ChainError::Expired {
+        return Err(CertPathError::Expired {
             subject: cert.describe(),
             not_after: format_unix(cert.not_after_unix()),
             now: format_unix(now),
         });
     }
     if let Some(oid) = cert.unhandled_critical_extension() {
-        return Err(ChainError::UnhandledCriticalExtension { subject: cert.describe(), oid: oid.to_owned() });
+        return Err(CertPathError::UnhandledCriticalExtension {
+            subject: cert.describe(),
+            oid: oid.to_owned(),
+        });
     }
     Ok(())
 }
@@ -200,7 +205,7 @@ pub(super) struct Search<'a> {
     extra: &'a [Arc<Certificate>],
     now: i64,
     checks: usize,
-    first_error: Option<ChainError>,
+    first_error: Option<CertPathError>,
 }
 
 impl<'a> Search<'a> {
@@ -209,17 +214,17 @@ impl<'a> Search<'a> {
     }
 
     /// The issuers above `leaf`, ending at a trust anchor.
-    pub(super) fn run(mut self, leaf: Arc<Certificate>) -> Result<Vec<Arc<Certificate>>, ChainError> {
+    pub(super) fn run(mut self, leaf: Arc<Certificate>) -> Result<Vec<Arc<Certificate>>, CertPathError> {
         let mut path = vec![leaf];
         if self.extend(&mut path) {
             path.remove(0);
             return Ok(path);
         }
         let leaf = path.first().map(|c| c.describe()).unwrap_or_default();
-        Err(self.first_error.unwrap_or(ChainError::TooLong { subject: leaf, max: MAX_CHAIN_LEN }))
+        Err(self.first_error.unwrap_or(CertPathError::TooLong { subject: leaf, max: MAX_CHAIN_LEN }))
     }
 
-    fn record(&mut self, error: ChainError) {
+    fn record(&mut self, error: CertPathError) {
         self.first_error.get_or_insert(error);
     }
 
@@ -227,7 +232,7 @@ impl<'a> Search<'a> {
         let Some(child) = path.last().cloned() else { return false };
         let candidates = self.store.candidates(&child, self.extra);
         if candidates.is_empty() {
-            self.record(ChainError::UnknownIssuer {
+            self.record(CertPathError::UnknownIssuer {
                 subject: child.describe(),
                 issuer: child.issuer().to_owned(),
             });
@@ -238,13 +243,13 @@ impl<'a> Search<'a> {
                 continue;
             }
             if path.len() >= MAX_CHAIN_LEN {
-                self.record(ChainError::TooLong { subject: child.describe(), max: MAX_CHAIN_LEN });
+                self.record(CertPathError::TooLong { subject: child.describe(), max: MAX_CHAIN_LEN });
                 return false;
             }
             // Intermediates between this candidate and the leaf.
             let below = path.len() - 1;
             if let Err(e) = self.check_issuer(&child, &candidate, is_anchor, below) {
-                let stop = matches!(e, ChainError::SearchLimit { .. });
+                let stop = matches!(e, CertPathError::SearchLimit { .. });
                 self.record(e);
                 if stop {
                     return false;
@@ -266,14 +271,14 @@ impl<'a> Search<'a> {
         issuer: &Certificate,
         is_anchor: bool,
         below: usize,
-    ) -> Result<(), ChainError> {
+    ) -> Result<(), CertPathError> {
         self.checks += 1;
         if self.checks > MAX_SIGNATURE_CHECKS {
-            return Err(ChainError::SearchLimit { subject: child.describe(), max: MAX_SIGNATURE_CHECKS });
+            return Err(CertPathError::SearchLimit { subject: child.describe(), max: MAX_SIGNATURE_CHECKS });
         }
         check_issuer_constraints(child, issuer, is_anchor, below)?;
         check_certificate(issuer, self.now)?;
-        child.verify_issued_by(issuer).map_err(|source| ChainError::Signature {
+        child.verify_issued_by(issuer).map_err(|source| CertPathError::Signature {
             subject: child.describe(),
             issuer: issuer.describe(),
             source,
@@ -286,47 +291,31 @@ fn check_issuer_constraints(
     issuer: &Certificate,
     is_anchor: bool,
     below: usize,
-) -> Result<(), ChainError> {
+) -> Result<(), CertPathError> {
     let bc = issuer.basic_constraints();
     match bc {
         Some(bc) if bc.ca => {}
         None if is_anchor => {}
-        _ => return Err(ChainError::NotCa { subject: issuer.describe(), child: child.describe() }),
+        _ => return Err(CertPathError::NotCa { subject: issuer.describe(), child: child.describe() }),
     }
     if issuer.may_sign_certificates() == Some(false) {
-        return Err(ChainError::NoKeyCertSign { subject: issuer.describe(), child: child.describe() });
+        return Err(CertPathError::NoKeyCertSign { subject: issuer.describe(), child: child.describe() });
     }
     if let Some(path_len) = bc.and_then(|bc| bc.path_len) {
         if usize::try_from(path_len).is_ok_and(|max| below > max) {
-            return Err(ChainError::PathLenExceeded { subject: issuer.describe(), path_len, below });
+            return Err(CertPathError::PathLenExceeded { subject: issuer.describe(), path_len, below });
         }
     }
     Ok(())
 }
 
-/// Calendar date and time of seconds since the epoch (proleptic Gregorian, UTC):
-/// `(year, month, day, hour, minute, second)`. Shared by error messages here and by the
-/// test signer's certificate writer.
-pub(crate) fn civil_from_unix(secs: i64) -> (i64, i64, i64, i64, i64, i64) {
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    // Civil-from-days (H. Hinnant), all in i64.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day, rem / 3600, rem % 3600 / 60, rem % 60)
-}
-
-/// `YYYY-MM-DDTHH:MM:SSZ` for seconds since the epoch.
+/// RFC 3339 (`YYYY-MM-DDTHH:MM:SSZ`) for seconds since the epoch; the bare number outside
+/// the years 0-9999.
 fn format_unix(secs: i64) -> String {
-    let (year, month, day, hour, minute, second) = civil_from_unix(secs);
-    format!("{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}Z")
+    OffsetDateTime::from_unix_timestamp(secs)
+        .ok()
+        .and_then(|time| time.format(&Rfc3339).ok())
+        .unwrap_or_else(|| secs.to_string())
 }
 
 #[cfg(test)]

@@ -16,6 +16,21 @@
 //! DER-sorted, over-long common names, zero serial numbers, a NULL parameter
 //! after an ECDSA algorithm OID); signature checking is strict.
 //!
+//! Why path validation is written here rather than taken from `rustls-webpki` (which the
+//! workspace already uses for TLS): checked with rustls-webpki 0.103.17 against the test
+//! vectors in the shared testdata (`MANIFEST.md`), it refuses both PKIs this crate serves.
+//! * AMD's ARK → ASK → VCEK chains (Milan, Genoa, Turin) fail with
+//!   `UnsupportedSignatureAlgorithmContext`: AMD's RSASSA-PSS/SHA-384 AlgorithmIdentifier
+//!   spells out the DEFAULT `trailerField [3] INTEGER 1` (RFC 4055 §3.1), and webpki matches
+//!   PSS parameters byte for byte against encodings that omit it.
+//! * The STMicro ST33 EK chains (RSA and ECC) fail with `UnsupportedCriticalExtension`:
+//!   their intermediate CAs mark certificatePolicies critical, as do 34 of the EK CAs in the
+//!   testdata stores (STMicro, STSAFE, Infineon, Intel), and webpki does not accept a
+//!   critical certificatePolicies it does not process (declined in rustls/webpki#211; see
+//!   rustls/rustls#1091). This module accepts it without policy processing (below).
+//!
+//! (The GCE vTPM EK/AK chains do verify with webpki.)
+//!
 //! Critical extensions this module accepts (any other critical extension fails
 //! the chain): basicConstraints and keyUsage (enforced on issuers),
 //! subjectAltName and subjectDirectoryAttributes (TCG EK certificates carry the
@@ -26,19 +41,16 @@
 pub mod bundle;
 mod cert;
 mod chain;
-mod der;
 mod extensions;
+mod framing;
 mod name;
-mod pem;
 mod signature;
 mod spki;
 mod store;
 
 pub use bundle::CertBundle;
 pub use cert::{Certificate, CertificateError};
-#[cfg(feature = "sim")]
-pub(crate) use chain::civil_from_unix;
-pub use chain::{ChainError, VerifiedChain};
+pub use chain::{CertPathError, VerifiedChain};
 pub use extensions::Extension;
 pub(crate) use name::decode_string;
 pub use signature::SignatureError;

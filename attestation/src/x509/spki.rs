@@ -6,7 +6,6 @@ use x509_parser::prelude::FromDer;
 use x509_parser::public_key::RSAPublicKey;
 use x509_parser::x509::SubjectPublicKeyInfo;
 
-use super::pem::{self, PemProblem};
 use crate::crypto::{CryptoError, KeyKind, PublicKey, SigningCurve};
 use crate::tpm::alg::EccCurve;
 
@@ -93,16 +92,9 @@ pub fn spki_public_key(spki_der: &[u8]) -> Result<PublicKey, KeyError> {
 /// [`KeyError::Pem`] unless there is exactly one well-formed `PUBLIC KEY` block;
 /// otherwise as [`spki_public_key`].
 pub fn spki_public_key_pem(pem: &[u8]) -> Result<PublicKey, KeyError> {
-    let blocks = pem::decode_all(pem, PUBLIC_KEY_LABEL, 1).map_err(|p| KeyError::Pem {
-        reason: match p {
-            PemProblem::Label { label, .. } => format!("block labelled {label:?}, expected PUBLIC KEY"),
-            PemProblem::Malformed { reason, .. } => reason,
-        },
-    })?;
-    match blocks.as_slice() {
-        [der] => spki_public_key(der),
-        _ => Err(KeyError::Pem { reason: "no -----BEGIN PUBLIC KEY----- block".into() }),
-    }
+    let der =
+        crate::pem::decode_one(pem, PUBLIC_KEY_LABEL).map_err(|e| KeyError::Pem { reason: e.to_string() })?;
+    spki_public_key(&der)
 }
 
 fn public_key(spki: &SubjectPublicKeyInfo<'_>) -> Result<PublicKey, KeyError> {

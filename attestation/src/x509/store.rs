@@ -17,7 +17,8 @@ use std::sync::{Arc, PoisonError, RwLock};
 use std::time::SystemTime;
 
 use super::cert::Certificate;
-use super::chain::{check_certificate, unix_seconds, ChainError, Search, VerifiedChain};
+use super::chain::{check_certificate, unix_seconds, CertPathError, Search, VerifiedChain};
+use crate::validity::Windowed;
 
 /// Most cached issuer paths; the cache is emptied when it fills up. TPM EK
 /// issuers number in the low hundreds.
@@ -32,15 +33,11 @@ pub struct TrustStore {
     intermediates: Vec<Arc<Certificate>>,
     anchors_by_name: HashMap<Box<[u8]>, Vec<usize>>,
     intermediates_by_name: HashMap<Box<[u8]>, Vec<usize>>,
-    cache: RwLock<HashMap<[u8; 32], CachedPath>>,
+    cache: RwLock<HashMap<[u8; 32], Windowed<Issuers>>>,
 }
 
-#[derive(Clone)]
-struct CachedPath {
-    issuers: Arc<[Arc<Certificate>]>,
-    valid_from: i64,
-    valid_until: i64,
-}
+/// A verified path above a leaf: its issuers, up to the trust anchor.
+type Issuers = Arc<[Arc<Certificate>]>;
 
 /// Collects certificates for a [`TrustStore`].
 #[derive(Debug, Default)]
@@ -133,14 +130,14 @@ impl TrustStore {
     /// A leaf that is itself a trust anchor verifies as a path of one.
     ///
     /// # Errors
-    /// [`ChainError`] naming the certificate at fault: unknown issuer, expired or
+    /// [`CertPathError`] naming the certificate at fault: unknown issuer, expired or
     /// not-yet-valid certificate, bad signature, CA constraint violation.
     pub fn verify(
         &self,
         leaf: &Certificate,
         intermediates: &[Certificate],
         now: SystemTime,
-    ) -> Result<VerifiedChain, ChainError> {
+    ) -> Result<VerifiedChain, CertPathError> {
         let now = unix_seconds(now)?;
         check_certificate(leaf, now)?;
         let leaf = Arc::new(leaf.clone());
@@ -149,16 +146,16 @@ impl TrustStore {
         }
         let extra: Vec<Arc<Certificate>> = intermediates.iter().cloned().map(Arc::new).collect();
         for (candidate, _) in self.candidates(&leaf, &extra) {
-            if let Some(cached) = self.cached(candidate.fingerprint(), now) {
-                if let Some(issuer) = cached.issuers.first() {
+            if let Some(issuers) = self.cached(candidate.fingerprint(), now) {
+                if let Some(issuer) = issuers.first() {
                     if leaf.verify_issued_by(issuer).is_ok() {
-                        return Ok(VerifiedChain::new(leaf, cached.issuers, now));
+                        return Ok(VerifiedChain::new(leaf, issuers, now));
                     }
                 }
             }
         }
         let issuers = Search::new(self, &extra, now).run(Arc::clone(&leaf))?;
-        let issuers: Arc<[Arc<Certificate>]> = Arc::from(issuers);
+        let issuers: Issuers = Arc::from(issuers);
         self.remember(&issuers);
         Ok(VerifiedChain::new(leaf, issuers, now))
     }
@@ -203,12 +200,13 @@ impl TrustStore {
         out
     }
 
-    fn cached(&self, issuer: &[u8; 32], now: i64) -> Option<CachedPath> {
+    fn cached(&self, issuer: &[u8; 32], now: i64) -> Option<Issuers> {
         let cache = self.cache.read().unwrap_or_else(PoisonError::into_inner);
-        cache.get(issuer).filter(|p| p.valid_from <= now && now <= p.valid_until).cloned()
+        cache.get(issuer).and_then(|path| path.at(now)).cloned()
     }
 
-    fn remember(&self, issuers: &Arc<[Arc<Certificate>]>) {
+    /// Caches the path for as long as every certificate on it is valid.
+    fn remember(&self, issuers: &Issuers) {
         let Some(first) = issuers.first() else { return };
         let valid_from = issuers.iter().map(|c| c.not_before_unix()).max().unwrap_or(i64::MAX);
         let valid_until = issuers.iter().map(|c| c.not_after_unix()).min().unwrap_or(i64::MIN);
@@ -216,10 +214,7 @@ impl TrustStore {
         if cache.len() >= MAX_CACHED_PATHS {
             cache.clear();
         }
-        cache.insert(
-            *first.fingerprint(),
-            CachedPath { issuers: Arc::clone(issuers), valid_from, valid_until },
-        );
+        cache.insert(*first.fingerprint(), Windowed::new(Arc::clone(issuers), valid_from..=valid_until));
     }
 }
 

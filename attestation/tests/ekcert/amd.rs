@@ -3,7 +3,7 @@
 use mooring_attestation::crypto::{PublicKey, Scheme};
 use mooring_attestation::tpm::alg::HashAlg;
 use mooring_attestation::x509::bundle::parse_certificates;
-use mooring_attestation::x509::{Certificate, ChainError, SignatureError, TrustStore};
+use mooring_attestation::x509::{CertPathError, Certificate, SignatureError, TrustStore};
 use mooring_testdata::testdata;
 
 use crate::{at, cert, position, subjects, T_2026};
@@ -63,7 +63,7 @@ fn amd_vlek_is_expired_now_and_valid_in_2025() {
     store.verify(&vlek, &asvk, at(1_750_000_000)).unwrap();
     let err = store.verify(&vlek, &asvk, at(T_2026)).unwrap_err();
     assert!(
-        matches!(&err, ChainError::Expired { subject, .. } if subject.ends_with("CN=SEV-VLEK\"")),
+        matches!(&err, CertPathError::Expired { subject, .. } if subject.ends_with("CN=SEV-VLEK\"")),
         "{err}"
     );
     // Under the ASK (wrong branch) it does not chain.
@@ -78,7 +78,7 @@ fn trustee_negative_vceks_fail_the_milan_chain() {
         let leaf = cert(&format!("snp/negative/trustee/{name}"));
         let err = store.verify(&leaf, &ask, at(T_2026)).unwrap_err();
         assert!(
-            matches!(&err, ChainError::Signature { source: SignatureError::BadSignature, .. }),
+            matches!(&err, CertPathError::Signature { source: SignatureError::BadSignature, .. }),
             "{name}: {err}"
         );
     }
@@ -109,7 +109,7 @@ fn rsa_pss_parameters_are_checked() {
     );
     let err = TrustStore::new([ark]).verify(&cert, &[], at(T_2026)).unwrap_err();
     assert!(
-        matches!(err, ChainError::Signature { source: SignatureError::BadParameters { .. }, .. }),
+        matches!(err, CertPathError::Signature { source: SignatureError::BadParameters { .. }, .. }),
         "{err}"
     );
 }

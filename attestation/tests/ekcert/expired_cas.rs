@@ -1,7 +1,7 @@
 //! CAs past their notAfter fail, even with their path cached.
 
 use mooring_attestation::x509::bundle::load_file;
-use mooring_attestation::x509::{ChainError, TrustStore};
+use mooring_attestation::x509::{CertPathError, TrustStore};
 
 use crate::{at, cert, keylime, path, GS_ECC_ROOT, T_2030, T_2038};
 
@@ -23,7 +23,7 @@ fn expired_root_ca_fails_after_its_not_after_even_when_cached() {
     let err = store.verify(&cisco, &[], at(T_2038)).unwrap_err();
     assert_eq!(
         err,
-        ChainError::Expired {
+        CertPathError::Expired {
             subject: "\"C=CH, O=STMicroelectronics NV, CN=STM TPM ECC Root CA 01\"".into(),
             not_after: "2038-01-19T03:14:07Z".into(),
             now: "2038-02-17T06:13:20Z".into(),
@@ -40,7 +40,7 @@ fn ifx_intermediate_01_expired_on_2025_10_20() {
     assert!(before.issuers().is_empty());
     let err = store.verify(&ifx1, &[], at(1_761_000_000)).unwrap_err();
     assert!(
-        matches!(&err, ChainError::Expired { subject, not_after, .. }
+        matches!(&err, CertPathError::Expired { subject, not_after, .. }
         if subject.contains("IFX TPM EK Intermediate CA 01") && not_after == "2025-10-20T13:47:43Z"),
         "{err}"
     );

@@ -3,7 +3,7 @@
 use mooring_attestation::crypto::PublicKey;
 use mooring_attestation::tpm::ekcert::{verify_ek_certificate, EkCertError};
 use mooring_attestation::x509::bundle::parse_certificates;
-use mooring_attestation::x509::{Certificate, CertificateError, ChainError, SignatureError, TrustStore};
+use mooring_attestation::x509::{CertPathError, Certificate, CertificateError, SignatureError, TrustStore};
 use mooring_testdata::testdata;
 
 use crate::gce::gce_store;
@@ -80,13 +80,13 @@ fn st_rsa_ek_not_yet_valid_and_expired_leaf() {
     let early =
         verify_ek_certificate(&testdata(ST_RSA_EK), &ica, &st_rsa_store(), at(1_500_000_000)).unwrap_err();
     assert!(
-        matches!(early, EkCertError::Chain(ChainError::NotYetValid { ref not_before, .. })
+        matches!(early, EkCertError::Chain(CertPathError::NotYetValid { ref not_before, .. })
         if not_before == "2018-07-11T00:00:00Z"),
         "{early}"
     );
     let late = verify_ek_certificate(&testdata(ST_RSA_EK), &ica, &st_rsa_store(), at(T_2030)).unwrap_err();
     assert!(
-        matches!(late, EkCertError::Chain(ChainError::Expired { ref not_after, .. })
+        matches!(late, EkCertError::Chain(CertPathError::Expired { ref not_after, .. })
         if not_after == "2028-07-11T00:00:00Z"),
         "{late}"
     );
@@ -102,19 +102,19 @@ fn unknown_root_is_named() {
     let err = verify_ek_certificate(&ek, &[], &empty, at(T_2026)).unwrap_err();
     assert_eq!(
         err,
-        EkCertError::Chain(ChainError::UnknownIssuer {
+        EkCertError::Chain(CertPathError::UnknownIssuer {
             subject: "(empty subject, serial 4cbd0fe61ee762edb28d50b268fc3586ff3d5e82 from C=CH, O=STMicroelectronics NV, CN=STM TPM EK Intermediate CA 05)".into(),
             issuer: "C=CH, O=STMicroelectronics NV, CN=STM TPM EK Intermediate CA 05".into(),
         })
     );
     // Intermediates present but not the root: the missing name is the root's.
     let err = verify_ek_certificate(&ek, &[ica[0].clone(), keylime("STM_RSA_RT.pem")], &empty, at(T_2026));
-    assert!(matches!(err, Err(EkCertError::Chain(ChainError::UnknownIssuer { ref issuer, .. }))
+    assert!(matches!(err, Err(EkCertError::Chain(CertPathError::UnknownIssuer { ref issuer, .. }))
         if issuer.ends_with("O=GlobalSign, CN=GlobalSign Trusted Platform Module Root CA")));
     // Another vendor's store.
     let gce = gce_store();
     let err = verify_ek_certificate(&ek, &ica, &gce, at(T_2026)).unwrap_err();
-    assert!(matches!(err, EkCertError::Chain(ChainError::UnknownIssuer { .. })), "{err}");
+    assert!(matches!(err, EkCertError::Chain(CertPathError::UnknownIssuer { .. })), "{err}");
     assert!(
         err.to_string().contains("named \"C=CH, O=STMicroelectronics NV, CN=STM TPM EK Root CA\""),
         "{err}"
@@ -138,7 +138,7 @@ fn flipped_signature_and_tbs_bits_fail() {
     for (what, bytes) in [("signature", bad_sig), ("tbs", bad_tbs)] {
         let err = verify_ek_certificate(&bytes, &ica, &store, at(T_2026)).unwrap_err();
         assert!(
-            matches!(&err, EkCertError::Chain(ChainError::Signature { source: SignatureError::BadSignature, issuer, .. })
+            matches!(&err, EkCertError::Chain(CertPathError::Signature { source: SignatureError::BadSignature, issuer, .. })
                 if issuer.contains("STM TPM EK Intermediate CA 05")),
             "{what}: {err}"
         );
@@ -150,7 +150,7 @@ fn flipped_signature_and_tbs_bits_fail() {
     let fresh = st_rsa_store();
     let err = verify_ek_certificate(&ek, &[bad_ica], &fresh, at(T_2026)).unwrap_err();
     assert!(
-        matches!(&err, EkCertError::Chain(ChainError::Signature { subject, source: SignatureError::BadSignature, .. })
+        matches!(&err, EkCertError::Chain(CertPathError::Signature { subject, source: SignatureError::BadSignature, .. })
             if subject.contains("STM TPM EK Intermediate CA 05")),
         "{err}"
     );

@@ -39,24 +39,41 @@ pub(crate) struct TpmQuoteArgs {
     /// AK public area: TPM2B_PUBLIC (tpm2_createak -u), TPMT_PUBLIC, or a PEM public key.
     #[arg(long)]
     ak: PathBuf,
-    /// TPMS_ATTEST bytes (tpm2_quote -m).
-    #[arg(long)]
-    quote: PathBuf,
-    /// TPMT_SIGNATURE bytes (tpm2_quote -s).
-    #[arg(long)]
-    signature: PathBuf,
-    /// PCR values: the file tpm2_quote -o writes, or JSON {"sha256": {"0": "hex", ...}}.
-    #[arg(long)]
-    pcrs: PathBuf,
-    /// Expected qualifying data (nonce), hex. Without it the quote must carry none.
-    #[arg(long, default_value = "")]
-    nonce: String,
+    #[command(flatten)]
+    files: QuoteFiles,
     /// The one PCR bank the quote must cover; by default, every bank the PCR file holds.
     #[arg(long, value_parser = ["sha1", "sha256", "sha384"])]
     pcr_bank: Option<String>,
     /// Measured-boot event log (binary_bios_measurements) that must replay to the quoted PCRs.
     #[arg(long)]
     event_log: Option<PathBuf>,
+}
+
+/// The files of a TPM quote and the nonce it must carry (`verify tpm-quote` and
+/// `verify azure-cvm`).
+#[derive(Debug, Args)]
+pub(crate) struct QuoteFiles {
+    /// TPMS_ATTEST bytes of the quote (tpm2_quote -m).
+    #[arg(long)]
+    quote: PathBuf,
+    /// The quote signature: TPMT_SIGNATURE (tpm2_quote -s); azure-cvm also takes the raw
+    /// RSASSA-PKCS1-v1_5/SHA-256 block.
+    #[arg(long)]
+    signature: PathBuf,
+    /// PCR values: the file tpm2_quote -o writes, or JSON {"sha256": {"0": "hex", ...}}
+    /// (azure-cvm: SHA-256 values only, also as {"0": "hex", ...}, and the quote must cover
+    /// exactly these PCRs).
+    #[arg(long)]
+    pcrs: PathBuf,
+    /// Expected qualifying data (nonce), hex. Without it the quote must carry none.
+    #[arg(long, default_value = "")]
+    nonce: String,
+}
+
+impl QuoteFiles {
+    fn nonce(&self) -> Result<Vec<u8>, Failure> {
+        hex::decode(self.nonce.trim()).map_err(|e| Failure::Usage(format!("--nonce is not hex: {e}")))
+    }
 }
 
 #[derive(Debug, Args)]
@@ -154,17 +171,16 @@ fn required_selection(
 
 fn tpm_quote(args: &TpmQuoteArgs) -> Result<serde_json::Value, Failure> {
     let ak = load_ak(&args.ak)?;
-    let attest = read(&args.quote)?;
-    let signature = Signature::parse(&read(&args.signature)?).map_err(|e| rejected("signature")(&e))?;
-    let nonce =
-        hex::decode(args.nonce.trim()).map_err(|e| Failure::Usage(format!("--nonce is not hex: {e}")))?;
+    let attest = read(&args.files.quote)?;
+    let signature = Signature::parse(&read(&args.files.signature)?).map_err(|e| rejected("signature")(&e))?;
+    let nonce = args.files.nonce()?;
     // The selection is needed to read a values-format PCR file; anything but a quote is
     // refused here with the verifier's own error.
     let parsed = Attest::parse(&attest).map_err(|e| rejected("quote")(&e))?;
     let Attested::Quote { selection: quoted_selection, .. } = parsed.attested() else {
         return Err(rejected("quote")(&QuoteError::NotAQuote(parsed.kind())));
     };
-    let pcrs = load_pcrs(&args.pcrs, quoted_selection)?;
+    let pcrs = load_pcrs(&args.files.pcrs, quoted_selection)?;
     let required = required_selection(&pcrs, args.pcr_bank.as_deref(), quoted_selection)?;
     let expected = QuoteExpectation { qualifying_data: &nonce, selection: &required };
     let (ak_ref, ak_kind) = match &ak {

@@ -9,8 +9,10 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
+use mooring_attestation::pem;
 use mooring_attestation::protocol::{Audience, Confirmation, Jwk, JwkSet, JwtSvidClaims};
 use mooring_attestation::svid::{CheckedCredential, CredentialKey, Presented, SvidError, TrustBundle};
+use mooring_attestation::validity::Windowed;
 
 use self::keys::{Generation, KeySet};
 use crate::store::KeyVault;
@@ -47,17 +49,10 @@ pub(crate) struct Issuer {
     bundle: Mutex<Option<CachedBundle>>,
 }
 
-/// A trust bundle of the generations valid for verification from `valid_from` until
-/// `valid_until` in key-set version `version`.
-#[derive(Debug)]
-struct CachedBundle {
-    version: u64,
-    /// The latest expiry of a generation left out (it has expired).
-    valid_from: i64,
-    /// The earliest expiry of a generation in it.
-    valid_until: i64,
-    bundle: Arc<TrustBundle>,
-}
+/// The trust bundle of the generations valid for verification, with the key-set version it
+/// was built from, valid from the latest expiry of a generation left out (it expired) until
+/// the earliest expiry of a generation in it.
+type CachedBundle = Windowed<(u64, Arc<TrustBundle>)>;
 
 impl Issuer {
     /// Opens the signing keys kept in `vault`.
@@ -101,7 +96,7 @@ impl Issuer {
 
     /// The X.509 CA certificates of every generation still in use (PEM).
     pub(crate) fn x509_bundle_pem(&self, now: i64) -> String {
-        self.keys.all(now).iter().map(|g| svid::pem("CERTIFICATE", &g.ca_der)).collect()
+        self.keys.all(now).iter().map(|g| pem::encode("CERTIFICATE", &g.ca_der)).collect()
     }
 
     /// The JWT verification keys (RFC 7517 JWK Set, SPIFFE bundle style).
@@ -126,10 +121,8 @@ impl Issuer {
     fn trust_bundle(&self, now: i64) -> Result<Arc<TrustBundle>, SvidError> {
         let mut cached = self.bundle.lock().unwrap_or_else(PoisonError::into_inner);
         let (version, loaded) = self.keys.versioned();
-        if let Some(hit) =
-            cached.as_ref().filter(|c| c.version == version && c.valid_from <= now && now < c.valid_until)
-        {
-            return Ok(Arc::clone(&hit.bundle));
+        if let Some((_, bundle)) = cached.as_ref().and_then(|c| c.at(now)).filter(|(v, _)| *v == version) {
+            return Ok(Arc::clone(bundle));
         }
         let (valid, expired): (Vec<Arc<Generation>>, Vec<Arc<Generation>>) =
             loaded.iter().cloned().partition(|g| g.expire_at > now);
@@ -138,12 +131,9 @@ impl Issuer {
             valid.iter().map(|g| g.ca_cert.clone()).collect(),
             &jwk_set(&valid),
         )?);
-        *cached = Some(CachedBundle {
-            version,
-            valid_from: expired.iter().map(|g| g.expire_at).max().unwrap_or(i64::MIN),
-            valid_until: valid.iter().map(|g| g.expire_at).min().unwrap_or(i64::MAX),
-            bundle: Arc::clone(&bundle),
-        });
+        let valid_from = expired.iter().map(|g| g.expire_at).max().unwrap_or(i64::MIN);
+        let valid_until = valid.iter().map(|g| g.expire_at).min().unwrap_or(i64::MAX);
+        *cached = Some(Windowed::new((version, Arc::clone(&bundle)), valid_from..valid_until));
         Ok(bundle)
     }
 

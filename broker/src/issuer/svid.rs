@@ -1,8 +1,7 @@
 //! X.509-SVIDs (SPIFFE X509-SVID specification) for the VM's key K. Verified by
 //! [`mooring_attestation::svid`].
 
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine as _;
+use mooring_attestation::pem;
 use rcgen::{
     CertificateParams, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyUsagePurpose, PublicKeyData, SanType,
     SignatureAlgorithm, PKCS_ECDSA_P256_SHA256,
@@ -22,17 +21,6 @@ impl PublicKeyData for SubjectKey<'_> {
     fn algorithm(&self) -> &'static SignatureAlgorithm {
         &PKCS_ECDSA_P256_SHA256
     }
-}
-
-pub(super) fn pem(label: &str, der: &[u8]) -> String {
-    let body = STANDARD.encode(der);
-    let mut out = format!("-----BEGIN {label}-----\n");
-    for chunk in body.as_bytes().chunks(64) {
-        out.push_str(std::str::from_utf8(chunk).unwrap_or_default());
-        out.push('\n');
-    }
-    out.push_str(&format!("-----END {label}-----\n"));
-    out
 }
 
 pub(super) fn issue(
@@ -56,7 +44,11 @@ pub(super) fn issue(
     params.use_authority_key_identifier_extension = true;
     let issuer = Issuer::from_params(&generation.ca_params, &generation.ca_key);
     let leaf = params.signed_by(&SubjectKey(&subject_point(subject)), &issuer)?;
-    Ok(format!("{}{}", pem("CERTIFICATE", leaf.der()), pem("CERTIFICATE", &generation.ca_der)))
+    Ok(format!(
+        "{}{}",
+        pem::encode("CERTIFICATE", leaf.der()),
+        pem::encode("CERTIFICATE", &generation.ca_der)
+    ))
 }
 
 fn subject_point(subject: &Subject) -> Vec<u8> {

@@ -52,7 +52,7 @@ impl Broker {
             .iter()
             .map(|secret| {
                 let aad = hpke_secret_aad(&secret.name, spiffe_id);
-                let sealed = seal_to(sealing_key, HPKE_SECRET_INFO, &aad, &secret.value, &self.rng)
+                let sealed = seal_to(sealing_key, HPKE_SECRET_INFO, &aad, &secret.value)
                     .map_err(|e| Refusal::new(Code::KeyInvalid, format!("sealing key: {e}")))?;
                 Ok(SealedSecret {
                     name: secret.name.clone(),

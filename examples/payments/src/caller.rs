@@ -6,8 +6,6 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use axum::http::{header, HeaderMap};
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine as _;
 use mooring_attestation::protocol::{Code, Possession, PresentedCredential, VerifyRequest};
 use mooring_attestation::svid::{
     request_digest, PossessionProof, Presentation, Presented, Proof, Verifier, POSSESSION_HEADER,
@@ -135,9 +133,10 @@ impl Gate {
                 };
                 (PresentedCredential::Jwt { token: token.clone() }, proof)
             }
-            Credential::MutualTls { leaf } => {
-                (PresentedCredential::X509 { chain: pem_certificate(leaf) }, Some(Possession::MutualTls))
-            }
+            Credential::MutualTls { leaf } => (
+                PresentedCredential::X509 { chain: mooring_attestation::pem::encode("CERTIFICATE", leaf) },
+                Some(Possession::MutualTls),
+            ),
         };
         let question = VerifyRequest {
             credential,
@@ -187,15 +186,4 @@ fn presented(connection: &Peer, headers: &HeaderMap) -> Result<Credential, Refus
         Some(leaf) => Ok(Credential::MutualTls { leaf: leaf.to_vec() }),
         None => Err(Refusal::no_credential()),
     }
-}
-
-fn pem_certificate(der: &[u8]) -> String {
-    let body = STANDARD.encode(der);
-    let mut pem = String::from("-----BEGIN CERTIFICATE-----\n");
-    for line in body.as_bytes().chunks(64) {
-        pem.push_str(&String::from_utf8_lossy(line));
-        pem.push('\n');
-    }
-    pem.push_str("-----END CERTIFICATE-----\n");
-    pem
 }

@@ -12,6 +12,7 @@ pub mod sev_guest;
 use aws_lc_rs::encoding::AsDer as _;
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{EcdsaKeyPair, KeyPair as _, ECDSA_P256_SHA256_ASN1_SIGNING};
+use mooring_attestation::pem;
 use mooring_attestation::protocol::{
     hpke_secret_aad, snp_report_data, IssuedCredentials, Sealed, SealedSecret, SnpFinishRequest,
     HPKE_SECRET_INFO,
@@ -19,16 +20,16 @@ use mooring_attestation::protocol::{
 use mooring_attestation::seal::{open, SealedBox, SealingKeyPair};
 
 use crate::api::BrokerApi;
-use crate::der;
 use crate::service::{AttestError, Attested, Attester};
 
 /// PEM label of K's PKCS#8 key file.
 const PKCS8_LABEL: &str = "PRIVATE KEY";
 
-/// Errors of the SEV-SNP path.
+/// Errors of the client's SEV-SNP guest path (the library's report verification errors are
+/// [`mooring_attestation::snp::SnpError`]).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum SnpError {
+pub enum GuestError {
     /// The guest device failed.
     #[error("SEV-SNP guest device {device}: {reason}")]
     Device {
@@ -65,7 +66,7 @@ pub trait SnpDevice {
     ///
     /// # Errors
     /// When the device or the firmware refuses.
-    fn report(&self, report_data: &[u8; 64], vmpl: u32) -> Result<SnpEvidence, SnpError>;
+    fn report(&self, report_data: &[u8; 64], vmpl: u32) -> Result<SnpEvidence, GuestError>;
 }
 
 /// K on the SEV-SNP path: an ECDSA P-256 key in guest memory.
@@ -88,9 +89,9 @@ impl GuestKey {
     ///
     /// # Errors
     /// When the random generator fails.
-    pub fn generate() -> Result<Self, SnpError> {
+    pub fn generate() -> Result<Self, GuestError> {
         let document = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &SystemRandom::new())
-            .map_err(|_| SnpError::Key("generating the key failed".into()))?;
+            .map_err(|_| GuestError::Key("generating the key failed".into()))?;
         Self::from_pkcs8(document.as_ref())
     }
 
@@ -98,9 +99,9 @@ impl GuestKey {
     ///
     /// # Errors
     /// When it is not a P-256 PKCS#8 key.
-    pub fn from_pkcs8(pkcs8: &[u8]) -> Result<Self, SnpError> {
+    pub fn from_pkcs8(pkcs8: &[u8]) -> Result<Self, GuestError> {
         let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, pkcs8)
-            .map_err(|e| SnpError::Key(format!("not a P-256 PKCS#8 key: {e}")))?;
+            .map_err(|e| GuestError::Key(format!("not a P-256 PKCS#8 key: {e}")))?;
         Ok(Self { pair, pkcs8: pkcs8.to_vec() })
     }
 
@@ -108,38 +109,38 @@ impl GuestKey {
     ///
     /// # Errors
     /// When the PEM or the key is malformed.
-    pub fn from_pem(pem: &[u8]) -> Result<Self, SnpError> {
-        let der = der::pem_decode(PKCS8_LABEL, pem).map_err(SnpError::Key)?;
+    pub fn from_pem(text: &[u8]) -> Result<Self, GuestError> {
+        let der = pem::decode_one(text, PKCS8_LABEL).map_err(|e| GuestError::Key(e.to_string()))?;
         Self::from_pkcs8(&der)
     }
 
     /// PKCS#8 PEM (written only to the tmpfs runtime directory, i.e. guest memory).
     #[must_use]
     pub fn to_pem(&self) -> String {
-        der::pem(PKCS8_LABEL, &self.pkcs8)
+        pem::encode(PKCS8_LABEL, &self.pkcs8)
     }
 
     /// SubjectPublicKeyInfo (DER).
     ///
     /// # Errors
     /// When encoding fails.
-    pub fn spki(&self) -> Result<Vec<u8>, SnpError> {
+    pub fn spki(&self) -> Result<Vec<u8>, GuestError> {
         self.pair
             .public_key()
             .as_der()
             .map(|der| der.as_ref().to_vec())
-            .map_err(|_| SnpError::Key("encoding the public key failed".into()))
+            .map_err(|_| GuestError::Key("encoding the public key failed".into()))
     }
 
     /// ECDSA-SHA256 signature (DER) over `message`.
     ///
     /// # Errors
     /// When signing fails.
-    pub fn sign(&self, message: &[u8]) -> Result<Vec<u8>, SnpError> {
+    pub fn sign(&self, message: &[u8]) -> Result<Vec<u8>, GuestError> {
         self.pair
             .sign(&SystemRandom::new(), message)
             .map(|sig| sig.as_ref().to_vec())
-            .map_err(|_| SnpError::Key("signing failed".into()))
+            .map_err(|_| GuestError::Key("signing failed".into()))
     }
 }
 
@@ -173,7 +174,7 @@ impl<D: SnpDevice> Attester for SnpAttester<D> {
     fn attest(&mut self, api: &BrokerApi) -> Result<Attested, AttestError> {
         let challenge = api.snp_begin()?;
         // A fresh sealing key per attestation: it only ever opens this answer's secrets.
-        let sealing = SealingKeyPair::generate().map_err(|e| SnpError::Key(format!("sealing key: {e}")))?;
+        let sealing = SealingKeyPair::generate().map_err(|e| GuestError::Key(format!("sealing key: {e}")))?;
         let key_spki = self.key.spki()?;
         let sealing_key = sealing.public_key_bytes().to_vec();
         let report_data = snp_report_data(&challenge.nonce, &key_spki, &sealing_key);
@@ -194,7 +195,7 @@ impl<D: SnpDevice> Attester for SnpAttester<D> {
 fn open_secrets(
     sealing: &SealingKeyPair,
     issued: &IssuedCredentials,
-) -> Result<Vec<(String, Vec<u8>)>, SnpError> {
+) -> Result<Vec<(String, Vec<u8>)>, GuestError> {
     issued.secrets.iter().map(|secret| open_secret(sealing, secret, &issued.spiffe_id)).collect()
 }
 
@@ -202,8 +203,8 @@ fn open_secret(
     sealing: &SealingKeyPair,
     secret: &SealedSecret,
     spiffe_id: &str,
-) -> Result<(String, Vec<u8>), SnpError> {
-    let fail = |reason: String| SnpError::Secret { name: secret.name.clone(), reason };
+) -> Result<(String, Vec<u8>), GuestError> {
+    let fail = |reason: String| GuestError::Secret { name: secret.name.clone(), reason };
     let Sealed::Hpke { enc, ciphertext } = &secret.sealed else {
         return Err(fail("not sealed with HPKE (the broker sent a TPM import blob)".into()));
     };
@@ -222,9 +223,7 @@ mod tests {
 
     fn sealed(sealing: &SealingKeyPair, name: &str, spiffe_id: &str) -> SealedSecret {
         let aad = hpke_secret_aad(name, spiffe_id);
-        let sealed =
-            seal_to(sealing.public_key_bytes(), HPKE_SECRET_INFO, &aad, b"s3cret", &SystemRandom::new())
-                .unwrap();
+        let sealed = seal_to(sealing.public_key_bytes(), HPKE_SECRET_INFO, &aad, b"s3cret").unwrap();
         SealedSecret {
             name: name.into(),
             sealed: Sealed::Hpke { enc: sealed.enc().to_vec(), ciphertext: sealed.ciphertext().to_vec() },

@@ -10,7 +10,7 @@ use std::fs::{File, OpenOptions};
 use std::os::fd::AsRawFd as _;
 use std::path::{Path, PathBuf};
 
-use super::{SnpDevice, SnpError, SnpEvidence};
+use super::{GuestError, SnpDevice, SnpEvidence};
 
 /// `struct snp_report_req` (sev-guest.h): user data and the VMPL to report at.
 #[repr(C)]
@@ -82,17 +82,17 @@ impl SevGuest {
     ///
     /// # Errors
     /// When it does not exist (not an SEV-SNP guest) or cannot be opened.
-    pub fn open(path: &Path) -> Result<Self, SnpError> {
+    pub fn open(path: &Path) -> Result<Self, GuestError> {
         let file = OpenOptions::new()
             .read(true)
             .write(true)
             .open(path)
-            .map_err(|e| SnpError::Device { device: path.display().to_string(), reason: e.to_string() })?;
+            .map_err(|e| GuestError::Device { device: path.display().to_string(), reason: e.to_string() })?;
         Ok(Self { path: path.to_owned(), file })
     }
 
-    fn fail(&self, reason: String) -> SnpError {
-        SnpError::Device { device: self.path.display().to_string(), reason }
+    fn fail(&self, reason: String) -> GuestError {
+        GuestError::Device { device: self.path.display().to_string(), reason }
     }
 
     /// One SNP_GET_EXT_REPORT with a certificate buffer of `certs.len()` bytes. Returns the
@@ -102,7 +102,7 @@ impl SevGuest {
         report_data: &[u8; 64],
         vmpl: u32,
         certs: &mut [u8],
-    ) -> Result<Result<Box<ReportResponse>, usize>, SnpError> {
+    ) -> Result<Result<Box<ReportResponse>, usize>, GuestError> {
         let mut response = Box::new(ReportResponse { data: [0; 4000] });
         let mut ext = ExtReportRequest {
             data: ReportRequest { user_data: *report_data, vmpl, reserved: [0; 28] },
@@ -143,7 +143,7 @@ impl SevGuest {
 }
 
 impl SnpDevice for SevGuest {
-    fn report(&self, report_data: &[u8; 64], vmpl: u32) -> Result<SnpEvidence, SnpError> {
+    fn report(&self, report_data: &[u8; 64], vmpl: u32) -> Result<SnpEvidence, GuestError> {
         let mut certs = vec![0u8; CERTS_PAGES * PAGE];
         let response = match self.request(report_data, vmpl, &mut certs)? {
             Ok(response) => response,

@@ -39,7 +39,7 @@ pub fn to_der(key: &CredentialKey) -> Vec<u8> {
 /// The PEM key file.
 #[must_use]
 pub fn to_pem(key: &CredentialKey) -> String {
-    der::pem(PEM_LABEL, &to_der(key))
+    mooring_attestation::pem::encode(PEM_LABEL, &to_der(key))
 }
 
 #[cfg(test)]

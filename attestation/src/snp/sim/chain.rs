@@ -8,8 +8,8 @@ use aws_lc_rs::rsa::KeySize;
 use aws_lc_rs::signature::{EcdsaKeyPair, KeyPair, RsaKeyPair, RSA_PSS_SHA384};
 
 use super::{LeafSpec, DEFAULT_NOT_AFTER, DEFAULT_NOT_BEFORE};
-use crate::crypto::der::{bit_string, oid, sequence, tlv, unsigned_integer};
 use crate::crypto::PublicKey;
+use crate::der::{bit_string, oid, sequence, tlv, unsigned_integer};
 use crate::snp::report::P384_SCALAR_LEN;
 use crate::snp::Product;
 use crate::tpm::alg::EccCurve;
@@ -162,8 +162,9 @@ fn basic_constraints(path_len: Option<u8>) -> Vec<u8> {
 
 /// UTCTime before 2050, GeneralizedTime from then on (RFC 5280 §4.1.2.5).
 fn time(unix: i64) -> Vec<u8> {
-    let (year, month, day, hour, minute, second) = crate::x509::civil_from_unix(unix);
-    let rest = format!("{month:02}{day:02}{hour:02}{minute:02}{second:02}Z");
+    let t = time::OffsetDateTime::from_unix_timestamp(unix).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    let (year, month) = (t.year(), u8::from(t.month()));
+    let rest = format!("{month:02}{:02}{:02}{:02}{:02}Z", t.day(), t.hour(), t.minute(), t.second());
     if year < 2050 {
         tlv(0x17, format!("{:02}{rest}", year % 100).as_bytes())
     } else {

@@ -17,6 +17,8 @@ use crate::tpm::kdf::{self, KdfError};
 use crate::tpm::limits::{MAX_DIGEST, MAX_ECC_KEY_BYTES};
 use crate::tpm::public::{ObjectAttributes, Public, PublicError};
 
+use super::SoftObject;
+
 /// Attributes of the default EK templates: `fixedTPM`, `fixedParent`,
 /// `sensitiveDataOrigin`, `adminWithPolicy`, `restricted`, `decrypt` (0x000300B2).
 pub const EK_ATTRIBUTES: u32 = ObjectAttributes::FIXED_TPM
@@ -65,16 +67,7 @@ pub enum ActivateError {
 }
 
 /// An ECC P-256 endorsement key held in software.
-pub struct SoftEk {
-    private: PrivateKey,
-    public: Public,
-}
-
-impl std::fmt::Debug for SoftEk {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SoftEk").field("public", &self.public.key().describe()).finish_non_exhaustive()
-    }
-}
+pub type SoftEk = SoftObject<PrivateKey>;
 
 impl SoftEk {
     /// A fresh EK.
@@ -89,18 +82,6 @@ impl SoftEk {
         let (x, y) = coordinates.split_at(P256_COORDINATE.min(coordinates.len()));
         let public = Public::from_tpmt(&ek_tpmt(x, y))?;
         Ok(Self { private, public })
-    }
-
-    /// The EK's public area.
-    #[must_use]
-    pub fn public(&self) -> &Public {
-        &self.public
-    }
-
-    /// The EK's `TPM2B_PUBLIC`, as a VM sends it at `begin`.
-    #[must_use]
-    pub fn tpm2b_public(&self) -> Vec<u8> {
-        self.public.to_tpm2b()
     }
 
     /// The EK public key as SubjectPublicKeyInfo (DER), for its certificate.

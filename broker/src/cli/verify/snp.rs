@@ -13,8 +13,10 @@ use mooring_attestation::tpm::alg::HashAlg;
 use mooring_attestation::tpm::attest::Signature;
 use mooring_attestation::tpm::pcr::{PcrSelection, PcrValues};
 use mooring_attestation::tpm::quote::QuoteExpectation;
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
 
-use super::{read, rejected, Failure};
+use super::{read, rejected, Failure, QuoteFiles};
 
 #[derive(Debug, Args)]
 pub(crate) struct SnpReportArgs {
@@ -40,19 +42,9 @@ pub(crate) struct AzureCvmArgs {
     /// The VCEK certificate, DER or PEM.
     #[arg(long)]
     vcek: PathBuf,
-    /// TPMS_ATTEST bytes of the vTPM quote.
-    #[arg(long)]
-    quote: PathBuf,
-    /// The quote signature: TPMT_SIGNATURE, or the raw RSASSA-PKCS1-v1_5/SHA-256 block.
-    #[arg(long)]
-    signature: PathBuf,
-    /// SHA-256 PCR values as JSON: {"0": "hex", ...} or {"sha256": {"0": "hex", ...}};
-    /// the quote must cover exactly these PCRs.
-    #[arg(long)]
-    pcrs: PathBuf,
-    /// Expected qualifying data (nonce) of the quote, hex.
-    #[arg(long, default_value = "")]
-    nonce: String,
+    /// The vTPM quote.
+    #[command(flatten)]
+    files: QuoteFiles,
     /// Verification time, RFC 3339; default now.
     #[arg(long)]
     at: Option<String>,
@@ -79,25 +71,24 @@ pub(crate) fn verify_report(args: &SnpReportArgs) -> Result<VerifiedReport, Fail
 
 pub(crate) fn azure_cvm(args: &AzureCvmArgs) -> Result<serde_json::Value, Failure> {
     let now = verification_time(args.at.as_deref())?;
-    let hcl = read(&args.hcl_report)?;
-    let vcek = read(&args.vcek)?;
-    let quote = read(&args.quote)?;
-    let sig_bytes = read(&args.signature)?;
+    let (hcl_report, vcek) = (read(&args.hcl_report)?, read(&args.vcek)?);
+    let attest = read(&args.files.quote)?;
+    let sig_bytes = read(&args.files.signature)?;
     let signature = Signature::parse(&sig_bytes)
         .unwrap_or_else(|_| Signature::raw_rsa(Scheme::RsaPkcs1(HashAlg::Sha256), &sig_bytes));
-    let pcrs = load_sha256_pcrs(&args.pcrs)?;
+    let pcrs = load_sha256_pcrs(&args.files.pcrs)?;
     let indices: Vec<u8> = pcrs.bank(HashAlg::Sha256).map(|(index, _)| index).collect();
     let selection =
         PcrSelection::single(HashAlg::Sha256, &indices).map_err(|e| Failure::Usage(e.to_string()))?;
-    let nonce =
-        hex::decode(args.nonce.trim()).map_err(|e| Failure::Usage(format!("--nonce is not hex: {e}")))?;
+    let certs = SnpCertSource::Certificates(&vcek);
     let evidence = AzureCvmEvidence {
-        hcl_report: &hcl,
-        certs: SnpCertSource::Certificates(&vcek),
-        quote: &quote,
+        hcl_report: &hcl_report,
+        certs,
+        quote: &attest,
         signature: &signature,
         pcrs: &pcrs,
     };
+    let nonce = args.files.nonce()?;
     let expected = QuoteExpectation { qualifying_data: &nonce, selection: &selection };
     let verified = verify_azure_cvm(&evidence, &verifier()?, &expected, now)
         .map_err(|e| rejected("Azure CVM evidence")(&e))?;
@@ -142,77 +133,10 @@ fn verification_time(at: Option<&str>) -> Result<i64, Failure> {
     }
 }
 
-/// Seconds since the Unix epoch of an RFC 3339 `date-time` (§5.6): `YYYY-MM-DDTHH:MM:SS`,
-/// optional fraction (dropped), then `Z` or `±HH:MM`.
-fn parse_rfc3339(text: &str) -> Result<i64, String> {
-    let b = text.as_bytes();
-    let num = |start: usize, len: usize| -> Result<i64, String> {
-        let digits = b.get(start..start + len).ok_or("too short")?;
-        if !digits.iter().all(u8::is_ascii_digit) {
-            return Err(format!("expected {len} digits at position {start}"));
-        }
-        Ok(digits.iter().fold(0i64, |acc, d| acc * 10 + i64::from(d - b'0')))
-    };
-    let expect = |at: usize, allowed: &[u8]| -> Result<(), String> {
-        match b.get(at) {
-            Some(c) if allowed.contains(c) => Ok(()),
-            _ => Err(format!("expected one of {:?} at position {at}", String::from_utf8_lossy(allowed))),
-        }
-    };
-    let (year, month, day) = (num(0, 4)?, num(5, 2)?, num(8, 2)?);
-    expect(4, b"-")?;
-    expect(7, b"-")?;
-    expect(10, b"Tt ")?;
-    let (hour, minute, second) = (num(11, 2)?, num(14, 2)?, num(17, 2)?);
-    expect(13, b":")?;
-    expect(16, b":")?;
-    let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
-    let month_days = [31, if leap { 29 } else { 28 }, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
-    let max_day = usize::try_from(month - 1).ok().and_then(|m| month_days.get(m)).copied().unwrap_or(0);
-    if !(1..=max_day).contains(&day) || hour > 23 || minute > 59 || second > 60 {
-        return Err("date or time out of range".into());
-    }
-    let mut at = 19;
-    if b.get(at) == Some(&b'.') {
-        at += 1;
-        let start = at;
-        while b.get(at).is_some_and(u8::is_ascii_digit) {
-            at += 1;
-        }
-        if at == start {
-            return Err("empty fraction of a second".into());
-        }
-    }
-    let offset = match b.get(at) {
-        Some(b'Z' | b'z') => {
-            at += 1;
-            0
-        }
-        Some(sign @ (b'+' | b'-')) => {
-            let (h, m) = (num(at + 1, 2)?, num(at + 4, 2)?);
-            expect(at + 3, b":")?;
-            if h > 23 || m > 59 {
-                return Err("offset out of range".into());
-            }
-            at += 6;
-            if *sign == b'+' {
-                h * 3600 + m * 60
-            } else {
-                -(h * 3600 + m * 60)
-            }
-        }
-        _ => return Err("expected Z or an offset like +02:00".into()),
-    };
-    if at != b.len() {
-        return Err(format!("unexpected text after position {at}"));
-    }
-    // Days from civil (H. Hinnant), proleptic Gregorian.
-    let (y, m) = if month <= 2 { (year - 1, month + 9) } else { (year, month - 3) };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * m + 2) / 5 + day - 1;
-    let days = era * 146_097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719_468;
-    Ok(days * 86_400 + hour * 3600 + minute * 60 + second.min(59) - offset)
+/// Seconds since the Unix epoch of an RFC 3339 `date-time` (§5.6), such as
+/// `2025-06-15T00:00:00Z` or `2025-06-15T02:00:00.5+02:00` (a fraction is dropped).
+fn parse_rfc3339(text: &str) -> Result<i64, time::error::Parse> {
+    OffsetDateTime::parse(text, &Rfc3339).map(OffsetDateTime::unix_timestamp)
 }
 
 #[cfg(test)]

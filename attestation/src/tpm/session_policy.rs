@@ -1,5 +1,7 @@
-//! Policy digests computed in software (TPM 2.0 Part 1, 19.7 "Enhanced Authorization"),
-//! so the broker can bind an object to PCR values without a TPM of its own.
+//! TPM policy-session digests computed in software (TPM 2.0 Part 1, 19.7 "Enhanced
+//! Authorization"), so the broker can bind an object to PCR values without a TPM of its own.
+//! ("Policy" here is the TPM's authorization policy, not the SEV-SNP guest policy
+//! ([`crate::snp::guest_policy`]) or the broker's admission policy.)
 //!
 //! A policy digest starts as zeros of the policy hash's size and is extended by each
 //! policy command in turn (`policyDigest_new = H(policyDigest_old || TPM_CC || ...)`).
@@ -19,7 +21,7 @@ pub const TPM_CC_POLICY_PCR: u32 = 0x0000_017F;
 /// Why a policy digest could not be computed.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 #[non_exhaustive]
-pub enum PolicyError {
+pub enum PolicyDigestError {
     /// A PCR policy over no PCRs would assert nothing: refused rather than built.
     #[error("PCR policy selects no PCRs; it would authorize any boot state")]
     EmptySelection,
@@ -69,10 +71,10 @@ impl PolicyDigest {
     /// Continues from an existing digest (for example a trial session's output).
     ///
     /// # Errors
-    /// [`PolicyError::DigestSize`] when `digest` is not one `hash` digest long.
-    pub fn from_digest(hash: HashAlg, digest: &[u8]) -> Result<Self, PolicyError> {
+    /// [`PolicyDigestError::DigestSize`] when `digest` is not one `hash` digest long.
+    pub fn from_digest(hash: HashAlg, digest: &[u8]) -> Result<Self, PolicyDigestError> {
         if digest.len() != hash.size() {
-            return Err(PolicyError::DigestSize { hash, len: digest.len(), expected: hash.size() });
+            return Err(PolicyDigestError::DigestSize { hash, len: digest.len(), expected: hash.size() });
         }
         Ok(Self { hash, digest: digest.to_vec() })
     }
@@ -88,16 +90,16 @@ impl PolicyDigest {
     /// send the same selection ([`tpm2_tools_pcr_list`] prints it for `tpm2_policypcr -l`).
     ///
     /// # Errors
-    /// [`PolicyError::EmptySelection`] when nothing is selected;
-    /// [`PolicyError::PcrValueMissing`] naming the first selected PCR without a value.
-    pub fn policy_pcr(self, selection: &PcrSelection, values: &PcrValues) -> Result<Self, PolicyError> {
+    /// [`PolicyDigestError::EmptySelection`] when nothing is selected;
+    /// [`PolicyDigestError::PcrValueMissing`] naming the first selected PCR without a value.
+    pub fn policy_pcr(self, selection: &PcrSelection, values: &PcrValues) -> Result<Self, PolicyDigestError> {
         if selection.is_empty() {
-            return Err(PolicyError::EmptySelection);
+            return Err(PolicyDigestError::EmptySelection);
         }
         let digest_tpm = values.digest(selection, self.hash).map_err(|e| match e {
-            PcrError::Missing { bank, index } => PolicyError::PcrValueMissing { bank, index },
+            PcrError::Missing { bank, index } => PolicyDigestError::PcrValueMissing { bank, index },
             // `PcrValues::digest` reports nothing else; keep the reason if that changes.
-            other => PolicyError::PcrList { text: selection.to_string(), reason: other.to_string() },
+            other => PolicyDigestError::PcrList { text: selection.to_string(), reason: other.to_string() },
         })?;
         let digest = self.hash.digest(&[
             &self.digest,
@@ -129,7 +131,7 @@ pub fn pcr_policy(
     hash: HashAlg,
     selection: &PcrSelection,
     values: &PcrValues,
-) -> Result<PolicyDigest, PolicyError> {
+) -> Result<PolicyDigest, PolicyDigestError> {
     PolicyDigest::new(hash).policy_pcr(selection, values)
 }
 
@@ -169,10 +171,10 @@ pub fn tpm2_tools_pcr_list(selection: &PcrSelection) -> String {
 /// Parses tpm2-tools' PCR list syntax (`sha256:0,7+sha1:1`), keeping the bank order.
 ///
 /// # Errors
-/// [`PolicyError::PcrList`] for an unknown bank, a bad or out-of-range index, a bank named
+/// [`PolicyDigestError::PcrList`] for an unknown bank, a bad or out-of-range index, a bank named
 /// twice, or an empty list.
-pub fn parse_tpm2_tools_pcr_list(text: &str) -> Result<PcrSelection, PolicyError> {
-    let fail = |reason: String| PolicyError::PcrList { text: text.to_owned(), reason };
+pub fn parse_tpm2_tools_pcr_list(text: &str) -> Result<PcrSelection, PolicyDigestError> {
+    let fail = |reason: String| PolicyDigestError::PcrList { text: text.to_owned(), reason };
     let mut selection = PcrSelection::new();
     let mut seen = Vec::new();
     for part in text.split('+') {
@@ -244,16 +246,16 @@ mod tests {
     fn refuses_empty_selections_missing_values_and_bad_digests() {
         assert_eq!(
             pcr_policy(HashAlg::Sha256, &PcrSelection::new(), &values()),
-            Err(PolicyError::EmptySelection)
+            Err(PolicyDigestError::EmptySelection)
         );
         let selection = PcrSelection::single(HashAlg::Sha256, &[0, 8]).unwrap();
         assert_eq!(
             pcr_policy(HashAlg::Sha256, &selection, &values()),
-            Err(PolicyError::PcrValueMissing { bank: HashAlg::Sha256, index: 8 })
+            Err(PolicyDigestError::PcrValueMissing { bank: HashAlg::Sha256, index: 8 })
         );
         assert_eq!(
             PolicyDigest::from_digest(HashAlg::Sha256, &[0; 20]),
-            Err(PolicyError::DigestSize { hash: HashAlg::Sha256, len: 20, expected: 32 })
+            Err(PolicyDigestError::DigestSize { hash: HashAlg::Sha256, len: 20, expected: 32 })
         );
     }
 
@@ -264,7 +266,7 @@ mod tests {
         assert_eq!(tpm2_tools_pcr_list(&canonical_selection(&selection)), "sha1:1+sha256:0,7");
         for bad in ["", "sha256", "md5:1", "sha256:32", "sha256:x", "sha256:1+sha256:2"] {
             assert!(
-                matches!(parse_tpm2_tools_pcr_list(bad), Err(PolicyError::PcrList { .. })),
+                matches!(parse_tpm2_tools_pcr_list(bad), Err(PolicyDigestError::PcrList { .. })),
                 "{bad:?} accepted"
             );
         }

@@ -3,39 +3,30 @@
 
 use super::cert::CertificateError;
 use super::MAX_CERTIFICATE_LEN;
-use crate::codec::Reader;
+use crate::codec::{BadPadding, Reader};
+use crate::der::{self, tag, DerError, Header};
 
-/// Tag of a constructed SEQUENCE.
-const SEQUENCE: u8 = 0x30;
-/// Fill byte of unwritten TPM NV memory after an EK certificate.
+/// Fill of a TPM NV index after the EK certificate in it.
 const NV_PADDING: u8 = 0xFF;
 
 /// Total length (header and content) of the DER SEQUENCE starting `bytes`.
 pub(super) fn outer_len(bytes: &[u8]) -> Result<usize, CertificateError> {
     let malformed = |reason: &'static str| CertificateError::Framing { reason };
-    let mut r = Reader::new(bytes);
-    let tag = r.u8("certificate tag").map_err(|_| malformed("input is empty"))?;
-    if tag != SEQUENCE {
+    let header = Header::read(bytes).map_err(|e| {
+        malformed(match e {
+            DerError::Empty => "input is empty",
+            DerError::MissingLength => "length is missing",
+            DerError::Indefinite => "indefinite length is not DER",
+            DerError::LengthTooLong { .. } => "length field longer than 3 bytes",
+            DerError::TruncatedLength => "length is truncated",
+            DerError::NotMinimal => "length is not minimally encoded",
+            _ => "does not start with a DER SEQUENCE (0x30)",
+        })
+    })?;
+    if header.tag() != tag::SEQUENCE {
         return Err(malformed("does not start with a DER SEQUENCE (0x30)"));
     }
-    let first = r.u8("certificate length").map_err(|_| malformed("length is missing"))?;
-    let content = if first < 0x80 {
-        usize::from(first)
-    } else {
-        let count = usize::from(first & 0x7f);
-        if count == 0 {
-            return Err(malformed("indefinite length is not DER"));
-        }
-        if count > 3 {
-            return Err(malformed("length field longer than 3 bytes"));
-        }
-        let len_bytes = r.take(count, "certificate length").map_err(|_| malformed("length is truncated"))?;
-        if len_bytes.first() == Some(&0) || (count == 1 && len_bytes.first().is_some_and(|b| *b < 0x80)) {
-            return Err(malformed("length is not minimally encoded"));
-        }
-        len_bytes.iter().fold(0usize, |acc, b| (acc << 8) | usize::from(*b))
-    };
-    let total = r.position().saturating_add(content);
+    let total = header.total_len();
     if total > MAX_CERTIFICATE_LEN {
         return Err(CertificateError::TooLarge { size: total, max: MAX_CERTIFICATE_LEN });
     }
@@ -56,53 +47,15 @@ pub(super) fn exact(bytes: &[u8]) -> Result<&[u8], CertificateError> {
 }
 
 /// The certificate at the start of a TPM NV read: the outer SEQUENCE, after which
-/// only `0xFF` fill may follow (TPM NV indices are read whole; unwritten bytes
-/// read as `0xFF`). Any other trailing byte is an error.
+/// only the index's `0xFF` fill may follow ([`Reader::expect_padding`]). Any other
+/// trailing byte is an error.
 pub(super) fn trim_nv_padding(bytes: &[u8]) -> Result<&[u8], CertificateError> {
     let len = outer_len(bytes)?;
-    let (cert, rest) = bytes.split_at(len);
-    if let Some(pos) = rest.iter().position(|b| *b != NV_PADDING) {
-        let value = rest.get(pos).copied().unwrap_or_default();
-        return Err(CertificateError::BadPadding { offset: len + pos, value });
-    }
-    Ok(cert)
-}
-
-/// The DER TLV at the start of `bytes`: (tag, the whole TLV, the bytes after it).
-/// Definite, minimally encoded lengths of at most 3 bytes; `None` otherwise.
-fn split_tlv(bytes: &[u8]) -> Option<(u8, &[u8], &[u8])> {
     let mut r = Reader::new(bytes);
-    let tag = r.u8("tag").ok()?;
-    let first = r.u8("length").ok()?;
-    let len = if first < 0x80 {
-        usize::from(first)
-    } else {
-        let count = usize::from(first & 0x7f);
-        let len_bytes = r.take(count, "length").ok()?;
-        let minimal = (1..=3).contains(&count)
-            && len_bytes.first().is_some_and(|b| *b != 0)
-            && !(count == 1 && len_bytes.first().is_some_and(|b| *b < 0x80));
-        if !minimal {
-            return None;
-        }
-        len_bytes.iter().fold(0usize, |acc, b| (acc << 8) | usize::from(*b))
-    };
-    let header = r.position();
-    r.take(len, "content").ok()?;
-    let (tlv, rest) = bytes.split_at(header + len);
-    Some((tag, tlv, rest))
-}
-
-/// The content of the DER TLV at the start of `bytes`.
-fn content(bytes: &[u8]) -> Option<&[u8]> {
-    let (_, tlv, _) = split_tlv(bytes)?;
-    let mut r = Reader::new(tlv);
-    r.u8("tag").ok()?;
-    let first = r.u8("length").ok()?;
-    if first >= 0x80 {
-        r.take(usize::from(first & 0x7f), "length").ok()?;
-    }
-    Some(r.rest())
+    let cert = r.take(len, "certificate").map_err(|_| CertificateError::Framing { reason: "truncated" })?;
+    r.expect_padding(NV_PADDING)
+        .map_err(|BadPadding { offset, value }| CertificateError::BadPadding { offset, value })?;
+    Ok(cert)
 }
 
 /// The encoded `signatureAlgorithm` after the tbsCertificate and the encoded
@@ -112,32 +65,26 @@ fn content(bytes: &[u8]) -> Option<&[u8]> {
 /// SEQUENCE and `signatureValue` a primitive BIT STRING ending the certificate. The
 /// parser used is lenient about tags there, and those bytes are not signed.
 pub(super) fn signature_algorithms<'a>(cert: &'a [u8], tbs: &'a [u8]) -> Option<(&'a [u8], &'a [u8])> {
-    const SEQUENCE_TAG: u8 = 0x30;
     const VERSION_TAG: u8 = 0xa0;
-    const BIT_STRING_TAG: u8 = 0x03;
+    let split = |bytes| der::split_tlv(bytes).ok();
     // Outer: SEQUENCE { tbsCertificate, signatureAlgorithm, signatureValue }.
-    let outer = content(cert)?;
+    let outer = split(cert)?.0.content();
     let after_tbs = outer.strip_prefix(tbs)?;
-    let (tag, outer_alg, after_alg) = split_tlv(after_tbs)?;
-    if tag != SEQUENCE_TAG {
-        return None;
-    }
-    let (tag, _, after_value) = split_tlv(after_alg)?;
-    if tag != BIT_STRING_TAG || !after_value.is_empty() {
+    let (outer_alg, after_alg) = split(after_tbs)?;
+    let (value, after_value) = split(after_alg)?;
+    if outer_alg.tag() != tag::SEQUENCE || value.tag() != tag::BIT_STRING || !after_value.is_empty() {
         return None;
     }
     // TBS: SEQUENCE { [0] version OPTIONAL, serialNumber, signature, ... }.
-    let fields = content(tbs)?;
-    let (tag, _, mut rest) = split_tlv(fields)?;
-    if tag == VERSION_TAG {
-        let (_, _, after_serial) = split_tlv(rest)?;
-        rest = after_serial;
+    let (first, mut rest) = split(split(tbs)?.0.content())?;
+    if first.tag() == VERSION_TAG {
+        rest = split(rest)?.1;
     }
-    let (tag, tbs_alg, _) = split_tlv(rest)?;
-    if tag != SEQUENCE_TAG {
+    let tbs_alg = split(rest)?.0;
+    if tbs_alg.tag() != tag::SEQUENCE {
         return None;
     }
-    Some((outer_alg, tbs_alg))
+    Some((outer_alg.encoded(), tbs_alg.encoded()))
 }
 
 #[cfg(test)]
@@ -179,9 +126,6 @@ mod tests {
                 );
             }
         }
-        assert_eq!(split_tlv(&[0x02, 0x81, 0x01, 0x00]), None, "non-minimal length");
-        assert_eq!(split_tlv(&[0x02, 0x02, 0x00]), None, "truncated");
-        assert_eq!(split_tlv(&[0x02, 0x01, 0x05, 0x09]), Some((0x02, &[0x02, 0x01, 0x05][..], &[0x09][..])));
     }
 
     #[test]
