@@ -7,7 +7,7 @@
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! use std::sync::Arc;
 //! use mooring_client::{tls, tpm};
-//! let key = tpm::key::CredentialKey {
+//! let key = tpm::key::KeyBlobs {
 //!     public: std::fs::read("/var/lib/mooring/k.pub")?,
 //!     private: std::fs::read("/var/lib/mooring/k.priv")?,
 //! };
@@ -30,7 +30,7 @@ use rustls_pki_types::CertificateDer;
 use crate::config::{Config, Evidence};
 use crate::runtime::{KEY_FILE, SVID_FILE};
 use crate::snp::GuestKey;
-use crate::tpm::key::{CredentialKey, K_PRIVATE_FILE, K_PUBLIC_FILE};
+use crate::tpm::key::{KeyBlobs, K_PRIVATE_FILE, K_PUBLIC_FILE};
 use crate::tpm::sign::TpmSigner;
 
 /// Something that signs with K: ECDSA P-256 with SHA-256, DER signature.
@@ -65,7 +65,7 @@ pub fn configured_signer(config: &Config) -> Result<Arc<dyn KeySigner>, String> 
     let read = |path: PathBuf| std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()));
     match &config.evidence {
         Evidence::Tpm(tpm) => {
-            let key = CredentialKey {
+            let key = KeyBlobs {
                 public: read(config.state_dir.join(K_PUBLIC_FILE))?,
                 private: read(config.state_dir.join(K_PRIVATE_FILE))?,
             };

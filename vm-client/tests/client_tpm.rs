@@ -243,7 +243,7 @@ fn k_in_the_tpm_does_mutual_tls_with_the_x509_svid() {
     assert!(out.status.success(), "{}", out.stderr_text());
     let config = Config::load(&vm.config_path()).unwrap();
     let Evidence::Tpm(tpm) = config.evidence else { panic!("tpm config") };
-    let key = mooring_client::tpm::key::CredentialKey {
+    let key = mooring_client::tpm::key::KeyBlobs {
         public: std::fs::read(vm.state_dir().join("k.pub")).unwrap(),
         private: std::fs::read(vm.state_dir().join("k.priv")).unwrap(),
     };

@@ -30,9 +30,10 @@ pub const K_PUBLIC_FILE: &str = "k.pub";
 /// K's `TPM2B_PRIVATE` in the state directory.
 pub const K_PRIVATE_FILE: &str = "k.priv";
 
-/// K's key blobs.
+/// The credential key K as the TPM keeps it outside itself: its public area and its private
+/// area wrapped by the storage key (the library's `svid::CredentialKey` is K's public point).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CredentialKey {
+pub struct KeyBlobs {
     /// `TPM2B_PUBLIC`.
     pub public: Vec<u8>,
     /// `TPM2B_PRIVATE` (wrapped by the storage primary key; useless outside this TPM).
@@ -117,7 +118,7 @@ fn storage_primary(context: &mut Context) -> Result<KeyHandle, TpmError> {
 ///
 /// # Errors
 /// When the files cannot be read or written, or the TPM refuses.
-pub fn ensure(context: &mut Context, state_dir: &Path) -> Result<CredentialKey, TpmError> {
+pub fn ensure(context: &mut Context, state_dir: &Path) -> Result<KeyBlobs, TpmError> {
     let io = |name: &str| {
         let path = state_dir.join(name);
         move |source| TpmError::Io { path, source }
@@ -125,7 +126,7 @@ pub fn ensure(context: &mut Context, state_dir: &Path) -> Result<CredentialKey, 
     let public = read_optional(&state_dir.join(K_PUBLIC_FILE)).map_err(io(K_PUBLIC_FILE))?;
     let private = read_optional(&state_dir.join(K_PRIVATE_FILE)).map_err(io(K_PRIVATE_FILE))?;
     if let (Some(public), Some(private)) = (public, private) {
-        return Ok(CredentialKey { public, private });
+        return Ok(KeyBlobs { public, private });
     }
     let template = key_template()?;
     let srk = storage_primary(context)?;
@@ -136,7 +137,7 @@ pub fn ensure(context: &mut Context, state_dir: &Path) -> Result<CredentialKey, 
     let public = tss_esapi::structures::PublicBuffer::try_from(created.out_public)
         .and_then(|buffer| tss_esapi::traits::Marshall::marshall(&buffer))
         .map_err(tss("marshalling K's public area"))?;
-    let key = CredentialKey { public, private: tpm2b(created.out_private.value())? };
+    let key = KeyBlobs { public, private: tpm2b(created.out_private.value())? };
     // Private part first: a public file alone is never mistaken for a usable key.
     write_atomic(state_dir, K_PRIVATE_FILE, &key.private).map_err(io(K_PRIVATE_FILE))?;
     write_atomic(state_dir, K_PUBLIC_FILE, &key.public).map_err(io(K_PUBLIC_FILE))?;
@@ -147,7 +148,7 @@ pub fn ensure(context: &mut Context, state_dir: &Path) -> Result<CredentialKey, 
 ///
 /// # Errors
 /// When the blobs are malformed or do not load in this TPM.
-pub fn load(context: &mut Context, key: &CredentialKey) -> Result<KeyHandle, TpmError> {
+pub fn load(context: &mut Context, key: &KeyBlobs) -> Result<KeyHandle, TpmError> {
     let public = Public::unmarshall(tpm2b_contents("K's TPM2B_PUBLIC", &key.public)?)
         .map_err(tss("parsing K's public area"))?;
     let private = Private::try_from(tpm2b_contents("K's TPM2B_PRIVATE", &key.private)?.to_vec())

@@ -15,7 +15,7 @@
 //! Parent 0x40000001 (TPM_RH_OWNER) means "the primary key created in the owner hierarchy
 //! from the standard ECC P-256 SRK template", which is what [`super::key`] loads K under.
 
-use super::key::CredentialKey;
+use super::key::KeyBlobs;
 use crate::der;
 
 /// id-loadablekey (2.23.133.10.1.3), DER content octets.
@@ -27,7 +27,7 @@ pub const PEM_LABEL: &str = "TSS2 PRIVATE KEY";
 
 /// The DER `TPMKey` for K, with empty auth and the owner SRK as parent.
 #[must_use]
-pub fn to_der(key: &CredentialKey) -> Vec<u8> {
+pub fn to_der(key: &KeyBlobs) -> Vec<u8> {
     let mut content = der::tlv(der::OBJECT_IDENTIFIER, &ID_LOADABLE_KEY);
     content.extend(der::explicit(0, &der::tlv(der::BOOLEAN, &[0xff])));
     content.extend(der::unsigned_integer(&PARENT_OWNER_SRK.to_be_bytes()));
@@ -38,7 +38,7 @@ pub fn to_der(key: &CredentialKey) -> Vec<u8> {
 
 /// The PEM key file.
 #[must_use]
-pub fn to_pem(key: &CredentialKey) -> String {
+pub fn to_pem(key: &KeyBlobs) -> String {
     mooring_attestation::pem::encode(PEM_LABEL, &to_der(key))
 }
 
@@ -49,7 +49,7 @@ mod tests {
 
     #[test]
     fn layout_matches_the_specification() {
-        let key = CredentialKey { public: vec![0, 2, 0xaa, 0xbb], private: vec![0, 1, 0xcc] };
+        let key = KeyBlobs { public: vec![0, 2, 0xaa, 0xbb], private: vec![0, 1, 0xcc] };
         let der = to_der(&key);
         let expected: Vec<u8> = [
             &[0x30, 0x1e][..],

@@ -10,7 +10,7 @@ use tss_esapi::interface_types::session_handles::AuthSession;
 use tss_esapi::structures::{Digest, HashcheckTicket, Signature, SignatureScheme};
 use tss_esapi::tss2_esys::TPMT_TK_HASHCHECK;
 
-use super::key::{self, CredentialKey};
+use super::key::{self, KeyBlobs};
 use super::{flushing, open, tss, TpmError};
 use crate::der;
 
@@ -18,14 +18,14 @@ use crate::der;
 #[derive(Debug)]
 pub struct TpmSigner {
     tcti: String,
-    key: CredentialKey,
+    key: KeyBlobs,
     lock: Mutex<()>,
 }
 
 impl TpmSigner {
     /// A signer for K (its blobs as kept in the state directory).
     #[must_use]
-    pub fn new(tcti: &str, key: CredentialKey) -> Self {
+    pub fn new(tcti: &str, key: KeyBlobs) -> Self {
         Self { tcti: tcti.to_owned(), key, lock: Mutex::new(()) }
     }
 
