@@ -50,11 +50,10 @@ impl SnpAppraisal {
         &self.report
     }
 
-    /// The chip's identity: CHIP_ID as long as the product defines it (64 bytes, 8 on Turin).
+    /// The chip's identity ([`VerifiedReport::hw_id`]).
     #[must_use]
     pub fn chip_id(&self) -> &[u8] {
-        let chip_id = self.report.chip_id();
-        chip_id.get(..self.report.product().hw_id_len()).unwrap_or(chip_id)
+        self.report.hw_id()
     }
 }
 

@@ -394,6 +394,14 @@ impl VerifiedReport {
         self.claims.chip_id()
     }
 
+    /// The chip's identity: `CHIP_ID` as long as the product defines it (64 bytes, 8 on
+    /// Turin, zero-extended in the report).
+    #[must_use]
+    pub fn hw_id(&self) -> &[u8] {
+        let chip_id = self.chip_id();
+        chip_id.get(..self.product().hw_id_len()).unwrap_or(chip_id)
+    }
+
     /// The guest policy.
     #[must_use]
     pub fn policy(&self) -> GuestPolicy {

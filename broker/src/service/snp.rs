@@ -8,9 +8,8 @@ use mooring_attestation::protocol::{
 };
 use mooring_attestation::snp::appraisal::{SnpAppraisal, SnpAppraisalError};
 use mooring_attestation::snp::{RootOrigin, SnpCertSource, SnpVerifier, VerifiedReport};
-use mooring_attestation::x509::spki_public_key;
-
 use mooring_attestation::svid::CredentialKey;
+use mooring_attestation::x509::spki_public_key;
 use sha2::{Digest, Sha256};
 
 use super::{Broker, Caller};
@@ -124,7 +123,7 @@ impl Broker {
                 .map_err(|e| Refusal::new(Code::SnpReportInvalid, format!("SEV-SNP report: {e}")))?;
             Ok((record, credential_key, report))
         })?;
-        let chip_id = hex::encode(report.chip_id().get(..report.product().hw_id_len()).unwrap_or_default());
+        let chip_id = hex::encode(report.hw_id());
         self.about(Action::Attest, caller, &chip_id, || {
             let expected = snp_report_data(&record.nonce, &request.key_spki, &request.sealing_key);
             let appraisal = SnpAppraisal::new(report, &expected).map_err(|e| {

@@ -124,7 +124,14 @@ fn load_sha256_pcrs(path: &Path) -> Result<PcrValues, Failure> {
 
 fn verification_time(at: Option<&str>) -> Result<i64, Failure> {
     match at {
-        Some(text) => parse_rfc3339(text).map_err(|e| Failure::Usage(format!("--at {text:?}: {e}"))),
+        Some(text) => parse_rfc3339(text).map_err(|e| {
+            let what = match e {
+                // Well formed, but a field names no such time (February 30th, hour 24).
+                time::error::Parse::TryFromParsed(_) => "a field is out of range",
+                _ => "not an RFC 3339 date-time",
+            };
+            Failure::Usage(format!("--at {text:?}: {what} ({e})"))
+        }),
         None => SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .ok()
