@@ -15,9 +15,8 @@ use mooring_tests::SwtpmOptions;
 
 const CHALLENGES: usize = 16;
 
-#[test]
-fn kill_9_during_attestations_loses_no_audit_record_and_accepts_no_challenge_twice() {
-    let Some(vm) = Vm::start("broker_crash", SwtpmOptions::default()) else { return };
+/// A broker that admits `vm` (its EK issuer, PCR 7 all zeros) on the embedded store.
+fn admitting(vm: &Vm) -> BrokerSetup {
     let issuer = parse_one_certificate(&vm.ek_certificate()).unwrap().issuer().to_owned();
     let policy = format!(
         "version = 1\n[[class]]\nname = \"web\"\nevidence = \"tpm\"\nttl_seconds = 600\nnetworks = [\"127.0.0.0/8\"]\n\
@@ -25,12 +24,18 @@ fn kill_9_during_attestations_loses_no_audit_record_and_accepts_no_challenge_twi
          [class.tpm.pcr_values]\n7 = [\"{}\"]\n",
         "00".repeat(32)
     );
-    let mut broker = Broker::start(&BrokerSetup {
+    BrokerSetup {
         policy,
         ek_roots: vm.tpm.ek_cert_ca_files().all().iter().map(|p| p.to_path_buf()).collect(),
         extra_config: String::new(),
         secrets: Vec::new(),
-    });
+    }
+}
+
+#[test]
+fn kill_9_during_attestations_loses_no_audit_record_and_accepts_no_challenge_twice() {
+    let Some(vm) = Vm::start("broker_crash", SwtpmOptions::default()) else { return };
+    let mut broker = Broker::start(&admitting(&vm));
 
     // Evidence for many challenges, prepared before the stream starts.
     let client = broker.client(loopback(1));
@@ -145,4 +150,24 @@ fn audit_verify_detects_a_modified_or_removed_record() {
     let (code, text) = verify();
     assert_eq!(code, Some(1), "{text}");
     assert!(text.contains("record 3 follows record 1"), "{text}");
+}
+
+/// systemd stops a service with SIGTERM: a broker on the embedded store that has served
+/// attestations exits 0, and its audit chain is intact when it starts again.
+#[test]
+fn sigterm_stops_the_broker_cleanly_and_the_chain_holds() {
+    let Some(vm) = Vm::start("broker_sigterm", SwtpmOptions::default()) else { return };
+    let mut broker = Broker::start(&admitting(&vm));
+    let client = broker.client(loopback(1));
+    let (status, body) = broker.post(&client, "tpm/begin", &vm.begin_request());
+    assert_eq!(status, 200, "{body}");
+    let challenge: TpmChallenge = serde_json::from_value(body).unwrap();
+    let (status, body) = broker.post(&client, "tpm/finish", &vm.finish_request(&challenge));
+    assert_eq!(status, 200, "{body}");
+    let exit =
+        broker.terminate(std::time::Duration::from_secs(15)).expect("still running 15 s after SIGTERM");
+    assert!(exit.success(), "SIGTERM: {exit}");
+    broker.restart();
+    let verified = broker.audit_verify();
+    assert_eq!(verified["valid"], true, "{verified}");
 }

@@ -8,6 +8,7 @@ mod common;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier, Mutex};
+use std::time::Duration;
 
 use common::vm::Vm;
 use common::{
@@ -293,4 +294,19 @@ fn killing_a_replica_mid_load_loses_no_audit_record_and_the_other_keeps_serving(
     assert_eq!(verified["valid"], true, "{verified}");
     let (code, text) = audit_verify_cli(&brokers[0]);
     assert_eq!(code, Some(0), "{text}");
+}
+
+/// systemd stops a service with SIGTERM: a replica that has served attestations (its
+/// connection pool open) finishes and exits 0, within the drain time.
+#[test]
+fn a_replica_on_postgres_stops_on_sigterm_with_exit_0() {
+    let Some(vm) = Vm::start("broker_replicas_sigterm", SwtpmOptions::default()) else { return };
+    let Some(postgres) = Postgres::start_or_skip("broker_replicas_sigterm") else { return };
+    let mut brokers = replicas(&vm, &postgres, 1);
+    let broker = &mut brokers[0];
+    let (status, body) =
+        broker.post(&broker.client(loopback(1)), "tpm/finish", &vm.finish_request(&begin(broker, &vm)));
+    assert_eq!(status, 200, "{body}");
+    let exit = broker.terminate(Duration::from_secs(15)).expect("still running 15 s after SIGTERM");
+    assert!(exit.success(), "SIGTERM: {exit}");
 }

@@ -111,6 +111,26 @@ impl Broker {
         }
     }
 
+    /// Stops the process with SIGTERM, as systemd does, and returns how it exited (`None`:
+    /// still running after `within`, then killed).
+    #[allow(unsafe_code)]
+    pub fn terminate(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let mut child = self.child.take()?;
+        let pid = i32::try_from(child.id()).unwrap();
+        // SAFETY: kill(2) on our own child's pid, which has not been waited for.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0, "kill -TERM {pid}");
+        let deadline = std::time::Instant::now() + within;
+        while std::time::Instant::now() < deadline {
+            if let Some(status) = child.try_wait().unwrap() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+        None
+    }
+
     /// Starts the broker again on the same data directory (new port).
     pub fn restart(&mut self) {
         self.kill_9();

@@ -71,16 +71,17 @@ pub(crate) fn run(args: &ServeArgs) -> Result<String, Failure> {
         .enable_all()
         .build()
         .map_err(usage)?;
-    runtime.block_on(async move {
+    let serving = Arc::clone(&broker);
+    let stopped = runtime.block_on(async move {
         let listener =
             TcpListener::bind(listen).await.map_err(|e| usage(format!("cannot listen on {listen}: {e}")))?;
         let local = listener.local_addr().map_err(usage)?;
         println!(
             "mooring-broker listening on https://{local} (policy {}, {} classes)",
             policy_path.display(),
-            broker.policy().classes().len()
+            serving.policy().classes().len()
         );
-        let housekeeping = Arc::clone(&broker);
+        let housekeeping = Arc::clone(&serving);
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(60));
             loop {
@@ -89,7 +90,7 @@ pub(crate) fn run(args: &ServeArgs) -> Result<String, Failure> {
                 let _ = tokio::task::spawn_blocking(move || broker.housekeeping()).await;
             }
         });
-        let summarizer = Arc::clone(&broker);
+        let summarizer = Arc::clone(&serving);
         tokio::spawn(async move {
             let period = Duration::from_secs(u64::from(summarizer.config.audit.summary_seconds));
             let mut tick = tokio::time::interval(period);
@@ -100,7 +101,7 @@ pub(crate) fn run(args: &ServeArgs) -> Result<String, Failure> {
                 let _ = tokio::task::spawn_blocking(move || broker.summarize_refusals()).await;
             }
         });
-        let reloader = Arc::clone(&broker);
+        let reloader = Arc::clone(&serving);
         tokio::spawn(async move {
             let Ok(mut hangup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
             else {
@@ -111,8 +112,14 @@ pub(crate) fn run(args: &ServeArgs) -> Result<String, Failure> {
                 let _ = tokio::task::spawn_blocking(move || broker.reload("SIGHUP")).await;
             }
         });
-        let app = http::router(Arc::clone(&broker));
+        let app = http::router(serving);
         mooring_serve::serve(listener, tls, app, http::LIMITS, mooring_serve::shutdown_signal()).await;
         Ok("mooring-broker stopped".to_owned())
-    })
+    });
+    // The background tasks still hold the broker: stop them first, so that the last
+    // reference, and with it the store, is dropped here, outside the runtime. (A pooled
+    // PostgreSQL connection runs a runtime of its own and panics when dropped inside one.)
+    runtime.shutdown_timeout(Duration::from_secs(5));
+    drop(broker);
+    stopped
 }
