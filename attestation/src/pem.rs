@@ -87,7 +87,26 @@ pub fn encode(label: &str, der: &[u8]) -> String {
 
 fn decode_block(text: &[u8], label: &str, block: usize) -> Result<Vec<u8>, PemError> {
     let malformed = |reason: String| PemError::Malformed { block, reason };
-    let parsed = pem::parse(text).map_err(|e| {
+    // The pem crate reads whatever stands before a blank line as RFC 1421 headers. Inside
+    // the block (between its BEGIN and END lines), headers are refused by their `Name:
+    // value` form and blank lines dropped, as real bundles have them; what follows the END
+    // line (text before the next block) is left as it is.
+    let lines: Vec<&[u8]> =
+        text.split(|&b| b == b'\n').map(|line| line.strip_suffix(b"\r").unwrap_or(line)).collect();
+    let end = lines.iter().position(|line| line.starts_with(b"-----END ")).unwrap_or(lines.len());
+    let mut kept = Vec::with_capacity(text.len());
+    for (i, line) in lines.iter().enumerate() {
+        let inside = i > 0 && i < end;
+        if inside && line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        if inside && line.contains(&b':') {
+            return Err(malformed("RFC 1421 headers (an encrypted key?) are not supported".to_owned()));
+        }
+        kept.extend_from_slice(line);
+        kept.push(b'\n');
+    }
+    let parsed = pem::parse(&kept).map_err(|e| {
         malformed(match e {
             pem::PemError::MalformedFraming | pem::PemError::MissingEndTag => {
                 "no -----END line closes the block".to_owned()
@@ -120,6 +139,17 @@ mod tests {
             Err(PemError::Label { block: 1, found: "X".into(), expected: "Y".into() })
         );
         assert_eq!(decode_all(b"no pem here", "X", 8), Ok(vec![]));
+    }
+
+    #[test]
+    fn blank_lines_inside_a_block_are_tolerated() {
+        let text = b"-----BEGIN X-----\naGk=\n\n-----END X-----\n";
+        assert_eq!(decode_all(text, "X", 8), Ok(vec![b"hi".to_vec()]));
+        let text = b"-----BEGIN X-----\r\n\r\naG\r\n  \r\nk=\r\n-----END X-----";
+        assert_eq!(decode_all(text, "X", 8), Ok(vec![b"hi".to_vec()]));
+        // Text between blocks may hold anything, colons included (`openssl x509 -text`).
+        let text = b"-----BEGIN X-----\naGk=\n-----END X-----\nCertificate:\n    Data:\n-----BEGIN X-----\nYQ==\n-----END X-----\n";
+        assert_eq!(decode_all(text, "X", 8), Ok(vec![b"hi".to_vec(), b"a".to_vec()]));
     }
 
     #[test]

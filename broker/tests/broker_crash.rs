@@ -103,16 +103,15 @@ fn kill_9_during_attestations_loses_no_audit_record_and_accepts_no_challenge_twi
 #[test]
 fn audit_verify_detects_a_modified_or_removed_record() {
     let Some(vm) = Vm::start("broker_audit_verify", SwtpmOptions::default()) else { return };
-    let mut broker = Broker::start(&BrokerSetup {
-        policy: "version = 1\n".into(),
-        ek_roots: vm.tpm.ek_cert_ca_files().all().iter().map(|p| p.to_path_buf()).collect(),
-        extra_config: String::new(),
-        secrets: Vec::new(),
-    });
-    // Three refusals (no class admits anything) make three records.
+    let mut broker = Broker::start(&admitting(&vm));
+    // Three attestations make three records.
+    let client = broker.client(loopback(1));
     for _ in 0..3 {
-        let (status, _) = broker.post(&broker.client(loopback(1)), "tpm/begin", &vm.begin_request());
-        assert_eq!(status, 403);
+        let (status, body) = broker.post(&client, "tpm/begin", &vm.begin_request());
+        assert_eq!(status, 200, "{body}");
+        let challenge: TpmChallenge = serde_json::from_value(body).unwrap();
+        let (status, body) = broker.post(&client, "tpm/finish", &vm.finish_request(&challenge));
+        assert_eq!(status, 200, "{body}");
     }
     broker.kill_9();
     let verify = || {
@@ -138,7 +137,7 @@ fn audit_verify_detects_a_modified_or_removed_record() {
     edit(&|tree| {
         let key = 2u64.to_be_bytes();
         let text = String::from_utf8(tree.get(key).unwrap().unwrap().to_vec()).unwrap();
-        tree.insert(key, text.replace("no TPM class", "some TPM class").into_bytes()).unwrap();
+        tree.insert(key, text.replace("admitted", "refused").into_bytes()).unwrap();
     });
     let (code, text) = verify();
     assert_eq!(code, Some(1), "{text}");

@@ -164,6 +164,9 @@ fn classify<Resp: DeserializeOwned>(route: &'static str, status: u16, body: &[u8
             Err(ApiError::Unavailable(format!("{route}: HTTP {status}{}", reason_suffix(body))))
         }
         400..=499 => match serde_json::from_slice::<ErrorBody>(body) {
+            Ok(error) if error.code == Code::Unrecognized => {
+                Err(ApiError::Refused { status, code: error.code, reason: unrecognized(body, &error.reason) })
+            }
             Ok(error) => Err(ApiError::Refused { status, code: error.code, reason: error.reason }),
             Err(_) => Err(ApiError::Refused {
                 status,
@@ -173,6 +176,17 @@ fn classify<Resp: DeserializeOwned>(route: &'static str, status: u16, body: &[u8
         },
         _ => Err(ApiError::Malformed { route, reason: format!("unexpected HTTP status {status}") }),
     }
+}
+
+/// The reason of a refusal whose code this client does not know (a newer broker): the
+/// code as sent (at most 64 characters, escaped), then the reason.
+fn unrecognized(body: &[u8], reason: &str) -> String {
+    let sent = serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v.get("code").and_then(serde_json::Value::as_str).map(str::to_owned))
+        .unwrap_or_default();
+    let shown: String = sent.chars().take(64).flat_map(char::escape_debug).collect();
+    format!("code \"{shown}\" (unknown to this client): {reason}")
 }
 
 fn reason_suffix(body: &[u8]) -> String {
@@ -219,6 +233,18 @@ mod tests {
         let ApiError::Refused { status, code, reason } = err else { panic!("not a refusal") };
         assert_eq!((status, code.as_str()), (403, "pcr_value_not_allowed"));
         assert!(reason.contains("PCR sha256:7"));
+    }
+
+    #[test]
+    fn a_code_from_a_newer_broker_is_kept_in_the_reason() {
+        let body = br#"{"code":"from_a_newer_broker","reason":"something new"}"#;
+        let ApiError::Refused { code, reason, .. } =
+            classify::<SnpChallenge>("tpm/finish", 403, body).unwrap_err()
+        else {
+            panic!("not a refusal")
+        };
+        assert_eq!(code, Code::Unrecognized);
+        assert_eq!(reason, "code \"from_a_newer_broker\" (unknown to this client): something new");
     }
 
     #[test]

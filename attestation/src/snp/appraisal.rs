@@ -52,7 +52,7 @@ impl SnpAppraisal {
 
     /// The chip's identity ([`VerifiedReport::hw_id`]).
     #[must_use]
-    pub fn chip_id(&self) -> &[u8] {
+    pub fn hw_id(&self) -> &[u8] {
         self.report.hw_id()
     }
 }
@@ -81,7 +81,7 @@ mod tests {
         let mut fields = signer.report_fields();
         fields.report_data = [7; 64];
         let appraisal = SnpAppraisal::new(verified(&signer, &fields), &[7; 64]).unwrap();
-        assert_eq!(appraisal.chip_id(), &signer.chip_id()[..signer.product().hw_id_len()]);
+        assert_eq!(appraisal.hw_id(), &signer.chip_id()[..signer.product().hw_id_len()]);
     }
 
     #[test]

@@ -156,7 +156,7 @@ impl Policy {
 
     /// The first SEV-SNP class that admits this chip and launch measurement.
     pub(crate) fn match_snp(&self, appraisal: &SnpAppraisal, enrolled: bool) -> Result<&Class, Refusal> {
-        let chip_id = hex::encode(appraisal.chip_id());
+        let chip_id = hex::encode(appraisal.hw_id());
         self.classes
             .iter()
             .filter(|c| c.evidence == EvidenceKind::Snp)

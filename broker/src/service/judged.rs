@@ -1,5 +1,7 @@
-//! How decisions are remembered: a refusal about a proven hardware identity is an audit
-//! record; one before any identity is proved is counted and summarized.
+//! How decisions are remembered: a refusal once the request has proved it comes from the
+//! hardware (an activated secret, a fresh report) is an audit record; one before that is
+//! counted and summarized, since what it showed (an EK certificate, a genuine report) may
+//! be public or replayed.
 
 use std::net::IpAddr;
 
@@ -46,9 +48,9 @@ impl Broker {
         }
     }
 
-    /// Runs a step that has not yet proved a hardware identity (an EK certificate or
-    /// enrollment, a challenge begun by one, a verified report). Its refusal is only
-    /// counted ([`Broker::tally_refusal`]), so anonymous floods cannot fill the audit log.
+    /// Runs a step before the request has proved it comes from the hardware (see the module
+    /// documentation). Its refusal is only counted ([`Broker::tally_refusal`]), so floods
+    /// built from public or replayed evidence cannot fill the audit log.
     pub(crate) fn anonymous<T>(
         &self,
         action: Action,
@@ -58,8 +60,8 @@ impl Broker {
         step().inspect_err(|refusal| self.tally_refusal(action, refusal, Some(caller.address)))
     }
 
-    /// Runs a decision about the proven hardware identity `hardware_id`; its refusal is
-    /// recorded with that identity.
+    /// Runs a decision about hardware the request has proved it comes from (`hardware_id`);
+    /// its refusal is recorded with that identity.
     pub(crate) fn about<T>(
         &self,
         action: Action,

@@ -152,6 +152,11 @@ impl Broker {
         standing(hardware, status)
     }
 
+    /// Refuses blocked hardware ([`standing`]), whether enrolled or not.
+    pub(crate) fn not_blocked(&self, hardware: &HardwareId) -> Result<(), Refusal> {
+        self.enrolled(hardware).map(drop)
+    }
+
     /// Periodic housekeeping: prune expired challenges, rotate keys when due.
     pub(crate) fn housekeeping(&self) {
         let now = self.now();

@@ -103,14 +103,16 @@ impl Broker {
         Ok(SnpChallenge { challenge_id: self.open_challenge(&record)?, nonce: nonce.to_vec(), expires_at })
     }
 
-    /// `POST /v1/snp/finish`: a report that verifies names its chip; then its binding to
-    /// the challenge and keys, and policy, decide.
+    /// `POST /v1/snp/finish`: a report that verifies and answers this challenge for these keys
+    /// (its REPORT_DATA) proves a live guest on its chip; from then on refusals are about that
+    /// chip and recorded one by one. (A genuine report alone proves nothing: reports are
+    /// replayable, and public ones exist.) Policy decides.
     pub(crate) fn snp_finish(
         &self,
         request: &SnpFinishRequest,
         caller: &Caller,
     ) -> Result<IssuedCredentials, Refusal> {
-        let (record, credential_key, report) = self.anonymous(Action::Attest, caller, || {
+        let (credential_key, appraisal) = self.anonymous(Action::Attest, caller, || {
             let record = self.consume(&request.challenge_id, EvidenceKind::Snp, caller)?;
             let credential_key = credential_key(request)?;
             let source = match &request.certificate_table {
@@ -121,10 +123,6 @@ impl Broker {
                 .snp
                 .verify(&request.report, source, self.now())
                 .map_err(|e| Refusal::new(Code::SnpReportInvalid, format!("SEV-SNP report: {e}")))?;
-            Ok((record, credential_key, report))
-        })?;
-        let chip_id = hex::encode(report.hw_id());
-        self.about(Action::Attest, caller, &chip_id, || {
             let expected = snp_report_data(&record.nonce, &request.key_spki, &request.sealing_key);
             let appraisal = SnpAppraisal::new(report, &expected).map_err(|e| {
                 let code = match e {
@@ -133,6 +131,10 @@ impl Broker {
                 };
                 Refusal::new(code, e.to_string())
             })?;
+            Ok((credential_key, appraisal))
+        })?;
+        let chip_id = hex::encode(appraisal.hw_id());
+        self.about(Action::Attest, caller, &chip_id, || {
             self.snp_decide(request, caller, &appraisal, credential_key)
         })
     }
@@ -144,7 +146,7 @@ impl Broker {
         appraisal: &SnpAppraisal,
         credential_key: CredentialKey,
     ) -> Result<IssuedCredentials, Refusal> {
-        let chip_id = hex::encode(appraisal.chip_id());
+        let chip_id = hex::encode(appraisal.hw_id());
         let hardware = HardwareId::Chip(chip_id.clone());
         let enrolled = self.enrolled(&hardware)?;
         let policy = self.policy();

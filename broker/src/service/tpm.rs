@@ -71,15 +71,18 @@ fn parse_keys(ek: &[u8], ak: &[u8], key: &[u8]) -> Result<Keys, Refusal> {
 }
 
 impl Broker {
-    /// `POST /v1/tpm/begin`: the EK must be vouched for (certificate or enrollment) before
-    /// anything about it is recorded; then its class, and a credential-activation challenge.
+    /// `POST /v1/tpm/begin`: an EK vouched for (certificate or enrollment), its class, and a
+    /// credential-activation challenge. Nothing at `begin` proves the caller holds the TPM
+    /// (EK certificates are public), so its refusals are counted, never recorded one by one.
     pub(crate) fn tpm_begin(
         &self,
         request: &TpmBeginRequest,
         caller: &Caller,
     ) -> Result<TpmChallenge, Refusal> {
-        let (keys, ek) = self.anonymous(Action::Begin, caller, || self.vouched_ek(request))?;
-        self.about(Action::Begin, caller, &ek.hardware_id, || self.tpm_challenge(request, caller, &keys, &ek))
+        self.anonymous(Action::Begin, caller, || {
+            let (keys, ek) = self.vouched_ek(request)?;
+            self.tpm_challenge(request, caller, &keys, &ek)
+        })
     }
 
     /// The keys of a `begin`, and its EK vouched for by a certificate chaining to the
@@ -160,8 +163,9 @@ impl Broker {
         })
     }
 
-    /// `POST /v1/tpm/finish`: a challenge begun by a vouched-for EK names the TPM; then
-    /// activation, quote, certification, appraisal and policy decide.
+    /// `POST /v1/tpm/finish`: the activated secret proves the AK is in the TPM that holds the
+    /// challenge's EK; from then on refusals are about that TPM and recorded one by one.
+    /// Quote, certification, appraisal and policy decide.
     pub(crate) fn tpm_finish(
         &self,
         request: &TpmFinishRequest,
@@ -171,6 +175,13 @@ impl Broker {
             let record = self.consume(&request.challenge_id, EvidenceKind::Tpm, caller)?;
             let state =
                 record.tpm.clone().ok_or_else(|| internal("challenge", "TPM challenge without state"))?;
+            let digest = Sha256::digest(&request.activated_secret);
+            if aws_lc_rs::constant_time::verify_slices_are_equal(&digest, &state.secret_digest).is_err() {
+                return Err(Refusal::new(
+                    Code::ActivationFailed,
+                    "activated secret is wrong: the AK is not in the TPM that holds this EK",
+                ));
+            }
             Ok((record, state))
         })?;
         self.about(Action::Attest, caller, &state.hardware_id, || {
@@ -185,16 +196,9 @@ impl Broker {
         record: &ChallengeRecord,
         state: &TpmChallengeState,
     ) -> Result<IssuedCredentials, Refusal> {
-        let digest = Sha256::digest(&request.activated_secret);
-        if aws_lc_rs::constant_time::verify_slices_are_equal(&digest, &state.secret_digest).is_err() {
-            return Err(Refusal::new(
-                Code::ActivationFailed,
-                "activated secret is wrong: the AK is not in the TPM that holds this EK",
-            ));
-        }
         let keys = parse_keys(&state.ek_public, &state.ak_public, &state.key_public)?;
         let hardware = HardwareId::Ek(state.hardware_id.clone());
-        self.enrolled(&hardware)?;
+        self.not_blocked(&hardware)?;
         let policy = self.policy();
         let class = policy.class(&state.class).ok_or_else(|| {
             Refusal::new(

@@ -104,7 +104,7 @@ impl Broker {
         {
             return Err(refusal(SvidError::revoked(&revocation)));
         }
-        self.enrolled(&record.hardware_id)?;
+        self.not_blocked(&record.hardware_id)?;
         checked.check_binding(request.peer_address).map_err(refusal)?;
         let signed;
         let (proof, audience) = match (&request.proof, request.audience.as_deref()) {

@@ -151,11 +151,12 @@ impl Gate {
         })?;
         match (answer.valid, answer.claims, answer.code) {
             (true, Some(claims), _) => Ok(Caller { spiffe_id: claims.spiffe_id, serial: claims.serial }),
-            (false, _, Some(code)) => Err(Refusal::forbidden(
+            // A code this service does not know is not passed on: it fails closed instead.
+            (false, _, Some(code)) if code != Code::Unrecognized => Err(Refusal::forbidden(
                 code,
                 answer.reason.unwrap_or_else(|| "the broker refused the credential".into()),
             )),
-            // An answer the service cannot act on (no claims, or no code): fail closed.
+            // An answer the service cannot act on (no claims, no code it knows): fail closed.
             _ => Err(Refusal::verifier_unavailable()),
         }
     }

@@ -15,9 +15,11 @@ pub(crate) struct Refusal {
 }
 
 impl Refusal {
-    /// 403: the credential is not good for this caller.
+    /// The credential is not good for this caller: the code's own status (403, or 503 for
+    /// what a retry may cure, such as a stale revocation list).
     pub(crate) fn forbidden(code: Code, reason: impl Into<String>) -> Self {
-        Self { status: StatusCode::FORBIDDEN, code, reason: reason.into() }
+        let status = StatusCode::from_u16(code.http_status()).unwrap_or(StatusCode::FORBIDDEN);
+        Self { status, code, reason: reason.into() }
     }
 
     /// 401: no credential at all.
