@@ -4,6 +4,8 @@
 mod common;
 
 use common::{assert_refused, loopback, Broker, BrokerSetup};
+use mooring_attestation::protocol::BundleDocument;
+use mooring_attestation::svid::TrustBundle;
 
 fn broker(extra_config: &str) -> Broker {
     Broker::start(&BrokerSetup {
@@ -38,18 +40,23 @@ fn admin_routes_need_the_admin_certificate() {
     assert_refused(&get(&broker, 1, "no/such/route"), 404, "not_found");
     let (status, bundle) = get(&broker, 1, "bundle");
     assert_eq!(status, 200);
-    assert!(bundle["x509_authorities"].as_str().unwrap().contains("BEGIN CERTIFICATE"));
+    // A SPIFFE bundle: the CA as an x509-svid key (x5c), the JWT key as a jwt-svid key.
+    let document: BundleDocument = serde_json::from_value(bundle.clone()).unwrap();
+    let parsed = TrustBundle::from_document("test.mooring", &document).unwrap();
+    assert_eq!(parsed.x509_authorities().len(), 1);
+    assert!(parsed.sequence().is_some_and(|s| s > 0), "{bundle}");
+    assert_eq!(bundle["keys"][1]["use"], "jwt-svid");
+    assert_eq!(bundle["keys"][1]["crv"], "P-256");
     // The signing CA carries the trust domain's SPIFFE ID.
     let dir = tempfile::tempdir().unwrap();
-    let pem = dir.path().join("ca.pem");
-    std::fs::write(&pem, bundle["x509_authorities"].as_str().unwrap()).unwrap();
+    let pem = dir.path().join("ca.der");
+    std::fs::write(&pem, parsed.x509_authorities()[0].der()).unwrap();
     let san = std::process::Command::new("openssl")
-        .args(["x509", "-noout", "-ext", "subjectAltName", "-in"])
+        .args(["x509", "-inform", "DER", "-noout", "-ext", "subjectAltName", "-in"])
         .arg(&pem)
         .output()
         .unwrap();
     assert!(String::from_utf8_lossy(&san.stdout).contains("URI:spiffe://test.mooring"), "{san:?}");
-    assert_eq!(bundle["jwt_authorities"]["keys"][0]["crv"], "P-256");
     let metrics = broker
         .client(loopback(1))
         .get(format!("https://localhost:{}/metrics", broker.address.port()))

@@ -132,7 +132,7 @@ fuzz_target!(|data: &[u8]| {
         8 => drop(parse::<ErrorBody>(body)),
         9 => {
             if let Ok(document) = serde_json::from_slice::<BundleDocument>(body) {
-                let _ = TrustBundle::from_document(&document);
+                let _ = TrustBundle::from_document("test.mooring", &document);
             }
         }
         10 => {

@@ -28,6 +28,7 @@ pub use self::credentials::{
 };
 pub use self::documents::{
     BundleDocument, Health, Jwk, JwkSet, Revocation, RevocationCode, RevocationList, RevocationTarget,
+    JWT_SVID_USE, X509_SVID_USE,
 };
 pub use self::jwt::{Audience, Confirmation, JwtSvidClaims};
 
