@@ -84,6 +84,50 @@ fn admin_routes_need_the_admin_certificate() {
     );
 }
 
+/// What `broker/openapi.json` calls invalid the server refuses (400 `malformed_request`):
+/// a body that is not a JSON object (serde would read a struct from an array), anything
+/// but `{}` at `snp/begin`, members no route knows (also inside a `mutual_tls` proof), and
+/// query parameters out of their bounds or unknown.
+#[test]
+fn requests_are_refused_as_strictly_as_the_api_document_says() {
+    let broker = broker("");
+    let client = broker.client(loopback(1));
+    let post = |path: &str, body: &str| {
+        let response = client.post(broker.url(path)).body(body.to_owned()).send().unwrap();
+        (response.status().as_u16(), response.json::<serde_json::Value>().unwrap_or_default())
+    };
+    assert_eq!(post("snp/begin", "{}").0, 200);
+    assert_eq!(post("snp/begin", " \n{ }").0, 200);
+    for body in ["", "[]", "[null,null]", "null", "{\"a\":1}", "{"] {
+        assert_refused(&post("snp/begin", body), 400, "malformed_request");
+    }
+    // TpmBeginRequest read from an array, which serde would take.
+    assert_refused(&post("tpm/begin", "[\"AAAA\",null,\"AAAA\",\"AAAA\"]"), 400, "malformed_request");
+    let verify = |proof: &str| {
+        format!("{{\"credential\":{{\"type\":\"jwt\",\"token\":\"a.b.c\"}},\"peer_address\":\"127.0.0.2\",\"proof\":{proof}}}")
+    };
+    assert_eq!(post("credentials/verify", &verify("{\"type\":\"mutual_tls\"}")).0, 200);
+    assert_refused(
+        &post("credentials/verify", &verify("{\"type\":\"mutual_tls\",\"x\":1}")),
+        400,
+        "malformed_request",
+    );
+
+    let get = |path: &str| {
+        let response = broker.admin().get(broker.url(path)).send().unwrap();
+        (response.status().as_u16(), response.json::<serde_json::Value>().unwrap_or_default())
+    };
+    assert!(get("admin/audit?after=0&limit=1000").1.is_array());
+    assert!(get("admin/vms").1.is_array());
+    for query in ["limit=0", "limit=1001", "after=-1", "after=18446744073709551616", "page=2"] {
+        assert_refused(&get(&format!("admin/audit?{query}")), 400, "malformed_request");
+    }
+    assert_eq!(get(&format!("revocations?version={}&wait=0", "a".repeat(64))).0, 200);
+    for query in [format!("version={}", "a".repeat(65)), "wait=-1".into(), "since=1".into()] {
+        assert_refused(&get(&format!("revocations?{query}")), 400, "malformed_request");
+    }
+}
+
 /// `begin` stores nothing: any number of begins leave the broker as it was, and a
 /// challenge id opens only unaltered. Only finished challenges are remembered, bounded by
 /// `challenge.max_used`; past it a finish is refused (`overloaded`), never accepted twice.

@@ -27,6 +27,8 @@ const AUDIENCE: &str = "payments";
 /// The installed tools.
 struct Tools {
     python: PathBuf,
+    schemathesis: PathBuf,
+    promtool: PathBuf,
 }
 
 /// The tools of `scripts/ecosystem-tools.sh`, or `None` after saying why this test skips
@@ -36,8 +38,12 @@ fn tools(test: &str) -> Option<Tools> {
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("CARGO_TARGET_DIR").map(|t| PathBuf::from(t).join("ecosystem")))
         .unwrap_or_else(|| workspace_root().join("target/ecosystem"));
-    let tools = Tools { python: dir.join("venv/bin/python") };
-    let missing: Vec<String> = [&tools.python]
+    let tools = Tools {
+        python: dir.join("venv/bin/python"),
+        schemathesis: dir.join("venv/bin/schemathesis"),
+        promtool: dir.join("promtool"),
+    };
+    let missing: Vec<String> = [&tools.python, &tools.schemathesis, &tools.promtool]
         .iter()
         .filter(|path| !path.is_file())
         .map(|path| path.display().to_string())
@@ -105,7 +111,8 @@ fn py_spiffe(tools: &Tools, broker: &Broker, vm: &Cvm, dir: &Path) {
             .arg(ecosystem_dir().join("spiffe_check.py"))
             .arg(TRUST_DOMAIN)
             .args(["bundle.json", "svid.pem", "svid.key", "jwt-svid", AUDIENCE])
-            .current_dir(dir))
+            .current_dir(dir)
+            .env("PYTHONDONTWRITEBYTECODE", "1"))
     };
     let (ok, output) = check(&bundle);
     println!("{output}");
@@ -118,6 +125,59 @@ fn py_spiffe(tools: &Tools, broker: &Broker, vm: &Cvm, dir: &Path) {
     assert!(!ok, "an X.509-SVID validated against a bundle without its CA:\n{output}");
 }
 
+/// schemathesis with `document` against the broker, with `args`; `admin` presents the admin
+/// certificate.
+fn schemathesis(
+    tools: &Tools,
+    broker: &Broker,
+    document: &Path,
+    (admin, args): (bool, &[&str]),
+    work: &Path,
+) -> (bool, String) {
+    let tls = broker.data_dir().join("tls");
+    let mut command = Command::new(&tools.schemathesis);
+    command
+        .arg("--config-file")
+        .arg(ecosystem_dir().join("schemathesis.toml"))
+        .arg("run")
+        .arg(document)
+        .args(["--url", &format!("https://localhost:{}", broker.address.port())])
+        .arg("--tls-verify")
+        .arg(tls.join("ca.pem"))
+        .args(["--checks", "all", "--seed", "1", "--max-examples", "100"])
+        .args(["--no-color", "--workers", "1"])
+        // Its example database and crash cache go to a directory of this run, not the tree.
+        .current_dir(work)
+        .env("SCHEMATHESIS_HOOKS", ecosystem_dir().join("schemathesis_hooks.py"))
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .args(args);
+    if admin {
+        command.arg("--request-cert").arg(tls.join("admin.pem"));
+        command.arg("--request-cert-key").arg(tls.join("admin.key"));
+    }
+    run(&mut command)
+}
+
+/// The summary lines of a schemathesis run.
+fn summary(output: &str) -> String {
+    output.lines().skip_while(|line| !line.contains("SUMMARY")).collect::<Vec<_>>().join("\n")
+}
+
+/// promtool on `metrics`: whether it passes, and what it said.
+fn promtool(tools: &Tools, metrics: &str) -> (bool, String) {
+    use std::io::Write as _;
+    let mut child = Command::new(&tools.promtool)
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(metrics.as_bytes()).unwrap();
+    let output = child.wait_with_output().unwrap();
+    (output.status.success(), text(&output))
+}
+
 #[test]
 fn the_ecosystems_own_tools_accept_a_live_broker() {
     let Some(tools) = tools("the_ecosystems_own_tools_accept_a_live_broker") else { return };
@@ -126,4 +186,33 @@ fn the_ecosystems_own_tools_accept_a_live_broker() {
     let dir = tempfile::tempdir().unwrap();
 
     py_spiffe(&tools, &broker, &vm, dir.path());
+
+    let document = workspace_root().join("broker/openapi.json");
+    for admin in [false, true] {
+        let (ok, output) = schemathesis(&tools, &broker, &document, (admin, &[]), dir.path());
+        println!("schemathesis (admin certificate: {admin}):\n{}", summary(&output));
+        assert!(
+            ok,
+            "schemathesis (admin certificate: {admin}) found the document and the server apart:\n{output}"
+        );
+    }
+    // A document that promises what the server does not do fails the run.
+    let mut wrong: Value = serde_json::from_slice(&std::fs::read(&document).unwrap()).unwrap();
+    wrong["paths"]["/v1/health"]["get"]["responses"]["200"]["content"]["application/json"]["schema"] =
+        serde_json::json!({"type": "object", "required": ["uptime"]});
+    let wrong_path = dir.path().join("openapi-wrong.json");
+    std::fs::write(&wrong_path, wrong.to_string()).unwrap();
+    let (ok, output) =
+        schemathesis(&tools, &broker, &wrong_path, (false, &["--include-path", "/v1/health"]), dir.path());
+    assert!(!ok, "schemathesis passed a document the server does not keep:\n{output}");
+
+    // After all of that traffic (refusals of every kind, both SVIDs issued).
+    let url = format!("https://localhost:{}/metrics", broker.address.port());
+    let metrics = broker.client(loopback(1)).get(url).send().unwrap().text().unwrap();
+    let (ok, output) = promtool(&tools, &metrics);
+    println!("promtool check metrics: {} lines, no complaint", metrics.lines().count());
+    assert!(ok && output.trim().is_empty(), "promtool check metrics:\n{output}");
+    let broken = metrics.replace("# TYPE mooring_build_info gauge\n", "# TYPE mooring_build_info counter\n");
+    let (ok, output) = promtool(&tools, &broken);
+    assert!(!ok, "promtool passed a counter without _total:\n{output}");
 }

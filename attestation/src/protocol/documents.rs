@@ -149,7 +149,7 @@ impl RevocationCode {
 
 /// What a revocation names.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(tag = "kind", content = "id", rename_all = "snake_case")]
+#[serde(tag = "kind", content = "id", rename_all = "snake_case", deny_unknown_fields)]
 pub enum RevocationTarget {
     /// One credential, by serial (hex).
     Credential(String),

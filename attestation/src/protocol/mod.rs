@@ -18,8 +18,8 @@ pub use self::admin::{
     AuditVerification, HardwareId, IdentityChange, IdentityStatus, PolicyInForce, RevocationRequest,
 };
 pub use self::attest::{
-    IssuedCredentials, Sealed, SealedSecret, SnpChallenge, SnpFinishRequest, TpmBeginRequest, TpmChallenge,
-    TpmFinishRequest,
+    IssuedCredentials, Sealed, SealedSecret, SnpBeginRequest, SnpChallenge, SnpFinishRequest,
+    TpmBeginRequest, TpmChallenge, TpmFinishRequest,
 };
 pub use self::code::Code;
 pub use self::credentials::{
