@@ -35,6 +35,8 @@ copy() {
   done
 }
 b64() { base64 -w0 "$1"; }
+# base64url without padding (RFC 7515 §2) of standard input.
+b64url_raw() { base64 -w0 | tr '+/' '-_' | tr -d '='; }
 # The 4-byte little-endian encoding of $1, as printf escapes.
 le32() { printf '\\x%02x\\x%02x\\x%02x\\x%02x' $(($1 & 255)) $(($1 >> 8 & 255)) $(($1 >> 16 & 255)) $(($1 >> 24 & 255)); }
 
@@ -109,8 +111,14 @@ case $target in
       "$leaf" "$(b64 $q/ak.pub)" | seed issued
     printf '\x07{"valid":true,"claims":{"spiffe_id":"spiffe://t/vm/web/ab","class":"web","serial":"0a","hardware_id":"ab","bound_address":"127.0.0.2","expires_at":2}}' | seed verify-response
     printf '\x08{"code":"pcr_value_not_allowed","reason":"PCR sha256:7"}' | seed error
-    printf '\x09{"trust_domain":"test.mooring","x509_authorities":"%s","jwt_authorities":{"keys":[{"kty":"EC","crv":"P-256","x":"%s","y":"%s","kid":"gen1","use":"jwt-svid"}]},"refresh_hint":300}' \
-      "$leaf" "$(head -c 32 /dev/zero | base64 -w0 | tr '+/' '-_' | tr -d '=')" "$(head -c 32 /dev/zero | base64 -w0 | tr '+/' '-_' | tr -d '=')" | seed bundle
+    # A SPIFFE bundle: a P-256 CA as an x509-svid key (x5c, its own coordinates) and a jwt-svid key.
+    ca=tpm/ek-ca/keylime-tpm_cert_store/INF_ECC_011.pem
+    spki() { openssl x509 -in $ca -pubkey -noout | openssl pkey -pubin -outform der; }
+    x=$(spki | tail -c 64 | head -c 32 | b64url_raw)
+    y=$(spki | tail -c 32 | b64url_raw)
+    zero=$(head -c 32 /dev/zero | b64url_raw)
+    printf '\x09{"keys":[{"kty":"EC","crv":"P-256","x":"%s","y":"%s","use":"x509-svid","x5c":["%s"]},{"kty":"EC","crv":"P-256","x":"%s","y":"%s","kid":"gen1","use":"jwt-svid"}],"spiffe_sequence":3600000000,"spiffe_refresh_hint":300}' \
+      "$x" "$y" "$(openssl x509 -in $ca -outform der | base64 -w0)" "$zero" "$zero" | seed bundle
     printf '\x0b{"jwt_svid":"eyJhbGciOiJFUzI1NiIsImtpZCI6ImdlbjEifQ.e30.AAAA","statement":"%s","signature":"MEUCIQ=="}' "$statement" | seed retire
     printf '\x0c{"serial":"0a1b"}' | seed retire-response
     printf '\x0d{"identity":{"kind":"ek","id":"%s"},"status":"enrolled"}' "$(printf 'ab%.0s' {1..32})" | seed identity-enroll

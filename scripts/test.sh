@@ -35,10 +35,13 @@ declare -A probe=(
   [cpio]=cpio
   [binutils]=objcopy
   [socat]=socat
+  # The ecosystem test's python3 venv (scripts/ecosystem-tools.sh).
+  [python3-venv]=dpkg:python3-venv
 )
 missing=()
 for package in pkg-config libtss2-dev swtpm swtpm-tools tpm2-tools openssl tpm2-openssl postgresql \
-  qemu-system-x86 ovmf busybox-static systemd-boot-efi sbsigntool mtools dosfstools fdisk cpio binutils socat; do
+  qemu-system-x86 ovmf busybox-static systemd-boot-efi sbsigntool mtools dosfstools fdisk cpio binutils socat \
+  python3-venv; do
   check=${probe[$package]}
   if [[ $check == pc:* ]]; then
     command -v pkg-config >/dev/null && pkg-config --exists "${check#pc:}" && continue
@@ -72,6 +75,21 @@ cargo build --release -p mooring-client --locked
 # still compile against the parsers they exercise.
 echo "== cargo check (fuzz targets)"
 cargo check -q --manifest-path fuzz/Cargo.toml --locked --target-dir target/fuzz-check
+
+# The tools tests/tests/ecosystem.rs checks a live broker with (py-spiffe, schemathesis,
+# promtool), under the target directory; kept between runs.
+ecosystem="${CARGO_TARGET_DIR:-target}/ecosystem"
+mkdir -p "$ecosystem"
+MOORING_ECOSYSTEM="$(cd "$ecosystem" && pwd)"
+export MOORING_ECOSYSTEM
+echo "== scripts/ecosystem-tools.sh $MOORING_ECOSYSTEM"
+if ! scripts/ecosystem-tools.sh "$MOORING_ECOSYSTEM"; then
+  if [[ -n ${CI:-} && ${CI,,} != false && $CI != 0 ]]; then
+    echo "FATAL: scripts/ecosystem-tools.sh failed; the ecosystem test needs its tools" >&2
+    exit 1
+  fi
+  echo "== the ecosystem tools are not installed: tests/tests/ecosystem.rs will skip"
+fi
 
 if cargo nextest --version >/dev/null 2>&1; then
   echo "== cargo nextest run --workspace --locked --no-fail-fast $*"

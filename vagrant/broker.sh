@@ -1,20 +1,24 @@
 #!/usr/bin/env bash
 # The broker VM: mooring-broker serve with the lab's server certificate, the admin CA, the
 # swtpm EK CA as the TPM manufacturer root, and a policy that admits nobody until a class
-# is learned from a known-good client VM (README.md, step 2).
+# is learned from a known-good client VM (README.md, step 2). It runs under the
+# repository's unit (packaging/mooring-broker.service), as the Debian package installs it:
+# user mooring-broker, state in /var/lib/mooring-broker, configuration readable by its group.
 set -euo pipefail
 
 network="${MOORING_NETWORK:?}"
-install -d -m 0700 /var/lib/mooring /etc/mooring/tls /etc/mooring/ek-roots
+getent passwd mooring-broker >/dev/null \
+  || useradd --system --user-group --home-dir /nonexistent --no-create-home --shell /usr/sbin/nologin mooring-broker
+install -d -m 0750 -g mooring-broker /etc/mooring /etc/mooring/tls /etc/mooring/ek-roots
 install -m 0644 /mooring/tls/broker.pem /mooring/tls/admin-ca.pem /etc/mooring/tls/
-install -m 0600 /mooring/tls/broker.key /etc/mooring/tls/
+install -m 0640 -g mooring-broker /mooring/tls/broker.key /etc/mooring/tls/
 if compgen -G "/mooring/ek-roots/*.pem" >/dev/null; then
   install -m 0644 /mooring/ek-roots/*.pem /etc/mooring/ek-roots/
 fi
 
 cat >/etc/mooring/broker.toml <<TOML
 listen = "0.0.0.0:8443"
-data_dir = "/var/lib/mooring"
+data_dir = "/var/lib/mooring-broker"
 trust_domain = "lab.mooring"
 policy = "/etc/mooring/policy.toml"
 
@@ -40,27 +44,12 @@ version = 1
 TOML
 fi
 
-cat >/etc/systemd/system/mooring-broker.service <<'UNIT'
-[Unit]
-Description=Mooring attested credential broker
-After=network-online.target
-Wants=network-online.target
+chgrp mooring-broker /etc/mooring/broker.toml /etc/mooring/policy.toml
+chmod 0640 /etc/mooring/broker.toml /etc/mooring/policy.toml
 
-[Service]
-ExecStart=/usr/local/bin/mooring-broker serve --config /etc/mooring/broker.toml
-ExecReload=/bin/kill -HUP $MAINPID
-Restart=on-failure
-UMask=0077
-NoNewPrivileges=yes
-ProtectSystem=strict
-ReadWritePaths=/var/lib/mooring
-PrivateTmp=yes
-# One file descriptor per connection; the broker raises its soft limit to this.
-LimitNOFILE=65536
-
-[Install]
-WantedBy=multi-user.target
-UNIT
+# The unit expects the binary in /usr/bin.
+ln -sf /usr/local/bin/mooring-broker /usr/bin/mooring-broker
+install -m 0644 /mooring/mooring-broker.service /etc/systemd/system/mooring-broker.service
 systemctl daemon-reload
 systemctl enable --now mooring-broker.service
 systemctl restart mooring-broker.service

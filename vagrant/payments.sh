@@ -21,6 +21,7 @@ private_key = "/run/credentials/mooring-payments.service/payments.key"
 
 [broker]
 url = "https://broker:8443"
+trust_domain = "lab.mooring"
 ca = "/etc/mooring/lab-ca.pem"
 
 [refresh]

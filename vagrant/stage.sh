@@ -18,7 +18,8 @@ for bin in mooring-broker mooring-client mooring-payments; do
   fi
   install -m 0755 "$root/target/release/$bin" "$dist/bin/$bin"
 done
-install -m 0644 "$root/vm-client/mooring-client.service" "$dist/mooring-client.service"
+# The repository's units, as the Debian packages install them.
+install -m 0644 "$root/packaging/mooring-broker.service" "$root/packaging/mooring-client.service" "$dist/"
 install -m 0755 "$here/pay.sh" "$here/pcrs-json.sh" "$dist/bin/"
 
 tls="$dist/tls"

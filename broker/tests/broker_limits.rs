@@ -4,6 +4,8 @@
 mod common;
 
 use common::{assert_refused, loopback, Broker, BrokerSetup};
+use mooring_attestation::protocol::BundleDocument;
+use mooring_attestation::svid::TrustBundle;
 
 fn broker(extra_config: &str) -> Broker {
     Broker::start(&BrokerSetup {
@@ -38,18 +40,23 @@ fn admin_routes_need_the_admin_certificate() {
     assert_refused(&get(&broker, 1, "no/such/route"), 404, "not_found");
     let (status, bundle) = get(&broker, 1, "bundle");
     assert_eq!(status, 200);
-    assert!(bundle["x509_authorities"].as_str().unwrap().contains("BEGIN CERTIFICATE"));
+    // A SPIFFE bundle: the CA as an x509-svid key (x5c), the JWT key as a jwt-svid key.
+    let document: BundleDocument = serde_json::from_value(bundle.clone()).unwrap();
+    let parsed = TrustBundle::from_document("test.mooring", &document).unwrap();
+    assert_eq!(parsed.x509_authorities().len(), 1);
+    assert!(parsed.sequence().is_some_and(|s| s > 0), "{bundle}");
+    assert_eq!(bundle["keys"][1]["use"], "jwt-svid");
+    assert_eq!(bundle["keys"][1]["crv"], "P-256");
     // The signing CA carries the trust domain's SPIFFE ID.
     let dir = tempfile::tempdir().unwrap();
-    let pem = dir.path().join("ca.pem");
-    std::fs::write(&pem, bundle["x509_authorities"].as_str().unwrap()).unwrap();
+    let pem = dir.path().join("ca.der");
+    std::fs::write(&pem, parsed.x509_authorities()[0].der()).unwrap();
     let san = std::process::Command::new("openssl")
-        .args(["x509", "-noout", "-ext", "subjectAltName", "-in"])
+        .args(["x509", "-inform", "DER", "-noout", "-ext", "subjectAltName", "-in"])
         .arg(&pem)
         .output()
         .unwrap();
     assert!(String::from_utf8_lossy(&san.stdout).contains("URI:spiffe://test.mooring"), "{san:?}");
-    assert_eq!(bundle["jwt_authorities"]["keys"][0]["crv"], "P-256");
     let metrics = broker
         .client(loopback(1))
         .get(format!("https://localhost:{}/metrics", broker.address.port()))
@@ -75,6 +82,50 @@ fn admin_routes_need_the_admin_certificate() {
         text.contains("mooring_request_duration_seconds_count{route=\"tpm_begin\",outcome=\"refused\"} 1"),
         "{text}"
     );
+}
+
+/// What `broker/openapi.json` calls invalid the server refuses (400 `malformed_request`):
+/// a body that is not a JSON object (serde would read a struct from an array), anything
+/// but `{}` at `snp/begin`, members no route knows (also inside a `mutual_tls` proof), and
+/// query parameters out of their bounds or unknown.
+#[test]
+fn requests_are_refused_as_strictly_as_the_api_document_says() {
+    let broker = broker("");
+    let client = broker.client(loopback(1));
+    let post = |path: &str, body: &str| {
+        let response = client.post(broker.url(path)).body(body.to_owned()).send().unwrap();
+        (response.status().as_u16(), response.json::<serde_json::Value>().unwrap_or_default())
+    };
+    assert_eq!(post("snp/begin", "{}").0, 200);
+    assert_eq!(post("snp/begin", " \n{ }").0, 200);
+    for body in ["", "[]", "[null,null]", "null", "{\"a\":1}", "{"] {
+        assert_refused(&post("snp/begin", body), 400, "malformed_request");
+    }
+    // TpmBeginRequest read from an array, which serde would take.
+    assert_refused(&post("tpm/begin", "[\"AAAA\",null,\"AAAA\",\"AAAA\"]"), 400, "malformed_request");
+    let verify = |proof: &str| {
+        format!("{{\"credential\":{{\"type\":\"jwt\",\"token\":\"a.b.c\"}},\"peer_address\":\"127.0.0.2\",\"proof\":{proof}}}")
+    };
+    assert_eq!(post("credentials/verify", &verify("{\"type\":\"mutual_tls\"}")).0, 200);
+    assert_refused(
+        &post("credentials/verify", &verify("{\"type\":\"mutual_tls\",\"x\":1}")),
+        400,
+        "malformed_request",
+    );
+
+    let get = |path: &str| {
+        let response = broker.admin().get(broker.url(path)).send().unwrap();
+        (response.status().as_u16(), response.json::<serde_json::Value>().unwrap_or_default())
+    };
+    assert!(get("admin/audit?after=0&limit=1000").1.is_array());
+    assert!(get("admin/vms").1.is_array());
+    for query in ["limit=0", "limit=1001", "after=-1", "after=18446744073709551616", "page=2"] {
+        assert_refused(&get(&format!("admin/audit?{query}")), 400, "malformed_request");
+    }
+    assert_eq!(get(&format!("revocations?version={}&wait=0", "a".repeat(64))).0, 200);
+    for query in [format!("version={}", "a".repeat(65)), "wait=-1".into(), "since=1".into()] {
+        assert_refused(&get(&format!("revocations?{query}")), 400, "malformed_request");
+    }
 }
 
 /// `begin` stores nothing: any number of begins leave the broker as it was, and a

@@ -94,14 +94,15 @@ fn challenges_cross_replicas_once_and_revocations_reach_every_replica() {
     let Some(postgres) = Postgres::start_or_skip("broker_replicas") else { return };
     let brokers = replicas(&vm, &postgres, 3);
 
-    // One signing key generation for all: every replica publishes the same bundle.
-    let jwks: Vec<Value> = brokers
+    // One signing key generation for all: every replica publishes the same bundle, with the
+    // same spiffe_sequence.
+    let bundles: Vec<Value> = brokers
         .iter()
         .map(|b| b.client(loopback(1)).get(b.url("bundle")).send().unwrap().json::<Value>().unwrap())
-        .map(|bundle| bundle["jwt_authorities"].clone())
         .collect();
-    assert_eq!(jwks[0], jwks[1]);
-    assert_eq!(jwks[0], jwks[2]);
+    assert!(bundles[0]["spiffe_sequence"].as_u64().is_some(), "{}", bundles[0]);
+    assert_eq!(bundles[0], bundles[1]);
+    assert_eq!(bundles[0], bundles[2]);
 
     // Begun on replica 1, finished on replica 2.
     let challenge = begin(&brokers[0], &vm);

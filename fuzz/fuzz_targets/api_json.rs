@@ -119,7 +119,7 @@ fn issued(credentials: &IssuedCredentials) {
 fuzz_target!(|data: &[u8]| {
     let Some((&selector, body)) = data.split_first() else { return };
     match selector % 16 {
-        // Requests the broker reads (`POST /v1/snp/begin` takes an empty object, no type).
+        // Requests the broker reads (`POST /v1/snp/begin` takes `{}` only: SnpBeginRequest).
         0 => parse::<TpmBeginRequest>(body).iter().for_each(tpm_begin),
         1 => parse::<TpmFinishRequest>(body).iter().for_each(tpm_finish),
         2 => parse::<SnpFinishRequest>(body).iter().for_each(snp_finish),
@@ -132,7 +132,7 @@ fuzz_target!(|data: &[u8]| {
         8 => drop(parse::<ErrorBody>(body)),
         9 => {
             if let Ok(document) = serde_json::from_slice::<BundleDocument>(body) {
-                let _ = TrustBundle::from_document(&document);
+                let _ = TrustBundle::from_document("test.mooring", &document);
             }
         }
         10 => {

@@ -97,10 +97,14 @@ impl Cvm {
         PossessionProof::new(statement, signature).to_header()
     }
 
+    /// K's private key (PKCS#8 PEM), as the client keeps it in its runtime directory.
+    pub fn key_pem(&self) -> String {
+        pem("PRIVATE KEY", &self.pkcs8)
+    }
+
     /// A TLS client identity: the X.509-SVID chain (PEM) and K.
     pub fn tls_identity(&self, x509_svid: &str) -> reqwest::Identity {
-        let key = pem("PRIVATE KEY", &self.pkcs8);
-        reqwest::Identity::from_pem(format!("{x509_svid}{key}").as_bytes()).unwrap()
+        reqwest::Identity::from_pem(format!("{x509_svid}{}", self.key_pem()).as_bytes()).unwrap()
     }
 }
 

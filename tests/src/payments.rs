@@ -56,7 +56,7 @@ impl Payments {
         let config = format!(
             "listen = \"127.0.0.1:0\"\naudience = \"payments\"\nmode = \"{mode}\"\n\n\
              [tls]\nsource = \"generate\"\nwrite_certificate = \"server.pem\"\n\n\
-             [broker]\nurl = \"https://127.0.0.1:{}\"\nca = {:?}\n\n\
+             [broker]\nurl = \"https://127.0.0.1:{}\"\ntrust_domain = \"test.mooring\"\nca = {:?}\n\n\
              [refresh]\nbundle_seconds = {}\nrevocations_seconds = {}\nmax_revocation_age_seconds = {}\n",
             broker.address.port(),
             broker.data_dir().join("tls/ca.pem").display().to_string(),

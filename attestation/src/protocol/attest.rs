@@ -77,7 +77,12 @@ pub struct TpmFinishRequest {
     pub certify_signature: Vec<u8>,
 }
 
-/// Answer to `POST /v1/snp/begin` (an empty JSON object as the request).
+/// `POST /v1/snp/begin`: an empty JSON object (`{}`), nothing else.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SnpBeginRequest {}
+
+/// Answer to [`SnpBeginRequest`].
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SnpChallenge {

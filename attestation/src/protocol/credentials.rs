@@ -50,8 +50,10 @@ pub enum PresentedCredential {
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Possession {
     /// The relying service terminated mutual TLS with exactly this X.509-SVID as the
-    /// client certificate (only meaningful for X.509 credentials).
-    MutualTls,
+    /// client certificate (only meaningful for X.509 credentials). A struct variant, so
+    /// that `deny_unknown_fields` holds for it too (serde does not check the members of a
+    /// unit variant of an internally tagged enum).
+    MutualTls {},
     /// A signature with K over a [`PossessionStatement`] (JSON bytes as signed).
     Signature {
         /// The statement, exactly as signed.
@@ -152,4 +154,18 @@ pub struct ErrorBody {
     pub code: Code,
     /// One line a person can act on.
     pub reason: String,
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn a_mutual_tls_proof_has_no_members_but_its_type() {
+        let proof: Possession = serde_json::from_str(r#"{"type":"mutual_tls"}"#).unwrap();
+        assert_eq!(serde_json::to_string(&proof).unwrap(), r#"{"type":"mutual_tls"}"#);
+        assert!(serde_json::from_str::<Possession>(r#"{"type":"mutual_tls","x":1}"#).is_err());
+    }
 }

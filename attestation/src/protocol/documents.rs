@@ -7,37 +7,52 @@ use serde::{Deserialize, Serialize};
 
 use super::Code;
 
-/// `GET /v1/bundle` as the broker serves it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// `use` of a SPIFFE bundle key that X.509-SVIDs chain to (SPIFFE X509-SVID §6.1).
+pub const X509_SVID_USE: &str = "x509-svid";
+/// `use` of a SPIFFE bundle key that signs JWT-SVIDs (SPIFFE JWT-SVID §6.1).
+pub const JWT_SVID_USE: &str = "jwt-svid";
+
+/// `GET /v1/bundle`: the trust domain's SPIFFE bundle (SPIFFE Trust Domain and Bundle §4),
+/// an RFC 7517 JWK Set. The trust domain is not in it: a relying service names the trust
+/// domain it fetches the bundle for in its own configuration (§5).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BundleDocument {
-    /// The SPIFFE trust domain.
-    pub trust_domain: String,
-    /// X.509 CA certificates (PEM), one per key generation in use.
-    pub x509_authorities: String,
-    /// JWT-SVID verification keys.
-    pub jwt_authorities: JwkSet,
-    /// Seconds after which the broker suggests fetching the bundle again.
-    #[serde(default)]
-    pub refresh_hint: Option<u64>,
+    /// One `x509-svid` key per CA certificate (with `x5c`), one `jwt-svid` key per JWT
+    /// signing key (with `kid`) (§4.1.3).
+    pub keys: Vec<Jwk>,
+    /// Moves up whenever the keys change (§4.1.1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spiffe_sequence: Option<u64>,
+    /// Seconds after which the broker suggests fetching the bundle again (§4.1.2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spiffe_refresh_hint: Option<u64>,
 }
 
-/// An EC P-256 JWK (RFC 7518 §6.2).
+/// A JSON Web Key (RFC 7517 §4) as Mooring writes them: EC P-256 (RFC 7518 §6.2). Members
+/// of other key types are not kept; a key of another type reads with empty `crv`, `x`, `y`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Jwk {
     /// Key type: `EC`.
     pub kty: String,
     /// Curve: `P-256`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub crv: String,
     /// X coordinate, base64url.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub x: String,
     /// Y coordinate, base64url.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub y: String,
     /// Key id (the JWS header's `kid`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kid: Option<String>,
-    /// Intended use (`jwt-svid` in a SPIFFE bundle).
+    /// Intended use (`x509-svid` or `jwt-svid` in a SPIFFE bundle).
     #[serde(default, rename = "use", skip_serializing_if = "Option::is_none")]
     pub use_: Option<String>,
+    /// The certificate of the key, standard base64 of its DER (RFC 7517 §4.7): an
+    /// `x509-svid` key's CA certificate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub x5c: Option<Vec<String>>,
 }
 
 impl Jwk {
@@ -53,6 +68,7 @@ impl Jwk {
             y: URL_SAFE_NO_PAD.encode(y),
             kid: None,
             use_: None,
+            x5c: None,
         }
     }
 
@@ -133,7 +149,7 @@ impl RevocationCode {
 
 /// What a revocation names.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(tag = "kind", content = "id", rename_all = "snake_case")]
+#[serde(tag = "kind", content = "id", rename_all = "snake_case", deny_unknown_fields)]
 pub enum RevocationTarget {
     /// One credential, by serial (hex).
     Credential(String),

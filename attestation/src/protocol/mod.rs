@@ -18,8 +18,8 @@ pub use self::admin::{
     AuditVerification, HardwareId, IdentityChange, IdentityStatus, PolicyInForce, RevocationRequest,
 };
 pub use self::attest::{
-    IssuedCredentials, Sealed, SealedSecret, SnpChallenge, SnpFinishRequest, TpmBeginRequest, TpmChallenge,
-    TpmFinishRequest,
+    IssuedCredentials, Sealed, SealedSecret, SnpBeginRequest, SnpChallenge, SnpFinishRequest,
+    TpmBeginRequest, TpmChallenge, TpmFinishRequest,
 };
 pub use self::code::Code;
 pub use self::credentials::{
@@ -28,6 +28,7 @@ pub use self::credentials::{
 };
 pub use self::documents::{
     BundleDocument, Health, Jwk, JwkSet, Revocation, RevocationCode, RevocationList, RevocationTarget,
+    JWT_SVID_USE, X509_SVID_USE,
 };
 pub use self::jwt::{Audience, Confirmation, JwtSvidClaims};
 

@@ -24,7 +24,7 @@ use crate::crypto::PublicKey;
 use crate::protocol::{Code, Revocation, RevocationCode, RevocationList};
 use crate::tpm::alg::EccCurve;
 
-pub use self::bundle::TrustBundle;
+pub use self::bundle::{TrustBundle, MAX_BUNDLE_KEYS};
 pub use self::possession::{
     request_digest, PossessionProof, MAX_PROOF_HEADER_BYTES, POSSESSION_HEADER, POSSESSION_SKEW_SECONDS,
 };

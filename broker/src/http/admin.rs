@@ -61,7 +61,12 @@ pub(super) async fn vms(
     Ok(Json(blocking(&broker, Broker::vms).await?).into_response())
 }
 
+/// Most audit records one page holds.
+const MAX_AUDIT_PAGE: usize = 1000;
+
+/// `GET /v1/admin/audit?after=SEQ&limit=N`: records after `after`, at most `limit`.
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(super) struct AuditQuery {
     #[serde(default)]
     after: u64,
@@ -81,6 +86,10 @@ pub(super) async fn audit(
     admin(&conn)?;
     let Query(query) =
         query.map_err(|e| ErrorResponse(Refusal::new(Code::MalformedRequest, e.body_text())))?;
+    if !(1..=MAX_AUDIT_PAGE).contains(&query.limit) {
+        let reason = format!("limit {}: a page holds 1 to {MAX_AUDIT_PAGE} records", query.limit);
+        return Err(ErrorResponse(Refusal::new(Code::MalformedRequest, reason)));
+    }
     Ok(Json(blocking(&broker, move |service| service.audit_page(query.after, query.limit)).await?)
         .into_response())
 }

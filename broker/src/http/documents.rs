@@ -25,6 +25,8 @@ pub(super) async fn jwks(State(broker): State<AppState>) -> Response {
 const MAX_REVOCATION_WAIT: Duration = Duration::from_secs(25);
 /// Most such requests waiting at once; beyond it they are answered at once.
 pub(super) const MAX_REVOCATION_WAITERS: usize = 1024;
+/// Longest `version` a caller may send (the broker's are 16 hex digits).
+const MAX_VERSION_LENGTH: usize = 64;
 /// How often a waiting request looks at the list (replicas change it too).
 const REVOCATION_POLL: Duration = Duration::from_millis(250);
 
@@ -53,6 +55,11 @@ pub(super) async fn revocations(
 ) -> Result<Response, ErrorResponse> {
     let Query(query) =
         query.map_err(|e| ErrorResponse(Refusal::new(Code::MalformedRequest, e.body_text())))?;
+    if query.version.as_ref().is_some_and(|v| v.chars().count() > MAX_VERSION_LENGTH) {
+        let reason =
+            format!("version longer than {MAX_VERSION_LENGTH} characters (the broker's are 16 hex digits)");
+        return Err(ErrorResponse(Refusal::new(Code::MalformedRequest, reason)));
+    }
     let deadline = Instant::now() + Duration::from_secs(query.wait).min(MAX_REVOCATION_WAIT);
     let waiting = match &query.version {
         Some(_) if query.wait > 0 => Arc::clone(&waiters.0).try_acquire_owned().ok(),

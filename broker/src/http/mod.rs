@@ -62,7 +62,7 @@ pub(crate) fn router(broker: Arc<Broker>) -> Router {
     Router::new()
         .route(&format!("{v1}/tpm/begin"), vm::from_vm(Action::Begin, "tpm_begin", Broker::tpm_begin))
         .route(&format!("{v1}/tpm/finish"), vm::from_vm(Action::Attest, "tpm_finish", Broker::tpm_finish))
-        .route(&format!("{v1}/snp/begin"), post(vm::snp_begin))
+        .route(&format!("{v1}/snp/begin"), vm::from_vm(Action::Begin, "snp_begin", Broker::snp_begin))
         .route(&format!("{v1}/snp/finish"), vm::from_vm(Action::Attest, "snp_finish", Broker::snp_finish))
         .route(&format!("{v1}/credentials/verify"), post(vm::verify))
         .route(&format!("{v1}/credentials/retire"), vm::from_vm(Action::Retire, "retire", Broker::retire))
@@ -164,6 +164,10 @@ fn parse<T: DeserializeOwned>(
         refuse(refusal)
     })?;
     let digest: [u8; 32] = Sha256::digest(&body).into();
+    // Every body is a JSON object: serde would also read a struct from an array.
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(refuse(Refusal::new(Code::MalformedRequest, "request body: a JSON object is expected")));
+    }
     let value = serde_json::from_slice(&body)
         .map_err(|e| refuse(Refusal::new(Code::MalformedRequest, format!("request JSON: {e}"))))?;
     Ok((value, Caller { address, body_digest: digest }))

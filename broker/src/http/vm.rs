@@ -9,7 +9,7 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{post, MethodRouter};
 use axum::{Extension, Json};
-use mooring_attestation::protocol::{SnpChallenge, VerifyRequest};
+use mooring_attestation::protocol::VerifyRequest;
 use mooring_serve::Peer;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -60,14 +60,6 @@ where
     post(move |State(broker): State<AppState>, ClientAddress(address): ClientAddress, body: Body| {
         serve_json(broker, address, action, route, body, call)
     })
-}
-
-/// `POST /v1/snp/begin`: no body to read.
-pub(super) async fn snp_begin(
-    State(broker): State<AppState>,
-    ClientAddress(address): ClientAddress,
-) -> Result<Json<SnpChallenge>, ErrorResponse> {
-    Ok(Json(blocking(&broker, move |service| service.snp_begin(address)).await?))
 }
 
 /// `POST /v1/credentials/verify`: the relying service states the caller's address in the

@@ -30,6 +30,7 @@ pub(crate) const MAX_CREDENTIAL_TTL: i64 = 7 * 24 * 3600;
 /// One key generation, loaded.
 pub(crate) struct Generation {
     pub(crate) kid: String,
+    pub(crate) created_at: i64,
     pub(crate) retire_at: i64,
     pub(crate) expire_at: i64,
     pub(crate) ca_key: KeyPair,
@@ -53,6 +54,11 @@ impl Generation {
     /// The JWT key's public point (uncompressed SEC1).
     pub(crate) fn jwt_public(&self) -> &[u8] {
         self.jwt_key.public_key().as_ref()
+    }
+
+    /// The CA key's public point (uncompressed SEC1).
+    pub(crate) fn ca_public(&self) -> &[u8] {
+        self.ca_key.public_key_raw()
     }
 }
 
@@ -216,8 +222,8 @@ fn ca_params(
     params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
     // The CA is the trust domain's own SVID (SPIFFE X.509-SVID, section 4.1: SHOULD).
     params.subject_alt_names = vec![rcgen::SanType::URI(format!("spiffe://{trust_domain}").try_into()?)];
-    params.key_usages =
-        vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    // keyCertSign and cRLSign, not digitalSignature (SPIFFE X509-SVID, Appendix A: leaves only).
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
     params.not_before = time::OffsetDateTime::from_unix_timestamp(created_at - 300)?;
     params.not_after = time::OffsetDateTime::from_unix_timestamp(expire_at)?;
     params.serial_number = Some(rcgen::SerialNumber::from_slice(&hex::decode(kid)?));
@@ -237,6 +243,7 @@ fn load_generation(trust_domain: &str, stored: &StoredKeys) -> anyhow::Result<Ge
         .map_err(|e| anyhow::anyhow!("CA certificate {kid} unreadable: {e}"))?;
     Ok(Generation {
         kid: kid.clone(),
+        created_at: stored.created_at,
         retire_at: stored.retire_at,
         expire_at: stored.expire_at,
         ca_params: ca_params(trust_domain, kid, stored.created_at, stored.expire_at)?,

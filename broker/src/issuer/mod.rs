@@ -9,8 +9,12 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
 use mooring_attestation::pem;
-use mooring_attestation::protocol::{Audience, Confirmation, Jwk, JwkSet, JwtSvidClaims};
+use mooring_attestation::protocol::{
+    Audience, BundleDocument, Confirmation, Jwk, JwkSet, JwtSvidClaims, JWT_SVID_USE, X509_SVID_USE,
+};
 use mooring_attestation::svid::{CheckedCredential, CredentialKey, Presented, SvidError, TrustBundle};
 use mooring_attestation::validity::Windowed;
 
@@ -104,6 +108,30 @@ impl Issuer {
         jwk_set(&self.keys.all(now))
     }
 
+    /// The SPIFFE bundle of every generation still in use: per generation, its CA as an
+    /// `x509-svid` key and its JWT key as a `jwt-svid` key.
+    ///
+    /// `spiffe_sequence` is the sum of the creation times of the oldest and the newest
+    /// generation in it. Generations join newest-last and leave oldest-first (a generation
+    /// is only made once the one before retired, and each expires a fixed time after it
+    /// retires), so every change of the keys raises one of the two and lowers neither: the
+    /// sequence moves with every change and never back, also across restarts, and every
+    /// replica reading the same vault at the same second answers the same number.
+    pub(crate) fn bundle_document(&self, now: i64, refresh_hint: u64) -> BundleDocument {
+        let generations = self.keys.all(now);
+        let mut keys = Vec::with_capacity(generations.len() * 2);
+        for generation in &generations {
+            let mut authority = Jwk::ec_p256(generation.ca_public());
+            authority.use_ = Some(X509_SVID_USE.into());
+            authority.x5c = Some(vec![STANDARD.encode(&generation.ca_der)]);
+            keys.push(authority);
+        }
+        keys.extend(jwk_set(&generations).keys);
+        let created = generations.iter().map(|g| u64::try_from(g.created_at).unwrap_or(0));
+        let sequence = created.clone().min().unwrap_or(0).saturating_add(created.max().unwrap_or(0));
+        BundleDocument { keys, spiffe_sequence: Some(sequence), spiffe_refresh_hint: Some(refresh_hint) }
+    }
+
     /// Signature (by a generation in use), validity and names of a credential the broker
     /// issued. A signer this replica does not know (another replica rotated since it last
     /// looked) makes it read the vault again, at most once a second, and retry.
@@ -153,7 +181,7 @@ fn jwk_set(generations: &[Arc<Generation>]) -> JwkSet {
             .map(|g| {
                 let mut jwk = Jwk::ec_p256(g.jwt_public());
                 jwk.kid = Some(g.kid.clone());
-                jwk.use_ = Some("jwt-svid".into());
+                jwk.use_ = Some(JWT_SVID_USE.into());
                 jwk
             })
             .collect(),
@@ -296,6 +324,48 @@ mod tests {
         );
         // Reopening finds the same generations.
         assert_eq!(Issuer::open(vault(dir.path()), "test", 24, later).unwrap().jwks(later).keys.len(), 2);
+    }
+
+    /// The bundle document at `now`, parsed as a relying service parses it.
+    fn bundle_at(issuer: &Issuer, now: i64) -> (u64, TrustBundle) {
+        let document = issuer.bundle_document(now, 300);
+        let bundle = TrustBundle::from_document("test", &document).unwrap();
+        (document.spiffe_sequence.unwrap(), bundle)
+    }
+
+    #[test]
+    fn the_bundle_sequence_moves_with_every_key_change_and_never_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let issuer = issuer(dir.path());
+        let issued = issuer.issue(&subject(), NOW).unwrap();
+        let (first, bundle) = bundle_at(&issuer, NOW);
+        assert_eq!(bundle.x509_authorities().len(), 1);
+        assert_eq!(bundle.refresh_hint(), Some(300));
+        let leaf =
+            mooring_attestation::x509::bundle::parse_certificates(issued.x509_svid_pem.as_bytes()).unwrap();
+        CheckedCredential::check(Presented::X509(leaf[0].der()), &bundle, NOW + 1).unwrap();
+        CheckedCredential::check(Presented::Jwt(&issued.jwt_svid), &bundle, NOW + 1).unwrap();
+        // Nothing changed: the same number, from this process, a restart, or another replica.
+        assert_eq!(bundle_at(&issuer, NOW + 3600).0, first);
+        assert_eq!(
+            bundle_at(&Issuer::open(vault(dir.path()), "test", 24, NOW + 7200).unwrap(), NOW + 7200).0,
+            first
+        );
+        // A rotation adds a generation: up.
+        let rotated = NOW + 24 * 3600 + 1;
+        issuer.rotate_if_due(rotated).unwrap();
+        let (second, bundle) = bundle_at(&issuer, rotated);
+        assert_eq!(bundle.x509_authorities().len(), 2);
+        assert!(second > first, "{second} > {first}");
+        assert_eq!(
+            bundle_at(&Issuer::open(vault(dir.path()), "test", 24, rotated).unwrap(), rotated).0,
+            second
+        );
+        // The old generation leaves: up again, though no generation was added.
+        let gone = NOW + 24 * 3600 + keys::MAX_CREDENTIAL_TTL + 1;
+        let (third, bundle) = bundle_at(&issuer, gone);
+        assert_eq!(bundle.x509_authorities().len(), 1);
+        assert!(third > second, "{third} > {second}");
     }
 
     #[test]

@@ -46,7 +46,7 @@ impl Broker {
             check_hex("credential serial", serial)?;
         }
         let (RevocationTarget::Credential(id) | RevocationTarget::Vm(id)) = &request.target;
-        if id.is_empty() || id.len() > 512 || request.reason.len() > 512 {
+        if id.is_empty() || id.chars().count() > 512 || request.reason.chars().count() > 512 {
             return Err(Refusal::new(
                 Code::MalformedRequest,
                 "revocation target and reason: 1..512 characters",

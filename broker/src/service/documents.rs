@@ -10,15 +10,9 @@ use crate::refusal::Refusal;
 const BUNDLE_REFRESH_HINT: u64 = 300;
 
 impl Broker {
-    /// `GET /v1/bundle`: the X.509 authorities and JWT keys of every key generation in use.
+    /// `GET /v1/bundle`: the SPIFFE bundle of every key generation in use.
     pub(crate) fn bundle(&self) -> BundleDocument {
-        let now = self.now();
-        BundleDocument {
-            trust_domain: self.issuer.trust_domain().to_owned(),
-            x509_authorities: self.issuer.x509_bundle_pem(now),
-            jwt_authorities: self.issuer.jwks(now),
-            refresh_hint: Some(BUNDLE_REFRESH_HINT),
-        }
+        self.issuer.bundle_document(self.now(), BUNDLE_REFRESH_HINT)
     }
 
     /// `GET /v1/bundle/jwks`: the JWT-SVID keys alone (RFC 7517 JWK Set).

@@ -1,10 +1,8 @@
 //! The SEV-SNP path: `begin` hands out a nonce; `finish` verifies the report, its
 //! binding to the nonce and the credential key, and policy, then issues.
 
-use std::net::IpAddr;
-
 use mooring_attestation::protocol::{
-    snp_report_data, HardwareId, IssuedCredentials, SnpChallenge, SnpFinishRequest,
+    snp_report_data, HardwareId, IssuedCredentials, SnpBeginRequest, SnpChallenge, SnpFinishRequest,
 };
 use mooring_attestation::snp::appraisal::{SnpAppraisal, SnpAppraisalError};
 use mooring_attestation::snp::{RootOrigin, SnpCertSource, SnpVerifier, VerifiedReport};
@@ -88,7 +86,12 @@ fn credential_key(request: &SnpFinishRequest) -> Result<CredentialKey, Refusal> 
 
 impl Broker {
     /// `POST /v1/snp/begin` from `source`.
-    pub(crate) fn snp_begin(&self, source: IpAddr) -> Result<SnpChallenge, Refusal> {
+    pub(crate) fn snp_begin(
+        &self,
+        _request: &SnpBeginRequest,
+        caller: &Caller,
+    ) -> Result<SnpChallenge, Refusal> {
+        let source = caller.address;
         let nonce: [u8; 32] = self.random()?;
         let id: [u8; 16] = self.random()?;
         let expires_at = self.now() + i64::from(self.config.challenge.ttl_seconds);

@@ -109,7 +109,9 @@ impl Broker {
         let signed;
         let (proof, audience) = match (&request.proof, request.audience.as_deref()) {
             (None, audience) => (None, audience.unwrap_or_default()),
-            (Some(Possession::MutualTls), audience) => (Some(Proof::MutualTls), audience.unwrap_or_default()),
+            (Some(Possession::MutualTls {}), audience) => {
+                (Some(Proof::MutualTls), audience.unwrap_or_default())
+            }
             (Some(Possession::Signature { statement, signature }), Some(audience)) => {
                 signed = PossessionProof::new(statement.clone(), signature.clone());
                 match request.request.as_deref() {

@@ -17,6 +17,7 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 pub(crate) struct BrokerClient {
     http: reqwest::Client,
     base: String,
+    trust_domain: String,
 }
 
 impl BrokerClient {
@@ -31,7 +32,11 @@ impl BrokerClient {
             .timeout(CALL_TIMEOUT)
             .build()
             .context("HTTPS client")?;
-        Ok(Self { http, base: format!("{}/v1", config.url.trim_end_matches('/')) })
+        Ok(Self {
+            http,
+            base: format!("{}/v1", config.url.trim_end_matches('/')),
+            trust_domain: config.trust_domain.clone(),
+        })
     }
 
     async fn get<T: serde::de::DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
@@ -42,10 +47,11 @@ impl BrokerClient {
         response.json().await.with_context(|| format!("GET {url}: unexpected answer"))
     }
 
-    /// `GET /v1/bundle`, parsed.
+    /// `GET /v1/bundle`: the SPIFFE bundle of the configured trust domain, parsed.
     pub(crate) async fn bundle(&self) -> anyhow::Result<TrustBundle> {
         let document: BundleDocument = self.get("bundle").await?;
-        TrustBundle::from_document(&document).context("the broker's trust bundle")
+        TrustBundle::from_document(&self.trust_domain, &document)
+            .with_context(|| format!("the broker's trust bundle for {}", self.trust_domain))
     }
 
     /// `GET /v1/revocations`.

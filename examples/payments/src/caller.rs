@@ -135,7 +135,7 @@ impl Gate {
             }
             Credential::MutualTls { leaf } => (
                 PresentedCredential::X509 { chain: mooring_attestation::pem::encode("CERTIFICATE", leaf) },
-                Some(Possession::MutualTls),
+                Some(Possession::MutualTls {}),
             ),
         };
         let question = VerifyRequest {

@@ -52,6 +52,9 @@ pub(crate) enum TlsConfig {
 pub(crate) struct BrokerConfig {
     /// Base URL, e.g. `https://broker:8443`.
     pub(crate) url: String,
+    /// The SPIFFE trust domain whose bundle the broker serves (the bundle does not name it:
+    /// SPIFFE Trust Domain and Bundle §5 has the relying side configure it).
+    pub(crate) trust_domain: String,
     /// The CA certificate (PEM) the broker's server certificate is pinned to.
     pub(crate) ca: PathBuf,
 }
@@ -87,6 +90,11 @@ impl mooring_serve::ConfigFile for Config {
     fn check(&self) -> anyhow::Result<()> {
         anyhow::ensure!(!self.audience.is_empty(), "audience must not be empty");
         anyhow::ensure!(self.broker.url.starts_with("https://"), "broker.url must be https://");
+        let domain = &self.broker.trust_domain;
+        anyhow::ensure!(
+            !domain.is_empty() && !domain.contains(['/', ':']),
+            "broker.trust_domain {domain:?} is not a trust domain name (e.g. \"example.org\", without spiffe://)"
+        );
         let r = &self.refresh;
         anyhow::ensure!(r.bundle_seconds > 0, "refresh.bundle_seconds must be positive");
         anyhow::ensure!(r.revocations_seconds > 0, "refresh.revocations_seconds must be positive");
@@ -115,6 +123,7 @@ source = "generate"
 write_certificate = "cert.pem"
 [broker]
 url = "https://127.0.0.1:8443"
+trust_domain = "test.mooring"
 ca = "ca.pem"
 "#;
 
@@ -140,6 +149,12 @@ ca = "ca.pem"
         assert!(load(&format!("{GOOD}\nextra = 1\n")).is_err());
         assert!(load(&GOOD.replace("\"offline\"", "\"trusting\"")).is_err());
         assert!(load(&GOOD.replace("https://", "http://")).is_err());
+        let scheme = load(&GOOD.replace("\"test.mooring\"", "\"spiffe://test.mooring\"")).unwrap_err();
+        assert!(scheme.to_string().contains("not a trust domain name"), "{scheme}");
+        assert!(
+            load(&GOOD.replace("trust_domain = \"test.mooring\"\n", "")).is_err(),
+            "trust_domain is required"
+        );
         assert!(load(&GOOD.replace("\"generate\"", "\"files\"")).is_err());
         let stale = format!("{GOOD}[refresh]\nbundle_seconds = 1\nrevocations_seconds = 60\nmax_revocation_age_seconds = 10\n");
         assert!(load(&stale).unwrap_err().to_string().contains("refuses every caller"));

@@ -51,9 +51,16 @@ impl Trust {
         Arc::clone(&self.client_verifier)
     }
 
+    /// Takes the broker's bundle when its `spiffe_sequence` is newer than the one held: the
+    /// same sequence is the same keys, and a lower one is an older bundle (a replica that has
+    /// not seen a rotation yet), which would bring back keys that have left.
     async fn refresh_bundle(&self, broker: &BrokerClient) -> anyhow::Result<()> {
         let bundle = broker.bundle().await?;
+        if !is_newer(&bundle, &self.bundle()) {
+            return Ok(());
+        }
         self.client_verifier.update(&bundle)?;
+        tracing::info!(sequence = bundle.sequence(), "trust bundle changed");
         *self.bundle.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(bundle);
         Ok(())
     }
@@ -71,6 +78,14 @@ impl Trust {
         tracing::debug!(revocations = list.revocations.len(), "revocation list fetched");
         *self.revocations.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(list);
         Ok(())
+    }
+}
+
+/// Whether `fetched` replaces `held` (by `spiffe_sequence`; a bundle without one always does).
+fn is_newer(fetched: &TrustBundle, held: &TrustBundle) -> bool {
+    match (fetched.sequence(), held.sequence()) {
+        (Some(fetched), Some(held)) => fetched > held,
+        _ => true,
     }
 }
 
@@ -102,5 +117,26 @@ pub(crate) fn spawn_refresh(trust: Arc<Trust>, broker: BrokerClient, refresh: &R
                 }
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use mooring_attestation::protocol::BundleDocument;
+
+    use super::*;
+
+    fn bundle(sequence: u64) -> TrustBundle {
+        let document = BundleDocument { spiffe_sequence: Some(sequence), ..BundleDocument::default() };
+        TrustBundle::from_document("test.mooring", &document).unwrap()
+    }
+
+    #[test]
+    fn only_a_newer_bundle_replaces_the_one_held() {
+        assert!(is_newer(&bundle(8), &bundle(7)));
+        assert!(!is_newer(&bundle(7), &bundle(7)), "the same keys");
+        assert!(!is_newer(&bundle(6), &bundle(7)), "an older bundle would bring back keys that left");
     }
 }

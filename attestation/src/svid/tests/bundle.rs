@@ -3,31 +3,101 @@
 use super::*;
 
 #[test]
-fn bundle_negatives() {
+fn a_spiffe_bundle_gives_its_authorities_keys_and_sequence() {
     let f = Fixture::new();
-    let invalid = |domain: &str, pem: &[u8], jwks: &JwkSet| {
-        TrustBundle::new(domain, pem, jwks).unwrap_err().code().as_str()
+    // As the broker writes it, and as SPIFFE Trust Domain and Bundle's Appendix A shows one
+    // (members the format does not define are ignored).
+    let text = serde_json::to_value(f.document()).unwrap();
+    assert_eq!(text["keys"][0]["use"], "x509-svid");
+    assert!(text["keys"][0].get("kid").is_none(), "X509-SVID §6.1: an x509-svid key has no kid");
+    assert_eq!(text["keys"][1]["use"], "jwt-svid");
+    let mut extended = text.clone();
+    extended["spiffe_extra"] = json!("ignored");
+    let document: BundleDocument = serde_json::from_value(extended).unwrap();
+    let bundle = TrustBundle::from_document("test.mooring", &document).unwrap();
+    assert_eq!(bundle.x509_authorities().len(), 1);
+    assert_eq!((bundle.sequence(), bundle.refresh_hint()), (Some(7), Some(300)));
+    CheckedCredential::check(Presented::Jwt(&f.jwt(|_| {})), &bundle, NOW).unwrap();
+    CheckedCredential::check(Presented::X509(&f.leaf(|_| {})), &bundle, NOW).unwrap();
+    // The trust domain is the relying service's: credentials of another are refused.
+    let other = TrustBundle::from_document("other.mooring", &document).unwrap();
+    let refused = CheckedCredential::check(Presented::Jwt(&f.jwt(|_| {})), &other, NOW).unwrap_err();
+    assert_eq!(refused.code().as_str(), "credential_malformed", "{refused}");
+}
+
+#[test]
+fn a_key_of_another_use_is_left_out_and_trusts_nothing() {
+    // SPIFFE Trust Domain and Bundle §4.2.2: keys of unknown uses are ignored, not refused.
+    let f = Fixture::new();
+    let mut document = f.document();
+    for key in &mut document.keys {
+        key.use_ = Some("wit-svid".into());
+    }
+    let bundle = TrustBundle::from_document("test.mooring", &document).unwrap();
+    assert!(bundle.x509_authorities().is_empty());
+    let refused =
+        |credential| CheckedCredential::check(credential, &bundle, NOW).unwrap_err().code().as_str();
+    let (token, leaf) = (f.jwt(|_| {}), f.leaf(|_| {}));
+    assert_eq!(refused(Presented::Jwt(&token)), "unknown_signing_key");
+    assert_eq!(refused(Presented::X509(&leaf)), "unknown_signing_key");
+}
+
+#[test]
+fn spiffe_bundle_negatives() {
+    let f = Fixture::new();
+    let refused = |document: &BundleDocument, says: &str| {
+        let err = TrustBundle::from_document("test.mooring", document).unwrap_err();
+        assert_eq!(err.code().as_str(), "bundle_invalid", "{err}");
+        assert!(err.to_string().contains(says), "{err:?} does not say {says:?}");
     };
-    assert_eq!(invalid("", f.ca_pem.as_bytes(), &f.jwks()), "bundle_invalid");
-    assert_eq!(invalid("a/b", f.ca_pem.as_bytes(), &f.jwks()), "bundle_invalid");
-    assert_eq!(invalid("test.mooring", b"", &f.jwks()), "bundle_invalid");
-    let leaf_pem = format!(
-        "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
-        base64::engine::general_purpose::STANDARD.encode(f.leaf(|_| {}))
+    let edited = |edit: &dyn Fn(&mut BundleDocument)| {
+        let mut document = f.document();
+        edit(&mut document);
+        document
+    };
+    let x5c = |cert: &[u8]| Some(vec![base64::engine::general_purpose::STANDARD.encode(cert)]);
+    let ca_der = f.x509_key().x5c.unwrap().remove(0);
+
+    refused(&edited(&|d| d.keys[0].x5c = None), "x509-svid key 0: x5c holds 0 certificates");
+    refused(&edited(&|d| d.keys[0].x5c = Some(vec![ca_der.clone(), ca_der.clone()])), "x5c holds 2");
+    refused(&edited(&|d| d.keys[0].x5c = Some(vec!["%%".into()])), "x5c is not base64");
+    refused(&edited(&|d| d.keys[0].x5c = Some(vec!["AAAA".into()])), "x509-svid key 0: x5c: ");
+    // A leaf in x5c, stated with its own key.
+    let leaf = f.leaf(|_| {});
+    refused(
+        &edited(&|d| {
+            d.keys[0] = Jwk { x5c: x5c(&leaf), ..Jwk::ec_p256(f.k.public_key().as_ref()) };
+            d.keys[0].use_ = Some(X509_SVID_USE.into());
+        }),
+        "is not a CA certificate",
     );
-    assert_eq!(invalid("test.mooring", leaf_pem.as_bytes(), &f.jwks()), "bundle_invalid");
-    let mut no_kid = f.jwks();
-    no_kid.keys[0].kid = None;
-    assert_eq!(invalid("test.mooring", f.ca_pem.as_bytes(), &no_kid), "bundle_invalid");
-    let mut bad_key = f.jwks();
-    bad_key.keys[0].x = "AA".into();
-    assert_eq!(invalid("test.mooring", f.ca_pem.as_bytes(), &bad_key), "bundle_invalid");
-    // The broker's document form.
-    let document: BundleDocument = serde_json::from_value(json!({
-        "trust_domain": "test.mooring", "x509_authorities": f.ca_pem, "jwt_authorities": f.jwks(), "refresh_hint": 300
-    }))
+    // Another CA's certificate under this CA's key.
+    let other = Fixture::with_ca("Another CA");
+    refused(&edited(&|d| d.keys[0].x5c = other.x509_key().x5c), "is not the key of its certificate");
+    refused(&edited(&|d| d.keys[1].use_ = None), "key 1 has no use");
+    refused(&edited(&|d| d.keys[1].kid = None), "JWT key 0 has no kid");
+    refused(&edited(&|d| d.keys.push(d.keys[1].clone())), "two JWT keys have kid \"gen1\"");
+    refused(&edited(&|d| d.keys[1].crv = "P-384".into()), "curve \"P-384\"");
+    refused(&edited(&|d| d.keys[0].crv = "P-521".into()), "x509-svid key 0: curve \"P-521\"");
+    refused(&edited(&|d| d.keys[1].x = "AA".into()), "not two base64url 32-byte coordinates");
+    let rsa: Jwk = serde_json::from_value(
+        json!({"kty": "RSA", "use": "jwt-svid", "kid": "r1", "n": "AQAB", "e": "AQAB"}),
+    )
     .unwrap();
-    assert_eq!(TrustBundle::from_document(&document).unwrap().x509_authorities().len(), 1);
+    refused(&edited(&|d| d.keys[1] = rsa.clone()), "key type \"RSA\"");
+    refused(
+        &edited(&|d| d.keys.extend(std::iter::repeat_n(d.keys[0].clone(), MAX_BUNDLE_KEYS))),
+        "66 keys; at most 64",
+    );
+    refused(&edited(&|d| d.spiffe_sequence = None), "no spiffe_sequence");
+    let err = TrustBundle::from_document("", &f.document()).unwrap_err();
+    assert_eq!(err.code().as_str(), "bundle_invalid");
+    assert_eq!(
+        TrustBundle::from_document("a/b", &f.document()).unwrap_err().code().as_str(),
+        "bundle_invalid"
+    );
+    // The document shape itself: `keys` is required (RFC 7517 §5).
+    assert!(serde_json::from_value::<BundleDocument>(json!({"spiffe_sequence": 1})).is_err());
 }
 
 #[test]

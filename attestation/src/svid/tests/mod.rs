@@ -16,7 +16,7 @@ use rcgen::{
 use serde_json::{json, Value};
 
 use super::*;
-use crate::protocol::{BundleDocument, Jwk, JwkSet, PossessionStatement};
+use crate::protocol::{BundleDocument, Jwk, JwkSet, PossessionStatement, JWT_SVID_USE, X509_SVID_USE};
 
 const NOW: i64 = 1_800_000_000;
 const AUDIENCE: &str = "payments";
@@ -89,8 +89,28 @@ impl Fixture {
         JwkSet { keys: vec![jwk] }
     }
 
+    /// The CA as a SPIFFE bundle's `x509-svid` key.
+    fn x509_key(&self) -> Jwk {
+        let mut jwk = Jwk::ec_p256(self.ca_key.public_key_raw());
+        jwk.use_ = Some(X509_SVID_USE.into());
+        let der = crate::x509::bundle::parse_one_certificate(self.ca_pem.as_bytes()).unwrap().der().to_vec();
+        jwk.x5c = Some(vec![base64::engine::general_purpose::STANDARD.encode(der)]);
+        jwk
+    }
+
+    /// The SPIFFE bundle a broker with these keys serves.
+    fn document(&self) -> BundleDocument {
+        let mut jwt = self.jwks().keys.remove(0);
+        jwt.use_ = Some(JWT_SVID_USE.into());
+        BundleDocument {
+            keys: vec![self.x509_key(), jwt],
+            spiffe_sequence: Some(7),
+            spiffe_refresh_hint: Some(300),
+        }
+    }
+
     fn bundle(&self) -> TrustBundle {
-        TrustBundle::new("test.mooring", self.ca_pem.as_bytes(), &self.jwks()).unwrap()
+        TrustBundle::from_document("test.mooring", &self.document()).unwrap()
     }
 
     fn claims(&self) -> Value {
