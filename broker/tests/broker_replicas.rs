@@ -310,3 +310,49 @@ fn a_replica_on_postgres_stops_on_sigterm_with_exit_0() {
     let exit = broker.terminate(Duration::from_secs(15)).expect("still running 15 s after SIGTERM");
     assert!(exit.success(), "SIGTERM: {exit}");
 }
+
+/// Many decisions at once on two replicas (administrators enrolling and blocking from
+/// eight threads): each replica commits them in groups, and the result is one chain,
+/// intact through either replica and the CLI, with the record of every decision.
+#[test]
+fn concurrent_decisions_on_two_replicas_make_one_intact_chain_with_every_record() {
+    let Some(postgres) = Postgres::start_or_skip("broker_replicas_group_commit") else { return };
+    let setup = BrokerSetup {
+        policy: "version = 1\n".into(),
+        ek_roots: Vec::new(),
+        extra_config: format!("{}\n[audit]\nsummary_seconds = 3600\n", postgres.broker_config().unwrap()),
+        secrets: Vec::new(),
+    };
+    let first = Broker::start(&setup);
+    let brokers = [Broker::start_replica(&setup, &first), first];
+    let (threads, each) = (8, 20);
+    std::thread::scope(|scope| {
+        for t in 0..threads {
+            let broker = &brokers[t % 2];
+            scope.spawn(move || {
+                let admin = broker.admin();
+                for i in 0..each {
+                    let status = if i % 2 == 0 { "enrolled" } else { "blocked" };
+                    let body = json!({"identity": {"kind": "ek", "id": format!("{t:02x}{i:02x}")}, "status": status});
+                    let (code, answer) = broker.post(&admin, "admin/identities", &body);
+                    assert_eq!(code, 200, "{answer}");
+                }
+            });
+        }
+    });
+    let audit = brokers[1].audit();
+    let recorded: std::collections::BTreeSet<&str> =
+        audit.iter().filter_map(|record| record["hardware_id"].as_str()).collect();
+    for t in 0..threads {
+        for i in 0..each {
+            assert!(recorded.contains(format!("{t:02x}{i:02x}").as_str()), "decision {t}/{i} has no record");
+        }
+    }
+    assert_eq!(audit.len(), threads * each, "one record per decision, nothing else");
+    for broker in &brokers {
+        let verified = broker.audit_verify();
+        assert_eq!(verified["valid"], true, "{verified}");
+    }
+    let (code, text) = audit_verify_cli(&brokers[0]);
+    assert_eq!(code, Some(0), "{text}");
+}

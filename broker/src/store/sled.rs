@@ -3,7 +3,7 @@
 //! Durability: sled 0.34 buffers writes in memory and its `flush` writes everything
 //! buffered so far to the operating system with `sync_file_range`, not `fsync`. Writes
 //! return at once; [`Store::durable`] resolves after the next flush, which one thread runs
-//! for every caller waiting ([`Flusher`]). The broker awaits it before answering, so what
+//! for every caller waiting ([`Group`]). The broker awaits it before answering, so what
 //! it answered survives the broker process being killed at any point. It is not
 //! guaranteed to survive a power loss or kernel crash; run the PostgreSQL backend where
 //! that matters.
@@ -21,7 +21,7 @@ use serde::{de::DeserializeOwned, Serialize};
 
 use super::challenges::UsedChallenges;
 use super::codec::decode;
-use super::flusher::Flusher;
+use super::group::{Group, PassFailure, WriteMark};
 use super::{Consumed, Durable, Keyed as _, Store, StoreError};
 use crate::audit::{AuditEvent, AuditRecord, ChainError, ChainHead};
 use crate::records::{CredentialRecord, VmRecord};
@@ -39,7 +39,8 @@ pub(crate) struct SledStore {
     meta: sled::Tree,
     /// The audit chain's head; its lock serializes appends.
     head: Mutex<ChainHead>,
-    flusher: Flusher,
+    /// Flushes for every caller waiting; a job is a write already made.
+    flusher: Group<()>,
 }
 
 impl std::fmt::Debug for SledStore {
@@ -74,7 +75,11 @@ impl SledStore {
         let tree = |name: &str| db.open_tree(name).map_err(backend);
         let (audit, meta) = (tree("audit")?, tree("meta")?);
         let head = recover_head(&audit, &meta)?;
-        let flusher = Flusher::start(db.clone())?;
+        let flushed = db.clone();
+        let flusher = Group::start(
+            "store-flush",
+            Box::new(move |_| flushed.flush().map(drop).map_err(|e| PassFailure::All(e.to_string()))),
+        )?;
         Ok(Self {
             challenges: UsedChallenges::new(max_used),
             identities: tree("identities")?,
@@ -183,8 +188,12 @@ impl Store for SledStore {
         self.append(&event, || Ok(()))
     }
 
-    fn durable(&self) -> Durable {
-        Box::pin(self.flusher.durable())
+    fn mark(&self) -> WriteMark {
+        self.flusher.mark()
+    }
+
+    fn durable(&self, since: WriteMark) -> Durable {
+        Box::pin(self.flusher.durable(since))
     }
 
     fn revoke(&self, revocation: &Revocation, audit: AuditEvent) -> Result<(), StoreError> {
@@ -237,11 +246,11 @@ impl Store for SledStore {
 }
 
 /// Counts the writes of one append when dropped.
-struct CountWrites<'a>(&'a Flusher);
+struct CountWrites<'a>(&'a Group<()>);
 
 impl Drop for CountWrites<'_> {
     fn drop(&mut self) {
-        self.0.wrote();
+        self.0.submit(());
     }
 }
 

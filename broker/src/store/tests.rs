@@ -34,6 +34,19 @@ fn credential(serial: &str, spiffe_id: &str) -> CredentialRecord {
     }
 }
 
+/// Runs `write` on `store` and waits until what it wrote is durable (and so read by every
+/// handle), as the broker waits before it answers.
+fn durably(store: &Arc<dyn Store>, write: impl FnOnce(&dyn Store) -> Result<(), StoreError>) {
+    settle(store, store.mark(), write(&**store));
+}
+
+/// Waits for `store`'s writes since `since`; `written` is what the write itself returned.
+fn settle(store: &Arc<dyn Store>, since: WriteMark, written: Result<(), StoreError>) {
+    written.unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    runtime.block_on(store.durable(since)).unwrap();
+}
+
 /// The checks, on `stores` (several handles on one backend, as replicas are).
 fn conformance(stores: &[Arc<dyn Store>]) {
     let (a, b) = (&stores[0], &stores[stores.len() - 1]);
@@ -67,7 +80,7 @@ fn conformance(stores: &[Arc<dyn Store>]) {
 
     // Credentials, VMs, enrollment, revocations: written on one handle, read on another.
     let hardware = HardwareId::Ek("ab".repeat(32));
-    a.issue(&credential("01", "spiffe://t/vm/web/ab"), event("issued")).unwrap();
+    durably(a, |a| a.issue(&credential("01", "spiffe://t/vm/web/ab"), event("issued")));
     assert_eq!(b.credential("01").unwrap(), Some(credential("01", "spiffe://t/vm/web/ab")));
     assert_eq!(b.credential("02").unwrap(), None);
     // The VM record keeps the live credentials of its boot: a renewal adds to them, a
@@ -79,19 +92,19 @@ fn conformance(stores: &[Arc<dyn Store>]) {
         expires_at: 1000,
         ..credential("02", "spiffe://t/vm/web/ab")
     };
-    a.issue(&renewal, event("issued")).unwrap();
+    durably(a, |a| a.issue(&renewal, event("issued")));
     let live: Vec<String> = b.vm(&key).unwrap().unwrap().live.into_iter().map(|l| l.serial).collect();
     assert_eq!(live, ["01", "02"]);
     let rebooted = CredentialRecord {
         boot: Some(BootCounters { reset_count: 4, restart_count: 0 }),
         ..credential("03", "spiffe://t/vm/web/ab")
     };
-    a.issue(&rebooted, event("issued")).unwrap();
+    durably(a, |a| a.issue(&rebooted, event("issued")));
     let vm = b.vm(&key).unwrap().unwrap();
     assert_eq!(vm.boot, Some(BootCounters { reset_count: 4, restart_count: 0 }));
     assert_eq!(vm.live.iter().map(|l| l.serial.as_str()).collect::<Vec<_>>(), ["03"]);
     assert_eq!(b.identity_status(&hardware).unwrap(), None);
-    a.set_identity_status(&hardware, IdentityStatus::Blocked, event("blocked")).unwrap();
+    durably(a, |a| a.set_identity_status(&hardware, IdentityStatus::Blocked, event("blocked")));
     assert_eq!(b.identity_status(&hardware).unwrap(), Some(IdentityStatus::Blocked));
     assert_eq!(b.revocation_for("01", "spiffe://t/vm/web/ab").unwrap(), None);
     let vm_revocation = Revocation {
@@ -106,8 +119,10 @@ fn conformance(stores: &[Arc<dyn Store>]) {
         reason: "one".into(),
         code: mooring_attestation::protocol::RevocationCode::Retired,
     };
-    a.revoke(&vm_revocation, event("revoked")).unwrap();
-    a.revoke(&credential_revocation, event("revoked")).unwrap();
+    durably(a, |a| {
+        a.revoke(&vm_revocation, event("revoked"))?;
+        a.revoke(&credential_revocation, event("revoked"))
+    });
     assert_eq!(b.revocation_for("01", "spiffe://t/vm/web/ab").unwrap(), Some(credential_revocation.clone()));
     assert_eq!(b.revocation_for("09", "spiffe://t/vm/web/ab").unwrap(), Some(vm_revocation.clone()));
     assert_eq!(b.revocations().unwrap(), vec![credential_revocation, vm_revocation]);
@@ -125,7 +140,7 @@ fn conformance(stores: &[Arc<dyn Store>]) {
             let store = Arc::clone(&stores[i % stores.len()]);
             scope.spawn(move || {
                 for _ in 0..5 {
-                    store.audit(event("concurrent")).unwrap();
+                    durably(&store, |store| store.audit(event("concurrent")));
                 }
             });
         }
@@ -136,10 +151,8 @@ fn conformance(stores: &[Arc<dyn Store>]) {
     assert_eq!(head.seq, expected);
     assert_eq!(verify_chain(a.audit_scan(head.seq), head).unwrap().records, expected);
     // A scan stops at the head it was asked for, whatever was appended since.
-    a.audit(event("later")).unwrap();
+    durably(a, |a| a.audit(event("later")));
     assert_eq!(verify_chain(b.audit_scan(head.seq), head).unwrap().records, expected);
-    let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
-    runtime.block_on(a.durable()).unwrap();
     let page = b.audit_records(3, 2).unwrap();
     assert_eq!(page.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![4, 5]);
     assert_eq!(b.audit_records(expected, 10).unwrap().len(), 1);
@@ -279,4 +292,110 @@ fn replicas_share_one_signing_key_generation_and_rotate_to_the_same_next_one() {
     assert_eq!(sets[2].all(later).len(), 2, "the old generation stays for verification");
     let stored = postgres.psql("SELECT count(*) FROM signing_keys").unwrap();
     assert_eq!(stored.trim(), "2");
+}
+
+/// Many decisions at once on two replicas: each replica's group commit writes several per
+/// transaction, and the result is one chain, intact, with every decision's record and
+/// effect in it.
+#[test]
+fn postgres_replicas_commit_concurrent_decisions_in_groups_into_one_intact_chain() {
+    let Some(postgres) = mooring_tests::Postgres::start_or_skip("postgres_group_commit") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let settings = settings(&postgres, dir.path());
+    let pg: Vec<Arc<PgStore>> = (0..2).map(|_| Arc::new(PgStore::connect(&settings).unwrap())).collect();
+    let replicas: Vec<Arc<dyn Store>> = pg.iter().map(|s| Arc::clone(s) as Arc<dyn Store>).collect();
+    let (threads, each) = (16, 25);
+    std::thread::scope(|scope| {
+        for t in 0..threads {
+            let store = Arc::clone(&replicas[t % 2]);
+            scope.spawn(move || {
+                for i in 0..each {
+                    let serial = format!("{t:02x}{i:02x}");
+                    let since = store.mark();
+                    let written = match i % 3 {
+                        0 => store.issue(
+                            &credential(&serial, &format!("spiffe://t/vm/web/{serial}")),
+                            event(&serial),
+                        ),
+                        1 => store.set_identity_status(
+                            &HardwareId::Ek(serial.clone()),
+                            IdentityStatus::Enrolled,
+                            event(&serial),
+                        ),
+                        _ => store.audit(event(&serial)),
+                    };
+                    settle(&store, since, written);
+                }
+            });
+        }
+    });
+    let decisions = u64::try_from(threads * each).unwrap();
+    let head = replicas[0].audit_head().unwrap();
+    assert_eq!(head.seq, decisions);
+    assert_eq!(verify_chain(replicas[1].audit_scan(head.seq), head).unwrap().records, decisions);
+    let codes: std::collections::BTreeSet<String> =
+        replicas[1].audit_records(0, 10_000).unwrap().into_iter().map(|r| r.event.code).collect();
+    for t in 0..threads {
+        for i in 0..each {
+            let serial = format!("{t:02x}{i:02x}");
+            assert!(codes.contains(&serial), "no record of decision {serial}");
+            match i % 3 {
+                0 => {
+                    assert!(replicas[0].credential(&serial).unwrap().is_some(), "credential {serial} missing")
+                }
+                1 => assert_eq!(
+                    replicas[0].identity_status(&HardwareId::Ek(serial.clone())).unwrap(),
+                    Some(IdentityStatus::Enrolled)
+                ),
+                _ => {}
+            }
+        }
+    }
+    // Grouped: fewer commits than decisions.
+    let passes: u64 = pg.iter().map(|store| store.commits()).sum();
+    assert!(passes < decisions, "{passes} commits for {decisions} decisions");
+}
+
+/// A decision that cannot be written fails its own answer only: a VM record that does not
+/// read (left out of its group), and a value the server refuses (the group is retried one
+/// decision at a time). The chain stays intact and holds the others.
+#[test]
+fn postgres_a_decision_that_cannot_be_written_fails_alone() {
+    let Some(postgres) = mooring_tests::Postgres::start_or_skip("postgres_write_fails_alone") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = Arc::new(PgStore::connect(&settings(&postgres, dir.path())).unwrap());
+    let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let wait = |since| runtime.block_on(store.durable(since));
+
+    durably(&store, |s| s.issue(&credential("01", "spiffe://t/vm/web/ab"), event("issued")));
+    postgres.psql("UPDATE vms SET record = 'not json'").unwrap();
+    let before = store.mark();
+    store.issue(&credential("02", "spiffe://t/vm/web/ab"), event("issued")).unwrap();
+    let refused = wait(before).unwrap_err().to_string();
+    assert!(refused.contains("unreadable"), "{refused}");
+    assert_eq!(store.credential("02").unwrap(), None, "left out with its record");
+
+    // The server refuses a NUL in text; sent with a good decision before and after it.
+    let first = store.mark();
+    store.audit(event("kept before")).unwrap();
+    let bad = store.mark();
+    let nul = Revocation {
+        target: RevocationTarget::Credential("0\u{0}1".into()),
+        revoked_at: 5,
+        reason: "nul".into(),
+        code: mooring_attestation::protocol::RevocationCode::Revoked,
+    };
+    store.revoke(&nul, event("refused")).unwrap();
+    let after = store.mark();
+    store.audit(event("kept after")).unwrap();
+    assert!(wait(after).is_ok());
+    let refused = wait(bad).unwrap_err().to_string();
+    assert!(refused.contains("0x00"), "{refused}");
+    assert!(wait(first).is_err(), "a wait covering the refused decision fails");
+
+    let head = store.audit_head().unwrap();
+    let records: Vec<String> =
+        store.audit_records(0, 100).unwrap().into_iter().map(|r| r.event.code).collect();
+    assert_eq!(records, ["issued", "kept before", "kept after"]);
+    assert_eq!(verify_chain(store.audit_scan(head.seq), head).unwrap().records, 3);
 }

@@ -41,7 +41,7 @@ impl std::fmt::Debug for KeyEncryptionKey {
 impl KeyEncryptionKey {
     /// Reads 32 bytes written as 64 hex digits. The error never shows the file's content.
     pub(super) fn load(path: &Path) -> Result<Self, StoreError> {
-        let text = super::read_secret_file(path, "postgres.key_encryption_key_file")?;
+        let text = super::settings::read_secret_file(path, "postgres.key_encryption_key_file")?;
         let bad = || {
             StoreError::Config(format!(
                 "postgres.key_encryption_key_file {}: expected 64 hex digits (32 random bytes, e.g. `openssl rand -hex 32`)",
@@ -129,8 +129,8 @@ impl KeyVault for PgStore {
     fn add_signing_keys(&self, keys: &StoredKeys) -> Result<bool, StoreError> {
         let sealed_ca = self.kek.seal(&keys.kid, "ca", &keys.ca_pkcs8)?;
         let sealed_jwt = self.kek.seal(&keys.kid, "jwt", &keys.jwt_pkcs8)?;
-        let mut client = self.client()?;
-        let mut tx = client.transaction().map_err(failed("starting a key rotation"))?;
+        let mut connection = self.client()?;
+        let mut tx = connection.client().transaction().map_err(failed("starting a key rotation"))?;
         // Readers go on; a second rotating replica waits here, then sees this one's keys.
         tx.batch_execute("LOCK TABLE signing_keys IN EXCLUSIVE MODE")
             .map_err(failed("locking the signing keys"))?;
