@@ -7,13 +7,11 @@ use std::time::Duration;
 use postgres::types::ToSql;
 use postgres::{Client, Row, Statement};
 
+use super::tls::Tls;
 use crate::store::StoreError;
 
 /// How long a request waits for a pooled connection, and a new connection for the server.
 pub(super) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// How connections are protected.
-pub(super) type Tls = postgres::NoTls;
 
 /// Parameters of a query.
 pub(super) type Params<'a> = [&'a (dyn ToSql + Sync)];
@@ -101,7 +99,7 @@ impl Connector {
     }
 
     pub(super) fn open(&self) -> Result<Connection, postgres::Error> {
-        self.config.connect(self.tls).map(Connection::new)
+        self.config.connect(self.tls.clone()).map(Connection::new)
     }
 
     /// Opens a connection, saying what the server (or TLS) refused.
@@ -112,16 +110,30 @@ impl Connector {
 }
 
 /// A database error with its cause (`postgres::Error` shows only "error performing TLS
-/// handshake" or "db error" on its own).
+/// handshake" or "db error" on its own), and what to check when TLS refused the server.
 pub(super) fn describe(error: &postgres::Error) -> String {
     let mut text = error.to_string();
+    let mut refused_certificate = false;
     let mut source = std::error::Error::source(error);
     while let Some(cause) = source {
         let cause_text = cause.to_string();
         if !text.contains(&cause_text) {
             text = format!("{text}: {cause_text}");
         }
+        refused_certificate |=
+            matches!(cause.downcast_ref::<rustls::Error>(), Some(rustls::Error::InvalidCertificate(_)))
+                || cause
+                    .downcast_ref::<std::io::Error>()
+                    .and_then(|io| io.get_ref())
+                    .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+                    .is_some_and(|e| matches!(e, rustls::Error::InvalidCertificate(_)));
         source = cause.source();
+    }
+    if refused_certificate {
+        text.push_str(
+            " (the server's certificate must chain to postgres.ca_file and name the host postgres.url \
+             connects to)",
+        );
     }
     text
 }

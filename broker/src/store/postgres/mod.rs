@@ -38,6 +38,7 @@ mod connection;
 mod keys;
 mod schema;
 mod settings;
+mod tls;
 mod writer;
 
 use mooring_attestation::protocol::{HardwareId, IdentityStatus, Revocation};
@@ -255,3 +256,6 @@ impl Store for PgStore {
         audit::head(&mut *self.client()?)
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,11 +1,21 @@
 //! From the `[postgres]` section to a way of connecting: the connection string (no
 //! password in it), the password from a private file or the environment, durability
 //! settings that do not depend on the server's defaults, and how the link is protected.
+//!
+//! TLS (`tls`): `verify-full` needs `ca_file` and TCP hosts, and then never falls back to
+//! plaintext (`sslmode=require` with a verifying connector). Plaintext (`off`, the default
+//! for Unix sockets and loopback addresses) to any other host is refused unless
+//! `allow_plaintext` says the link is protected otherwise. Settings that contradict each
+//! other (a CA file with TLS off, `sslmode` in the URL) are refused rather than guessed at.
 
+use std::net::IpAddr;
 use std::path::Path;
 
+use postgres::config::{Host, SslMode};
+
 use super::connection::{Connector, CONNECT_TIMEOUT};
-use crate::config::PostgresConfig;
+use super::tls::Tls;
+use crate::config::{PostgresConfig, PostgresTls};
 use crate::store::StoreError;
 
 /// A secret file's content; refused when others may read it. Never echoes the content.
@@ -51,5 +61,69 @@ pub(super) fn connector(settings: &PostgresConfig) -> Result<Connector, StoreErr
     config.options(&options);
     config.application_name("mooring-broker");
     config.connect_timeout(CONNECT_TIMEOUT);
-    Ok(Connector::new(config, postgres::NoTls))
+    let tls = protection(settings, &mut config)?;
+    Ok(Connector::new(config, tls))
+}
+
+/// Whether `host` is this machine: a Unix socket, `localhost` or a loopback address.
+fn is_local(host: &Host) -> bool {
+    match host {
+        Host::Unix(_) => true,
+        Host::Tcp(name) => name == "localhost" || name.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback()),
+    }
+}
+
+/// How the connections of `config` are protected, with its `sslmode` set to match.
+fn protection(settings: &PostgresConfig, config: &mut postgres::Config) -> Result<Tls, StoreError> {
+    let refuse = |reason: String| Err(StoreError::Config(reason));
+    if config.get_ssl_mode() != SslMode::Prefer {
+        return refuse(
+            "postgres.url sets sslmode: say postgres.tls = \"verify-full\" or \"off\" instead".into(),
+        );
+    }
+    let hosts = config.get_hosts();
+    let remote = hosts.iter().find(|host| !is_local(host)).map(|host| match host {
+        Host::Tcp(name) => name.clone(),
+        Host::Unix(path) => path.display().to_string(),
+    });
+    let remote = remote
+        .or_else(|| config.get_hostaddrs().iter().find(|ip| !ip.is_loopback()).map(ToString::to_string));
+    let mode =
+        settings.tls.unwrap_or(if remote.is_some() { PostgresTls::VerifyFull } else { PostgresTls::Off });
+    match mode {
+        PostgresTls::VerifyFull => {
+            if let Some(Host::Unix(path)) = hosts.iter().find(|host| matches!(host, Host::Unix(_))) {
+                return refuse(format!(
+                    "postgres.tls = \"verify-full\" needs TCP hosts, and postgres.url names the Unix socket {} \
+                     (the server speaks no TLS there; a socket is local: set tls = \"off\")",
+                    path.display()
+                ));
+            }
+            let Some(ca_file) = &settings.ca_file else {
+                let host = remote.unwrap_or_else(|| "the database".into());
+                return refuse(format!(
+                    "postgres.tls = \"verify-full\" (the default for {host}, not this machine) needs postgres.ca_file: \
+                     the CA certificate the server's certificate chains to"
+                ));
+            };
+            config.ssl_mode(SslMode::Require);
+            Tls::verify_full(ca_file)
+        }
+        PostgresTls::Off => {
+            if settings.ca_file.is_some() {
+                return refuse(
+                    "postgres.ca_file is set but postgres.tls is \"off\": say which one you mean".into(),
+                );
+            }
+            if let Some(host) = remote.filter(|_| !settings.allow_plaintext) {
+                return refuse(format!(
+                    "postgres.tls = \"off\" to {host}, which is not this machine: anyone on the path could read and \
+                     change what the broker stores; set tls = \"verify-full\" with ca_file, or allow_plaintext = true \
+                     if the link is protected otherwise (WireGuard, IPsec)"
+                ));
+            }
+            config.ssl_mode(SslMode::Disable);
+            Ok(Tls::off())
+        }
+    }
 }
