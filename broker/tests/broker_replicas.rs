@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use common::vm::Vm;
 use common::{
-    accept, assert_refused, loopback, replay_all_accepting_each_once_and_audited, Accepted, Broker,
-    BrokerSetup,
+    accept, assert_refused, audit_verify_cli, b64, loopback, now, replay_all_accepting_each_once_and_audited,
+    verify_jwt, Accepted, Broker, BrokerSetup,
 };
 use mooring_attestation::protocol::{IssuedCredentials, TpmChallenge, TpmFinishRequest};
 use mooring_attestation::x509::bundle::parse_one_certificate;
@@ -47,45 +47,6 @@ fn begin(broker: &Broker, vm: &Vm) -> TpmChallenge {
     let (status, body) = broker.post(&broker.client(loopback(1)), "tpm/begin", &vm.begin_request());
     assert_eq!(status, 200, "{body}");
     serde_json::from_value(body).unwrap()
-}
-
-fn now() -> i64 {
-    i64::try_from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs())
-        .unwrap()
-}
-
-fn b64(bytes: &[u8]) -> String {
-    use base64::Engine as _;
-    base64::engine::general_purpose::STANDARD.encode(bytes)
-}
-
-/// Asks `broker`'s verify API about a JWT-SVID presented with a fresh possession proof.
-fn verify_jwt(broker: &Broker, vm: &Vm, token: &str) -> Value {
-    let (statement, signature) = vm.prove_possession("payments", now());
-    let (status, answer) = broker.post(
-        &broker.client(loopback(1)),
-        "credentials/verify",
-        &json!({
-            "credential": {"type": "jwt", "token": token},
-            "peer_address": loopback(1),
-            "audience": "payments",
-            "proof": {"type": "signature", "statement": b64(&statement), "signature": b64(&signature)},
-        }),
-    );
-    assert_eq!(status, 200, "{answer}");
-    answer
-}
-
-/// `mooring-broker audit verify --config` against the shared database (replicas running).
-fn audit_verify_cli(broker: &Broker) -> (Option<i32>, String) {
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_mooring-broker"))
-        .args(["audit", "verify", "--config"])
-        .arg(broker.config_path())
-        .output()
-        .unwrap();
-    let text =
-        String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr);
-    (output.status.code(), text)
 }
 
 #[test]

@@ -27,8 +27,9 @@ mod challenges;
 mod codec;
 mod group;
 mod key_files;
+pub(crate) mod migrate;
 mod postgres;
-mod sled;
+pub(crate) mod sled;
 #[cfg(test)]
 mod tests;
 

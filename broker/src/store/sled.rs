@@ -122,6 +122,45 @@ impl SledStore {
         effects()
     }
 
+    /// The records of `table` as stored, in key order: key and JSON text, each record
+    /// checked to read as what it is (an audit record under its own sequence number).
+    pub(crate) fn export(
+        &self,
+        table: Table,
+    ) -> impl Iterator<Item = Result<(String, String), StoreError>> + '_ {
+        let tree = match table {
+            Table::Identities => &self.identities,
+            Table::Vms => &self.vms,
+            Table::Credentials => &self.credentials,
+            Table::Revocations => &self.revocations,
+            Table::Audit => &self.audit,
+        };
+        tree.iter().map(move |entry| {
+            let (key, value) = entry.map_err(backend)?;
+            let text = String::from_utf8(value.to_vec()).map_err(|e| StoreError::Corrupt {
+                key: String::from_utf8_lossy(&key).into_owned(),
+                reason: e.to_string(),
+            })?;
+            let key = match table {
+                Table::Identities => decode::<IdentityStatus>(&key, &value).map(|_| key_text(&key))?,
+                Table::Vms => decode::<VmRecord>(&key, &value).map(|_| key_text(&key))?,
+                Table::Credentials => decode::<CredentialRecord>(&key, &value).map(|_| key_text(&key))?,
+                Table::Revocations => decode::<Revocation>(&key, &value).map(|_| key_text(&key))?,
+                Table::Audit => {
+                    let record: AuditRecord = decode(&key, &value)?;
+                    if key.as_ref() != record.seq.to_be_bytes() {
+                        return Err(StoreError::Corrupt {
+                            key: format!("audit record {}", record.seq),
+                            reason: "stored under another sequence number".into(),
+                        });
+                    }
+                    Ok(record.seq.to_string())
+                }
+            }?;
+            Ok((key, text))
+        })
+    }
+
     fn scan<T: DeserializeOwned>(tree: &sled::Tree) -> Result<Vec<T>, StoreError> {
         tree.iter()
             .map(|entry| {
@@ -243,6 +282,40 @@ impl Store for SledStore {
     fn audit_head(&self) -> Result<ChainHead, StoreError> {
         stored_head(&self.meta)
     }
+}
+
+/// A kind of record, for moving a store ([`SledStore::export`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Table {
+    Identities,
+    Vms,
+    Credentials,
+    Revocations,
+    /// Keyed by sequence number (decimal).
+    Audit,
+}
+
+impl Table {
+    pub(crate) const ALL: [Self; 5] =
+        [Self::Identities, Self::Vms, Self::Credentials, Self::Revocations, Self::Audit];
+
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Self::Identities => "identities",
+            Self::Vms => "vms",
+            Self::Credentials => "credentials",
+            Self::Revocations => "revocations",
+            Self::Audit => "audit",
+        }
+    }
+}
+
+/// A key stored as UTF-8 text.
+fn key_text(key: &[u8]) -> Result<String, StoreError> {
+    String::from_utf8(key.to_vec()).map_err(|e| StoreError::Corrupt {
+        key: String::from_utf8_lossy(key).into_owned(),
+        reason: e.to_string(),
+    })
 }
 
 /// Counts the writes of one append when dropped.

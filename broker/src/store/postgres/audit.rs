@@ -10,13 +10,13 @@
 use std::collections::VecDeque;
 
 use super::connection::Connection;
-use super::{failed, read, PgStore};
+use super::{failed, read};
 use crate::audit::{AuditRecord, ChainError, ChainHead};
 use crate::store::codec::decode;
 use crate::store::StoreError;
 
 /// Records read per round trip while scanning.
-const PAGE: i64 = 1000;
+pub(super) const PAGE: i64 = 1000;
 
 pub(super) fn to_i64(value: u64, what: &str) -> Result<i64, StoreError> {
     i64::try_from(value).map_err(|_| StoreError::Backend(format!("{what} {value} out of range")))
@@ -40,10 +40,15 @@ pub(super) fn head(client: &mut Connection) -> Result<ChainHead, StoreError> {
 }
 
 /// A record's sequence number and the record, decoded on its own.
-type Numbered = (u64, Result<AuditRecord, StoreError>);
+pub(super) type Numbered = (u64, Result<AuditRecord, StoreError>);
 
 /// Records with `after < seq <= through`, at most `limit`, each decoded on its own.
-fn page(client: &mut Connection, after: u64, through: u64, limit: i64) -> Result<Vec<Numbered>, StoreError> {
+pub(super) fn page(
+    client: &mut Connection,
+    after: u64,
+    through: u64,
+    limit: i64,
+) -> Result<Vec<Numbered>, StoreError> {
     let rows = client
         .query(
             "SELECT seq, record FROM audit WHERE seq > $1 AND seq <= $2 ORDER BY seq LIMIT $3",
@@ -70,26 +75,24 @@ pub(super) fn records(
     page(client, after, u64::MAX >> 1, limit)?.into_iter().map(|(_, record)| record).collect()
 }
 
-/// Pages through records `1..=through` in order.
-pub(super) struct Scan<'a> {
-    store: &'a PgStore,
+/// Records `1..=through` in order, a page at a time from `fetch(after, through)`.
+pub(super) struct Scan<F> {
+    fetch: F,
     after: u64,
     through: u64,
     buffered: VecDeque<Result<AuditRecord, ChainError>>,
     done: bool,
 }
 
-impl<'a> Scan<'a> {
-    pub(super) fn new(store: &'a PgStore, through: u64) -> Self {
-        Self { store, after: 0, through, buffered: VecDeque::new(), done: false }
+impl<F: FnMut(u64, u64) -> Result<Vec<Numbered>, StoreError>> Scan<F> {
+    pub(super) fn new(fetch: F, through: u64) -> Self {
+        Self { fetch, after: 0, through, buffered: VecDeque::new(), done: false }
     }
 
     fn fill(&mut self) {
         let unreadable = |seq: u64, e: StoreError| ChainError::Unreadable { seq, reason: e.to_string() };
         let next = self.after.saturating_add(1);
-        let fetched =
-            self.store.client().and_then(|mut client| page(&mut client, self.after, self.through, PAGE));
-        match fetched {
+        match (self.fetch)(self.after, self.through) {
             Ok(rows) if rows.is_empty() => self.done = true,
             Ok(rows) => {
                 for (seq, record) in rows {
@@ -105,7 +108,7 @@ impl<'a> Scan<'a> {
     }
 }
 
-impl Iterator for Scan<'_> {
+impl<F: FnMut(u64, u64) -> Result<Vec<Numbered>, StoreError>> Iterator for Scan<F> {
     type Item = Result<AuditRecord, ChainError>;
 
     fn next(&mut self) -> Option<Self::Item> {

@@ -35,6 +35,7 @@
 
 mod audit;
 mod connection;
+mod import;
 mod keys;
 mod schema;
 mod settings;
@@ -57,6 +58,8 @@ use crate::records::{CredentialRecord, VmRecord};
 
 type Pool = r2d2::Pool<Connector>;
 type Pooled = r2d2::PooledConnection<Connector>;
+
+pub(crate) use self::import::ImportError;
 
 /// The PostgreSQL-backed store.
 pub(crate) struct PgStore {
@@ -249,7 +252,10 @@ impl Store for PgStore {
     }
 
     fn audit_scan(&self, through: u64) -> Box<dyn Iterator<Item = Result<AuditRecord, ChainError>> + '_> {
-        Box::new(audit::Scan::new(self, through))
+        let fetch = move |after, through| {
+            self.client().and_then(|mut connection| audit::page(&mut connection, after, through, audit::PAGE))
+        };
+        Box::new(audit::Scan::new(fetch, through))
     }
 
     fn audit_head(&self) -> Result<ChainHead, StoreError> {
