@@ -87,6 +87,28 @@ pub(crate) struct PostgresConfig {
     /// File holding 32 random bytes as 64 hex digits: encrypts the signing keys stored in
     /// the database (AES-256-GCM). Every replica gets the same file.
     pub(crate) key_encryption_key_file: PathBuf,
+    /// How the link to the server is protected. Default: `off` when every host of `url` is
+    /// a Unix socket or a loopback address, `verify-full` otherwise.
+    #[serde(default)]
+    pub(crate) tls: Option<PostgresTls>,
+    /// PEM CA certificate(s) the server's certificate must chain to (`tls = "verify-full"`).
+    #[serde(default)]
+    pub(crate) ca_file: Option<PathBuf>,
+    /// Lets `tls = "off"` reach a host that is not this machine: only over a link protected
+    /// otherwise (WireGuard, IPsec), as anyone on the path reads and changes plaintext.
+    #[serde(default)]
+    pub(crate) allow_plaintext: bool,
+}
+
+/// TLS to PostgreSQL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum PostgresTls {
+    /// TLS required; the server's certificate must chain to `ca_file` and name the host
+    /// (libpq's `sslmode=verify-full`).
+    VerifyFull,
+    /// No TLS (libpq's `sslmode=disable`).
+    Off,
 }
 
 fn default_pool_size() -> u32 {
@@ -325,6 +347,7 @@ impl mooring_serve::ConfigFile for Config {
         let mut paths = vec![&mut self.data_dir, &mut self.policy];
         if let Some(postgres) = &mut self.postgres {
             paths.extend(postgres.password_file.as_mut());
+            paths.extend(postgres.ca_file.as_mut());
             paths.push(&mut postgres.key_encryption_key_file);
         }
         if let Some(tls) = &mut self.tls {
@@ -388,5 +411,24 @@ mod tests {
         assert_eq!(config.challenge.max_used, 1_000_000);
         assert_eq!(config.limits.slot_wait_ms, 2000);
         assert_eq!(config.audit.summary_seconds, 60);
+    }
+
+    /// The example's commented `[postgres]` section, switched on, names only keys that
+    /// exist.
+    #[test]
+    fn the_example_postgres_section_parses() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies/broker.example.toml");
+        let text = std::fs::read_to_string(path).unwrap();
+        let section = text.split("# [postgres]").nth(1).unwrap();
+        let keys: String = section
+            .lines()
+            .filter_map(|line| line.strip_prefix("# "))
+            .filter(|line| line.split_once(" = ").is_some_and(|(key, _)| !key.contains(' ')))
+            .map(|line| format!("{line}\n"))
+            .collect();
+        let postgres: super::PostgresConfig = toml::from_str(&keys).unwrap();
+        assert_eq!(postgres.tls, Some(super::PostgresTls::VerifyFull));
+        assert!(postgres.ca_file.is_some() && !postgres.allow_plaintext);
+        assert!(postgres.password_file.is_some() && postgres.password_env.is_some());
     }
 }

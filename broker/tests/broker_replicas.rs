@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use common::vm::Vm;
 use common::{
-    accept, assert_refused, loopback, replay_all_accepting_each_once_and_audited, Accepted, Broker,
-    BrokerSetup,
+    accept, assert_refused, audit_verify_cli, b64, loopback, now, replay_all_accepting_each_once_and_audited,
+    verify_jwt, Accepted, Broker, BrokerSetup,
 };
 use mooring_attestation::protocol::{IssuedCredentials, TpmChallenge, TpmFinishRequest};
 use mooring_attestation::x509::bundle::parse_one_certificate;
@@ -47,45 +47,6 @@ fn begin(broker: &Broker, vm: &Vm) -> TpmChallenge {
     let (status, body) = broker.post(&broker.client(loopback(1)), "tpm/begin", &vm.begin_request());
     assert_eq!(status, 200, "{body}");
     serde_json::from_value(body).unwrap()
-}
-
-fn now() -> i64 {
-    i64::try_from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs())
-        .unwrap()
-}
-
-fn b64(bytes: &[u8]) -> String {
-    use base64::Engine as _;
-    base64::engine::general_purpose::STANDARD.encode(bytes)
-}
-
-/// Asks `broker`'s verify API about a JWT-SVID presented with a fresh possession proof.
-fn verify_jwt(broker: &Broker, vm: &Vm, token: &str) -> Value {
-    let (statement, signature) = vm.prove_possession("payments", now());
-    let (status, answer) = broker.post(
-        &broker.client(loopback(1)),
-        "credentials/verify",
-        &json!({
-            "credential": {"type": "jwt", "token": token},
-            "peer_address": loopback(1),
-            "audience": "payments",
-            "proof": {"type": "signature", "statement": b64(&statement), "signature": b64(&signature)},
-        }),
-    );
-    assert_eq!(status, 200, "{answer}");
-    answer
-}
-
-/// `mooring-broker audit verify --config` against the shared database (replicas running).
-fn audit_verify_cli(broker: &Broker) -> (Option<i32>, String) {
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_mooring-broker"))
-        .args(["audit", "verify", "--config"])
-        .arg(broker.config_path())
-        .output()
-        .unwrap();
-    let text =
-        String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr);
-    (output.status.code(), text)
 }
 
 #[test]
@@ -310,4 +271,50 @@ fn a_replica_on_postgres_stops_on_sigterm_with_exit_0() {
     assert_eq!(status, 200, "{body}");
     let exit = broker.terminate(Duration::from_secs(15)).expect("still running 15 s after SIGTERM");
     assert!(exit.success(), "SIGTERM: {exit}");
+}
+
+/// Many decisions at once on two replicas (administrators enrolling and blocking from
+/// eight threads): each replica commits them in groups, and the result is one chain,
+/// intact through either replica and the CLI, with the record of every decision.
+#[test]
+fn concurrent_decisions_on_two_replicas_make_one_intact_chain_with_every_record() {
+    let Some(postgres) = Postgres::start_or_skip("broker_replicas_group_commit") else { return };
+    let setup = BrokerSetup {
+        policy: "version = 1\n".into(),
+        ek_roots: Vec::new(),
+        extra_config: format!("{}\n[audit]\nsummary_seconds = 3600\n", postgres.broker_config().unwrap()),
+        secrets: Vec::new(),
+    };
+    let first = Broker::start(&setup);
+    let brokers = [Broker::start_replica(&setup, &first), first];
+    let (threads, each) = (8, 20);
+    std::thread::scope(|scope| {
+        for t in 0..threads {
+            let broker = &brokers[t % 2];
+            scope.spawn(move || {
+                let admin = broker.admin();
+                for i in 0..each {
+                    let status = if i % 2 == 0 { "enrolled" } else { "blocked" };
+                    let body = json!({"identity": {"kind": "ek", "id": format!("{t:02x}{i:02x}")}, "status": status});
+                    let (code, answer) = broker.post(&admin, "admin/identities", &body);
+                    assert_eq!(code, 200, "{answer}");
+                }
+            });
+        }
+    });
+    let audit = brokers[1].audit();
+    let recorded: std::collections::BTreeSet<&str> =
+        audit.iter().filter_map(|record| record["hardware_id"].as_str()).collect();
+    for t in 0..threads {
+        for i in 0..each {
+            assert!(recorded.contains(format!("{t:02x}{i:02x}").as_str()), "decision {t}/{i} has no record");
+        }
+    }
+    assert_eq!(audit.len(), threads * each, "one record per decision, nothing else");
+    for broker in &brokers {
+        let verified = broker.audit_verify();
+        assert_eq!(verified["valid"], true, "{verified}");
+    }
+    let (code, text) = audit_verify_cli(&brokers[0]);
+    assert_eq!(code, Some(0), "{text}");
 }

@@ -5,7 +5,9 @@
 //!   the `postgres` user the package creates (`runuser -u postgres`), on a temporary
 //!   directory given to that user; as anyone else, as that user.
 //! - The server listens only on a Unix socket in the instance's own directory
-//!   (`listen_addresses = ''`), so parallel tests never compete for a port.
+//!   (`listen_addresses = ''`), so parallel tests never compete for a port; or, with
+//!   [`Postgres::start_tls_or_skip`], also with TLS on a free loopback port, its
+//!   certificate (for the names the test gives) issued by a test CA made here with rcgen.
 //! - Password authentication (SCRAM) for a superuser `mooring`, whose password is in a
 //!   0600 file, as a broker would be configured.
 //! - Drop stops the server (`pg_ctl stop -m immediate`) and removes the directory.
@@ -26,7 +28,7 @@ use crate::{prereq, HarnessError};
 pub const USER: &str = "mooring";
 /// The database the brokers use.
 pub const DATABASE: &str = "postgres";
-/// Names the socket file; nothing listens on TCP.
+/// Names the socket file when nothing listens on TCP.
 const PORT: u16 = 5432;
 /// The Debian package with the server programs.
 pub const PACKAGE: &str = "postgresql";
@@ -36,6 +38,8 @@ pub const PACKAGE: &str = "postgresql";
 pub struct Postgres {
     dir: tempfile::TempDir,
     bin: PathBuf,
+    /// The port (TCP with TLS; else only the socket file's name).
+    port: u16,
     /// Whom the server programs run as (`runuser -u`), when the harness runs as root.
     run_as: Option<String>,
 }
@@ -92,6 +96,14 @@ fn random_hex(bytes: usize) -> Result<String, HarnessError> {
     Ok(buffer.iter().map(|b| format!("{b:02x}")).collect())
 }
 
+/// A loopback port nothing listens on now (the kernel's pick; free again when returned).
+fn free_port() -> Result<u16, HarnessError> {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|address| address.port())
+        .map_err(|e| HarnessError::io("find a free port", e))
+}
+
 fn write_private(path: &Path, text: &str) -> Result<(), HarnessError> {
     std::fs::write(path, text)
         .and_then(|()| std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)))
@@ -106,6 +118,22 @@ impl Postgres {
     #[must_use]
     #[allow(clippy::panic)]
     pub fn start_or_skip(test: &str) -> Option<Self> {
+        Self::start_with_or_skip(test, None)
+    }
+
+    /// Starts a server that also listens with TLS on a loopback port, its certificate
+    /// naming `names` (DNS names or IP addresses) and issued by a test CA
+    /// ([`Postgres::ca_file`]); or skips, as [`Postgres::start_or_skip`].
+    ///
+    /// # Panics
+    /// As [`Postgres::start_or_skip`].
+    #[must_use]
+    pub fn start_tls_or_skip(test: &str, names: &[&str]) -> Option<Self> {
+        Self::start_with_or_skip(test, Some(names))
+    }
+
+    #[allow(clippy::panic)]
+    fn start_with_or_skip(test: &str, tls: Option<&[&str]>) -> Option<Self> {
         if server_bin_dir().is_none() {
             let message = format!(
                 "{test}: PostgreSQL server programs (initdb, pg_ctl) not found (Debian: apt-get install {PACKAGE})"
@@ -114,7 +142,7 @@ impl Postgres {
             eprintln!("SKIPPED {message}; set CI=true to make this a failure");
             return None;
         }
-        match Self::start() {
+        match Self::start_with(tls) {
             Ok(server) => Some(server),
             Err(e) => panic!("{test}: PostgreSQL: {e}"),
         }
@@ -125,6 +153,10 @@ impl Postgres {
     /// # Errors
     /// The programs are missing, a command fails, or the server does not come up.
     pub fn start() -> Result<Self, HarnessError> {
+        Self::start_with(None)
+    }
+
+    fn start_with(tls: Option<&[&str]>) -> Result<Self, HarnessError> {
         let bin = server_bin_dir().ok_or_else(|| HarnessError::MissingTool { tool: "initdb".into() })?;
         let run_as = is_root().then(|| "postgres".to_owned());
         // As root, under /tmp whatever TMPDIR says: the postgres user must reach it. It
@@ -133,7 +165,11 @@ impl Postgres {
         let dir = tempfile::Builder::new().prefix("mooring-pg-").tempdir_in(&parent).map_err(|e| {
             HarnessError::io(format!("create a PostgreSQL directory in {}", parent.display()), e)
         })?;
-        let server = Self { dir, bin, run_as };
+        let port = match tls {
+            Some(_) => free_port()?,
+            None => PORT,
+        };
+        let server = Self { dir, bin, port, run_as };
         std::fs::create_dir(server.socket_dir())
             .map_err(|e| HarnessError::io("create the socket directory", e))?;
         let password = random_hex(16)?;
@@ -171,10 +207,20 @@ impl Postgres {
                 "--no-sync".into(),
             ],
         )?;
-        let settings = format!(
-            "\nlisten_addresses = ''\nport = {PORT}\nunix_socket_directories = '{}'\nfsync = on\nsynchronous_commit = on\nmax_connections = 100\n",
+        let mut settings = format!(
+            "\nport = {}\nunix_socket_directories = '{}'\nfsync = on\nsynchronous_commit = on\nmax_connections = 100\n",
+            server.port,
             server.socket_dir().display()
         );
+        match tls {
+            Some(names) => {
+                server.write_certificates(names)?;
+                settings.push_str(
+                    "listen_addresses = '127.0.0.1'\nssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n",
+                );
+            }
+            None => settings.push_str("listen_addresses = ''\n"),
+        }
         std::fs::OpenOptions::new()
             .append(true)
             .open(data.join("postgresql.conf"))
@@ -252,7 +298,54 @@ impl Postgres {
     /// libpq connection string without the password.
     #[must_use]
     pub fn url(&self) -> String {
-        format!("host={} port={PORT} user={USER} dbname={DATABASE}", self.socket_dir().display())
+        format!("host={} port={} user={USER} dbname={DATABASE}", self.socket_dir().display(), self.port)
+    }
+
+    /// libpq connection string over TCP to `host` (a name the server's certificate may or
+    /// may not carry), reaching 127.0.0.1 whatever the name, without the password.
+    #[must_use]
+    pub fn tcp_url(&self, host: &str) -> String {
+        format!("host={host} hostaddr=127.0.0.1 port={} user={USER} dbname={DATABASE}", self.port)
+    }
+
+    /// The test CA (PEM) that issued the server's certificate.
+    #[must_use]
+    pub fn ca_file(&self) -> PathBuf {
+        self.dir.path().join("ca.pem")
+    }
+
+    /// The test CA and the server's certificate for `names`, in the data directory (the
+    /// key readable by the server's user only).
+    fn write_certificates(&self, names: &[&str]) -> Result<(), HarnessError> {
+        let failed = |e: rcgen::Error| HarnessError::StartFailed {
+            reason: format!("making the test server certificate: {e}"),
+            log: String::new(),
+        };
+        let ca_key = rcgen::KeyPair::generate().map_err(failed)?;
+        let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).map_err(failed)?;
+        ca.distinguished_name.push(rcgen::DnType::CommonName, "mooring test database CA");
+        ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca_cert = ca.self_signed(&ca_key).map_err(failed)?;
+        let key = rcgen::KeyPair::generate().map_err(failed)?;
+        let names: Vec<String> = names.iter().map(|name| (*name).to_owned()).collect();
+        let cert = rcgen::CertificateParams::new(names)
+            .map_err(failed)?
+            .signed_by(&key, &rcgen::Issuer::new(ca, ca_key))
+            .map_err(failed)?;
+        std::fs::write(self.ca_file(), ca_cert.pem())
+            .map_err(|e| HarnessError::io("write the test CA", e))?;
+        let data = self.data_dir();
+        std::fs::write(data.join("server.crt"), cert.pem())
+            .map_err(|e| HarnessError::io("write the server certificate", e))?;
+        write_private(&data.join("server.key"), &key.serialize_pem())?;
+        if let Some(user) = &self.run_as {
+            let (uid, gid) = ids(user)?;
+            for name in ["server.crt", "server.key"] {
+                std::os::unix::fs::chown(data.join(name), Some(uid), Some(gid))
+                    .map_err(|e| HarnessError::io(format!("give {name} to {user}"), e))?;
+            }
+        }
+        Ok(())
     }
 
     /// Broker configuration for this server: `store = "postgres"` and a `[postgres]`
@@ -283,7 +376,7 @@ impl Postgres {
             "-h".into(),
             self.socket_dir().into(),
             "-p".into(),
-            PORT.to_string().into(),
+            self.port.to_string().into(),
             "-U".into(),
             USER.into(),
             "-d".into(),

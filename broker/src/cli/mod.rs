@@ -4,6 +4,7 @@
 mod audit;
 mod policy;
 mod serve;
+mod store;
 mod verify;
 
 use std::io::Write;
@@ -33,6 +34,9 @@ enum Command {
     /// Audit log tools.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// Store tools: move an embedded store into PostgreSQL.
+    #[command(subcommand)]
+    Store(store::StoreCommand),
 }
 
 /// How a command ended.
@@ -50,6 +54,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Serve(args) => serve::run(&args),
         Command::Policy(command) => policy::run(&command),
         Command::Audit(command) => audit::run(&command),
+        Command::Store(command) => store::run(&command),
     };
     match result {
         Ok(output) => {

@@ -28,6 +28,7 @@ pub(crate) use self::guard::Guard;
 use crate::audit::Action;
 use crate::refusal::{Code, Refusal};
 use crate::service::{Broker, Caller};
+use crate::store::WriteMark;
 
 /// How connections are served: one connection buffers at most one TLS record while reading
 /// (hyper's default is 400 KiB). Bodies stream through it; measured under a boot storm, it
@@ -191,6 +192,7 @@ async fn blocking<T: Send + 'static>(
     broker: &Arc<Broker>,
     f: impl FnOnce(&Broker) -> Result<T, Refusal> + Send + 'static,
 ) -> Result<T, ErrorResponse> {
+    let since = broker.store.mark();
     let service = Arc::clone(broker);
     let abandoned = Arc::new(AtomicBool::new(false));
     let _abandon = Abandon(Arc::clone(&abandoned));
@@ -204,15 +206,19 @@ async fn blocking<T: Send + 'static>(
         Ok(result) => result.map_err(ErrorResponse),
         Err(e) => Err(ErrorResponse(crate::service::internal("request task", e))),
     };
-    settled(broker, result).await
+    settled(broker, since, result).await
 }
 
-/// `result`, once every write made for it (a decision, its audit record) is durable: an
-/// answer never gets ahead of its record.
-async fn settled<T>(broker: &Broker, result: Result<T, ErrorResponse>) -> Result<T, ErrorResponse> {
+/// `result`, once every write made for it since `since` (a decision, its audit record) is
+/// durable: an answer never gets ahead of its record.
+async fn settled<T>(
+    broker: &Broker,
+    since: WriteMark,
+    result: Result<T, ErrorResponse>,
+) -> Result<T, ErrorResponse> {
     broker
         .store
-        .durable()
+        .durable(since)
         .await
         .map_err(|e| ErrorResponse(crate::service::internal("making the record durable", e)))?;
     result

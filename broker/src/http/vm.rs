@@ -37,9 +37,10 @@ where
     Resp: Serialize + Send + 'static,
 {
     let started = Instant::now();
+    let since = broker.store.mark();
     let answer = match parse::<Req>(&broker, action, body, address) {
         Ok((request, caller)) => blocking(&broker, move |service| call(service, &request, &caller)).await,
-        Err(refused) => settled(&broker, Err(refused)).await,
+        Err(refused) => settled(&broker, since, Err(refused)).await,
     };
     // Refusals are timed too: a flood of them is load the histogram must show.
     broker.metrics.observe(route, answer.is_ok(), started.elapsed());

@@ -4,30 +4,32 @@
 //! Crash guarantee of every implementation: when `use_once` returns, no later
 //! caller gets the challenge, also after a restart: either the mark is durable no later
 //! than the record that decides the challenge (`issue`, or the refusal's audit record), or
-//! no challenge survives a restart at all (sled keeps them in memory). A write is durable
-//! once [`Store::durable`], called after it, resolves (at once with PostgreSQL, whose
-//! writes commit before they return; after a grouped flush with sled). `issue` writes the
-//! credential record with its audit record, never without it (PostgreSQL commits both or
-//! neither; sled writes the audit record first, so a failure or crash in between leaves a
-//! record of a credential that was never answered). The service consumes before it
-//! verifies, and the HTTP layer awaits `durable` after every service call before it
-//! answers, so after a crash no challenge is accepted twice (a finish that was never
+//! no challenge survives a restart at all (sled keeps them in memory). The other writes
+//! return once made (sled) or queued (PostgreSQL); they are durable once
+//! [`Store::durable`], given a mark taken before them, resolves: after a flush (sled) or a
+//! commit (PostgreSQL) that one thread runs for every caller waiting ([`group`]). `issue`
+//! writes the credential record with its audit record, never without it (PostgreSQL
+//! commits both or neither; sled writes the audit record first, so a failure or crash in
+//! between leaves a record of a credential that was never answered). The service consumes
+//! before it verifies, and the HTTP layer awaits `durable` after every service call before
+//! it answers, so after a crash no challenge is accepted twice (a finish that was never
 //! answered may be finished again) and no credential that left the broker lacks its audit
-//! record; refusals and admin changes are durable before they are answered too. (If a
-//! refusal's audit record itself cannot be written, the refusal is still answered and
-//! logged; its challenge's mark may then not survive a crash, so that challenge could be
-//! finished once more after a restart, through every check again.) What "durable"
-//! survives differs: see each backend's module documentation.
+//! record; refusals and admin changes are durable before they are answered too. A write
+//! that cannot be made durable fails the answer waiting for it (an internal error instead
+//! of the credential or the refusal), and may fail the answers of writes made meanwhile by
+//! other callers; nothing is answered ahead of its record. What "durable" survives
+//! differs: see each backend's module documentation.
 //!
 //! The broker's signing keys live behind [`KeyVault`]: files in the data directory with
 //! sled, the database with PostgreSQL, so every replica signs with the same keys.
 
 mod challenges;
 mod codec;
-mod flusher;
+mod group;
 mod key_files;
+pub(crate) mod migrate;
 mod postgres;
-mod sled;
+pub(crate) mod sled;
 #[cfg(test)]
 mod tests;
 
@@ -35,6 +37,7 @@ use std::sync::Arc;
 
 use mooring_attestation::protocol::{HardwareId, IdentityStatus, Revocation, RevocationTarget};
 
+pub(crate) use self::group::WriteMark;
 pub(crate) use self::key_files::KeyFiles;
 pub(crate) use self::postgres::PgStore;
 pub(crate) use self::sled::SledStore;
@@ -98,9 +101,14 @@ pub(crate) trait Store: Send + Sync + 'static {
     fn vm(&self, key: &str) -> Result<Option<VmRecord>, StoreError>;
     /// Appends a decision to the audit log.
     fn audit(&self, event: AuditEvent) -> Result<(), StoreError>;
-    /// Resolves once every write this store returned from before the call is durable.
-    /// Called without blocking a thread, so that one wait can cover many decisions.
-    fn durable(&self) -> Durable;
+    /// Where this store's writes stand: taken before a caller writes, given to
+    /// [`Store::durable`] after.
+    fn mark(&self) -> WriteMark;
+    /// Resolves once every write this store returned from after `since` was taken and before
+    /// this call is durable; fails if one of them cannot be made durable (also when it was
+    /// another caller's, made meanwhile). Called without blocking a thread, so that one wait
+    /// (and one flush or commit) can cover many decisions.
+    fn durable(&self, since: WriteMark) -> Durable;
 
     /// Revokes, with its audit record.
     fn revoke(&self, revocation: &Revocation, audit: AuditEvent) -> Result<(), StoreError>;

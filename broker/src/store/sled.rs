@@ -3,7 +3,7 @@
 //! Durability: sled 0.34 buffers writes in memory and its `flush` writes everything
 //! buffered so far to the operating system with `sync_file_range`, not `fsync`. Writes
 //! return at once; [`Store::durable`] resolves after the next flush, which one thread runs
-//! for every caller waiting ([`Flusher`]). The broker awaits it before answering, so what
+//! for every caller waiting ([`Group`]). The broker awaits it before answering, so what
 //! it answered survives the broker process being killed at any point. It is not
 //! guaranteed to survive a power loss or kernel crash; run the PostgreSQL backend where
 //! that matters.
@@ -21,7 +21,7 @@ use serde::{de::DeserializeOwned, Serialize};
 
 use super::challenges::UsedChallenges;
 use super::codec::decode;
-use super::flusher::Flusher;
+use super::group::{Group, PassFailure, WriteMark};
 use super::{Consumed, Durable, Keyed as _, Store, StoreError};
 use crate::audit::{AuditEvent, AuditRecord, ChainError, ChainHead};
 use crate::records::{CredentialRecord, VmRecord};
@@ -39,7 +39,8 @@ pub(crate) struct SledStore {
     meta: sled::Tree,
     /// The audit chain's head; its lock serializes appends.
     head: Mutex<ChainHead>,
-    flusher: Flusher,
+    /// Flushes for every caller waiting; a job is a write already made.
+    flusher: Group<()>,
 }
 
 impl std::fmt::Debug for SledStore {
@@ -74,7 +75,11 @@ impl SledStore {
         let tree = |name: &str| db.open_tree(name).map_err(backend);
         let (audit, meta) = (tree("audit")?, tree("meta")?);
         let head = recover_head(&audit, &meta)?;
-        let flusher = Flusher::start(db.clone())?;
+        let flushed = db.clone();
+        let flusher = Group::start(
+            "store-flush",
+            Box::new(move |_| flushed.flush().map(drop).map_err(|e| PassFailure::All(e.to_string()))),
+        )?;
         Ok(Self {
             challenges: UsedChallenges::new(max_used),
             identities: tree("identities")?,
@@ -115,6 +120,45 @@ impl SledStore {
         *head = next;
         self.meta.insert(AUDIT_HEAD, encode(&next)?).map_err(backend)?;
         effects()
+    }
+
+    /// The records of `table` as stored, in key order: key and JSON text, each record
+    /// checked to read as what it is (an audit record under its own sequence number).
+    pub(crate) fn export(
+        &self,
+        table: Table,
+    ) -> impl Iterator<Item = Result<(String, String), StoreError>> + '_ {
+        let tree = match table {
+            Table::Identities => &self.identities,
+            Table::Vms => &self.vms,
+            Table::Credentials => &self.credentials,
+            Table::Revocations => &self.revocations,
+            Table::Audit => &self.audit,
+        };
+        tree.iter().map(move |entry| {
+            let (key, value) = entry.map_err(backend)?;
+            let text = String::from_utf8(value.to_vec()).map_err(|e| StoreError::Corrupt {
+                key: String::from_utf8_lossy(&key).into_owned(),
+                reason: e.to_string(),
+            })?;
+            let key = match table {
+                Table::Identities => decode::<IdentityStatus>(&key, &value).map(|_| key_text(&key))?,
+                Table::Vms => decode::<VmRecord>(&key, &value).map(|_| key_text(&key))?,
+                Table::Credentials => decode::<CredentialRecord>(&key, &value).map(|_| key_text(&key))?,
+                Table::Revocations => decode::<Revocation>(&key, &value).map(|_| key_text(&key))?,
+                Table::Audit => {
+                    let record: AuditRecord = decode(&key, &value)?;
+                    if key.as_ref() != record.seq.to_be_bytes() {
+                        return Err(StoreError::Corrupt {
+                            key: format!("audit record {}", record.seq),
+                            reason: "stored under another sequence number".into(),
+                        });
+                    }
+                    Ok(record.seq.to_string())
+                }
+            }?;
+            Ok((key, text))
+        })
     }
 
     fn scan<T: DeserializeOwned>(tree: &sled::Tree) -> Result<Vec<T>, StoreError> {
@@ -183,8 +227,12 @@ impl Store for SledStore {
         self.append(&event, || Ok(()))
     }
 
-    fn durable(&self) -> Durable {
-        Box::pin(self.flusher.durable())
+    fn mark(&self) -> WriteMark {
+        self.flusher.mark()
+    }
+
+    fn durable(&self, since: WriteMark) -> Durable {
+        Box::pin(self.flusher.durable(since))
     }
 
     fn revoke(&self, revocation: &Revocation, audit: AuditEvent) -> Result<(), StoreError> {
@@ -236,12 +284,46 @@ impl Store for SledStore {
     }
 }
 
+/// A kind of record, for moving a store ([`SledStore::export`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Table {
+    Identities,
+    Vms,
+    Credentials,
+    Revocations,
+    /// Keyed by sequence number (decimal).
+    Audit,
+}
+
+impl Table {
+    pub(crate) const ALL: [Self; 5] =
+        [Self::Identities, Self::Vms, Self::Credentials, Self::Revocations, Self::Audit];
+
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Self::Identities => "identities",
+            Self::Vms => "vms",
+            Self::Credentials => "credentials",
+            Self::Revocations => "revocations",
+            Self::Audit => "audit",
+        }
+    }
+}
+
+/// A key stored as UTF-8 text.
+fn key_text(key: &[u8]) -> Result<String, StoreError> {
+    String::from_utf8(key.to_vec()).map_err(|e| StoreError::Corrupt {
+        key: String::from_utf8_lossy(key).into_owned(),
+        reason: e.to_string(),
+    })
+}
+
 /// Counts the writes of one append when dropped.
-struct CountWrites<'a>(&'a Flusher);
+struct CountWrites<'a>(&'a Group<()>);
 
 impl Drop for CountWrites<'_> {
     fn drop(&mut self) {
-        self.0.wrote();
+        self.0.submit(());
     }
 }
 

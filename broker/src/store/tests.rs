@@ -1,6 +1,6 @@
 //! One set of checks every `Store` must pass, run on sled and on a real PostgreSQL server
-//! (two connections pools standing for two replicas), plus PostgreSQL's own: settings
-//! refused, migrations, shared signing keys.
+//! (two connections pools standing for two replicas); sled's own. PostgreSQL's own are in
+//! `postgres/tests.rs`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
 use mooring_attestation::protocol::{HardwareId, IdentityStatus};
@@ -10,17 +10,16 @@ use std::sync::{Arc, Barrier};
 use super::*;
 use crate::audit::{verify_chain, Action, Outcome};
 use crate::config::PostgresConfig;
-use crate::issuer::keys::KeySet;
 use crate::records::{BootCounters, CredentialRecord};
 
 /// Finished challenges the embedded store remembers in these tests.
 const MAX_USED: usize = 1000;
 
-fn event(code: &str) -> AuditEvent {
+pub(super) fn event(code: &str) -> AuditEvent {
     AuditEvent::new(1_800_000_000, Action::Admin, Outcome::Accepted, code, "test")
 }
 
-fn credential(serial: &str, spiffe_id: &str) -> CredentialRecord {
+pub(super) fn credential(serial: &str, spiffe_id: &str) -> CredentialRecord {
     CredentialRecord {
         serial: serial.into(),
         hardware_id: HardwareId::Ek("ab".repeat(32)),
@@ -32,6 +31,19 @@ fn credential(serial: &str, spiffe_id: &str) -> CredentialRecord {
         boot: Some(BootCounters { reset_count: 3, restart_count: 0 }),
         tpm_clock: Some(5000),
     }
+}
+
+/// Runs `write` on `store` and waits until what it wrote is durable (and so read by every
+/// handle), as the broker waits before it answers.
+pub(super) fn durably(store: &Arc<dyn Store>, write: impl FnOnce(&dyn Store) -> Result<(), StoreError>) {
+    settle(store, store.mark(), write(&**store));
+}
+
+/// Waits for `store`'s writes since `since`; `written` is what the write itself returned.
+pub(super) fn settle(store: &Arc<dyn Store>, since: WriteMark, written: Result<(), StoreError>) {
+    written.unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    runtime.block_on(store.durable(since)).unwrap();
 }
 
 /// The checks, on `stores` (several handles on one backend, as replicas are).
@@ -67,7 +79,7 @@ fn conformance(stores: &[Arc<dyn Store>]) {
 
     // Credentials, VMs, enrollment, revocations: written on one handle, read on another.
     let hardware = HardwareId::Ek("ab".repeat(32));
-    a.issue(&credential("01", "spiffe://t/vm/web/ab"), event("issued")).unwrap();
+    durably(a, |a| a.issue(&credential("01", "spiffe://t/vm/web/ab"), event("issued")));
     assert_eq!(b.credential("01").unwrap(), Some(credential("01", "spiffe://t/vm/web/ab")));
     assert_eq!(b.credential("02").unwrap(), None);
     // The VM record keeps the live credentials of its boot: a renewal adds to them, a
@@ -79,19 +91,19 @@ fn conformance(stores: &[Arc<dyn Store>]) {
         expires_at: 1000,
         ..credential("02", "spiffe://t/vm/web/ab")
     };
-    a.issue(&renewal, event("issued")).unwrap();
+    durably(a, |a| a.issue(&renewal, event("issued")));
     let live: Vec<String> = b.vm(&key).unwrap().unwrap().live.into_iter().map(|l| l.serial).collect();
     assert_eq!(live, ["01", "02"]);
     let rebooted = CredentialRecord {
         boot: Some(BootCounters { reset_count: 4, restart_count: 0 }),
         ..credential("03", "spiffe://t/vm/web/ab")
     };
-    a.issue(&rebooted, event("issued")).unwrap();
+    durably(a, |a| a.issue(&rebooted, event("issued")));
     let vm = b.vm(&key).unwrap().unwrap();
     assert_eq!(vm.boot, Some(BootCounters { reset_count: 4, restart_count: 0 }));
     assert_eq!(vm.live.iter().map(|l| l.serial.as_str()).collect::<Vec<_>>(), ["03"]);
     assert_eq!(b.identity_status(&hardware).unwrap(), None);
-    a.set_identity_status(&hardware, IdentityStatus::Blocked, event("blocked")).unwrap();
+    durably(a, |a| a.set_identity_status(&hardware, IdentityStatus::Blocked, event("blocked")));
     assert_eq!(b.identity_status(&hardware).unwrap(), Some(IdentityStatus::Blocked));
     assert_eq!(b.revocation_for("01", "spiffe://t/vm/web/ab").unwrap(), None);
     let vm_revocation = Revocation {
@@ -106,8 +118,10 @@ fn conformance(stores: &[Arc<dyn Store>]) {
         reason: "one".into(),
         code: mooring_attestation::protocol::RevocationCode::Retired,
     };
-    a.revoke(&vm_revocation, event("revoked")).unwrap();
-    a.revoke(&credential_revocation, event("revoked")).unwrap();
+    durably(a, |a| {
+        a.revoke(&vm_revocation, event("revoked"))?;
+        a.revoke(&credential_revocation, event("revoked"))
+    });
     assert_eq!(b.revocation_for("01", "spiffe://t/vm/web/ab").unwrap(), Some(credential_revocation.clone()));
     assert_eq!(b.revocation_for("09", "spiffe://t/vm/web/ab").unwrap(), Some(vm_revocation.clone()));
     assert_eq!(b.revocations().unwrap(), vec![credential_revocation, vm_revocation]);
@@ -125,7 +139,7 @@ fn conformance(stores: &[Arc<dyn Store>]) {
             let store = Arc::clone(&stores[i % stores.len()]);
             scope.spawn(move || {
                 for _ in 0..5 {
-                    store.audit(event("concurrent")).unwrap();
+                    durably(&store, |store| store.audit(event("concurrent")));
                 }
             });
         }
@@ -136,10 +150,8 @@ fn conformance(stores: &[Arc<dyn Store>]) {
     assert_eq!(head.seq, expected);
     assert_eq!(verify_chain(a.audit_scan(head.seq), head).unwrap().records, expected);
     // A scan stops at the head it was asked for, whatever was appended since.
-    a.audit(event("later")).unwrap();
+    durably(a, |a| a.audit(event("later")));
     assert_eq!(verify_chain(b.audit_scan(head.seq), head).unwrap().records, expected);
-    let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
-    runtime.block_on(a.durable()).unwrap();
     let page = b.audit_records(3, 2).unwrap();
     assert_eq!(page.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![4, 5]);
     assert_eq!(b.audit_records(expected, 10).unwrap().len(), 1);
@@ -185,7 +197,7 @@ fn sled_recovers_records_written_past_the_head_and_refuses_ones_that_do_not_chai
     );
 }
 
-fn settings(postgres: &mooring_tests::Postgres, dir: &Path) -> PostgresConfig {
+pub(super) fn settings(postgres: &mooring_tests::Postgres, dir: &Path) -> PostgresConfig {
     let kek = dir.join("kek");
     if !kek.exists() {
         std::fs::write(&kek, "11".repeat(32)).unwrap();
@@ -197,6 +209,9 @@ fn settings(postgres: &mooring_tests::Postgres, dir: &Path) -> PostgresConfig {
         password_env: None,
         pool_size: 4,
         key_encryption_key_file: kek,
+        tls: None,
+        ca_file: None,
+        allow_plaintext: false,
     }
 }
 
@@ -208,75 +223,4 @@ fn postgres_passes_the_store_checks_across_replicas() {
     let replicas: Vec<Arc<dyn Store>> =
         (0..2).map(|_| Arc::new(PgStore::connect(&settings).unwrap()) as Arc<dyn Store>).collect();
     conformance(&replicas);
-}
-
-#[test]
-fn postgres_settings_that_would_leak_or_mismatch_are_refused() {
-    let Some(postgres) = mooring_tests::Postgres::start_or_skip("postgres_settings") else { return };
-    let dir = tempfile::tempdir().unwrap();
-    let good = settings(&postgres, dir.path());
-    let refused = |settings: &PostgresConfig| PgStore::connect(settings).unwrap_err().to_string();
-
-    let mut with_password = good.clone();
-    with_password.url = format!("{} password=hunter2", good.url);
-    let message = refused(&with_password);
-    assert!(message.contains("holds a password") && !message.contains("hunter2"), "{message}");
-
-    let open_kek = dir.path().join("open-kek");
-    std::fs::write(&open_kek, "22".repeat(32)).unwrap();
-    std::fs::set_permissions(&open_kek, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
-    let message = refused(&PostgresConfig { key_encryption_key_file: open_kek.clone(), ..good.clone() });
-    assert!(message.contains("chmod 600"), "{message}");
-
-    let mut no_password = good.clone();
-    no_password.password_file = None;
-    assert!(refused(&no_password).contains("connecting to PostgreSQL"));
-
-    // Migrating twice is a no-op; a schema from a newer broker is refused.
-    PgStore::connect(&good).unwrap();
-    PgStore::connect(&good).unwrap();
-    postgres.psql("INSERT INTO mooring_schema (version) VALUES (999)").unwrap();
-    assert!(refused(&good).contains("newer than this broker"));
-    postgres.psql("DELETE FROM mooring_schema WHERE version = 999").unwrap();
-
-    // Signing keys sealed under one key-encryption key do not open under another.
-    let store: Arc<dyn KeyVault> = Arc::new(PgStore::connect(&good).unwrap());
-    KeySet::open(Arc::clone(&store), "test", 24, 1_800_000_000).unwrap();
-    std::fs::set_permissions(&open_kek, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
-    let other: Arc<dyn KeyVault> =
-        Arc::new(PgStore::connect(&PostgresConfig { key_encryption_key_file: open_kek, ..good }).unwrap());
-    let message = format!("{:#}", KeySet::open(other, "test", 24, 1_800_000_000).unwrap_err());
-    assert!(message.contains("does not decrypt"), "{message}");
-    let sealed = postgres.psql("SELECT encode(sealed_jwt_key, 'hex') FROM signing_keys").unwrap();
-    assert!(sealed.trim().len() > 64, "the JWT key is stored sealed: {sealed}");
-}
-
-#[test]
-fn replicas_share_one_signing_key_generation_and_rotate_to_the_same_next_one() {
-    let Some(postgres) = mooring_tests::Postgres::start_or_skip("postgres_shared_keys") else { return };
-    let dir = tempfile::tempdir().unwrap();
-    let settings = settings(&postgres, dir.path());
-    let now = 1_800_000_000;
-    let vault = || Arc::new(PgStore::connect(&settings).unwrap()) as Arc<dyn KeyVault>;
-    // Three replicas starting at once on an empty database: one generation is made.
-    let sets: Vec<KeySet> = std::thread::scope(|scope| {
-        let threads: Vec<_> =
-            (0..3).map(|_| scope.spawn(|| KeySet::open(vault(), "test", 24, now).unwrap())).collect();
-        threads.into_iter().map(|t| t.join().unwrap()).collect()
-    });
-    let kid = sets[0].current(now).unwrap().kid.clone();
-    assert!(sets.iter().all(|set| set.current(now).unwrap().kid == kid));
-
-    // Rotation due on all of them at once: they agree on one new generation.
-    let later = now + 24 * 3600 + 1;
-    let rotated: Vec<String> = std::thread::scope(|scope| {
-        let threads: Vec<_> =
-            sets.iter().map(|set| scope.spawn(move || set.current(later).unwrap().kid.clone())).collect();
-        threads.into_iter().map(|t| t.join().unwrap()).collect()
-    });
-    assert_ne!(rotated[0], kid);
-    assert!(rotated.iter().all(|k| *k == rotated[0]), "{rotated:?}");
-    assert_eq!(sets[2].all(later).len(), 2, "the old generation stays for verification");
-    let stored = postgres.psql("SELECT count(*) FROM signing_keys").unwrap();
-    assert_eq!(stored.trim(), "2");
 }

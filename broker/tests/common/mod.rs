@@ -12,6 +12,7 @@
 pub mod vm;
 
 pub use mooring_tests::broker::{assert_refused, loopback, read, Broker, BrokerSetup};
+use serde_json::{json, Value};
 
 /// Challenge id to the serials of the credentials a client received for it.
 pub type Accepted = std::collections::BTreeMap<String, Vec<String>>;
@@ -48,4 +49,43 @@ pub fn replay_all_accepting_each_once_and_audited(
     for serials in accepted.values() {
         assert!(audited.contains(serials[0].as_str()), "credential {} has no audit record", serials[0]);
     }
+}
+
+pub fn now() -> i64 {
+    i64::try_from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs())
+        .unwrap()
+}
+
+pub fn b64(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// Asks `broker`'s verify API about a JWT-SVID presented with a fresh possession proof.
+pub fn verify_jwt(broker: &Broker, vm: &vm::Vm, token: &str) -> Value {
+    let (statement, signature) = vm.prove_possession("payments", now());
+    let (status, answer) = broker.post(
+        &broker.client(loopback(1)),
+        "credentials/verify",
+        &json!({
+            "credential": {"type": "jwt", "token": token},
+            "peer_address": loopback(1),
+            "audience": "payments",
+            "proof": {"type": "signature", "statement": b64(&statement), "signature": b64(&signature)},
+        }),
+    );
+    assert_eq!(status, 200, "{answer}");
+    answer
+}
+
+/// `mooring-broker audit verify --config` against the shared database (replicas running).
+pub fn audit_verify_cli(broker: &Broker) -> (Option<i32>, String) {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_mooring-broker"))
+        .args(["audit", "verify", "--config"])
+        .arg(broker.config_path())
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr);
+    (output.status.code(), text)
 }

@@ -1,30 +1,28 @@
-//! One audit chain for every replica.
-//!
-//! An append locks the single `audit_head` row (`SELECT ... FOR UPDATE`) in the same
-//! transaction that writes the decision it records, so appends from all replicas are
-//! serialized by the database: record `n` is chained after the record `n - 1` that was
-//! committed before it, the chain has no forks, and a decision and its record commit or
-//! vanish together. The price is that audited writes of all replicas queue on that row
-//! for the time of a commit; one chain per replica would avoid that but leave a reader to
-//! merge chains and could not show a removed record between two replicas' records.
+//! One audit chain for every replica: how it is read. Appends are made by each replica's
+//! group commit ([`super::writer`]), which holds the single `audit_head` row lock from the
+//! start of its transaction to its commit, so appends from all replicas are serialized by
+//! the database: record `n` is chained after the record `n - 1` committed before it, the
+//! chain has no forks, and a decision and its record commit or vanish together. The lock
+//! is taken once per group of decisions, not once per decision; one chain per replica
+//! would avoid it altogether but leave a reader to merge chains and could not show a
+//! removed record between two replicas' records.
 
 use std::collections::VecDeque;
 
-use postgres::{Client, Transaction};
-
-use super::{failed, read, PgStore};
-use crate::audit::{AuditEvent, AuditRecord, ChainError, ChainHead};
-use crate::store::codec::{decode, encode};
+use super::connection::Connection;
+use super::{failed, read};
+use crate::audit::{AuditRecord, ChainError, ChainHead};
+use crate::store::codec::decode;
 use crate::store::StoreError;
 
 /// Records read per round trip while scanning.
-const PAGE: i64 = 1000;
+pub(super) const PAGE: i64 = 1000;
 
-fn to_i64(value: u64, what: &str) -> Result<i64, StoreError> {
+pub(super) fn to_i64(value: u64, what: &str) -> Result<i64, StoreError> {
     i64::try_from(value).map_err(|_| StoreError::Backend(format!("{what} {value} out of range")))
 }
 
-fn head_of(seq: i64, hash: &[u8]) -> Result<ChainHead, StoreError> {
+pub(super) fn head_of(seq: i64, hash: &[u8]) -> Result<ChainHead, StoreError> {
     let corrupt = |reason: String| StoreError::Corrupt { key: "audit_head".into(), reason };
     Ok(ChainHead {
         seq: u64::try_from(seq).map_err(|_| corrupt(format!("negative sequence {seq}")))?,
@@ -32,23 +30,7 @@ fn head_of(seq: i64, hash: &[u8]) -> Result<ChainHead, StoreError> {
     })
 }
 
-/// Chains `event` after the head, inside `tx` (which holds the head row until it ends).
-pub(super) fn append(tx: &mut Transaction<'_>, event: &AuditEvent) -> Result<(), StoreError> {
-    let row = tx
-        .query_one("SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE", &[])
-        .map_err(failed("locking the audit head"))?;
-    let seq: i64 = read(&row, 0, "audit_head.seq")?;
-    let hash: Vec<u8> = read(&row, 1, "audit_head.hash")?;
-    let (record, next) = head_of(seq, &hash)?.append(event.clone());
-    let seq = to_i64(record.seq, "audit sequence")?;
-    tx.execute("INSERT INTO audit (seq, record) VALUES ($1, $2)", &[&seq, &encode(&record)?])
-        .map_err(failed("writing the audit record"))?;
-    tx.execute("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1", &[&seq, &next.hash.as_slice()])
-        .map_err(failed("moving the audit head"))?;
-    Ok(())
-}
-
-pub(super) fn head(client: &mut Client) -> Result<ChainHead, StoreError> {
+pub(super) fn head(client: &mut Connection) -> Result<ChainHead, StoreError> {
     let row = client
         .query_one("SELECT seq, hash FROM audit_head WHERE id = 1", &[])
         .map_err(failed("reading the audit head"))?;
@@ -58,10 +40,15 @@ pub(super) fn head(client: &mut Client) -> Result<ChainHead, StoreError> {
 }
 
 /// A record's sequence number and the record, decoded on its own.
-type Numbered = (u64, Result<AuditRecord, StoreError>);
+pub(super) type Numbered = (u64, Result<AuditRecord, StoreError>);
 
 /// Records with `after < seq <= through`, at most `limit`, each decoded on its own.
-fn page(client: &mut Client, after: u64, through: u64, limit: i64) -> Result<Vec<Numbered>, StoreError> {
+pub(super) fn page(
+    client: &mut Connection,
+    after: u64,
+    through: u64,
+    limit: i64,
+) -> Result<Vec<Numbered>, StoreError> {
     let rows = client
         .query(
             "SELECT seq, record FROM audit WHERE seq > $1 AND seq <= $2 ORDER BY seq LIMIT $3",
@@ -79,31 +66,33 @@ fn page(client: &mut Client, after: u64, through: u64, limit: i64) -> Result<Vec
 }
 
 /// Records with `seq > after`, at most `limit`.
-pub(super) fn records(client: &mut Client, after: u64, limit: usize) -> Result<Vec<AuditRecord>, StoreError> {
+pub(super) fn records(
+    client: &mut Connection,
+    after: u64,
+    limit: usize,
+) -> Result<Vec<AuditRecord>, StoreError> {
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     page(client, after, u64::MAX >> 1, limit)?.into_iter().map(|(_, record)| record).collect()
 }
 
-/// Pages through records `1..=through` in order.
-pub(super) struct Scan<'a> {
-    store: &'a PgStore,
+/// Records `1..=through` in order, a page at a time from `fetch(after, through)`.
+pub(super) struct Scan<F> {
+    fetch: F,
     after: u64,
     through: u64,
     buffered: VecDeque<Result<AuditRecord, ChainError>>,
     done: bool,
 }
 
-impl<'a> Scan<'a> {
-    pub(super) fn new(store: &'a PgStore, through: u64) -> Self {
-        Self { store, after: 0, through, buffered: VecDeque::new(), done: false }
+impl<F: FnMut(u64, u64) -> Result<Vec<Numbered>, StoreError>> Scan<F> {
+    pub(super) fn new(fetch: F, through: u64) -> Self {
+        Self { fetch, after: 0, through, buffered: VecDeque::new(), done: false }
     }
 
     fn fill(&mut self) {
         let unreadable = |seq: u64, e: StoreError| ChainError::Unreadable { seq, reason: e.to_string() };
         let next = self.after.saturating_add(1);
-        let fetched =
-            self.store.client().and_then(|mut client| page(&mut client, self.after, self.through, PAGE));
-        match fetched {
+        match (self.fetch)(self.after, self.through) {
             Ok(rows) if rows.is_empty() => self.done = true,
             Ok(rows) => {
                 for (seq, record) in rows {
@@ -119,7 +108,7 @@ impl<'a> Scan<'a> {
     }
 }
 
-impl Iterator for Scan<'_> {
+impl<F: FnMut(u64, u64) -> Result<Vec<Numbered>, StoreError>> Iterator for Scan<F> {
     type Item = Result<AuditRecord, ChainError>;
 
     fn next(&mut self) -> Option<Self::Item> {

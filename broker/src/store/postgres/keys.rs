@@ -41,7 +41,7 @@ impl std::fmt::Debug for KeyEncryptionKey {
 impl KeyEncryptionKey {
     /// Reads 32 bytes written as 64 hex digits. The error never shows the file's content.
     pub(super) fn load(path: &Path) -> Result<Self, StoreError> {
-        let text = super::read_secret_file(path, "postgres.key_encryption_key_file")?;
+        let text = super::settings::read_secret_file(path, "postgres.key_encryption_key_file")?;
         let bad = || {
             StoreError::Config(format!(
                 "postgres.key_encryption_key_file {}: expected 64 hex digits (32 random bytes, e.g. `openssl rand -hex 32`)",
@@ -127,10 +127,8 @@ impl KeyVault for PgStore {
     }
 
     fn add_signing_keys(&self, keys: &StoredKeys) -> Result<bool, StoreError> {
-        let sealed_ca = self.kek.seal(&keys.kid, "ca", &keys.ca_pkcs8)?;
-        let sealed_jwt = self.kek.seal(&keys.kid, "jwt", &keys.jwt_pkcs8)?;
-        let mut client = self.client()?;
-        let mut tx = client.transaction().map_err(failed("starting a key rotation"))?;
+        let mut connection = self.client()?;
+        let mut tx = connection.client().transaction().map_err(failed("starting a key rotation"))?;
         // Readers go on; a second rotating replica waits here, then sees this one's keys.
         tx.batch_execute("LOCK TABLE signing_keys IN EXCLUSIVE MODE")
             .map_err(failed("locking the signing keys"))?;
@@ -142,13 +140,26 @@ impl KeyVault for PgStore {
         }
         tx.execute("DELETE FROM signing_keys WHERE expire_at <= $1", &[&keys.created_at])
             .map_err(failed("dropping expired signing keys"))?;
-        tx.execute(
+        insert(&mut tx, &self.kek, keys)?;
+        tx.commit().map_err(failed("committing a signing key generation"))?;
+        Ok(true)
+    }
+}
+
+/// Stores a generation, its private keys sealed under `kek`.
+pub(super) fn insert(
+    client: &mut impl postgres::GenericClient,
+    kek: &KeyEncryptionKey,
+    keys: &StoredKeys,
+) -> Result<(), StoreError> {
+    let sealed_ca = kek.seal(&keys.kid, "ca", &keys.ca_pkcs8)?;
+    let sealed_jwt = kek.seal(&keys.kid, "jwt", &keys.jwt_pkcs8)?;
+    client
+        .execute(
             "INSERT INTO signing_keys (kid, created_at, retire_at, expire_at, ca_der, sealed_ca_key, sealed_jwt_key)
              VALUES ($1, $2, $3, $4, $5, $6, $7)",
             &[&keys.kid, &keys.created_at, &keys.retire_at, &keys.expire_at, &keys.ca_der, &sealed_ca, &sealed_jwt],
         )
         .map_err(failed("storing a signing key generation"))?;
-        tx.commit().map_err(failed("committing a signing key generation"))?;
-        Ok(true)
-    }
+    Ok(())
 }

@@ -1,0 +1,301 @@
+//! The audited writes of one replica, committed in groups: every decision waiting when a
+//! pass starts is written, with its audit record chained after the one before it, in one
+//! transaction on the writer's own connection ([`crate::store::group`] runs the passes).
+//!
+//! A pass locks the chain head first and holds it to its commit, so passes of all replicas
+//! follow one another: the chain has no forks, and every record's decision commits with
+//! it or not at all. The same lock serializes every write of a VM record (only passes
+//! write them), so a pass reads the previous records of the VMs it issues to without a
+//! row lock of their own and loses no live credential to another replica. Round trips per
+//! pass, whatever its size: begin with the head lock, the VM records, one statement
+//! writing everything, commit.
+//!
+//! Failures: a job whose own data cannot be used (a stored VM record that does not read)
+//! is left out and fails alone. When the server refuses the transaction (nothing is then
+//! committed), each job is tried in a transaction of its own so that only the ones the
+//! server refuses fail. A lost connection fails the pass; the next pass connects again.
+//! A commit whose answer was lost may have committed: its callers fail while their
+//! records exist, which is a record of a decision never answered, never the reverse.
+
+use std::collections::{BTreeMap, HashMap};
+
+use super::audit::{head_of, to_i64};
+use super::connection::{describe, Connection, Connector};
+use super::read;
+use crate::audit::{AuditEvent, ChainHead};
+use crate::records::{CredentialRecord, VmRecord};
+use crate::store::codec::{decode, encode};
+use crate::store::group::PassFailure;
+use crate::store::StoreError;
+
+/// What an audited decision changes besides the chain.
+#[derive(Debug)]
+pub(super) enum Effect {
+    /// Nothing: the record alone.
+    Record,
+    /// An identity's status (`identities`).
+    Identity { key: String, status: String },
+    /// An issued credential and its VM's record.
+    Issue { credential: Box<CredentialRecord>, vm_key: String, encoded: String },
+    /// A revocation.
+    Revoke { key: String, record: String },
+}
+
+/// One decision to commit.
+#[derive(Debug)]
+pub(super) struct Job {
+    pub(super) effect: Effect,
+    pub(super) event: AuditEvent,
+    /// Committed without waiting for the write-ahead log's flush (accepted verifications);
+    /// a pass is relaxed only when all of its jobs are.
+    pub(super) relaxed: bool,
+}
+
+/// Begins the transaction and locks the chain head (simple protocol: one round trip).
+const BEGIN: &str = "BEGIN; SELECT seq, encode(hash, 'hex') FROM audit_head WHERE id = 1 FOR UPDATE";
+const BEGIN_RELAXED: &str = "BEGIN; SET LOCAL synchronous_commit = off; \
+     SELECT seq, encode(hash, 'hex') FROM audit_head WHERE id = 1 FOR UPDATE";
+const VMS: &str = "SELECT key, record FROM vms WHERE key = ANY($1)";
+/// Every write of a pass, one statement (data-modifying CTEs all run, read or not).
+const WRITE: &str = "WITH
+    credentials_written AS (INSERT INTO credentials (serial, record) SELECT * FROM unnest($1::text[], $2::text[])
+        ON CONFLICT (serial) DO UPDATE SET record = excluded.record),
+    vms_written AS (INSERT INTO vms (key, record) SELECT * FROM unnest($3::text[], $4::text[])
+        ON CONFLICT (key) DO UPDATE SET record = excluded.record),
+    identities_written AS (INSERT INTO identities (key, status) SELECT * FROM unnest($5::text[], $6::text[])
+        ON CONFLICT (key) DO UPDATE SET status = excluded.status),
+    revocations_written AS (INSERT INTO revocations (key, record) SELECT * FROM unnest($7::text[], $8::text[])
+        ON CONFLICT (key) DO UPDATE SET record = excluded.record),
+    audit_written AS (INSERT INTO audit (seq, record) SELECT * FROM unnest($9::bigint[], $10::text[]))
+    UPDATE audit_head SET seq = $11, hash = $12 WHERE id = 1";
+
+/// The rows a pass writes; one per key (the last job's), as one statement cannot write a
+/// row twice.
+#[derive(Default)]
+struct Rows {
+    credentials: BTreeMap<String, String>,
+    vms: BTreeMap<String, String>,
+    identities: BTreeMap<String, String>,
+    revocations: BTreeMap<String, String>,
+    audit_seqs: Vec<i64>,
+    audit_records: Vec<String>,
+}
+
+/// Why a pass's transaction failed.
+enum Failed {
+    /// The server refused it: nothing was committed.
+    Refused(String),
+    /// Anything else (the connection, an unreadable head): the outcome may be unknown.
+    Other(String),
+}
+
+impl From<postgres::Error> for Failed {
+    fn from(e: postgres::Error) -> Self {
+        if e.as_db_error().is_some() {
+            Self::Refused(describe(&e))
+        } else {
+            Self::Other(describe(&e))
+        }
+    }
+}
+
+impl From<StoreError> for Failed {
+    fn from(e: StoreError) -> Self {
+        Self::Other(e.to_string())
+    }
+}
+
+/// The pass of one replica's group commit; it owns its connection.
+pub(super) struct Writer {
+    connector: Connector,
+    connection: Option<Connection>,
+}
+
+impl Writer {
+    pub(super) fn new(connector: Connector) -> Self {
+        Self { connector, connection: None }
+    }
+
+    /// Commits `jobs` (see the module documentation for what fails).
+    pub(super) fn pass(&mut self, jobs: Vec<Job>) -> Result<(), PassFailure> {
+        if self.connection.as_ref().is_none_or(Connection::is_closed) {
+            let opened = self
+                .connector
+                .open_for("committing decisions")
+                .map_err(|e| PassFailure::All(e.to_string()))?;
+            self.connection = Some(opened);
+        }
+        let Some(connection) = self.connection.as_mut() else {
+            return Err(PassFailure::All("no database connection".into()));
+        };
+        let failed = match commit(connection, &jobs) {
+            Ok(left_out) if left_out.is_empty() => return Ok(()),
+            Ok(left_out) => return Err(PassFailure::Jobs(left_out)),
+            Err(failed) => failed,
+        };
+        abandon(connection);
+        match failed {
+            Failed::Refused(reason) if jobs.len() > 1 => {
+                tracing::warn!(
+                    "the server refused a group of {} decisions, committing them one by one: {reason}",
+                    jobs.len()
+                );
+                let mut left_out = Vec::new();
+                for (index, job) in jobs.iter().enumerate() {
+                    match commit(connection, std::slice::from_ref(job)) {
+                        Ok(mut alone) => left_out.extend(alone.pop().map(|(_, reason)| (index, reason))),
+                        Err(Failed::Refused(reason)) => {
+                            abandon(connection);
+                            left_out.push((index, reason));
+                        }
+                        Err(Failed::Other(reason)) => {
+                            left_out.extend((index..jobs.len()).map(|i| (i, reason.clone())));
+                            self.connection = None;
+                            break;
+                        }
+                    }
+                }
+                Err(PassFailure::Jobs(left_out))
+            }
+            Failed::Refused(reason) => Err(PassFailure::All(reason)),
+            Failed::Other(reason) => {
+                self.connection = None;
+                Err(PassFailure::All(reason))
+            }
+        }
+    }
+}
+
+/// Ends a failed transaction (best effort: a broken connection is replaced anyway).
+fn abandon(connection: &mut Connection) {
+    let _ = connection.client().batch_execute("ROLLBACK");
+}
+
+/// Writes and chains `jobs` in one transaction; returns the jobs left out, with why.
+fn commit(connection: &mut Connection, jobs: &[Job]) -> Result<Vec<(usize, String)>, Failed> {
+    let relaxed = jobs.iter().all(|job| job.relaxed);
+    let mut head = lock_head(connection, relaxed)?;
+    let mut vms = previous_vms(connection, jobs)?;
+    let mut rows = Rows::default();
+    let mut left_out = Vec::new();
+    for (index, job) in jobs.iter().enumerate() {
+        if let Err(reason) = rows.stage(&job.effect, &mut vms) {
+            left_out.push((index, reason));
+            continue;
+        }
+        let (record, next) = head.append(job.event.clone());
+        rows.audit_seqs.push(to_i64(record.seq, "audit sequence")?);
+        rows.audit_records.push(encode(&record)?);
+        head = next;
+    }
+    if !rows.audit_records.is_empty() {
+        let columns = |map: &BTreeMap<String, String>| -> (Vec<String>, Vec<String>) {
+            (map.keys().cloned().collect(), map.values().cloned().collect())
+        };
+        let (serials, credentials) = columns(&rows.credentials);
+        let (vm_keys, vm_records) = columns(&rows.vms);
+        let (identity_keys, statuses) = columns(&rows.identities);
+        let (revocation_keys, revocations) = columns(&rows.revocations);
+        let seq = to_i64(head.seq, "audit sequence")?;
+        connection.execute(
+            WRITE,
+            &[
+                &serials,
+                &credentials,
+                &vm_keys,
+                &vm_records,
+                &identity_keys,
+                &statuses,
+                &revocation_keys,
+                &revocations,
+                &rows.audit_seqs,
+                &rows.audit_records,
+                &seq,
+                &head.hash.as_slice(),
+            ],
+        )?;
+    }
+    connection.client().batch_execute("COMMIT")?;
+    Ok(left_out)
+}
+
+/// Begins the transaction, locking the chain head; returns the head.
+fn lock_head(connection: &mut Connection, relaxed: bool) -> Result<ChainHead, Failed> {
+    let messages = connection.client().simple_query(if relaxed { BEGIN_RELAXED } else { BEGIN })?;
+    let row = messages
+        .iter()
+        .find_map(|message| match message {
+            postgres::SimpleQueryMessage::Row(row) => Some(row),
+            _ => None,
+        })
+        .ok_or_else(|| StoreError::Corrupt {
+            key: "audit_head".into(),
+            reason: "the head row is missing".into(),
+        })?;
+    let corrupt = |reason: String| StoreError::Corrupt { key: "audit_head".into(), reason };
+    let seq: i64 = row
+        .get(0)
+        .and_then(|text| text.parse().ok())
+        .ok_or_else(|| corrupt("unreadable sequence number".into()))?;
+    let hash = row
+        .get(1)
+        .and_then(|text| hex::decode(text).ok())
+        .ok_or_else(|| corrupt("unreadable hash".into()))?;
+    Ok(head_of(seq, &hash)?)
+}
+
+/// The stored records of the VMs `jobs` issue to, each decoded on its own.
+fn previous_vms(
+    connection: &mut Connection,
+    jobs: &[Job],
+) -> Result<HashMap<String, Result<VmRecord, String>>, Failed> {
+    let keys: Vec<&str> = jobs
+        .iter()
+        .filter_map(|job| match &job.effect {
+            Effect::Issue { vm_key, .. } => Some(vm_key.as_str()),
+            _ => None,
+        })
+        .collect();
+    if keys.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let mut vms = HashMap::new();
+    for row in connection.query(VMS, &[&keys])? {
+        let key: String = read(&row, 0, "vms.key")?;
+        let text: String = read(&row, 1, "vms.record")?;
+        let record = decode(key.as_bytes(), text.as_bytes()).map_err(|e| e.to_string());
+        vms.insert(key, record);
+    }
+    Ok(vms)
+}
+
+impl Rows {
+    /// Adds what `effect` writes; a VM record that does not read leaves the job out.
+    fn stage(
+        &mut self,
+        effect: &Effect,
+        vms: &mut HashMap<String, Result<VmRecord, String>>,
+    ) -> Result<(), String> {
+        match effect {
+            Effect::Record => {}
+            Effect::Identity { key, status } => {
+                self.identities.insert(key.clone(), status.clone());
+            }
+            Effect::Revoke { key, record } => {
+                self.revocations.insert(key.clone(), record.clone());
+            }
+            Effect::Issue { credential, vm_key, encoded } => {
+                let previous =
+                    vms.get(vm_key).map(Result::as_ref).transpose().map_err(|reason| {
+                        format!("the stored record of VM {vm_key} is unreadable: {reason}")
+                    })?;
+                let vm = VmRecord::issued(previous, credential);
+                self.vms.insert(vm_key.clone(), encode(&vm).map_err(|e| e.to_string())?);
+                self.credentials.insert(credential.serial.clone(), encoded.clone());
+                // A later job of this pass for the same VM follows this record.
+                vms.insert(vm_key.clone(), Ok(vm));
+            }
+        }
+        Ok(())
+    }
+}
