@@ -8,34 +8,16 @@ mod common;
 use std::sync::{Arc, Mutex};
 
 use common::vm::Vm;
-use common::{accept, loopback, replay_all_accepting_each_once_and_audited, Accepted, Broker, BrokerSetup};
+use common::{accept, admitting, loopback, replay_all_accepting_each_once_and_audited, Accepted, Broker};
 use mooring_attestation::protocol::{TpmChallenge, TpmFinishRequest};
-use mooring_attestation::x509::bundle::parse_one_certificate;
 use mooring_tests::SwtpmOptions;
 
 const CHALLENGES: usize = 16;
 
-/// A broker that admits `vm` (its EK issuer, PCR 7 all zeros) on the embedded store.
-fn admitting(vm: &Vm) -> BrokerSetup {
-    let issuer = parse_one_certificate(&vm.ek_certificate()).unwrap().issuer().to_owned();
-    let policy = format!(
-        "version = 1\n[[class]]\nname = \"web\"\nevidence = \"tpm\"\nttl_seconds = 600\nnetworks = [\"127.0.0.0/8\"]\n\
-         [class.match]\nek_issuers = [{issuer:?}]\n[class.tpm]\npcr_bank = \"sha256\"\npcrs = [7]\n\
-         [class.tpm.pcr_values]\n7 = [\"{}\"]\n",
-        "00".repeat(32)
-    );
-    BrokerSetup {
-        policy,
-        ek_roots: vm.tpm.ek_cert_ca_files().all().iter().map(|p| p.to_path_buf()).collect(),
-        extra_config: String::new(),
-        secrets: Vec::new(),
-    }
-}
-
 #[test]
 fn kill_9_during_attestations_loses_no_audit_record_and_accepts_no_challenge_twice() {
     let Some(vm) = Vm::start("broker_crash", SwtpmOptions::default()) else { return };
-    let mut broker = Broker::start(&admitting(&vm));
+    let mut broker = Broker::start(&admitting(&vm, String::new()));
 
     // Evidence for many challenges, prepared before the stream starts.
     let client = broker.client(loopback(1));
@@ -103,7 +85,7 @@ fn kill_9_during_attestations_loses_no_audit_record_and_accepts_no_challenge_twi
 #[test]
 fn audit_verify_detects_a_modified_or_removed_record() {
     let Some(vm) = Vm::start("broker_audit_verify", SwtpmOptions::default()) else { return };
-    let mut broker = Broker::start(&admitting(&vm));
+    let mut broker = Broker::start(&admitting(&vm, String::new()));
     // Three attestations make three records.
     let client = broker.client(loopback(1));
     for _ in 0..3 {
@@ -156,7 +138,7 @@ fn audit_verify_detects_a_modified_or_removed_record() {
 #[test]
 fn sigterm_stops_the_broker_cleanly_and_the_chain_holds() {
     let Some(vm) = Vm::start("broker_sigterm", SwtpmOptions::default()) else { return };
-    let mut broker = Broker::start(&admitting(&vm));
+    let mut broker = Broker::start(&admitting(&vm, String::new()));
     let client = broker.client(loopback(1));
     let (status, body) = broker.post(&client, "tpm/begin", &vm.begin_request());
     assert_eq!(status, 200, "{body}");

@@ -12,41 +12,23 @@ use std::time::Duration;
 
 use common::vm::Vm;
 use common::{
-    accept, assert_refused, audit_verify_cli, b64, loopback, now, replay_all_accepting_each_once_and_audited,
-    verify_jwt, Accepted, Broker, BrokerSetup,
+    accept, admitting, assert_refused, audit_verify_cli, b64, begin, loopback, now,
+    replay_all_accepting_each_once_and_audited, verify_jwt, Accepted, Broker, BrokerSetup,
 };
-use mooring_attestation::protocol::{IssuedCredentials, TpmChallenge, TpmFinishRequest};
-use mooring_attestation::x509::bundle::parse_one_certificate;
+use mooring_attestation::protocol::{IssuedCredentials, TpmFinishRequest};
 use mooring_tests::{Postgres, SwtpmOptions};
 use serde_json::{json, Value};
 
 /// Brokers for `vm` on `postgres`: the first generates the TLS material, the others
 /// serve the same certificate (as replicas behind one name do).
 fn replicas(vm: &Vm, postgres: &Postgres, count: usize) -> Vec<Broker> {
-    let issuer = parse_one_certificate(&vm.ek_certificate()).unwrap().issuer().to_owned();
-    let setup = BrokerSetup {
-        policy: format!(
-            "version = 1\n[[class]]\nname = \"web\"\nevidence = \"tpm\"\nttl_seconds = 600\n\
-             audiences = [\"payments\"]\nnetworks = [\"127.0.0.0/8\"]\n\
-             [class.match]\nek_issuers = [{issuer:?}]\n[class.tpm]\npcr_bank = \"sha256\"\npcrs = [7]\n\
-             [class.tpm.pcr_values]\n7 = [\"{}\"]\n",
-            "00".repeat(32)
-        ),
-        ek_roots: vm.tpm.ek_cert_ca_files().all().iter().map(|p| p.to_path_buf()).collect(),
-        // No refusal summaries while the audit log is counted below.
-        extra_config: format!("{}\n[audit]\nsummary_seconds = 3600\n", postgres.broker_config().unwrap()),
-        secrets: Vec::new(),
-    };
+    // No refusal summaries while the audit log is counted below.
+    let setup =
+        admitting(vm, format!("{}\n[audit]\nsummary_seconds = 3600\n", postgres.broker_config().unwrap()));
     let first = Broker::start(&setup);
     let mut all: Vec<Broker> = (1..count).map(|_| Broker::start_replica(&setup, &first)).collect();
     all.insert(0, first);
     all
-}
-
-fn begin(broker: &Broker, vm: &Vm) -> TpmChallenge {
-    let (status, body) = broker.post(&broker.client(loopback(1)), "tpm/begin", &vm.begin_request());
-    assert_eq!(status, 200, "{body}");
-    serde_json::from_value(body).unwrap()
 }
 
 #[test]
@@ -66,7 +48,7 @@ fn challenges_cross_replicas_once_and_revocations_reach_every_replica() {
     assert_eq!(bundles[0], bundles[2]);
 
     // Begun on replica 1, finished on replica 2.
-    let challenge = begin(&brokers[0], &vm);
+    let challenge = begin(&brokers[0], &vm, 1);
     let (status, body) =
         brokers[1].post(&brokers[1].client(loopback(1)), "tpm/finish", &vm.finish_request(&challenge));
     assert_eq!(status, 200, "{body}");
@@ -100,7 +82,7 @@ fn challenges_cross_replicas_once_and_revocations_reach_every_replica() {
     assert_eq!(present(&brokers[1])["code"], "proof_replayed");
 
     // One finish replayed concurrently against all replicas: accepted exactly once.
-    let challenge = begin(&brokers[2], &vm);
+    let challenge = begin(&brokers[2], &vm, 1);
     let request = vm.finish_request(&challenge);
     let attempts = 3 * brokers.len();
     let barrier = Arc::new(Barrier::new(attempts));
@@ -178,7 +160,7 @@ fn killing_a_replica_mid_load_loses_no_audit_record_and_the_other_keeps_serving(
 
     // Evidence for many challenges, begun on both replicas, prepared before the load.
     let requests: Vec<TpmFinishRequest> =
-        (0..CHALLENGES).map(|i| vm.finish_request(&begin(&brokers[i % 2], &vm))).collect();
+        (0..CHALLENGES).map(|i| vm.finish_request(&begin(&brokers[i % 2], &vm, 1))).collect();
 
     // Four threads send finishes, alternating between the replicas; replica 1 is killed
     // with SIGKILL once a few answers are in. A finish that replica 1 does not answer is
@@ -267,7 +249,7 @@ fn a_replica_on_postgres_stops_on_sigterm_with_exit_0() {
     let mut brokers = replicas(&vm, &postgres, 1);
     let broker = &mut brokers[0];
     let (status, body) =
-        broker.post(&broker.client(loopback(1)), "tpm/finish", &vm.finish_request(&begin(broker, &vm)));
+        broker.post(&broker.client(loopback(1)), "tpm/finish", &vm.finish_request(&begin(broker, &vm, 1)));
     assert_eq!(status, 200, "{body}");
     let exit = broker.terminate(Duration::from_secs(15)).expect("still running 15 s after SIGTERM");
     assert!(exit.success(), "SIGTERM: {exit}");

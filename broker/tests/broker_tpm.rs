@@ -5,8 +5,8 @@
 mod common;
 
 use common::vm::Vm;
-use common::{assert_refused, loopback, Broker, BrokerSetup};
-use mooring_attestation::protocol::{IssuedCredentials, TpmChallenge};
+use common::{assert_refused, attest, begin, loopback, now, Broker, BrokerSetup};
+use mooring_attestation::protocol::TpmChallenge;
 use mooring_attestation::x509::bundle::parse_one_certificate;
 use mooring_tests::client::tpm_policy_with_ttl;
 use mooring_tests::SwtpmOptions;
@@ -26,25 +26,6 @@ fn broker_for(vm: &Vm, extra_config: &str) -> Broker {
         extra_config: extra_config.into(),
         secrets: vec![("payment.key".into(), b"pay-4242-secret".to_vec())],
     })
-}
-
-fn begin(broker: &Broker, vm: &Vm, source: u8) -> TpmChallenge {
-    let (status, body) = broker.post(&broker.client(loopback(source)), "tpm/begin", &vm.begin_request());
-    assert_eq!(status, 200, "{body}");
-    serde_json::from_value(body).unwrap()
-}
-
-fn attest(broker: &Broker, vm: &Vm, source: u8) -> IssuedCredentials {
-    let challenge = begin(broker, vm, source);
-    let (status, body) =
-        broker.post(&broker.client(loopback(source)), "tpm/finish", &vm.finish_request(&challenge));
-    assert_eq!(status, 200, "{body}");
-    serde_json::from_value(body).unwrap()
-}
-
-fn now() -> i64 {
-    i64::try_from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs())
-        .unwrap()
 }
 
 #[test]

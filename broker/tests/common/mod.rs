@@ -89,3 +89,40 @@ pub fn audit_verify_cli(broker: &Broker) -> (Option<i32>, String) {
         String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr);
     (output.status.code(), text)
 }
+
+/// A broker setup admitting `vm` (its EK manufacturer, PCR 7 all zeros, audience
+/// `payments`, from 127.0.0.0/8), with `extra_config` in the broker's file.
+pub fn admitting(vm: &vm::Vm, extra_config: String) -> BrokerSetup {
+    let issuer = mooring_attestation::x509::bundle::parse_one_certificate(&vm.ek_certificate())
+        .unwrap()
+        .issuer()
+        .to_owned();
+    BrokerSetup {
+        policy: format!(
+            "version = 1\n[[class]]\nname = \"web\"\nevidence = \"tpm\"\nttl_seconds = 600\n\
+             audiences = [\"payments\"]\nnetworks = [\"127.0.0.0/8\"]\n\
+             [class.match]\nek_issuers = [{issuer:?}]\n[class.tpm]\npcr_bank = \"sha256\"\npcrs = [7]\n\
+             [class.tpm.pcr_values]\n7 = [\"{}\"]\n",
+            "00".repeat(32)
+        ),
+        ek_roots: vm.tpm.ek_cert_ca_files().all().iter().map(|p| p.to_path_buf()).collect(),
+        extra_config,
+        secrets: Vec::new(),
+    }
+}
+
+/// `tpm/begin` for `vm` from 127.0.0.`source`, which must succeed.
+pub fn begin(broker: &Broker, vm: &vm::Vm, source: u8) -> mooring_attestation::protocol::TpmChallenge {
+    let (status, body) = broker.post(&broker.client(loopback(source)), "tpm/begin", &vm.begin_request());
+    assert_eq!(status, 200, "{body}");
+    serde_json::from_value(body).unwrap()
+}
+
+/// A whole attestation of `vm` from 127.0.0.`source`, which must succeed.
+pub fn attest(broker: &Broker, vm: &vm::Vm, source: u8) -> mooring_attestation::protocol::IssuedCredentials {
+    let challenge = begin(broker, vm, source);
+    let (status, body) =
+        broker.post(&broker.client(loopback(source)), "tpm/finish", &vm.finish_request(&challenge));
+    assert_eq!(status, 200, "{body}");
+    serde_json::from_value(body).unwrap()
+}
