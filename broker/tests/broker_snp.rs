@@ -216,6 +216,15 @@ fn each_snp_refusal_answers_its_code_and_is_audited() {
     // Refused before the report verified (a bad sealing key): it proved nothing, so it is
     // counted in a summary, not recorded one by one.
     assert!(!audit.iter().any(|r| r["code"] == "key_invalid"), "key_invalid recorded one by one");
+    // A genuine report proves nothing until its REPORT_DATA answers the challenge (reports
+    // can be replayed): refusals before that are counted; policy refusals after it recorded.
+    let one_by_one = |code: &str| audit.iter().any(|r| r["code"] == code && r["outcome"] == "refused");
+    for code in ["report_data_mismatch", "snp_report_invalid"] {
+        assert!(!one_by_one(code), "{code} recorded one by one before the report answered the challenge");
+    }
+    for code in ["snp_debug", "snp_vmpl", "snp_measurement", "address_not_allowed"] {
+        assert!(one_by_one(code), "{code} not recorded one by one");
+    }
     assert!(audit.iter().all(|r| r["serial"].is_null()), "nothing may be issued");
 }
 

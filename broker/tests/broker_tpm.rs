@@ -171,6 +171,16 @@ fn each_tpm_threat_is_refused_with_its_code_and_audited() {
     ] {
         assert!(audited(&broker, code), "no audit record for {code}");
     }
+    // One record per refusal only once the TPM proved itself (the activated secret); what
+    // anyone can send (a public EK certificate at begin, a wrong activation) is only counted.
+    let audit = broker.audit();
+    let one_by_one = |code: &str| audit.iter().any(|r| r["code"] == code && r["outcome"] == "refused");
+    for code in ["nonce_mismatch", "event_log_mismatch"] {
+        assert!(one_by_one(code), "{code} not recorded one by one");
+    }
+    for code in ["activation_failed", "address_not_allowed"] {
+        assert!(!one_by_one(code), "{code} recorded one by one before the TPM proved itself");
+    }
     // Refusals stored nothing but their audit records: only the first attestation issued.
     let vms: Vec<serde_json::Value> =
         broker.admin().get(broker.url("admin/vms")).send().unwrap().json().unwrap();
