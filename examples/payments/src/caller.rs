@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use axum::http::{header, HeaderMap};
-use mooring_attestation::protocol::{Code, Possession, PresentedCredential, VerifyRequest};
+use mooring_attestation::protocol::{Code, Possession, PresentedCredential, VerifyRequest, VerifyResponse};
 use mooring_attestation::svid::{
     request_digest, PossessionProof, Presentation, Presented, Proof, Verifier, POSSESSION_HEADER,
 };
@@ -149,16 +149,24 @@ impl Gate {
             tracing::error!("broker verify call failed: {e:#}");
             Refusal::verifier_unavailable()
         })?;
-        match (answer.valid, answer.claims, answer.code) {
-            (true, Some(claims), _) => Ok(Caller { spiffe_id: claims.spiffe_id, serial: claims.serial }),
-            // A code this service does not know is not passed on: it fails closed instead.
-            (false, _, Some(code)) if code != Code::Unrecognized => Err(Refusal::forbidden(
-                code,
-                answer.reason.unwrap_or_else(|| "the broker refused the credential".into()),
-            )),
-            // An answer the service cannot act on (no claims, no code it knows): fail closed.
-            _ => Err(Refusal::verifier_unavailable()),
-        }
+        judged(answer)
+    }
+}
+
+/// What the broker's answer to `credentials/verify` means for the caller. Anything short of
+/// a valid answer with claims, or a refusal with a code this service knows, fails closed.
+fn judged(answer: VerifyResponse) -> Result<Caller, Refusal> {
+    match (answer.valid, answer.claims, answer.code) {
+        (true, Some(claims), _) => Ok(Caller { spiffe_id: claims.spiffe_id, serial: claims.serial }),
+        (true, None, _) => Err(Refusal::verifier_unusable("the broker said valid but named no caller")),
+        (false, _, None) => Err(Refusal::verifier_unusable("the broker refused without a reason code")),
+        (false, _, Some(Code::Unrecognized)) => Err(Refusal::verifier_unusable(
+            "the broker refused with a reason code this service does not know: upgrade the service",
+        )),
+        (false, _, Some(code)) => Err(Refusal::forbidden(
+            code,
+            answer.reason.unwrap_or_else(|| "the broker refused the credential".into()),
+        )),
     }
 }
 
@@ -186,5 +194,59 @@ fn presented(connection: &Peer, headers: &HeaderMap) -> Result<Credential, Refus
     match &connection.client_certificate {
         Some(leaf) => Ok(Credential::MutualTls { leaf: leaf.to_vec() }),
         None => Err(Refusal::no_credential()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use axum::http::StatusCode;
+    use mooring_attestation::protocol::{Code, CredentialClaims, VerifyResponse};
+
+    use super::judged;
+
+    fn answer(valid: bool, code: Option<Code>, claims: bool) -> VerifyResponse {
+        VerifyResponse {
+            valid,
+            code,
+            reason: Some("why".into()),
+            claims: claims.then(|| CredentialClaims {
+                spiffe_id: "spiffe://test.mooring/vm/web/ab".into(),
+                class: "web".into(),
+                serial: "0a".into(),
+                hardware_id: "ab".into(),
+                bound_address: "127.0.0.2".parse().unwrap(),
+                expires_at: 1,
+            }),
+        }
+    }
+
+    #[test]
+    fn a_valid_answer_with_claims_admits_the_caller() {
+        assert_eq!(judged(answer(true, None, true)).unwrap().serial, "0a");
+    }
+
+    #[test]
+    fn answers_the_service_cannot_act_on_fail_closed() {
+        for (valid, code, claims) in
+            [(true, None, false), (false, None, false), (false, Some(Code::Unrecognized), false)]
+        {
+            let refusal = judged(answer(valid, code, claims)).unwrap_err();
+            assert_eq!(
+                (refusal.status, refusal.code),
+                (StatusCode::SERVICE_UNAVAILABLE, Code::VerifierUnavailable)
+            );
+        }
+        // A refusal is a refusal even when claims come with it.
+        assert_eq!(judged(answer(false, Some(Code::Revoked), true)).unwrap_err().code, Code::Revoked);
+    }
+
+    #[test]
+    fn a_refusal_keeps_the_brokers_code_and_its_status() {
+        let refusal = judged(answer(false, Some(Code::AddressOutsideBinding), false)).unwrap_err();
+        assert_eq!((refusal.status, refusal.code), (StatusCode::FORBIDDEN, Code::AddressOutsideBinding));
+        let refusal = judged(answer(false, Some(Code::RevocationListStale), false)).unwrap_err();
+        assert_eq!(refusal.status, StatusCode::SERVICE_UNAVAILABLE);
     }
 }

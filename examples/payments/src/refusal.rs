@@ -40,10 +40,15 @@ impl Refusal {
 
     /// 503: the broker could not be asked (broker mode fails closed).
     pub(crate) fn verifier_unavailable() -> Self {
+        Self::verifier_unusable("the credential could not be checked with the broker; try again")
+    }
+
+    /// 503: the broker's answer cannot be acted on; `reason` says why (fails closed).
+    pub(crate) fn verifier_unusable(reason: impl Into<String>) -> Self {
         Self {
             status: StatusCode::SERVICE_UNAVAILABLE,
             code: Code::VerifierUnavailable,
-            reason: "the credential could not be checked with the broker; try again".into(),
+            reason: reason.into(),
         }
     }
 }
