@@ -49,12 +49,6 @@ impl SnpAppraisal {
     pub fn report(&self) -> &VerifiedReport {
         &self.report
     }
-
-    /// The chip's identity ([`VerifiedReport::hw_id`]).
-    #[must_use]
-    pub fn hw_id(&self) -> &[u8] {
-        self.report.hw_id()
-    }
 }
 
 #[cfg(test)]
@@ -81,7 +75,7 @@ mod tests {
         let mut fields = signer.report_fields();
         fields.report_data = [7; 64];
         let appraisal = SnpAppraisal::new(verified(&signer, &fields), &[7; 64]).unwrap();
-        assert_eq!(appraisal.hw_id(), &signer.chip_id()[..signer.product().hw_id_len()]);
+        assert_eq!(appraisal.report().hw_id(), &signer.chip_id()[..signer.product().hw_id_len()]);
     }
 
     #[test]

@@ -155,12 +155,19 @@ impl Policy {
     }
 
     /// The first SEV-SNP class that admits this chip and launch measurement.
-    pub(crate) fn match_snp(&self, appraisal: &SnpAppraisal, enrolled: bool) -> Result<&Class, Refusal> {
-        let chip_id = hex::encode(appraisal.hw_id());
+    /// `chip_id`: the hex of the report's hardware identity ([`VerifiedReport::hw_id`]).
+    ///
+    /// [`VerifiedReport::hw_id`]: mooring_attestation::snp::VerifiedReport::hw_id
+    pub(crate) fn match_snp(
+        &self,
+        appraisal: &SnpAppraisal,
+        chip_id: &str,
+        enrolled: bool,
+    ) -> Result<&Class, Refusal> {
         self.classes
             .iter()
             .filter(|c| c.evidence == EvidenceKind::Snp)
-            .filter(|c| c.matches_identity(&chip_id, None, enrolled))
+            .filter(|c| c.matches_identity(chip_id, None, enrolled))
             .find(|c| c.snp.as_ref().is_some_and(|rules| rules.admits_measurement(appraisal)))
             .ok_or_else(|| {
                 Refusal::new(
@@ -168,7 +175,7 @@ impl Policy {
                     format!(
                         "no SEV-SNP class admits measurement {} from chip {}",
                         hex::encode(appraisal.report().measurement()),
-                        short(&chip_id)
+                        short(chip_id)
                     ),
                 )
             })

@@ -165,6 +165,9 @@ fn a_required_event_log_must_be_sent() {
     assert_eq!(rules.check(&appraisal(&values, None).unwrap()).unwrap_err().code, Code::EventLogMissing);
 }
 
+/// The chip id policy matching is given (the class names no hardware ids, so any will do).
+const CHIP: &str = "aa";
+
 /// A simulated SEV-SNP platform and a verifier trusting its test root.
 struct SnpPlatform {
     signer: TestSigner,
@@ -213,11 +216,11 @@ fn snp_policy(min_tcb: TcbParts) -> Policy {
 fn snp_classes_check_measurement_debug_vmpl_and_tcb() {
     let tcb = platform().signer.tcb();
     let policy = snp_policy(tcb);
-    let class = policy.match_snp(&snp_appraisal(|_| {}), false).unwrap();
+    let class = policy.match_snp(&snp_appraisal(|_| {}), CHIP, false).unwrap();
     class.check_snp(&snp_appraisal(|_| {})).unwrap();
 
     let other = snp_appraisal(|f| f.measurement = [0x22; 48]);
-    assert_eq!(policy.match_snp(&other, false).unwrap_err().code, Code::SnpMeasurement);
+    assert_eq!(policy.match_snp(&other, CHIP, false).unwrap_err().code, Code::SnpMeasurement);
 
     let debug = snp_appraisal(|f| f.policy |= 1 << 19);
     assert_eq!(class.check_snp(&debug).unwrap_err().code, Code::SnpDebug);
@@ -227,7 +230,7 @@ fn snp_classes_check_measurement_debug_vmpl_and_tcb() {
 
     // The platform's TCB one microcode patch below what a stricter class requires.
     let stricter = snp_policy(TcbParts { microcode: tcb.microcode + 1, ..tcb });
-    let class = stricter.match_snp(&snp_appraisal(|_| {}), false).unwrap();
+    let class = stricter.match_snp(&snp_appraisal(|_| {}), CHIP, false).unwrap();
     let refusal = class.check_snp(&snp_appraisal(|_| {})).unwrap_err();
     assert_eq!(refusal.code, Code::SnpTcbTooLow);
     assert!(refusal.reason.contains(&format!("microcode is {}", tcb.microcode)), "{refusal}");

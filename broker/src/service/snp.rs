@@ -136,9 +136,9 @@ impl Broker {
             })?;
             Ok((credential_key, appraisal))
         })?;
-        let chip_id = hex::encode(appraisal.hw_id());
+        let chip_id = hex::encode(appraisal.report().hw_id());
         self.about(Action::Attest, caller, &chip_id, || {
-            self.snp_decide(request, caller, &appraisal, credential_key)
+            self.snp_decide(request, caller, &appraisal, chip_id.clone(), credential_key)
         })
     }
 
@@ -147,13 +147,13 @@ impl Broker {
         request: &SnpFinishRequest,
         caller: &Caller,
         appraisal: &SnpAppraisal,
+        chip_id: String,
         credential_key: CredentialKey,
     ) -> Result<IssuedCredentials, Refusal> {
-        let chip_id = hex::encode(appraisal.hw_id());
         let hardware = HardwareId::Chip(chip_id.clone());
         let enrolled = self.enrolled(&hardware)?;
         let policy = self.policy();
-        let class = policy.match_snp(appraisal, enrolled)?;
+        let class = policy.match_snp(appraisal, &chip_id, enrolled)?;
         class.check_snp(appraisal)?;
         class.check_address(caller.address)?;
 
