@@ -214,3 +214,24 @@ mod jwt;
 mod possession;
 mod revocation;
 mod x509;
+
+/// K is an ECC P-256 key: any other key is refused and named.
+#[test]
+fn the_credential_key_is_p256_only() {
+    let ecdsa = ecdsa(&aws_lc_rs::signature::ECDSA_P256_SHA256_ASN1_SIGNING);
+    let point = ecdsa.public_key().as_ref();
+    let p256 = crate::crypto::PublicKey::Ecc {
+        curve: crate::tpm::alg::EccCurve::NistP256,
+        x: point[1..33].to_vec(),
+        y: point[33..].to_vec(),
+    };
+    assert_eq!(CredentialKey::from_public_key(&p256).unwrap().point(), point);
+    let p384 = crate::crypto::PublicKey::Ecc {
+        curve: crate::tpm::alg::EccCurve::NistP384,
+        x: vec![1; 48],
+        y: vec![2; 48],
+    };
+    assert!(CredentialKey::from_public_key(&p384).unwrap_err().contains("must be ECC P-256, got ECC P-384"));
+    let rsa = crate::crypto::PublicKey::Rsa { modulus: vec![0xc5; 256], exponent: 65537 };
+    assert!(CredentialKey::from_public_key(&rsa).unwrap_err().contains("got RSA-2048"));
+}
