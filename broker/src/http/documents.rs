@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
+use mooring_attestation::protocol::RevocationList;
 use serde::Deserialize;
 
 use super::{blocking, AppState, ErrorResponse};
@@ -24,7 +25,7 @@ pub(super) async fn jwks(State(broker): State<AppState>) -> Response {
 /// Longest a `GET /v1/revocations?version=V&wait=S` waits for the list to change.
 const MAX_REVOCATION_WAIT: Duration = Duration::from_secs(25);
 /// Most such requests waiting at once; beyond it they are answered at once.
-pub(super) const MAX_REVOCATION_WAITERS: usize = 1024;
+const MAX_REVOCATION_WAITERS: usize = 1024;
 /// Longest `version` a caller may send (the broker's are 16 hex digits).
 const MAX_VERSION_LENGTH: usize = 64;
 /// How often a waiting request looks at the list (replicas change it too).
@@ -40,9 +41,33 @@ pub(super) struct RevocationQuery {
     wait: u64,
 }
 
-/// Requests waiting for the revocation list to change.
+/// A revocation list and when it was read from the store.
+type ReadList = (Instant, Arc<RevocationList>);
+
+/// Requests waiting for the revocation list to change, and the list they last read: the
+/// waiters share one read of the store per poll interval, however many there are.
 #[derive(Debug, Clone)]
-pub(super) struct RevocationWaiters(pub(super) Arc<tokio::sync::Semaphore>);
+pub(super) struct RevocationWaiters {
+    pub(super) slots: Arc<tokio::sync::Semaphore>,
+    latest: Arc<std::sync::Mutex<Option<ReadList>>>,
+}
+
+impl RevocationWaiters {
+    pub(super) fn new() -> Self {
+        Self { slots: Arc::new(tokio::sync::Semaphore::new(MAX_REVOCATION_WAITERS)), latest: Arc::default() }
+    }
+
+    /// The list as a waiter read it less than a poll interval ago, if any.
+    fn recent(&self) -> Option<Arc<RevocationList>> {
+        let latest = self.latest.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        latest.as_ref().filter(|(at, _)| at.elapsed() < REVOCATION_POLL).map(|(_, list)| Arc::clone(list))
+    }
+
+    fn remember(&self, list: &Arc<RevocationList>) {
+        *self.latest.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
+            Some((Instant::now(), Arc::clone(list)));
+    }
+}
 
 /// `GET /v1/revocations`: every revocation in force, with a `version` of the list. Given the
 /// `version` it holds and `wait`, the request is answered as soon as the list changes (on
@@ -62,18 +87,28 @@ pub(super) async fn revocations(
     }
     let deadline = Instant::now() + Duration::from_secs(query.wait).min(MAX_REVOCATION_WAIT);
     let waiting = match &query.version {
-        Some(_) if query.wait > 0 => Arc::clone(&waiters.0).try_acquire_owned().ok(),
+        Some(_) if query.wait > 0 => Arc::clone(&waiters.slots).try_acquire_owned().ok(),
         _ => None,
     };
+    // The first look is the store's own; later looks of a waiter may share another's.
+    let mut list = Arc::new(blocking(&broker, Broker::revocation_list).await?);
+    waiters.remember(&list);
     loop {
-        let list = blocking(&broker, Broker::revocation_list).await?;
         if waiting.is_none()
             || query.version.as_deref() != Some(list.version.as_str())
             || Instant::now() >= deadline
         {
-            return Ok(Json(list).into_response());
+            return Ok(Json(&*list).into_response());
         }
         tokio::time::sleep(REVOCATION_POLL.min(deadline.saturating_duration_since(Instant::now()))).await;
+        list = match waiters.recent() {
+            Some(recent) => recent,
+            None => {
+                let fresh = Arc::new(blocking(&broker, Broker::revocation_list).await?);
+                waiters.remember(&fresh);
+                fresh
+            }
+        };
     }
 }
 

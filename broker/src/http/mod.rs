@@ -79,9 +79,7 @@ pub(crate) fn router(broker: Arc<Broker>) -> Router {
         .route(&format!("{v1}/admin/audit/verify"), post(admin::audit_verify))
         .route(&format!("{v1}/admin/policy/reload"), post(admin::reload))
         .fallback(|| async { ErrorResponse(Refusal::new(Code::NotFound, "no such route")) })
-        .layer(Extension(documents::RevocationWaiters(Arc::new(tokio::sync::Semaphore::new(
-            documents::MAX_REVOCATION_WAITERS,
-        )))))
+        .layer(Extension(documents::RevocationWaiters::new()))
         .layer(axum::extract::DefaultBodyLimit::max(broker.config.limits.max_body_bytes))
         .layer(axum::middleware::from_fn_with_state((Arc::clone(&broker), guard), guard::guard))
         .with_state(broker)
