@@ -67,14 +67,29 @@ install_or_explain "${missing[@]}"
 echo "== cargo build --workspace --bins --locked"
 cargo build --workspace --bins --locked
 
-# The real-VM test runs the release client inside its VMs (target/release/mooring-client).
-echo "== cargo build --release -p mooring-client --locked"
-cargo build --release -p mooring-client --locked
+# The real-VM test runs the release client inside its VMs (target/release/mooring-client);
+# the Debian packages (scripts/package-check.sh) hold the release client and broker. One
+# build for both, so what they share compiles once.
+echo "== cargo build --release -p mooring-client -p mooring-broker --locked"
+cargo build --release -p mooring-client -p mooring-broker --locked
 
 # The fuzz targets live outside the workspace (cargo fuzz builds them); make sure they
 # still compile against the parsers they exercise.
 echo "== cargo check (fuzz targets)"
 cargo check -q --manifest-path fuzz/Cargo.toml --locked --target-dir target/fuzz-check
+
+# The Debian packages: built with cargo-deb from the release binaries, installed with
+# dpkg -i, the broker run from its installed configuration, purged. Needs root and
+# cargo-deb: skipped without them, a failure in CI.
+if [ "$(id -u)" = 0 ] && cargo deb --version >/dev/null 2>&1; then
+  echo "== scripts/package-check.sh"
+  scripts/package-check.sh
+elif [[ -n ${CI:-} && ${CI,,} != false && $CI != 0 ]]; then
+  echo "FATAL: the package check needs root and cargo-deb (cargo install cargo-deb --locked)" >&2
+  exit 1
+else
+  echo "== package check skipped: it needs root and cargo-deb (cargo install cargo-deb --locked)"
+fi
 
 # The tools tests/tests/ecosystem.rs checks a live broker with (py-spiffe, schemathesis,
 # promtool), under the target directory; kept between runs.
