@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The Debian packages, built and installed on this machine: cargo-deb makes mooring-broker
-# and mooring-client from the release binaries already built (--no-build), `dpkg -i`
+# and mooring-client from the binaries of PROFILE already built (--no-build), `dpkg -i`
 # installs them, then this checks what they set up (system users, configuration readable
 # by the service's group only, units that pass systemd-analyze verify where installed),
 # runs the broker from its installed configuration as its package's user (not through
@@ -8,9 +8,15 @@
 # Needs root and cargo-deb; refuses to touch an installation it did not make. `--fast`
 # compression: these packages are only installed here (release ones: README "Install").
 #
-#   scripts/package-check.sh     (after cargo build --release -p mooring-broker -p mooring-client)
+#   scripts/package-check.sh [PROFILE]    (default release: after
+#                                          cargo build --release -p mooring-broker -p mooring-client)
+#
+# scripts/test.sh passes `dev`: the binaries its test build made. What this checks is the
+# packaging (metadata, units, users, conffiles, maintainer scripts), the same for every
+# profile, and a release build of the broker would cost CI minutes it does not have.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+profile="${1:-release}"
 
 fail() {
   echo "package-check: FAIL: $*" >&2
@@ -24,9 +30,10 @@ for package in mooring-broker mooring-client; do
   fi
 done
 out="${CARGO_TARGET_DIR:-target}/debian"
-broker_deb=$(cargo deb -p mooring-broker --no-build --fast --quiet -o "$out" | tail -n 1)
-client_deb=$(cargo deb -p mooring-client --no-build --fast --quiet -o "$out" | tail -n 1)
-echo "built $broker_deb ($(du -h "$broker_deb" | cut -f1)), $client_deb ($(du -h "$client_deb" | cut -f1))"
+deb() { cargo deb -p "$1" --no-build --profile "$profile" --fast --quiet -o "$out" | tail -n 1; }
+broker_deb=$(deb mooring-broker)
+client_deb=$(deb mooring-client)
+echo "built ($profile) $broker_deb ($(du -h "$broker_deb" | cut -f1)), $client_deb ($(du -h "$client_deb" | cut -f1))"
 
 log=$(mktemp)
 broker=""

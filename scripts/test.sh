@@ -67,11 +67,9 @@ install_or_explain "${missing[@]}"
 echo "== cargo build --workspace --bins --locked"
 cargo build --workspace --bins --locked
 
-# The real-VM test runs the release client inside its VMs (target/release/mooring-client);
-# the Debian packages (scripts/package-check.sh) hold the release client and broker. One
-# build for both, so what they share compiles once.
-echo "== cargo build --release -p mooring-client -p mooring-broker --locked"
-cargo build --release -p mooring-client -p mooring-broker --locked
+# The real-VM test runs the release client inside its VMs (target/release/mooring-client).
+echo "== cargo build --release -p mooring-client --locked"
+cargo build --release -p mooring-client --locked
 
 # The fuzz targets live outside the workspace (cargo fuzz builds them); make sure they
 # still compile against the parsers they exercise.
@@ -89,12 +87,13 @@ skipped() {
   echo "== $1 skipped: $2"
 }
 
-# The Debian packages: built with cargo-deb from the release binaries, installed with
-# dpkg -i, the broker run from its installed configuration, purged. Not with a test filter.
+# The Debian packages: built with cargo-deb from the binaries built above (dev profile:
+# see the script), installed with dpkg -i, the broker run from its installed
+# configuration, purged. Not with a test filter.
 if (($# == 0)); then
   if [ "$(id -u)" = 0 ] && cargo deb --version >/dev/null 2>&1; then
-    echo "== scripts/package-check.sh"
-    scripts/package-check.sh
+    echo "== scripts/package-check.sh dev"
+    scripts/package-check.sh dev
   else
     skipped "package check" "it needs root and cargo-deb (cargo install cargo-deb --locked)"
   fi
