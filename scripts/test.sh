@@ -76,6 +76,29 @@ cargo build --release -p mooring-client --locked
 echo "== cargo check (fuzz targets)"
 cargo check -q --manifest-path fuzz/Cargo.toml --locked --target-dir target/fuzz-check
 
+# Whether this is a CI run (CI set, and not to false or 0).
+in_ci() { [[ -n ${CI:-} && ${CI,,} != false && $CI != 0 ]]; }
+# skipped WHAT WHY: a step that cannot run here is a failure in CI, else a note.
+skipped() {
+  if in_ci; then
+    echo "FATAL: $1: $2" >&2
+    exit 1
+  fi
+  echo "== $1 skipped: $2"
+}
+
+# The Debian packages: built with cargo-deb from the binaries built above (dev profile:
+# see the script), installed with dpkg -i, the broker run from its installed
+# configuration, purged. Not with a test filter.
+if (($# == 0)); then
+  if [ "$(id -u)" = 0 ] && cargo deb --version >/dev/null 2>&1; then
+    echo "== scripts/package-check.sh dev"
+    scripts/package-check.sh dev
+  else
+    skipped "package check" "it needs root and cargo-deb (cargo install cargo-deb --locked)"
+  fi
+fi
+
 # The tools tests/tests/ecosystem.rs checks a live broker with (py-spiffe, schemathesis,
 # promtool), under the target directory; kept between runs.
 ecosystem="${CARGO_TARGET_DIR:-target}/ecosystem"
@@ -84,11 +107,7 @@ MOORING_ECOSYSTEM="$(cd "$ecosystem" && pwd)"
 export MOORING_ECOSYSTEM
 echo "== scripts/ecosystem-tools.sh $MOORING_ECOSYSTEM"
 if ! scripts/ecosystem-tools.sh "$MOORING_ECOSYSTEM"; then
-  if [[ -n ${CI:-} && ${CI,,} != false && $CI != 0 ]]; then
-    echo "FATAL: scripts/ecosystem-tools.sh failed; the ecosystem test needs its tools" >&2
-    exit 1
-  fi
-  echo "== the ecosystem tools are not installed: tests/tests/ecosystem.rs will skip"
+  skipped "the ecosystem tools" "scripts/ecosystem-tools.sh failed (tests/tests/ecosystem.rs will skip)"
 fi
 
 if cargo nextest --version >/dev/null 2>&1; then
@@ -109,10 +128,7 @@ if (($# == 0)); then
   if cargo fuzz --version >/dev/null 2>&1; then
     echo "== scripts/fuzz-smoke.sh"
     scripts/fuzz-smoke.sh
-  elif [[ -n ${CI:-} && ${CI,,} != false && $CI != 0 ]]; then
-    echo "FATAL: cargo-fuzz is not installed; the fuzz smoke needs it (cargo install cargo-fuzz --locked)" >&2
-    exit 1
   else
-    echo "== fuzz smoke skipped: cargo-fuzz is not installed (cargo install cargo-fuzz --locked)"
+    skipped "fuzz smoke" "cargo-fuzz is not installed (cargo install cargo-fuzz --locked)"
   fi
 fi

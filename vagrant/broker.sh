@@ -2,7 +2,7 @@
 # The broker VM: mooring-broker serve with the lab's server certificate, the admin CA, the
 # swtpm EK CA as the TPM manufacturer root, and a policy that admits nobody until a class
 # is learned from a known-good client VM (README.md, step 2). It runs under the
-# repository's unit (packaging/mooring-broker.service), as the Debian package installs it:
+# repository's unit (packaging/broker/mooring-broker.service), as the Debian package installs it:
 # user mooring-broker, state in /var/lib/mooring-broker, configuration readable by its group.
 set -euo pipefail
 

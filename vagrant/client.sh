@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# A client VM: mooring-client (the repository's unit, packaging/mooring-client.service, as
+# A client VM: mooring-client (the repository's unit, packaging/client/mooring-client.service, as
 # the Debian package installs it: user mooring-client in group tss) against the lab broker,
 # from this VM's lab address, with the emulated TPM at /dev/tpmrm0. It is enabled but not
 # started: the broker admits nobody until the walk-through has learned the lab class.

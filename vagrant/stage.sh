@@ -19,7 +19,7 @@ for bin in mooring-broker mooring-client mooring-payments; do
   install -m 0755 "$root/target/release/$bin" "$dist/bin/$bin"
 done
 # The repository's units, as the Debian packages install them.
-install -m 0644 "$root/packaging/mooring-broker.service" "$root/packaging/mooring-client.service" "$dist/"
+install -m 0644 "$root/packaging/broker/mooring-broker.service" "$root/packaging/client/mooring-client.service" "$dist/"
 install -m 0755 "$here/pay.sh" "$here/pcrs-json.sh" "$dist/bin/"
 
 tls="$dist/tls"

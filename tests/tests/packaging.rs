@@ -1,7 +1,8 @@
-//! What the repository ships to run Mooring: the systemd units in `packaging/` pass
+//! What the repository ships to run Mooring: the systemd units in `packaging/` (installed
+//! by the Debian packages; `scripts/package-check.sh` builds and installs those) pass
 //! `systemd-analyze verify` (with the binaries this build made in place of `/usr/bin`) and
 //! are hardened to an exposure of at most 2.0 by `systemd-analyze security`; the
-//! repository's own scripts pass shellcheck. Each check is also shown to fail on a broken
+//! repository's own scripts and the packages' maintainer scripts pass shellcheck. Each check is also shown to fail on a broken
 //! unit. Skipped with a message when the tools are missing, a failure in CI.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -12,15 +13,19 @@ use mooring_testdata::workspace_root;
 use mooring_tests::prereq::require_tools;
 use mooring_tests::workspace_binary;
 
-/// The units, and the binary each starts.
+/// The units (in `packaging/<directory>/`), and the binary each starts.
 const UNITS: &[(&str, &str)] =
     &[("mooring-broker.service", "mooring-broker"), ("mooring-client.service", "mooring-client")];
+
+fn unit_dir(binary: &str) -> &str {
+    binary.strip_prefix("mooring-").unwrap()
+}
 
 /// Highest `systemd-analyze security` exposure allowed, in its tenths (2.0).
 const MAX_EXPOSURE_TENTHS: &str = "20";
 
-fn unit_text(name: &str) -> String {
-    std::fs::read_to_string(workspace_root().join("packaging").join(name)).unwrap()
+fn unit_text(name: &str, binary: &str) -> String {
+    std::fs::read_to_string(workspace_root().join("packaging").join(unit_dir(binary)).join(name)).unwrap()
 }
 
 /// `text` as unit `name` in a directory of its own, with `/usr/bin/<binary>` pointing at
@@ -46,7 +51,7 @@ fn the_units_pass_systemd_analyze_verify() {
     }
     let dir = tempfile::tempdir().unwrap();
     for (name, binary) in UNITS {
-        let text = unit_text(name);
+        let text = unit_text(name, binary);
         let unit = staged(dir.path(), name, &text, binary, &workspace_binary(binary));
         let (ok, output) = analyze(&["verify"], &unit);
         assert!(ok && output.trim().is_empty(), "systemd-analyze verify {name}:\n{output}");
@@ -70,8 +75,8 @@ fn the_units_are_hardened_to_an_exposure_of_two_or_less() {
     }
     let threshold = format!("--threshold={MAX_EXPOSURE_TENTHS}");
     let dir = tempfile::tempdir().unwrap();
-    for (name, _) in UNITS {
-        let text = unit_text(name);
+    for (name, binary) in UNITS {
+        let text = unit_text(name, binary);
         let unit = dir.path().join(name);
         std::fs::write(&unit, &text).unwrap();
         let (ok, output) = analyze(&["security", "--offline=yes", &threshold], &unit);
@@ -102,6 +107,10 @@ fn the_repository_scripts_pass_shellcheck() {
     scripts.sort();
     assert!(scripts.iter().any(|s| s.ends_with("test.sh")), "scripts/test.sh is missing");
     scripts.extend([root.join(".ci/run"), root.join("fuzz/seeds.sh")]);
+    for package in ["broker", "client"] {
+        scripts
+            .extend(["postinst", "postrm"].map(|script| root.join("packaging").join(package).join(script)));
+    }
     let output = Command::new("shellcheck").arg("-x").args(&scripts).current_dir(&root).output().unwrap();
     assert!(
         output.status.success(),
