@@ -7,7 +7,7 @@ use mooring_attestation::protocol::{
 
 use super::{internal, Broker, Caller};
 use crate::audit::{Action, Outcome};
-use crate::records::BootCounters;
+use crate::records::{BootCounters, VmRecord};
 use crate::refusal::{Code, Refusal};
 
 impl Broker {
@@ -18,16 +18,17 @@ impl Broker {
     /// machines run one TPM state, a cloned
     /// vTPM: `clone_suspected`, the hardware identity blocked (`tpm.block_clones`) and
     /// every live credential of it revoked.
+    /// `previous` is the VM's record as read when its challenge was used up.
     pub(super) fn judge_boot(
         &self,
         hardware: &HardwareId,
         spiffe_id: &str,
+        previous: Option<VmRecord>,
         boot: BootCounters,
         clock: u64,
         caller: &Caller,
     ) -> Result<(), Refusal> {
-        let key = crate::store::vm_key(hardware, spiffe_id);
-        let Some(previous) = self.store.vm(&key).map_err(|e| internal("reading the VM", e))? else {
+        let Some(previous) = previous else {
             return Ok(());
         };
         let Some(earlier) = previous.boot else { return Ok(()) };
