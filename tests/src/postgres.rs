@@ -364,12 +364,21 @@ impl Postgres {
     /// # Errors
     /// The key file cannot be written.
     pub fn postgres_section(&self) -> Result<String, HarnessError> {
+        self.postgres_section_with_pool(Some(4))
+    }
+
+    /// [`Postgres::postgres_section`] with `pool_size` (`None`: the broker's default).
+    ///
+    /// # Errors
+    /// The key file cannot be written.
+    pub fn postgres_section_with_pool(&self, pool_size: Option<u32>) -> Result<String, HarnessError> {
         let kek = self.dir.path().join("signing-keys.kek");
         if !kek.exists() {
             write_private(&kek, &format!("{}\n", random_hex(32)?))?;
         }
+        let pool = pool_size.map(|size| format!("pool_size = {size}\n")).unwrap_or_default();
         Ok(format!(
-            "[postgres]\nurl = {:?}\npassword_file = {:?}\nkey_encryption_key_file = {:?}\npool_size = 4\n",
+            "[postgres]\nurl = {:?}\npassword_file = {:?}\nkey_encryption_key_file = {:?}\n{pool}",
             self.url(),
             self.password_file().display().to_string(),
             kek.display().to_string(),

@@ -91,6 +91,10 @@ pub(crate) struct Options {
     /// (its process tree) per attestation. Without it: one broker on its embedded store.
     #[arg(long, conflicts_with = "url")]
     pub(crate) replicas: Option<usize>,
+    /// `[postgres] pool_size` of the replicas started with `--replicas` (default: the
+    /// broker's).
+    #[arg(long, requires = "replicas")]
+    pub(crate) pool_size: Option<u32>,
     /// Drive brokers started elsewhere (repeat for several replicas: used round-robin).
     /// Their configuration must admit the VMs: see `--write-setup`.
     #[arg(long, requires = "ca")]

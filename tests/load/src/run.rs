@@ -128,7 +128,9 @@ pub(crate) fn run(options: &Options) -> anyhow::Result<Report> {
                 None => target::default_broker_binary()?,
             };
             match options.replicas {
-                Some(count) => Target::start_replicas(&binary, &fleet, options.broker_permits, count)?,
+                Some(count) => {
+                    Target::start_replicas(&binary, &fleet, options.broker_permits, count, options.pool_size)?
+                }
                 None => Target::start(&binary, &fleet, options.broker_permits)?,
             }
         }

@@ -108,11 +108,12 @@ impl Target {
         fleet: &Fleet,
         permits: usize,
         count: usize,
+        pool_size: Option<u32>,
     ) -> anyhow::Result<Self> {
         anyhow::ensure!(count > 0, "--replicas must be at least 1");
         let postgres = mooring_tests::Postgres::start()
             .context("starting PostgreSQL (Debian: apt-get install postgresql)")?;
-        let section = postgres.postgres_section().context("configuring PostgreSQL")?;
+        let section = postgres.postgres_section_with_pool(pool_size).context("configuring PostgreSQL")?;
         let db_pid = postgres.postmaster_pid().context("PostgreSQL's process id")?;
         let mut owned = Vec::new();
         let mut urls = Vec::new();

@@ -110,7 +110,7 @@ impl PgStore {
             .test_on_check_out(false)
             .build(connector.clone())
             .map_err(|e| StoreError::Backend(format!("connecting to PostgreSQL: {e}")))?;
-        let mut writer = Writer::new(connector);
+        let mut writer = Writer::new(connector)?;
         let writer = Group::start("store-commit", Box::new(move |jobs| writer.pass(jobs)))?;
         Ok(Self { pool, kek, writer })
     }
