@@ -332,10 +332,9 @@ impl Config {
     /// is CPU-bound with sled (writes return at once, the flush is awaited off-thread), so
     /// one per core: more only add scheduling (measured: 500 threads on 2 cores cost a
     /// fifth of the throughput, 2 to 4 threads the same). With PostgreSQL a thread waits a
-    /// round trip per call, so there is one per pooled connection (at least one per core):
-    /// while some wait on the database the others use the cores, and none waits for a
-    /// connection (measured: with more threads than connections, handing connections over
-    /// cost 5% of the broker's CPU in context switches).
+    /// round trip per call, so there is one per pooled connection on top (measured with
+    /// two replicas: one per pooled connection alone, so that none waits for a connection,
+    /// cost throughput and saved no CPU).
     pub(crate) fn service_threads(&self) -> usize {
         let cores = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
         self.limits.service_threads.unwrap_or(match (&self.store, &self.postgres) {
