@@ -158,12 +158,7 @@ fn audit_verify_detects_a_modified_or_removed_record() {
 fn sigterm_stops_the_broker_cleanly_and_the_chain_holds() {
     let Some(vm) = Vm::start("broker_sigterm", SwtpmOptions::default()) else { return };
     let mut broker = Broker::start(&admitting(&vm));
-    let client = broker.client(loopback(1));
-    let (status, body) = broker.post(&client, "tpm/begin", &vm.begin_request());
-    assert_eq!(status, 200, "{body}");
-    let challenge: TpmChallenge = serde_json::from_value(body).unwrap();
-    let (status, body) = broker.post(&client, "tpm/finish", &vm.finish_request(&challenge));
-    assert_eq!(status, 200, "{body}");
+    common::attest(&broker, &vm);
     let exit =
         broker.terminate(std::time::Duration::from_secs(15)).expect("still running 15 s after SIGTERM");
     assert!(exit.success(), "SIGTERM: {exit}");

@@ -12,31 +12,19 @@ use std::time::Duration;
 
 use common::vm::Vm;
 use common::{
-    accept, assert_refused, audit_verify_cli, b64, loopback, now, replay_all_accepting_each_once_and_audited,
-    verify_jwt, Accepted, Broker, BrokerSetup,
+    accept, admitting, assert_refused, audit_verify_cli, b64, loopback, now,
+    replay_all_accepting_each_once_and_audited, verify_jwt, Accepted, Broker, BrokerSetup,
 };
 use mooring_attestation::protocol::{IssuedCredentials, TpmChallenge, TpmFinishRequest};
-use mooring_attestation::x509::bundle::parse_one_certificate;
 use mooring_tests::{Postgres, SwtpmOptions};
 use serde_json::{json, Value};
 
 /// Brokers for `vm` on `postgres`: the first generates the TLS material, the others
 /// serve the same certificate (as replicas behind one name do).
 fn replicas(vm: &Vm, postgres: &Postgres, count: usize) -> Vec<Broker> {
-    let issuer = parse_one_certificate(&vm.ek_certificate()).unwrap().issuer().to_owned();
-    let setup = BrokerSetup {
-        policy: format!(
-            "version = 1\n[[class]]\nname = \"web\"\nevidence = \"tpm\"\nttl_seconds = 600\n\
-             audiences = [\"payments\"]\nnetworks = [\"127.0.0.0/8\"]\n\
-             [class.match]\nek_issuers = [{issuer:?}]\n[class.tpm]\npcr_bank = \"sha256\"\npcrs = [7]\n\
-             [class.tpm.pcr_values]\n7 = [\"{}\"]\n",
-            "00".repeat(32)
-        ),
-        ek_roots: vm.tpm.ek_cert_ca_files().all().iter().map(|p| p.to_path_buf()).collect(),
-        // No refusal summaries while the audit log is counted below.
-        extra_config: format!("{}\n[audit]\nsummary_seconds = 3600\n", postgres.broker_config().unwrap()),
-        secrets: Vec::new(),
-    };
+    // No refusal summaries while the audit log is counted below.
+    let setup =
+        admitting(vm, format!("{}\n[audit]\nsummary_seconds = 3600\n", postgres.broker_config().unwrap()));
     let first = Broker::start(&setup);
     let mut all: Vec<Broker> = (1..count).map(|_| Broker::start_replica(&setup, &first)).collect();
     all.insert(0, first);

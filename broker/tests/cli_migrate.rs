@@ -12,37 +12,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::vm::Vm;
-use common::{audit_verify_cli, loopback, verify_jwt, Broker, BrokerSetup};
-use mooring_attestation::protocol::{IssuedCredentials, TpmChallenge};
-use mooring_attestation::x509::bundle::parse_one_certificate;
+use common::{admitting, attest, audit_verify_cli, verify_jwt, Broker};
 use mooring_tests::{Postgres, SwtpmOptions};
 use serde_json::json;
-
-fn admitting(vm: &Vm, extra_config: String) -> BrokerSetup {
-    let issuer = parse_one_certificate(&vm.ek_certificate()).unwrap().issuer().to_owned();
-    BrokerSetup {
-        policy: format!(
-            "version = 1\n[[class]]\nname = \"web\"\nevidence = \"tpm\"\nttl_seconds = 600\n\
-             audiences = [\"payments\"]\nnetworks = [\"127.0.0.0/8\"]\n\
-             [class.match]\nek_issuers = [{issuer:?}]\n[class.tpm]\npcr_bank = \"sha256\"\npcrs = [7]\n\
-             [class.tpm.pcr_values]\n7 = [\"{}\"]\n",
-            "00".repeat(32)
-        ),
-        ek_roots: vm.tpm.ek_cert_ca_files().all().iter().map(|p| p.to_path_buf()).collect(),
-        extra_config,
-        secrets: Vec::new(),
-    }
-}
-
-fn attest(broker: &Broker, vm: &Vm) -> IssuedCredentials {
-    let client = broker.client(loopback(1));
-    let (status, body) = broker.post(&client, "tpm/begin", &vm.begin_request());
-    assert_eq!(status, 200, "{body}");
-    let challenge: TpmChallenge = serde_json::from_value(body).unwrap();
-    let (status, body) = broker.post(&client, "tpm/finish", &vm.finish_request(&challenge));
-    assert_eq!(status, 200, "{body}");
-    serde_json::from_value(body).unwrap()
-}
 
 /// `mooring-broker store migrate --from --to`: exit code and output.
 fn migrate(from: &Path, to: &Path) -> (Option<i32>, String) {

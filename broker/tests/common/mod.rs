@@ -89,3 +89,35 @@ pub fn audit_verify_cli(broker: &Broker) -> (Option<i32>, String) {
         String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr);
     (output.status.code(), text)
 }
+
+/// A broker that admits `vm` (its EK issuer, PCR 7 all zeros) into class `web`, whose
+/// credentials name the audience `payments`, with `extra_config` in its configuration.
+pub fn admitting(vm: &vm::Vm, extra_config: String) -> BrokerSetup {
+    let issuer = mooring_attestation::x509::bundle::parse_one_certificate(&vm.ek_certificate())
+        .unwrap()
+        .issuer()
+        .to_owned();
+    BrokerSetup {
+        policy: format!(
+            "version = 1\n[[class]]\nname = \"web\"\nevidence = \"tpm\"\nttl_seconds = 600\n\
+             audiences = [\"payments\"]\nnetworks = [\"127.0.0.0/8\"]\n\
+             [class.match]\nek_issuers = [{issuer:?}]\n[class.tpm]\npcr_bank = \"sha256\"\npcrs = [7]\n\
+             [class.tpm.pcr_values]\n7 = [\"{}\"]\n",
+            "00".repeat(32)
+        ),
+        ek_roots: vm.tpm.ek_cert_ca_files().all().iter().map(|p| p.to_path_buf()).collect(),
+        extra_config,
+        secrets: Vec::new(),
+    }
+}
+
+/// `begin` and `finish` of `vm` on `broker`: its credentials.
+pub fn attest(broker: &Broker, vm: &vm::Vm) -> mooring_attestation::protocol::IssuedCredentials {
+    let client = broker.client(loopback(1));
+    let (status, body) = broker.post(&client, "tpm/begin", &vm.begin_request());
+    assert_eq!(status, 200, "{body}");
+    let challenge: mooring_attestation::protocol::TpmChallenge = serde_json::from_value(body).unwrap();
+    let (status, body) = broker.post(&client, "tpm/finish", &vm.finish_request(&challenge));
+    assert_eq!(status, 200, "{body}");
+    serde_json::from_value(body).unwrap()
+}
