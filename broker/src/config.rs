@@ -332,12 +332,16 @@ impl Config {
     /// is CPU-bound with sled (writes return at once, the flush is awaited off-thread), so
     /// one per core: more only add scheduling (measured: 500 threads on 2 cores cost a
     /// fifth of the throughput, 2 to 4 threads the same). With PostgreSQL a thread waits a
-    /// round trip per call, so there is one per pooled connection on top.
+    /// round trip per call, so there is one per pooled connection on top (measured with
+    /// two replicas: one per pooled connection alone, so that none waits for a connection,
+    /// cost throughput and saved no CPU).
     pub(crate) fn service_threads(&self) -> usize {
         let cores = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
-        self.limits.service_threads.unwrap_or(match &self.postgres {
-            Some(postgres) => cores + usize::try_from(postgres.pool_size).unwrap_or(usize::MAX),
-            None => cores,
+        self.limits.service_threads.unwrap_or(match (&self.store, &self.postgres) {
+            (StoreKind::Postgres, Some(postgres)) => {
+                cores.max(usize::try_from(postgres.pool_size).unwrap_or(usize::MAX))
+            }
+            _ => cores,
         })
     }
 }

@@ -15,7 +15,7 @@ use common::{
     accept, admitting, assert_refused, audit_verify_cli, b64, begin, loopback, now,
     replay_all_accepting_each_once_and_audited, verify_jwt, Accepted, Broker, BrokerSetup,
 };
-use mooring_attestation::protocol::{IssuedCredentials, TpmFinishRequest};
+use mooring_attestation::protocol::{IssuedCredentials, TpmChallenge, TpmFinishRequest};
 use mooring_tests::{Postgres, SwtpmOptions};
 use serde_json::{json, Value};
 
@@ -299,4 +299,35 @@ fn concurrent_decisions_on_two_replicas_make_one_intact_chain_with_every_record(
     }
     let (code, text) = audit_verify_cli(&brokers[0]);
     assert_eq!(code, Some(0), "{text}");
+}
+
+/// `begin` writes nothing to the database: the challenge is sealed into its id, and single
+/// use is decided when it is finished. Many begins on both replicas leave every table and
+/// the write-ahead log as they were; the finish of one of them writes (so the check sees
+/// writes).
+#[test]
+fn begins_on_replicas_write_nothing_to_the_database() {
+    let Some(vm) = Vm::start("broker_replicas_begin", SwtpmOptions::default()) else { return };
+    let Some(postgres) = Postgres::start_or_skip("broker_replicas_begin") else { return };
+    let brokers = replicas(&vm, &postgres, 2);
+    let state = || {
+        postgres
+            .psql(
+                "SELECT (SELECT count(*) FROM used_challenges), (SELECT count(*) FROM audit), \
+                 (SELECT count(*) FROM credentials), (SELECT count(*) FROM vms), \
+                 (SELECT count(*) FROM identities), (SELECT count(*) FROM revocations), \
+                 (SELECT count(*) FROM signing_keys), (SELECT seq FROM audit_head), pg_current_wal_insert_lsn()",
+            )
+            .unwrap()
+    };
+    let before = state();
+    let challenges: Vec<TpmChallenge> = (0..20).map(|i| begin(&brokers[i % 2], &vm, 1)).collect();
+    assert_eq!(state(), before, "begin wrote to the database");
+    let (status, body) =
+        brokers[1].post(&brokers[1].client(loopback(1)), "tpm/finish", &vm.finish_request(&challenges[0]));
+    assert_eq!(status, 200, "{body}");
+    let after: Vec<String> = state().trim().split('|').map(str::to_owned).collect();
+    let before: Vec<String> = before.trim().split('|').map(str::to_owned).collect();
+    assert_eq!((after[0].as_str(), after[2].as_str()), ("1", "1"), "the finish was recorded: {after:?}");
+    assert_ne!(after[8], before[8], "the finish moved the write-ahead log");
 }

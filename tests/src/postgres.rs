@@ -355,16 +355,50 @@ impl Postgres {
     /// # Errors
     /// The key file cannot be written.
     pub fn broker_config(&self) -> Result<String, HarnessError> {
+        Ok(format!("store = \"postgres\"\n\n{}", self.postgres_section()?))
+    }
+
+    /// The `[postgres]` section alone of [`Postgres::broker_config`] (for a configuration
+    /// that says `store = "postgres"` elsewhere).
+    ///
+    /// # Errors
+    /// The key file cannot be written.
+    pub fn postgres_section(&self) -> Result<String, HarnessError> {
+        self.postgres_section_with_pool(Some(4))
+    }
+
+    /// [`Postgres::postgres_section`] with `pool_size` (`None`: the broker's default).
+    ///
+    /// # Errors
+    /// The key file cannot be written.
+    pub fn postgres_section_with_pool(&self, pool_size: Option<u32>) -> Result<String, HarnessError> {
         let kek = self.dir.path().join("signing-keys.kek");
         if !kek.exists() {
             write_private(&kek, &format!("{}\n", random_hex(32)?))?;
         }
+        let pool = pool_size.map(|size| format!("pool_size = {size}\n")).unwrap_or_default();
         Ok(format!(
-            "store = \"postgres\"\n\n[postgres]\nurl = {:?}\npassword_file = {:?}\nkey_encryption_key_file = {:?}\npool_size = 4\n",
+            "[postgres]\nurl = {:?}\npassword_file = {:?}\nkey_encryption_key_file = {:?}\n{pool}",
             self.url(),
             self.password_file().display().to_string(),
             kek.display().to_string(),
         ))
+    }
+
+    /// The server's process id (the postmaster; its backends are its children).
+    ///
+    /// # Errors
+    /// `postmaster.pid` cannot be read.
+    pub fn postmaster_pid(&self) -> Result<u32, HarnessError> {
+        let path = self.data_dir().join("postmaster.pid");
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| HarnessError::io(format!("read {}", path.display()), e))?;
+        text.lines().next().and_then(|line| line.trim().parse().ok()).ok_or_else(|| {
+            HarnessError::StartFailed {
+                reason: format!("{} does not start with a process id", path.display()),
+                log: String::new(),
+            }
+        })
     }
 
     /// Runs SQL with `psql` and returns its unaligned, tuples-only output.

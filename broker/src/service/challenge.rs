@@ -1,10 +1,12 @@
 //! Challenges: sealed into their id at `begin` (nothing is stored), used up once at
 //! `finish`, by the address that began them.
 
+use mooring_attestation::protocol::HardwareId;
+
 use super::{internal, Broker, Caller};
-use crate::records::{ChallengeRecord, EvidenceKind};
+use crate::records::{ChallengeRecord, EvidenceKind, TpmChallengeState};
 use crate::refusal::{Code, Refusal};
-use crate::store::{Consumed, StoreError};
+use crate::store::{Consumed, Standing, StoreError};
 
 impl Broker {
     /// The id of a new challenge: `record` sealed into it (nothing is stored).
@@ -20,6 +22,31 @@ impl Broker {
         kind: EvidenceKind,
         caller: &Caller,
     ) -> Result<ChallengeRecord, Refusal> {
+        let record = self.opened(id, kind, caller)?;
+        used_up(self.store.use_once(&record.id, record.expires_at))?;
+        Ok(record)
+    }
+
+    /// [`Broker::consume`] for a TPM `finish`, reading in the same step what the store says
+    /// about the challenge's EK (its admin status, its VM record).
+    pub(crate) fn consume_tpm(
+        &self,
+        id: &str,
+        caller: &Caller,
+    ) -> Result<(ChallengeRecord, TpmChallengeState, Standing), Refusal> {
+        let record = self.opened(id, EvidenceKind::Tpm, caller)?;
+        let state = record.tpm.clone().ok_or_else(|| internal("challenge", "TPM challenge without state"))?;
+        let ek = HardwareId::Ek(state.hardware_id.clone());
+        let (consumed, standing) = match self.store.use_once_reading(&record.id, record.expires_at, &ek) {
+            Ok((consumed, standing)) => (Ok(consumed), standing),
+            Err(e) => (Err(e), Standing::default()),
+        };
+        used_up(consumed)?;
+        Ok((record, state, standing))
+    }
+
+    /// A challenge of `kind` that opens, is current and comes from its address.
+    fn opened(&self, id: &str, kind: EvidenceKind, caller: &Caller) -> Result<ChallengeRecord, Refusal> {
         let record = self.challenges.open(id).ok_or_else(|| {
             Refusal::new(
                 Code::ChallengeUnknown,
@@ -49,13 +76,18 @@ impl Broker {
                 ),
             ));
         }
-        match self.store.use_once(&record.id, record.expires_at) {
-            Ok(Consumed::First) => Ok(record),
-            Ok(Consumed::AlreadyUsed) => {
-                Err(Refusal::new(Code::ChallengeUsed, "challenge already used: begin again"))
-            }
-            Err(StoreError::Busy(reason)) => Err(Refusal::new(Code::Overloaded, reason)),
-            Err(e) => Err(internal("consuming the challenge", e)),
+        Ok(record)
+    }
+}
+
+/// What using a challenge up found, as the answer to the finish.
+fn used_up(consumed: Result<Consumed, StoreError>) -> Result<(), Refusal> {
+    match consumed {
+        Ok(Consumed::First) => Ok(()),
+        Ok(Consumed::AlreadyUsed) => {
+            Err(Refusal::new(Code::ChallengeUsed, "challenge already used: begin again"))
         }
+        Err(StoreError::Busy(reason)) => Err(Refusal::new(Code::Overloaded, reason)),
+        Err(e) => Err(internal("consuming the challenge", e)),
     }
 }

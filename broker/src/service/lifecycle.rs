@@ -7,7 +7,7 @@ use mooring_attestation::protocol::{
 
 use super::{internal, Broker, Caller};
 use crate::audit::{Action, Outcome};
-use crate::records::BootCounters;
+use crate::records::{BootCounters, VmRecord};
 use crate::refusal::{Code, Refusal};
 
 /// What a TPM's clock information says about the boot it attests from, against the one it
@@ -62,17 +62,18 @@ impl Broker {
     /// Judges the boot a TPM attests from against the one it last attested from ([`judge`]).
     /// A newer boot voids the credentials of the earlier one (`superseded_by_reboot`). A
     /// clone (`clone_suspected`) voids every live credential of the TPM, blocks its hardware
-    /// identity (`tpm.block_clones`) and is refused.
+    /// identity (`tpm.block_clones`) and is refused. `previous` is the VM's record as read
+    /// when its challenge was used up.
     pub(super) fn judge_boot(
         &self,
         hardware: &HardwareId,
         spiffe_id: &str,
+        previous: Option<VmRecord>,
         boot: BootCounters,
         clock: u64,
         caller: &Caller,
     ) -> Result<(), Refusal> {
-        let key = crate::store::vm_key(hardware, spiffe_id);
-        let Some(previous) = self.store.vm(&key).map_err(|e| internal("reading the VM", e))? else {
+        let Some(previous) = previous else {
             return Ok(());
         };
         let Some(earlier) = previous.boot else { return Ok(()) };

@@ -23,6 +23,7 @@ use crate::issuer::Subject;
 use crate::policy::TpmApplicant;
 use crate::records::{BootCounters, ChallengeRecord, EvidenceKind, TpmChallengeState};
 use crate::refusal::{Code, Refusal};
+use crate::store::Standing;
 
 /// Hardware identity of an EK: SHA-256 of its SubjectPublicKeyInfo, hex.
 pub(crate) fn ek_hardware_id(ek: &Public) -> String {
@@ -171,10 +172,8 @@ impl Broker {
         request: &TpmFinishRequest,
         caller: &Caller,
     ) -> Result<IssuedCredentials, Refusal> {
-        let (record, state) = self.anonymous(Action::Attest, caller, || {
-            let record = self.consume(&request.challenge_id, EvidenceKind::Tpm, caller)?;
-            let state =
-                record.tpm.clone().ok_or_else(|| internal("challenge", "TPM challenge without state"))?;
+        let (record, state, standing) = self.anonymous(Action::Attest, caller, || {
+            let (record, state, standing) = self.consume_tpm(&request.challenge_id, caller)?;
             let digest = Sha256::digest(&request.activated_secret);
             if aws_lc_rs::constant_time::verify_slices_are_equal(&digest, &state.secret_digest).is_err() {
                 return Err(Refusal::new(
@@ -182,23 +181,26 @@ impl Broker {
                     "activated secret is wrong: the AK is not in the TPM that holds this EK",
                 ));
             }
-            Ok((record, state))
+            Ok((record, state, standing))
         })?;
         self.about(Action::Attest, caller, &state.hardware_id, || {
-            self.tpm_decide(request, caller, &record, &state)
+            self.tpm_decide(request, caller, &record, &state, standing)
         })
     }
 
+    /// Decides a finish; `standing` is what the store said about the EK as the challenge
+    /// was used up.
     fn tpm_decide(
         &self,
         request: &TpmFinishRequest,
         caller: &Caller,
         record: &ChallengeRecord,
         state: &TpmChallengeState,
+        standing: Standing,
     ) -> Result<IssuedCredentials, Refusal> {
         let keys = parse_keys(&state.ek_public, &state.ak_public, &state.key_public)?;
         let hardware = HardwareId::Ek(state.hardware_id.clone());
-        self.not_blocked(&hardware)?;
+        super::standing(&hardware, standing.status)?;
         let policy = self.policy();
         let class = policy.class(&state.class).ok_or_else(|| {
             Refusal::new(
@@ -256,7 +258,7 @@ impl Broker {
         };
         let clock = appraisal.quote().clock();
         let boot = BootCounters { reset_count: clock.reset_count, restart_count: clock.restart_count };
-        self.judge_boot(&hardware, &subject.spiffe_id, boot, clock.clock, caller)?;
+        self.judge_boot(&hardware, &subject.spiffe_id, standing.vm, boot, clock.clock, caller)?;
         self.issue(subject, hardware, caller, &evidence, secrets, Some((boot, clock.clock)))
     }
 }

@@ -69,6 +69,15 @@ pub(crate) enum Consumed {
     AlreadyUsed,
 }
 
+/// What the store says about a hardware identity a decision is about.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Standing {
+    /// The admin's word on it.
+    pub(crate) status: Option<IdentityStatus>,
+    /// Its VM record, without admin state.
+    pub(crate) vm: Option<VmRecord>,
+}
+
 /// Resolves once the writes before it are durable (see [`Store::durable`]).
 pub(crate) type Durable = std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), StoreError>> + Send>>;
 
@@ -79,6 +88,21 @@ pub(crate) trait Store: Send + Sync + 'static {
     /// [`Consumed::First`] for an id, also across replicas; [`StoreError::Busy`] when the
     /// embedded store already remembers `challenge.max_used` unexpired ids.
     fn use_once(&self, id: &str, expires_at: i64) -> Result<Consumed, StoreError>;
+    /// [`Store::use_once`] for a TPM `finish`, and when it is the first use, what the store
+    /// says about the challenge's EK: its admin status and its VM record (a TPM VM's record
+    /// is keyed by its EK alone). One round trip with PostgreSQL.
+    fn use_once_reading(
+        &self,
+        id: &str,
+        expires_at: i64,
+        ek: &HardwareId,
+    ) -> Result<(Consumed, Standing), StoreError> {
+        let consumed = self.use_once(id, expires_at)?;
+        if consumed == Consumed::AlreadyUsed {
+            return Ok((consumed, Standing::default()));
+        }
+        Ok((consumed, Standing { status: self.identity_status(ek)?, vm: self.vm(&ek.key())? }))
+    }
     /// Forgets used ids that expired before `before`.
     fn prune_used(&self, before: i64) -> Result<usize, StoreError>;
 

@@ -132,6 +132,19 @@ fn conformance(stores: &[Arc<dyn Store>]) {
         (Some(IdentityStatus::Blocked), true, "03")
     );
 
+    // A TPM finish uses its challenge up and reads the EK's standing in one step; a used
+    // challenge reads nothing.
+    let (consumed, standing) = a.use_once_reading("c4", 900, &hardware).unwrap();
+    assert_eq!(consumed, Consumed::First);
+    assert_eq!(standing.status, Some(IdentityStatus::Blocked));
+    assert_eq!(standing.vm.map(|vm| vm.last_serial), Some("03".to_owned()));
+    assert_eq!(
+        b.use_once_reading("c4", 900, &hardware).unwrap(),
+        (Consumed::AlreadyUsed, Standing::default())
+    );
+    let unknown = HardwareId::Ek("cd".repeat(32));
+    assert_eq!(b.use_once_reading("c5", 900, &unknown).unwrap(), (Consumed::First, Standing::default()));
+
     // One audit chain, appended from every handle at once.
     let appenders = 8;
     std::thread::scope(|scope| {

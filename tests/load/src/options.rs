@@ -86,6 +86,15 @@ pub(crate) struct Options {
     /// wait (cheaply, in the async runtime) instead of piling onto the blocking pool.
     #[arg(long, default_value_t = 1024)]
     pub(crate) broker_permits: usize,
+    /// Start this many broker replicas on one PostgreSQL server started here (a temporary
+    /// cluster, `fsync` on), driven round-robin; the report adds the database server's CPU
+    /// (its process tree) per attestation. Without it: one broker on its embedded store.
+    #[arg(long, conflicts_with = "url")]
+    pub(crate) replicas: Option<usize>,
+    /// `[postgres] pool_size` of the replicas started with `--replicas` (default: the
+    /// broker's).
+    #[arg(long, requires = "replicas")]
+    pub(crate) pool_size: Option<u32>,
     /// Drive brokers started elsewhere (repeat for several replicas: used round-robin).
     /// Their configuration must admit the VMs: see `--write-setup`.
     #[arg(long, requires = "ca")]
@@ -96,6 +105,10 @@ pub(crate) struct Options {
     /// Process ids of the brokers given with `--url` (comma separated), for CPU and memory.
     #[arg(long, value_delimiter = ',')]
     pub(crate) pid: Vec<u32>,
+    /// Process id of the database server of the brokers given with `--url` (PostgreSQL's
+    /// postmaster), for the database's CPU (its process tree).
+    #[arg(long, requires = "url")]
+    pub(crate) db_pid: Option<u32>,
     /// Directory holding the fleet's trust material and policy (`ek-ca.pem`,
     /// `ek-ca.key`, `snp-host-N/`, `policy.toml`): reused when present, written when not.
     /// Brokers started elsewhere are configured from it.

@@ -1,6 +1,7 @@
-//! What Linux says about a process: CPU time (`/proc/PID/stat` utime + stime), resident
-//! and peak resident memory (`/proc/PID/status` VmRSS, VmHWM), and the calling thread's
-//! CPU time in nanoseconds (`/proc/thread-self/schedstat`).
+//! What Linux says about a process: CPU time (`/proc/PID/stat` utime + stime), that of a
+//! process tree (a database server and its backends), resident and peak resident memory
+//! (`/proc/PID/status` VmRSS, VmHWM), and the calling thread's CPU time in nanoseconds
+//! (`/proc/thread-self/schedstat`).
 
 use anyhow::Context as _;
 
@@ -16,19 +17,63 @@ pub(crate) fn clock_ticks() -> f64 {
         .unwrap_or(100.0)
 }
 
-/// CPU seconds (user + system) process `pid` has used.
-pub(crate) fn cpu_seconds(pid: u32, ticks_per_second: f64) -> anyhow::Result<f64> {
+/// Fields `numbers` (as proc(5) numbers them) of `/proc/PID/stat`.
+fn stat_fields<T: std::str::FromStr + Copy + Default, const N: usize>(
+    pid: u32,
+    numbers: [usize; N],
+) -> anyhow::Result<[T; N]> {
     let path = format!("/proc/{pid}/stat");
     let stat = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
     // The command name (field 2) may hold spaces and parentheses: count from the last ')'.
     let after = stat.rsplit_once(')').map(|(_, rest)| rest).with_context(|| format!("{path}: no ')'"))?;
     let fields: Vec<&str> = after.split_whitespace().collect();
-    // Fields 14 and 15 of proc(5); `after` starts at field 3.
-    let field = |n: usize| -> anyhow::Result<f64> {
-        let text = fields.get(n - 3).with_context(|| format!("{path}: field {n} missing"))?;
-        text.parse::<f64>().with_context(|| format!("{path}: field {n} is {text:?}"))
-    };
-    Ok((field(14)? + field(15)?) / ticks_per_second)
+    let mut values = [T::default(); N];
+    for (value, n) in values.iter_mut().zip(numbers) {
+        // `after` starts at field 3.
+        let text = n
+            .checked_sub(3)
+            .and_then(|i| fields.get(i))
+            .with_context(|| format!("{path}: field {n} missing"))?;
+        *value = text.parse::<T>().ok().with_context(|| format!("{path}: field {n} is {text:?}"))?;
+    }
+    Ok(values)
+}
+
+/// CPU seconds (user + system) process `pid` has used.
+pub(crate) fn cpu_seconds(pid: u32, ticks_per_second: f64) -> anyhow::Result<f64> {
+    let [user, system]: [f64; 2] = stat_fields(pid, [14, 15])?;
+    Ok((user + system) / ticks_per_second)
+}
+
+/// CPU seconds the process tree under `root` has used: `root` with its children that
+/// ended and were waited for (cutime, cstime), and every live descendant (a database
+/// server's backends). Compare two readings: a descendant that ends in between moves its
+/// time into its parent's.
+pub(crate) fn tree_cpu_seconds(root: u32, ticks_per_second: f64) -> anyhow::Result<f64> {
+    let [user, system, children_user, children_system]: [f64; 4] = stat_fields(root, [14, 15, 16, 17])?;
+    let mut ticks = user + system + children_user + children_system;
+    let mut parents: Vec<(u32, u32)> = Vec::new();
+    for entry in std::fs::read_dir("/proc").context("reading /proc")?.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|name| name.parse::<u32>().ok()) else {
+            continue;
+        };
+        // Processes that end while this reads are skipped.
+        if let Ok([parent]) = stat_fields::<u32, 1>(pid, [4]) {
+            parents.push((pid, parent));
+        }
+    }
+    let mut tree = vec![root];
+    let mut next = 0;
+    while let Some(&parent) = tree.get(next) {
+        next += 1;
+        for &(pid, _) in parents.iter().filter(|(_, p)| *p == parent) {
+            if let Ok([user, system]) = stat_fields::<f64, 2>(pid, [14, 15]) {
+                ticks += user + system;
+                tree.push(pid);
+            }
+        }
+    }
+    Ok(ticks / ticks_per_second)
 }
 
 /// A `kB` line of `/proc/PID/status`, in MiB.
@@ -74,6 +119,10 @@ mod tests {
     fn reads_this_process() {
         let pid = std::process::id();
         assert!(cpu_seconds(pid, clock_ticks()).is_ok());
+        // This test's process tree holds at least this process.
+        let tree = tree_cpu_seconds(pid, clock_ticks()).unwrap();
+        assert!(tree >= cpu_seconds(pid, clock_ticks()).unwrap());
+        assert!(tree_cpu_seconds(u32::MAX, clock_ticks()).is_err(), "no such process");
         assert!(rss_mib(pid).is_ok_and(|m| m > 0.0));
         assert!(peak_rss_mib(pid).is_ok_and(|m| m > 0.0));
         // The kernel updates a thread's run time at scheduler ticks, not on every read: spin

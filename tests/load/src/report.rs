@@ -31,6 +31,9 @@ pub(crate) struct PhaseReport {
 pub(crate) struct BrokerUsage {
     pub(crate) cpu_seconds: f64,
     pub(crate) cpu_us_per_attestation: f64,
+    /// The database server's process tree (replicas on PostgreSQL), when its pid is known.
+    pub(crate) db_cpu_seconds: Option<f64>,
+    pub(crate) db_cpu_us_per_attestation: Option<f64>,
     /// Resident memory at the end of the phase, MiB.
     pub(crate) rss_mib: f64,
     /// Peak resident memory so far, MiB.
@@ -50,7 +53,11 @@ impl PhaseReport {
             p50_ms: phase.percentile_ms(50),
             p95_ms: phase.percentile_ms(95),
             p99_ms: phase.percentile_ms(99),
-            broker: broker.map(|b| BrokerUsage { cpu_us_per_attestation: per(b.cpu_seconds), ..b }),
+            broker: broker.map(|b| BrokerUsage {
+                cpu_us_per_attestation: per(b.cpu_seconds),
+                db_cpu_us_per_attestation: b.db_cpu_seconds.map(per),
+                ..b
+            }),
             generator_cpu_us_per_attestation: per(generator_cpu_seconds),
         }
     }
@@ -131,7 +138,7 @@ impl Report {
         );
         println!();
         println!(
-            "{:<22} {:>10} {:>8} {:>9} {:>8} {:>8} {:>8} {:>12} {:>9} {:>9}",
+            "{:<22} {:>10} {:>8} {:>9} {:>8} {:>8} {:>8} {:>12} {:>9} {:>9} {:>9}",
             "phase",
             "attest.",
             "errors",
@@ -140,6 +147,7 @@ impl Report {
             "p95 ms",
             "p99 ms",
             "broker µs/at",
+            "db µs/at",
             "RSS MiB",
             "peak MiB"
         );
@@ -162,6 +170,12 @@ impl Report {
                 "broker CPU per attestation {:.1} µs = {ratio:.2} x the crypto floor",
                 broker.cpu_us_per_attestation
             );
+            if let Some(db) = broker.db_cpu_us_per_attestation {
+                println!(
+                    "database CPU per attestation {db:.1} µs (broker + database {:.1} µs)",
+                    broker.cpu_us_per_attestation + db
+                );
+            }
         }
         if let Some(preload) = &self.preload {
             println!(
@@ -230,16 +244,19 @@ impl Machine {
 }
 
 fn print_phase(name: &str, phase: &PhaseReport) {
-    let (cpu, rss, peak) =
-        phase.broker.map_or((String::from("-"), String::from("-"), String::from("-")), |b| {
+    let (cpu, db, rss, peak) = phase.broker.map_or_else(
+        || ("-".to_owned(), "-".to_owned(), "-".to_owned(), "-".to_owned()),
+        |b| {
             (
                 format!("{:.1}", b.cpu_us_per_attestation),
+                b.db_cpu_us_per_attestation.map_or_else(|| "-".to_owned(), |db| format!("{db:.1}")),
                 format!("{:.1}", b.rss_mib),
                 format!("{:.1}", b.peak_rss_mib),
             )
-        });
+        },
+    );
     println!(
-        "{:<22} {:>10} {:>8} {:>9.1} {:>8.2} {:>8.2} {:>8.2} {:>12} {:>9} {:>9}",
+        "{:<22} {:>10} {:>8} {:>9.1} {:>8.2} {:>8.2} {:>8.2} {:>12} {:>9} {:>9} {:>9}",
         name,
         phase.attestations,
         phase.errors,
@@ -248,6 +265,7 @@ fn print_phase(name: &str, phase: &PhaseReport) {
         phase.p95_ms,
         phase.p99_ms,
         cpu,
+        db,
         rss,
         peak
     );

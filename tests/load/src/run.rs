@@ -34,6 +34,7 @@ impl Bench {
     fn phase(&self, stop: impl FnOnce() -> Stop, source: Source, paced: bool) -> anyhow::Result<PhaseReport> {
         let own = std::process::id();
         let broker_before = self.target.cpu_seconds(self.ticks)?;
+        let db_before = self.target.db_cpu_seconds(self.ticks)?;
         let own_before = procfs::cpu_seconds(own, self.ticks)?;
         let phase = self.runtime.block_on(drive::run(
             Arc::clone(&self.fleet),
@@ -44,6 +45,10 @@ impl Bench {
             self.rate.filter(|_| paced),
         ));
         let broker_cpu = self.target.cpu_seconds(self.ticks)? - broker_before;
+        let db_cpu = match (self.target.db_cpu_seconds(self.ticks)?, db_before) {
+            (Some(after), Some(before)) => Some(after - before),
+            _ => None,
+        };
         let own_cpu = procfs::cpu_seconds(own, self.ticks)? - own_before;
         let broker = if self.target.pids.is_empty() {
             None
@@ -51,6 +56,8 @@ impl Bench {
             Some(BrokerUsage {
                 cpu_seconds: broker_cpu,
                 cpu_us_per_attestation: 0.0,
+                db_cpu_seconds: db_cpu,
+                db_cpu_us_per_attestation: None,
                 rss_mib: self.target.rss_mib()?,
                 peak_rss_mib: self.target.peak_rss_mib()?,
             })
@@ -114,13 +121,18 @@ pub(crate) fn run(options: &Options) -> anyhow::Result<Report> {
             .context("building the simulated fleet")?,
     );
     let target = match (&options.ca, external) {
-        (Some(ca), true) => Target::external(&options.url, ca, &options.pid)?,
+        (Some(ca), true) => Target::external(&options.url, ca, &options.pid, options.db_pid)?,
         _ => {
             let binary = match &options.broker {
                 Some(path) => PathBuf::from(path),
                 None => target::default_broker_binary()?,
             };
-            Target::start(&binary, &fleet, options.broker_permits)?
+            match options.replicas {
+                Some(count) => {
+                    Target::start_replicas(&binary, &fleet, options.broker_permits, count, options.pool_size)?
+                }
+                None => Target::start(&binary, &fleet, options.broker_permits)?,
+            }
         }
     };
     let threads = options.threads.unwrap_or(if options.url.is_empty() { 1 } else { machine.cores }).max(1);

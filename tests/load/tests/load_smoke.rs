@@ -69,3 +69,22 @@ fn snp_boot_storm_smoke_run() {
     assert_sane_phase(&report["measured"], 150);
     assert_floor(&report, 3);
 }
+
+/// Two replicas on one PostgreSQL server started by the tool: the report has the
+/// database's CPU beside the brokers'.
+#[test]
+fn tpm_boot_storm_smoke_run_on_two_replicas_reports_database_cpu() {
+    if mooring_tests::postgres::server_bin_dir().is_none() {
+        assert!(!mooring_tests::prereq::in_ci(), "CI is set: PostgreSQL server programs are missing");
+        eprintln!("SKIPPED: PostgreSQL server programs (initdb) not found");
+        return;
+    }
+    let report = run(&["--path", "tpm", "--vms", "20", "--count", "200", "--replicas", "2"]);
+    assert_eq!(report["brokers"], 2);
+    assert_sane_phase(&report["measured"], 200);
+    let broker = &report["measured"]["broker"];
+    assert!(broker["db_cpu_us_per_attestation"].as_f64().unwrap() > 0.0, "{broker}");
+    // A single broker has no database to measure.
+    let single = run(&["--path", "tpm", "--vms", "20", "--count", "50"]);
+    assert!(single["measured"]["broker"]["db_cpu_us_per_attestation"].is_null(), "{single}");
+}

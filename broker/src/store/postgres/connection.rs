@@ -82,7 +82,7 @@ impl Connection {
 /// Opens connections with the configured settings; also the pool's connection manager.
 #[derive(Clone)]
 pub(super) struct Connector {
-    config: postgres::Config,
+    config: tokio_postgres::Config,
     tls: Tls,
 }
 
@@ -94,12 +94,29 @@ impl std::fmt::Debug for Connector {
 }
 
 impl Connector {
-    pub(super) fn new(config: postgres::Config, tls: Tls) -> Self {
+    pub(super) fn new(config: tokio_postgres::Config, tls: Tls) -> Self {
         Self { config, tls }
     }
 
     pub(super) fn open(&self) -> Result<Connection, postgres::Error> {
-        self.config.connect(self.tls.clone()).map(Connection::new)
+        postgres::Config::from(self.config.clone()).connect(self.tls.clone()).map(Connection::new)
+    }
+
+    /// An asynchronous client driven by `runtime` (its connection runs while the runtime
+    /// does), for requests sent without waiting for each answer.
+    pub(super) fn open_async(
+        &self,
+        runtime: &tokio::runtime::Runtime,
+    ) -> Result<tokio_postgres::Client, StoreError> {
+        let (client, connection) = runtime
+            .block_on(self.config.connect(self.tls.clone()))
+            .map_err(|e| StoreError::Backend(format!("connecting to PostgreSQL: {}", describe(&e))))?;
+        runtime.spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::warn!("the database connection of the group commit ended: {}", describe(&e));
+            }
+        });
+        Ok(client)
     }
 
     /// Opens a connection, saying what the server (or TLS) refused.

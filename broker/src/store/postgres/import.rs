@@ -76,41 +76,35 @@ impl Import<'_> {
     pub(crate) fn rows(&mut self, table: Table, rows: &[(String, String)]) -> Result<(), StoreError> {
         let keys: Vec<&str> = rows.iter().map(|(key, _)| key.as_str()).collect();
         let values: Vec<&str> = rows.iter().map(|(_, value)| value.as_str()).collect();
-        let connection: &mut Connection = &mut self.connection;
-        let written = match table {
-            Table::Identities => connection.execute(
-                "INSERT INTO identities (key, status) SELECT * FROM unnest($1::text[], $2::text[])",
-                &[&keys, &values],
-            ),
-            Table::Vms => connection.execute(
-                "INSERT INTO vms (key, record) SELECT * FROM unnest($1::text[], $2::text[])",
-                &[&keys, &values],
-            ),
-            Table::Credentials => connection.execute(
-                "INSERT INTO credentials (serial, record) SELECT * FROM unnest($1::text[], $2::text[])",
-                &[&keys, &values],
-            ),
-            Table::Revocations => connection.execute(
-                "INSERT INTO revocations (key, record) SELECT * FROM unnest($1::text[], $2::text[])",
-                &[&keys, &values],
-            ),
-            Table::Audit => {
-                let seqs = keys
-                    .iter()
-                    .map(|key| {
-                        key.parse::<u64>()
-                            .map_err(|_| StoreError::Corrupt {
-                                key: (*key).to_owned(),
-                                reason: "not a sequence number".into(),
-                            })
-                            .and_then(|seq| to_i64(seq, "audit sequence"))
-                    })
-                    .collect::<Result<Vec<i64>, StoreError>>()?;
-                connection.execute(
-                    "INSERT INTO audit (seq, record) SELECT * FROM unnest($1::bigint[], $2::text[])",
-                    &[&seqs, &values],
-                )
+        let sql = match table {
+            Table::Identities => {
+                "INSERT INTO identities (key, status) SELECT * FROM unnest($1::text[], $2::text[])"
             }
+            Table::Vms => "INSERT INTO vms (key, record) SELECT * FROM unnest($1::text[], $2::text[])",
+            Table::Credentials => {
+                "INSERT INTO credentials (serial, record) SELECT * FROM unnest($1::text[], $2::text[])"
+            }
+            Table::Revocations => {
+                "INSERT INTO revocations (key, record) SELECT * FROM unnest($1::text[], $2::text[])"
+            }
+            Table::Audit => "INSERT INTO audit (seq, record) SELECT * FROM unnest($1::bigint[], $2::text[])",
+        };
+        let connection: &mut Connection = &mut self.connection;
+        let written = if table == Table::Audit {
+            let seqs = keys
+                .iter()
+                .map(|key| {
+                    key.parse::<u64>()
+                        .map_err(|_| StoreError::Corrupt {
+                            key: (*key).to_owned(),
+                            reason: "not a sequence number".into(),
+                        })
+                        .and_then(|seq| to_i64(seq, "audit sequence"))
+                })
+                .collect::<Result<Vec<i64>, StoreError>>()?;
+            connection.execute(sql, &[&seqs, &values])
+        } else {
+            connection.execute(sql, &[&keys, &values])
         };
         written.map(drop).map_err(failed("writing imported records"))
     }

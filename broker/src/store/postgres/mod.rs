@@ -51,7 +51,7 @@ use self::keys::KeyEncryptionKey;
 use self::writer::{Effect, Job, Writer};
 use super::codec::{decode, encode};
 use super::group::{Group, WriteMark};
-use super::{Consumed, Durable, Keyed as _, Store, StoreError};
+use super::{Consumed, Durable, Keyed as _, Standing, Store, StoreError};
 use crate::audit::{Action, AuditEvent, AuditRecord, ChainError, ChainHead, Outcome};
 use crate::config::PostgresConfig;
 use crate::records::{CredentialRecord, VmRecord};
@@ -110,7 +110,7 @@ impl PgStore {
             .test_on_check_out(false)
             .build(connector.clone())
             .map_err(|e| StoreError::Backend(format!("connecting to PostgreSQL: {e}")))?;
-        let mut writer = Writer::new(connector);
+        let mut writer = Writer::new(connector)?;
         let writer = Group::start("store-commit", Box::new(move |jobs| writer.pass(jobs)))?;
         Ok(Self { pool, kek, writer })
     }
@@ -171,6 +171,37 @@ impl Store for PgStore {
             )
             .map_err(failed("consuming a challenge"))?;
         Ok(if inserted == 1 { Consumed::First } else { Consumed::AlreadyUsed })
+    }
+
+    fn use_once_reading(
+        &self,
+        id: &str,
+        expires_at: i64,
+        ek: &HardwareId,
+    ) -> Result<(Consumed, Standing), StoreError> {
+        let key = ek.key();
+        let row = self
+            .client()?
+            .query_one(
+                "WITH used AS (
+                    INSERT INTO used_challenges (id, expires_at) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING RETURNING 1
+                 )
+                 SELECT EXISTS (SELECT 1 FROM used),
+                        (SELECT status FROM identities WHERE key = $3),
+                        (SELECT record FROM vms WHERE key = $3)",
+                &[&id, &expires_at, &key],
+            )
+            .map_err(failed("consuming a challenge"))?;
+        if !read::<bool>(&row, 0, "used_challenges")? {
+            return Ok((Consumed::AlreadyUsed, Standing::default()));
+        }
+        let column =
+            |index: usize, what: &str| -> Result<Option<String>, StoreError> { read(&row, index, what) };
+        let status = column(1, "identities.status")?
+            .map(|text| decode(key.as_bytes(), text.as_bytes()))
+            .transpose()?;
+        let vm = column(2, "vms.record")?.map(|text| decode(key.as_bytes(), text.as_bytes())).transpose()?;
+        Ok((Consumed::First, Standing { status, vm }))
     }
 
     fn prune_used(&self, before: i64) -> Result<usize, StoreError> {

@@ -11,7 +11,7 @@
 use std::net::IpAddr;
 use std::path::Path;
 
-use postgres::config::{Host, SslMode};
+use tokio_postgres::config::{Host, SslMode};
 
 use super::connection::{Connector, CONNECT_TIMEOUT};
 use super::tls::Tls;
@@ -35,7 +35,7 @@ pub(super) fn read_secret_file(path: &Path, setting: &str) -> Result<String, Sto
 
 /// How to connect with `settings`.
 pub(super) fn connector(settings: &PostgresConfig) -> Result<Connector, StoreError> {
-    let mut config: postgres::Config = settings
+    let mut config: tokio_postgres::Config = settings
         .url
         .parse()
         .map_err(|e| StoreError::Config(format!("postgres.url is not a connection string: {e}")))?;
@@ -74,7 +74,7 @@ fn is_local(host: &Host) -> bool {
 }
 
 /// How the connections of `config` are protected, with its `sslmode` set to match.
-fn protection(settings: &PostgresConfig, config: &mut postgres::Config) -> Result<Tls, StoreError> {
+fn protection(settings: &PostgresConfig, config: &mut tokio_postgres::Config) -> Result<Tls, StoreError> {
     let refuse = |reason: String| Err(StoreError::Config(reason));
     if config.get_ssl_mode() != SslMode::Prefer {
         return refuse(

@@ -6,9 +6,11 @@
 //! follow one another: the chain has no forks, and every record's decision commits with
 //! it or not at all. The same lock serializes every write of a VM record (only passes
 //! write them), so a pass reads the previous records of the VMs it issues to without a
-//! row lock of their own and loses no live credential to another replica. Round trips per
-//! pass, whatever its size: begin with the head lock, the VM records, one statement
-//! writing everything, commit.
+//! row lock of their own and loses no live credential to another replica. Two round trips
+//! per pass, whatever its size: the head lock and the VM records (sent together, answered
+//! in order, so the records are read once the lock is held), then one statement writing
+//! everything and the commit (sent together: if the statement fails the commit is a
+//! rollback).
 //!
 //! Failures: a job whose own data cannot be used (a stored VM record that does not read)
 //! is left out and fails alone. When the server refuses the transaction (nothing is then
@@ -19,8 +21,10 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use tokio_postgres::{Client, SimpleQueryMessage, Statement};
+
 use super::audit::{head_of, to_i64};
-use super::connection::{describe, Connection, Connector};
+use super::connection::{describe, Connector};
 use super::read;
 use crate::audit::{AuditEvent, ChainHead};
 use crate::records::{CredentialRecord, VmRecord};
@@ -105,35 +109,58 @@ impl From<StoreError> for Failed {
     }
 }
 
-/// The pass of one replica's group commit; it owns its connection.
+/// The writer's connection and its prepared statements.
+struct Session {
+    client: Client,
+    vms: Statement,
+    write: Statement,
+}
+
+/// The pass of one replica's group commit; it owns its connection, driven by a runtime of
+/// its own on the group commit's thread.
 pub(super) struct Writer {
     connector: Connector,
-    connection: Option<Connection>,
+    runtime: tokio::runtime::Runtime,
+    session: Option<Session>,
 }
 
 impl Writer {
-    pub(super) fn new(connector: Connector) -> Self {
-        Self { connector, connection: None }
+    pub(super) fn new(connector: Connector) -> Result<Self, StoreError> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| StoreError::Backend(format!("the group commit's runtime: {e}")))?;
+        Ok(Self { connector, runtime, session: None })
+    }
+
+    /// Connects (again, after the connection was lost) and prepares the statements.
+    fn connect(&mut self) -> Result<(), StoreError> {
+        if self.session.as_ref().is_some_and(|session| !session.client.is_closed()) {
+            return Ok(());
+        }
+        self.session = None;
+        let client = self.connector.open_async(&self.runtime)?;
+        let prepare = |sql| self.runtime.block_on(client.prepare(sql));
+        let prepared = prepare(VMS).and_then(|vms| Ok((vms, prepare(WRITE)?)));
+        let (vms, write) = prepared
+            .map_err(|e| StoreError::Backend(format!("preparing the group commit: {}", describe(&e))))?;
+        self.session = Some(Session { client, vms, write });
+        Ok(())
     }
 
     /// Commits `jobs` (see the module documentation for what fails).
     pub(super) fn pass(&mut self, jobs: Vec<Job>) -> Result<(), PassFailure> {
-        if self.connection.as_ref().is_none_or(Connection::is_closed) {
-            let opened = self
-                .connector
-                .open_for("committing decisions")
-                .map_err(|e| PassFailure::All(e.to_string()))?;
-            self.connection = Some(opened);
-        }
-        let Some(connection) = self.connection.as_mut() else {
+        self.connect().map_err(|e| PassFailure::All(e.to_string()))?;
+        let Some(session) = self.session.as_ref() else {
             return Err(PassFailure::All("no database connection".into()));
         };
-        let failed = match commit(connection, &jobs) {
+        let runtime = &self.runtime;
+        let failed = match runtime.block_on(commit(session, &jobs)) {
             Ok(left_out) if left_out.is_empty() => return Ok(()),
             Ok(left_out) => return Err(PassFailure::Jobs(left_out)),
             Err(failed) => failed,
         };
-        abandon(connection);
+        runtime.block_on(abandon(session));
         match failed {
             Failed::Refused(reason) if jobs.len() > 1 => {
                 tracing::warn!(
@@ -142,15 +169,15 @@ impl Writer {
                 );
                 let mut left_out = Vec::new();
                 for (index, job) in jobs.iter().enumerate() {
-                    match commit(connection, std::slice::from_ref(job)) {
+                    match runtime.block_on(commit(session, std::slice::from_ref(job))) {
                         Ok(mut alone) => left_out.extend(alone.pop().map(|(_, reason)| (index, reason))),
                         Err(Failed::Refused(reason)) => {
-                            abandon(connection);
+                            runtime.block_on(abandon(session));
                             left_out.push((index, reason));
                         }
                         Err(Failed::Other(reason)) => {
                             left_out.extend((index..jobs.len()).map(|i| (i, reason.clone())));
-                            self.connection = None;
+                            self.session = None;
                             break;
                         }
                     }
@@ -159,7 +186,7 @@ impl Writer {
             }
             Failed::Refused(reason) => Err(PassFailure::All(reason)),
             Failed::Other(reason) => {
-                self.connection = None;
+                self.session = None;
                 Err(PassFailure::All(reason))
             }
         }
@@ -167,15 +194,32 @@ impl Writer {
 }
 
 /// Ends a failed transaction (best effort: a broken connection is replaced anyway).
-fn abandon(connection: &mut Connection) {
-    let _ = connection.client().batch_execute("ROLLBACK");
+async fn abandon(session: &Session) {
+    let _ = session.client.batch_execute("ROLLBACK").await;
 }
 
 /// Writes and chains `jobs` in one transaction; returns the jobs left out, with why.
-fn commit(connection: &mut Connection, jobs: &[Job]) -> Result<Vec<(usize, String)>, Failed> {
+async fn commit(session: &Session, jobs: &[Job]) -> Result<Vec<(usize, String)>, Failed> {
     let relaxed = jobs.iter().all(|job| job.relaxed);
-    let mut head = lock_head(connection, relaxed)?;
-    let mut vms = previous_vms(connection, jobs)?;
+    let keys: Vec<&str> = jobs
+        .iter()
+        .filter_map(|job| match &job.effect {
+            Effect::Issue { vm_key, .. } => Some(vm_key.as_str()),
+            _ => None,
+        })
+        .collect();
+    let client = &session.client;
+    let previous = async {
+        if keys.is_empty() {
+            Ok(Vec::new())
+        } else {
+            client.query(&session.vms, &[&keys]).await
+        }
+    };
+    let (begun, previous) =
+        tokio::join!(client.simple_query(if relaxed { BEGIN_RELAXED } else { BEGIN }), previous);
+    let mut head = head_from(&begun?)?;
+    let mut vms = previous_vms(&previous?)?;
     let mut rows = Rows::default();
     let mut left_out = Vec::new();
     for (index, job) in jobs.iter().enumerate() {
@@ -188,81 +232,65 @@ fn commit(connection: &mut Connection, jobs: &[Job]) -> Result<Vec<(usize, Strin
         rows.audit_records.push(encode(&record)?);
         head = next;
     }
-    if !rows.audit_records.is_empty() {
-        let columns = |map: &BTreeMap<String, String>| -> (Vec<String>, Vec<String>) {
-            (map.keys().cloned().collect(), map.values().cloned().collect())
-        };
-        let (serials, credentials) = columns(&rows.credentials);
-        let (vm_keys, vm_records) = columns(&rows.vms);
-        let (identity_keys, statuses) = columns(&rows.identities);
-        let (revocation_keys, revocations) = columns(&rows.revocations);
-        let seq = to_i64(head.seq, "audit sequence")?;
-        connection.execute(
-            WRITE,
-            &[
-                &serials,
-                &credentials,
-                &vm_keys,
-                &vm_records,
-                &identity_keys,
-                &statuses,
-                &revocation_keys,
-                &revocations,
-                &rows.audit_seqs,
-                &rows.audit_records,
-                &seq,
-                &head.hash.as_slice(),
-            ],
-        )?;
+    if rows.audit_records.is_empty() {
+        client.batch_execute("COMMIT").await?;
+        return Ok(left_out);
     }
-    connection.client().batch_execute("COMMIT")?;
+    let columns = |map: &BTreeMap<String, String>| -> (Vec<String>, Vec<String>) {
+        (map.keys().cloned().collect(), map.values().cloned().collect())
+    };
+    let (serials, credentials) = columns(&rows.credentials);
+    let (vm_keys, vm_records) = columns(&rows.vms);
+    let (identity_keys, statuses) = columns(&rows.identities);
+    let (revocation_keys, revocations) = columns(&rows.revocations);
+    let seq = to_i64(head.seq, "audit sequence")?;
+    let hash = head.hash.as_slice();
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 12] = [
+        &serials,
+        &credentials,
+        &vm_keys,
+        &vm_records,
+        &identity_keys,
+        &statuses,
+        &revocation_keys,
+        &revocations,
+        &rows.audit_seqs,
+        &rows.audit_records,
+        &seq,
+        &hash,
+    ];
+    let write = client.execute(&session.write, &params);
+    // A failed write leaves the transaction aborted: the server answers the commit with a
+    // rollback, and the write's error says why.
+    let (written, committed) = tokio::join!(write, client.batch_execute("COMMIT"));
+    written?;
+    committed?;
     Ok(left_out)
 }
 
-/// Begins the transaction, locking the chain head; returns the head.
-fn lock_head(connection: &mut Connection, relaxed: bool) -> Result<ChainHead, Failed> {
-    let messages = connection.client().simple_query(if relaxed { BEGIN_RELAXED } else { BEGIN })?;
+/// The chain head in the answer to [`BEGIN`].
+fn head_from(messages: &[SimpleQueryMessage]) -> Result<ChainHead, Failed> {
+    let corrupt = |reason: &str| StoreError::Corrupt { key: "audit_head".into(), reason: reason.into() };
     let row = messages
         .iter()
         .find_map(|message| match message {
-            postgres::SimpleQueryMessage::Row(row) => Some(row),
+            SimpleQueryMessage::Row(row) => Some(row),
             _ => None,
         })
-        .ok_or_else(|| StoreError::Corrupt {
-            key: "audit_head".into(),
-            reason: "the head row is missing".into(),
-        })?;
-    let corrupt = |reason: String| StoreError::Corrupt { key: "audit_head".into(), reason };
-    let seq: i64 = row
-        .get(0)
-        .and_then(|text| text.parse().ok())
-        .ok_or_else(|| corrupt("unreadable sequence number".into()))?;
-    let hash = row
-        .get(1)
-        .and_then(|text| hex::decode(text).ok())
-        .ok_or_else(|| corrupt("unreadable hash".into()))?;
+        .ok_or_else(|| corrupt("the head row is missing"))?;
+    let seq: i64 =
+        row.get(0).and_then(|text| text.parse().ok()).ok_or_else(|| corrupt("unreadable sequence number"))?;
+    let hash =
+        row.get(1).and_then(|text| hex::decode(text).ok()).ok_or_else(|| corrupt("unreadable hash"))?;
     Ok(head_of(seq, &hash)?)
 }
 
-/// The stored records of the VMs `jobs` issue to, each decoded on its own.
-fn previous_vms(
-    connection: &mut Connection,
-    jobs: &[Job],
-) -> Result<HashMap<String, Result<VmRecord, String>>, Failed> {
-    let keys: Vec<&str> = jobs
-        .iter()
-        .filter_map(|job| match &job.effect {
-            Effect::Issue { vm_key, .. } => Some(vm_key.as_str()),
-            _ => None,
-        })
-        .collect();
-    if keys.is_empty() {
-        return Ok(HashMap::new());
-    }
+/// The stored records of the VMs a pass issues to, each decoded on its own.
+fn previous_vms(rows: &[tokio_postgres::Row]) -> Result<HashMap<String, Result<VmRecord, String>>, Failed> {
     let mut vms = HashMap::new();
-    for row in connection.query(VMS, &[&keys])? {
-        let key: String = read(&row, 0, "vms.key")?;
-        let text: String = read(&row, 1, "vms.record")?;
+    for row in rows {
+        let key: String = read(row, 0, "vms.key")?;
+        let text: String = read(row, 1, "vms.record")?;
         let record = decode(key.as_bytes(), text.as_bytes()).map_err(|e| e.to_string());
         vms.insert(key, record);
     }
