@@ -129,6 +129,13 @@ codes! {
     SnpMeasurement = "snp_measurement", 403;
     /// The report comes from a less privileged VMPL than the policy allows.
     SnpVmpl = "snp_vmpl", 403;
+    // Azure confidential VMs (SEV-SNP report through the paravisor, vTPM quote).
+    /// The HCL report is malformed, or its runtime claims lack a usable AK or EK.
+    HclReportInvalid = "hcl_report_invalid", 403;
+    /// `REPORT_DATA` does not commit to the runtime claims sent with it.
+    RuntimeClaimsMismatch = "runtime_claims_mismatch", 403;
+    /// The AK sent is not the one the runtime claims (`HCLAkPub`) name.
+    AkMismatch = "ak_mismatch", 403;
     // Admission.
     /// An administrator blocked this hardware.
     VmBlocked = "vm_blocked", 403;

@@ -18,7 +18,8 @@ pub use self::admin::{
     AuditVerification, HardwareId, IdentityChange, IdentityStatus, PolicyInForce, RevocationRequest,
 };
 pub use self::attest::{
-    IssuedCredentials, Sealed, SealedSecret, SnpBeginRequest, SnpChallenge, SnpFinishRequest,
+    AzureBeginRequest, AzureChallenge, AzureFinishRequest, IssuedCredentials, RecordedEvidence,
+    RecordedExchange, Sealed, SealedSecret, SnpBeginRequest, SnpChallenge, SnpFinishRequest,
     TpmBeginRequest, TpmChallenge, TpmFinishRequest,
 };
 pub use self::code::Code;
