@@ -44,6 +44,13 @@ impl SnpAppraisal {
         Ok(Self { report })
     }
 
+    /// A report whose REPORT_DATA was checked by the caller against what it must commit to
+    /// (an Azure HCL report's runtime claims). Its chip is not the guest's identity there
+    /// (the vTPM's EK is), so a masked CHIP_ID is not refused.
+    pub(crate) fn committed(report: VerifiedReport) -> Self {
+        Self { report }
+    }
+
     /// The verified report.
     #[must_use]
     pub fn report(&self) -> &VerifiedReport {

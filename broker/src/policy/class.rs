@@ -5,6 +5,7 @@ use std::path::Path;
 
 use ipnet::IpNet;
 use mooring_attestation::snp::appraisal::SnpAppraisal;
+use mooring_attestation::tpm::alg::HashAlg;
 
 use super::file::{ClassFile, Evidence};
 use super::snp::SnpRules;
@@ -69,6 +70,23 @@ impl Class {
                 let rules = class.snp.ok_or("evidence = \"snp\" needs a [class.snp] table")?;
                 (None, Some(SnpRules::compile(rules)?), EvidenceKind::Snp)
             }
+            Evidence::Azure => {
+                if !class.matching.ek_issuers.is_empty() {
+                    return Err("ek_issuers does not apply to Azure confidential VMs: the SEV-SNP report \
+                                vouches for their vTPM's EK"
+                        .into());
+                }
+                if !class.secrets.is_empty() {
+                    return Err("secrets are not released to Azure confidential VMs".into());
+                }
+                let snp = class.snp.ok_or("evidence = \"azure\" needs a [class.snp] table (launch measurement, TCB)")?;
+                let tpm = class.tpm.ok_or("evidence = \"azure\" needs a [class.tpm] table (the vTPM's boot state)")?;
+                let tpm = TpmRules::compile(tpm)?;
+                if tpm.bank() != HashAlg::Sha256 {
+                    return Err("an Azure class quotes the vTPM's sha256 bank (pcr_bank = \"sha256\")".into());
+                }
+                (Some(tpm), Some(SnpRules::compile(snp)?), EvidenceKind::Azure)
+            }
         };
         let mut secrets: Vec<Secret> = Vec::new();
         for secret in class.secrets {
@@ -123,6 +141,11 @@ impl Class {
         &self.name
     }
 
+    /// The only evidence kind the class accepts.
+    pub(crate) fn evidence(&self) -> EvidenceKind {
+        self.evidence
+    }
+
     pub(crate) fn ttl_seconds(&self) -> u32 {
         self.ttl_seconds
     }
@@ -137,6 +160,13 @@ impl Class {
 
     pub(crate) fn tpm(&self) -> Option<&TpmRules> {
         self.tpm.as_ref()
+    }
+
+    /// The class's TPM rules; a TPM or Azure class has them.
+    pub(crate) fn tpm_rules(&self) -> Result<&TpmRules, Refusal> {
+        self.tpm.as_ref().ok_or_else(|| {
+            Refusal::new(Code::NoMatchingClass, format!("class {:?} appraises no TPM quote", self.name))
+        })
     }
 
     /// The SPIFFE ID for a VM of this class.
@@ -164,7 +194,7 @@ impl Class {
         let Some(rules) = &self.snp else {
             return Err(Refusal::new(
                 Code::NoMatchingClass,
-                format!("class {:?} is not an SEV-SNP class", self.name),
+                format!("class {:?} appraises no SEV-SNP report", self.name),
             ));
         };
         rules.check(appraisal)

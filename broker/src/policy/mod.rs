@@ -10,12 +10,15 @@ pub(crate) mod learn;
 mod snp;
 mod tpm;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use mooring_attestation::snp::appraisal::SnpAppraisal;
+use mooring_attestation::tpm::alg::HashAlg;
 use sha2::{Digest, Sha256};
 
 pub(crate) use self::class::Class;
+pub(crate) use self::tpm::TpmRules;
 use self::file::PolicyFile;
 use crate::records::EvidenceKind;
 use crate::refusal::{Code, Refusal};
@@ -164,21 +167,64 @@ impl Policy {
         chip_id: &str,
         enrolled: bool,
     ) -> Result<&Class, Refusal> {
+        self.match_measurement(EvidenceKind::Snp, appraisal, chip_id, enrolled)
+    }
+
+    /// The first Azure class that admits this vTPM (`ek_id`: its EK's hardware identity) and
+    /// launch measurement.
+    pub(crate) fn match_azure(
+        &self,
+        appraisal: &SnpAppraisal,
+        ek_id: &str,
+        enrolled: bool,
+    ) -> Result<&Class, Refusal> {
+        self.match_measurement(EvidenceKind::Azure, appraisal, ek_id, enrolled)
+    }
+
+    fn match_measurement(
+        &self,
+        kind: EvidenceKind,
+        appraisal: &SnpAppraisal,
+        hardware_id: &str,
+        enrolled: bool,
+    ) -> Result<&Class, Refusal> {
         self.classes
             .iter()
-            .filter(|c| c.evidence == EvidenceKind::Snp)
-            .filter(|c| c.matches_identity(chip_id, None, enrolled))
+            .filter(|c| c.evidence == kind)
+            .filter(|c| c.matches_identity(hardware_id, None, enrolled))
             .find(|c| c.snp.as_ref().is_some_and(|rules| rules.admits_measurement(appraisal)))
             .ok_or_else(|| {
+                let (classes, who) = match kind {
+                    EvidenceKind::Azure => ("Azure", "vTPM EK"),
+                    _ => ("SEV-SNP", "chip"),
+                };
                 Refusal::new(
                     Code::SnpMeasurement,
                     format!(
-                        "no SEV-SNP class admits measurement {} from chip {}",
+                        "no {classes} class admits measurement {} from {who} {}",
                         hex::encode(appraisal.report().measurement()),
-                        short(chip_id)
+                        short(hardware_id)
                     ),
                 )
             })
+    }
+
+    /// What an Azure VM quotes: every PCR some Azure class appraises (all quote the
+    /// sha256 bank); `None` when no class admits Azure VMs.
+    pub(crate) fn azure_selection(&self) -> Option<BTreeMap<String, Vec<u8>>> {
+        let mut indices: Vec<u8> = self
+            .classes
+            .iter()
+            .filter(|c| c.evidence == EvidenceKind::Azure)
+            .filter_map(|c| c.tpm())
+            .flat_map(|rules| rules.pcrs().iter().copied())
+            .collect();
+        if indices.is_empty() {
+            return None;
+        }
+        indices.sort_unstable();
+        indices.dedup();
+        Some(BTreeMap::from([(HashAlg::Sha256.name().to_owned(), indices)]))
     }
 }
 

@@ -3,13 +3,15 @@
 //! the blocking pool.
 
 pub(crate) mod admin;
+pub(crate) mod azure;
 mod challenge;
 mod documents;
 mod issue;
 mod judged;
 mod lifecycle;
 mod seal;
-mod snp;
+pub(crate) mod snp;
+pub(crate) mod dry_run;
 pub(crate) mod tpm;
 pub(crate) mod verify;
 
@@ -83,6 +85,22 @@ impl std::fmt::Debug for dyn Store {
     }
 }
 
+/// The EK certificate roots (and intermediates) `tpm.ek_roots` names.
+pub(crate) fn ek_roots(config: &crate::config::TpmConfig) -> anyhow::Result<TrustStore> {
+    let mut anchors = Vec::new();
+    for path in &config.ek_roots {
+        let bundle = if path.is_dir() {
+            CertBundle::from_dir(path, mooring_attestation::x509::bundle::Recursion::Recursive)
+        } else {
+            CertBundle::from_file(path)
+        }
+        .map_err(|e| anyhow::anyhow!("tpm.ek_roots {}: {e}", path.display()))?;
+        anchors.extend(bundle.certificates().iter().cloned());
+    }
+    let (roots, intermediates): (Vec<_>, Vec<_>) = anchors.into_iter().partition(|c| c.is_self_issued());
+    Ok(TrustStore::builder().anchors(roots).intermediates(intermediates).build())
+}
+
 impl Broker {
     /// Builds the service from loaded parts.
     pub(crate) fn new(
@@ -93,18 +111,7 @@ impl Broker {
         issuer: Issuer,
         clock: Arc<dyn Clock>,
     ) -> anyhow::Result<Self> {
-        let mut anchors = Vec::new();
-        for path in &config.tpm.ek_roots {
-            let bundle = if path.is_dir() {
-                CertBundle::from_dir(path, mooring_attestation::x509::bundle::Recursion::Recursive)
-            } else {
-                CertBundle::from_file(path)
-            }
-            .map_err(|e| anyhow::anyhow!("tpm.ek_roots {}: {e}", path.display()))?;
-            anchors.extend(bundle.certificates().iter().cloned());
-        }
-        let (roots, intermediates): (Vec<_>, Vec<_>) = anchors.into_iter().partition(|c| c.is_self_issued());
-        let ek_roots = TrustStore::builder().anchors(roots).intermediates(intermediates).build();
+        let ek_roots = ek_roots(&config.tpm)?;
         let snp = snp::verifier(&config.snp)?;
         let challenges = ChallengeSeal::new(challenge_key).map_err(|e| anyhow::anyhow!("{e}"))?;
         Ok(Self {
