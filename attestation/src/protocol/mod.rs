@@ -19,8 +19,8 @@ pub use self::admin::{
 };
 pub use self::attest::{
     AzureBeginRequest, AzureChallenge, AzureFinishRequest, IssuedCredentials, RecordedEvidence,
-    RecordedExchange, Sealed, SealedSecret, SnpBeginRequest, SnpChallenge, SnpFinishRequest,
-    TpmBeginRequest, TpmChallenge, TpmFinishRequest,
+    RecordedExchange, Sealed, SealedSecret, SnpBeginRequest, SnpChallenge, SnpFinishRequest, TpmBeginRequest,
+    TpmChallenge, TpmFinishRequest,
 };
 pub use self::code::Code;
 pub use self::credentials::{

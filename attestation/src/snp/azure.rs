@@ -357,9 +357,9 @@ fn parse_runtime_claims(json: &[u8]) -> Result<RuntimeClaims, AzureError> {
         .ok_or_else(|| AzureError::Claims(format!("no key with kid {AK_KID:?}")))?;
     let ek = rsa_key(&claims.keys, EK_KID)?;
     let user_data = match claims.user_data {
-        Some(text) => Some(
-            hex::decode(&text).map_err(|e| AzureError::Claims(format!("user-data is not hex: {e}")))?,
-        ),
+        Some(text) => {
+            Some(hex::decode(&text).map_err(|e| AzureError::Claims(format!("user-data is not hex: {e}")))?)
+        }
         None => None,
     };
     Ok(RuntimeClaims { ak, ek, user_data, vm_configuration: claims.vm_configuration })

@@ -11,13 +11,13 @@ use std::io::Write as _;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::verify::{verification_time, verify_snp_report, SnpReportArgs};
+use super::{read_file, Failure};
 use crate::config::{Config, SnpConfig};
-use mooring_serve::ConfigFile as _;
+use crate::policy::{learn, Policy};
 use crate::service::dry_run::{appraise_azure_evidence, judge, parse_evidence, Decision, Verifiers};
 use crate::service::ek_roots;
 use crate::service::snp::verifier as snp_verifier;
-use super::{read_file, Failure};
-use crate::policy::{learn, Policy};
+use mooring_serve::ConfigFile as _;
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum PolicyCommand {
@@ -199,8 +199,8 @@ fn dry_run(args: &DryRunArgs) -> Result<String, Failure> {
 }
 
 fn learn_azure(args: &LearnAzureArgs) -> Result<String, Failure> {
-    let evidence =
-        parse_evidence(&read_file(&args.evidence)?).map_err(|e| Failure::Usage(format!("{}: {e}", args.evidence.display())))?;
+    let evidence = parse_evidence(&read_file(&args.evidence)?)
+        .map_err(|e| Failure::Usage(format!("{}: {e}", args.evidence.display())))?;
     let verifier = snp_verifier(&SnpConfig::default()).map_err(|e| Failure::Usage(format!("{e:#}")))?;
     let appraisal = appraise_azure_evidence(&verifier, &evidence, at(args.at.as_deref())?)
         .map_err(|refusal| Failure::Rejected(format!("{}: {}", refusal.code.as_str(), refusal.reason)))?;

@@ -66,7 +66,10 @@ pub(crate) fn router(broker: Arc<Broker>) -> Router {
         .route(&format!("{v1}/snp/begin"), vm::from_vm(Action::Begin, "snp_begin", Broker::snp_begin))
         .route(&format!("{v1}/snp/finish"), vm::from_vm(Action::Attest, "snp_finish", Broker::snp_finish))
         .route(&format!("{v1}/azure/begin"), vm::from_vm(Action::Begin, "azure_begin", Broker::azure_begin))
-        .route(&format!("{v1}/azure/finish"), vm::from_vm(Action::Attest, "azure_finish", Broker::azure_finish))
+        .route(
+            &format!("{v1}/azure/finish"),
+            vm::from_vm(Action::Attest, "azure_finish", Broker::azure_finish),
+        )
         .route(&format!("{v1}/credentials/verify"), post(vm::verify))
         .route(&format!("{v1}/credentials/retire"), vm::from_vm(Action::Retire, "retire", Broker::retire))
         .route(&format!("{v1}/bundle"), get(documents::bundle))

@@ -79,8 +79,12 @@ impl Class {
                 if !class.secrets.is_empty() {
                     return Err("secrets are not released to Azure confidential VMs".into());
                 }
-                let snp = class.snp.ok_or("evidence = \"azure\" needs a [class.snp] table (launch measurement, TCB)")?;
-                let tpm = class.tpm.ok_or("evidence = \"azure\" needs a [class.tpm] table (the vTPM's boot state)")?;
+                let snp = class
+                    .snp
+                    .ok_or("evidence = \"azure\" needs a [class.snp] table (launch measurement, TCB)")?;
+                let tpm = class
+                    .tpm
+                    .ok_or("evidence = \"azure\" needs a [class.tpm] table (the vTPM's boot state)")?;
                 let tpm = TpmRules::compile(tpm)?;
                 if tpm.bank() != HashAlg::Sha256 {
                     return Err("an Azure class quotes the vTPM's sha256 bank (pcr_bank = \"sha256\")".into());

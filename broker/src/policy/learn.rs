@@ -257,14 +257,19 @@ fn snp_table(measurement: &[u8], tcb: TcbParts, debug_allowed: bool) -> String {
 pub(crate) fn azure_class(name: &str, vm: &AzureAppraisal, pcrs: &[u8]) -> Result<String, String> {
     let report = vm.snp.report();
     let mut out = String::new();
-    let _ = writeln!(out, "[[class]]\nname = {}\nevidence = \"azure\"\nttl_seconds = 3600", toml_string(name));
+    let _ =
+        writeln!(out, "[[class]]\nname = {}\nevidence = \"azure\"\nttl_seconds = 3600", toml_string(name));
     let _ = writeln!(out, "audiences = []\nnetworks = [] # fill in: the CIDRs these VMs attest from");
     let _ = writeln!(
         out,
         "# this VM's vTPM EK is {}; [class.match] hardware_ids or enrolled = true admit chosen VMs only\n",
         vm.hardware_id
     );
-    out.push_str(&snp_table(report.measurement(), report.claims().reported_tcb().parts(), report.policy().debug_allowed()));
+    out.push_str(&snp_table(
+        report.measurement(),
+        report.claims().reported_tcb().parts(),
+        report.policy().debug_allowed(),
+    ));
     out.push('\n');
     out.push_str(&tpm_tables(&TpmReference {
         name,

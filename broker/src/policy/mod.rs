@@ -18,8 +18,8 @@ use mooring_attestation::tpm::alg::HashAlg;
 use sha2::{Digest, Sha256};
 
 pub(crate) use self::class::Class;
-pub(crate) use self::tpm::TpmRules;
 use self::file::PolicyFile;
+pub(crate) use self::tpm::TpmRules;
 use crate::records::EvidenceKind;
 use crate::refusal::{Code, Refusal};
 

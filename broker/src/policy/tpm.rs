@@ -111,7 +111,10 @@ impl TpmRules {
         if let Some(index) = self.pcrs.iter().find(|i| appraisal.pcrs().get(self.bank, **i).is_none()) {
             return Err(Refusal::new(
                 Code::PcrSelectionMismatch,
-                format!("the quote does not cover PCR {}:{index}, which the class appraises", self.bank.name()),
+                format!(
+                    "the quote does not cover PCR {}:{index}, which the class appraises",
+                    self.bank.name()
+                ),
             ));
         }
         if let Some(rules) = &self.boot {

@@ -20,14 +20,16 @@ use mooring_attestation::tpm::pcr::PcrSelection;
 use mooring_attestation::tpm::quote::QuoteExpectation;
 use sha2::{Digest, Sha256};
 
-use super::tpm::{appraise_boot, boot_of, check_certify, parse_ak, parse_credential_key, pcr_values, quote_refusal};
+use super::tpm::{
+    appraise_boot, boot_of, check_certify, parse_ak, parse_credential_key, pcr_values, quote_refusal,
+};
 use super::{internal, Broker, Caller};
 use crate::audit::Action;
 use crate::issuer::Subject;
 use crate::policy::{Class, Policy};
 use crate::records::{ChallengeRecord, EvidenceKind};
-use crate::store::vm_key;
 use crate::refusal::{Code, Refusal};
+use crate::store::vm_key;
 
 /// Azure evidence whose chain verified: the SNP report (to AMD's roots), the runtime claims
 /// it commits to, the quote by the claims' AK and the event log replayed against it.
@@ -119,10 +121,12 @@ pub(crate) fn certified_key(
 }
 
 /// The PCRs an Azure VM quotes under the current policy.
-fn selection(policy: &Policy) -> Result<(std::collections::BTreeMap<String, Vec<u8>>, PcrSelection), Refusal> {
-    let map = policy
-        .azure_selection()
-        .ok_or_else(|| Refusal::new(Code::NoMatchingClass, "no class of the policy admits Azure confidential VMs"))?;
+fn selection(
+    policy: &Policy,
+) -> Result<(std::collections::BTreeMap<String, Vec<u8>>, PcrSelection), Refusal> {
+    let map = policy.azure_selection().ok_or_else(|| {
+        Refusal::new(Code::NoMatchingClass, "no class of the policy admits Azure confidential VMs")
+    })?;
     let indices = map.values().flatten().copied().collect::<Vec<u8>>();
     let selection = PcrSelection::single(HashAlg::Sha256, &indices).map_err(|e| internal("policy", e))?;
     Ok((map, selection))
@@ -210,14 +214,19 @@ impl Broker {
         };
         let report = appraisal.snp.report();
         let evidence = match report.claims().root() {
-            RootOrigin::Amd => format!("Azure confidential VM, SEV-SNP {} report, vTPM quote", report.product().name()),
+            RootOrigin::Amd => {
+                format!("Azure confidential VM, SEV-SNP {} report, vTPM quote", report.product().name())
+            }
             RootOrigin::Test => format!(
                 "Azure confidential VM, SEV-SNP {} report signed by a TEST root, vTPM quote",
                 report.product().name()
             ),
         };
         let (boot, clock) = boot_of(&appraisal.tpm);
-        let previous = self.store.vm(&vm_key(&hardware, &subject.spiffe_id)).map_err(|e| internal("reading the VM record", e))?;
+        let previous = self
+            .store
+            .vm(&vm_key(&hardware, &subject.spiffe_id))
+            .map_err(|e| internal("reading the VM record", e))?;
         self.judge_boot(&hardware, &subject.spiffe_id, previous, boot, clock, caller)?;
         self.issue(subject, hardware, caller, &evidence, Vec::new(), Some((boot, clock)))
     }

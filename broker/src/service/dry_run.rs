@@ -13,12 +13,12 @@ use std::net::IpAddr;
 use std::time::SystemTime;
 
 use base64::Engine as _;
+use mooring_attestation::crypto::Scheme;
 use mooring_attestation::protocol::{
     tpm_qualifying_data, HardwareId, IdentityStatus, RecordedEvidence, RecordedExchange,
 };
 use mooring_attestation::snp::SnpVerifier;
 use mooring_attestation::tpm::alg::HashAlg;
-use mooring_attestation::crypto::Scheme;
 use mooring_attestation::tpm::attest::{Ak, Attest, Attested, Signature};
 use mooring_attestation::tpm::pcr::PcrSelection;
 use mooring_attestation::tpm::public::Public;
@@ -29,7 +29,9 @@ use serde::{Deserialize, Serialize};
 use super::azure::{appraise_azure, certified_key, decide_azure, AzureAppraisal, AzureEvidenceParts};
 use super::snp::{appraise_snp, decide_snp};
 use super::standing;
-use super::tpm::{appraise_boot, appraise_tpm, ek_hardware_id, parse_ak, parse_keys, pcr_values, quote_refusal, vouch_ek};
+use super::tpm::{
+    appraise_boot, appraise_tpm, ek_hardware_id, parse_ak, parse_keys, pcr_values, quote_refusal, vouch_ek,
+};
 use crate::policy::{Policy, TpmApplicant};
 use crate::refusal::{Code, Refusal};
 
@@ -149,7 +151,10 @@ pub(crate) fn parse_evidence(bytes: &[u8]) -> Result<Evidence, String> {
         None if value.get("vcek").is_some() => serde_json::from_value(value)
             .map(|vector| Evidence::Azure(Box::new(vector)))
             .map_err(|e| format!("Azure evidence vector: {e}")),
-        None => Err("neither recorded evidence (\"kind\"), an Azure vector (\"vcek\") nor a TPM quote vector".into()),
+        None => {
+            Err("neither recorded evidence (\"kind\"), an Azure vector (\"vcek\") nor a TPM quote vector"
+                .into())
+        }
     }
 }
 
@@ -173,12 +178,18 @@ pub(crate) enum Decision {
 const FRESHNESS: &str = "challenge freshness and single use";
 const FRESHNESS_AND_ACTIVATION: &str =
     "challenge freshness and single use; credential activation (AK in the EK's TPM)";
-const VECTOR_AZURE: &str = "freshness (the quote's own qualifying data is taken), the credential key, the address";
+const VECTOR_AZURE: &str =
+    "freshness (the quote's own qualifying data is taken), the credential key, the address";
 const VECTOR_QUOTE: &str =
     "freshness (the quote's own qualifying data is taken), which TPM (no EK), the credential key, the address";
 
 /// Judges `evidence` against `policy`.
-pub(crate) fn judge(verifiers: &Verifiers<'_>, policy: &Policy, standing_of: Standing<'_>, evidence: &Evidence) -> Decision {
+pub(crate) fn judge(
+    verifiers: &Verifiers<'_>,
+    policy: &Policy,
+    standing_of: Standing<'_>,
+    evidence: &Evidence,
+) -> Decision {
     let result = match evidence {
         Evidence::Recorded(recorded) => match recorded.as_ref() {
             RecordedEvidence::Tpm(exchange) => tpm(verifiers, policy, standing_of, exchange),
@@ -272,7 +283,9 @@ pub(crate) fn appraise_azure_evidence(
             _ => Err(Refusal::new(Code::MalformedRequest, "not evidence of an Azure confidential VM")),
         },
         Evidence::Azure(vector) => azure_vector(&verifiers, vector),
-        Evidence::Quote(_) => Err(Refusal::new(Code::MalformedRequest, "not evidence of an Azure confidential VM")),
+        Evidence::Quote(_) => {
+            Err(Refusal::new(Code::MalformedRequest, "not evidence of an Azure confidential VM"))
+        }
     }
 }
 
@@ -347,11 +360,13 @@ fn quote_vector(policy: &Policy, vector: &QuoteVector) -> Result<Decision, Refus
         .map_err(|e| quote_refusal(&e))?;
     let mut first = None;
     for class in policy.classes() {
-        let Some(rules) = class.tpm().filter(|_| class.evidence() == crate::records::EvidenceKind::Tpm) else {
+        let Some(rules) = class.tpm().filter(|_| class.evidence() == crate::records::EvidenceKind::Tpm)
+        else {
             continue;
         };
-        let judged = appraise_boot(quote.clone(), vector.event_log.as_deref(), rules.bank())
-            .and_then(|appraisal| rules.check(&appraisal));
+        let judged =
+            appraise_boot(quote.only(rules.bank(), rules.pcrs()), vector.event_log.as_deref(), rules.bank())
+                .and_then(|appraisal| rules.check(&appraisal));
         match judged {
             Ok(()) => return Ok(admitted(class.name(), None, VECTOR_QUOTE)),
             Err(refusal) => {
@@ -385,4 +400,3 @@ fn selection_of(attest: &Attest) -> Result<PcrSelection, Refusal> {
         _ => Err(Refusal::new(Code::QuoteInvalid, "the attestation is not a quote")),
     }
 }
-

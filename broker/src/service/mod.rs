@@ -6,12 +6,12 @@ pub(crate) mod admin;
 pub(crate) mod azure;
 mod challenge;
 mod documents;
+pub(crate) mod dry_run;
 mod issue;
 mod judged;
 mod lifecycle;
 mod seal;
 pub(crate) mod snp;
-pub(crate) mod dry_run;
 pub(crate) mod tpm;
 pub(crate) mod verify;
 

@@ -7,6 +7,7 @@ use mooring_attestation::protocol::{
     TpmFinishRequest,
 };
 use mooring_attestation::svid::CredentialKey;
+use mooring_attestation::tpm::alg::HashAlg;
 use mooring_attestation::tpm::appraisal::TpmAppraisal;
 use mooring_attestation::tpm::attest::{Ak, Signature, AK_ATTRIBUTES};
 use mooring_attestation::tpm::certify::{verify_certify, NON_EXPORTABLE_SIGNING_KEY};
@@ -14,7 +15,6 @@ use mooring_attestation::tpm::credential::make_credential;
 use mooring_attestation::tpm::ekcert::verify_ek_certificate;
 use mooring_attestation::tpm::pcr::PcrValues;
 use mooring_attestation::tpm::public::{ObjectAttributes, Public};
-use mooring_attestation::tpm::alg::HashAlg;
 use mooring_attestation::tpm::quote::{verify_quote, QuoteError, QuoteExpectation, VerifiedQuote};
 use mooring_attestation::x509::TrustStore;
 use sha2::{Digest, Sha256};
@@ -98,7 +98,12 @@ pub(super) fn quote_refusal(e: &QuoteError) -> Refusal {
 }
 
 /// TPM2_Certify(K) by the AK: K is a non-exportable key in the AK's TPM.
-pub(super) fn check_certify(ak: &Public, key: &Public, certify: &[u8], signature: &[u8]) -> Result<(), Refusal> {
+pub(super) fn check_certify(
+    ak: &Public,
+    key: &Public,
+    certify: &[u8],
+    signature: &[u8],
+) -> Result<(), Refusal> {
     let signature = Signature::parse(signature)
         .map_err(|e| Refusal::new(Code::CertifyInvalid, format!("certify signature: {e}")))?;
     verify_certify(ak, key, certify, &signature, None, NON_EXPORTABLE_SIGNING_KEY).map_err(|e| {
@@ -175,8 +180,8 @@ pub(super) fn appraise_tpm(
         .map_err(|e| Refusal::new(Code::QuoteInvalid, format!("quote signature: {e}")))?;
     let qualifying_data = tpm_qualifying_data(nonce, key_public);
     let expected = QuoteExpectation { qualifying_data: &qualifying_data, selection: rules.selection() };
-    let quote =
-        verify_quote(Ak::Tpm(&keys.ak), &request.quote, &signature, &pcrs, &expected).map_err(|e| quote_refusal(&e))?;
+    let quote = verify_quote(Ak::Tpm(&keys.ak), &request.quote, &signature, &pcrs, &expected)
+        .map_err(|e| quote_refusal(&e))?;
     check_certify(&keys.ak, &keys.key, &request.certify, &request.certify_signature)?;
     let appraisal = appraise_boot(quote, request.event_log.as_deref(), rules.bank())?;
     rules.check(&appraisal)?;
