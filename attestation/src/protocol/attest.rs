@@ -194,6 +194,28 @@ pub enum RecordedEvidence {
     Azure(RecordedExchange<AzureBeginRequest, AzureFinishRequest>),
 }
 
+impl RecordedEvidence {
+    /// The address the VM attested from.
+    #[must_use]
+    pub fn address(&self) -> IpAddr {
+        match self {
+            Self::Tpm(exchange) => exchange.address,
+            Self::Snp(exchange) => exchange.address,
+            Self::Azure(exchange) => exchange.address,
+        }
+    }
+
+    /// `tpm`, `snp` or `azure`.
+    #[must_use]
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Tpm(_) => "tpm",
+            Self::Snp(_) => "snp",
+            Self::Azure(_) => "azure",
+        }
+    }
+}
+
 /// What one exchange sent, and the nonce it answered.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

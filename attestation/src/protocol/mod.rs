@@ -15,7 +15,8 @@ mod jwt;
 use sha2::{Digest, Sha256, Sha512};
 
 pub use self::admin::{
-    AuditVerification, HardwareId, IdentityChange, IdentityStatus, PolicyInForce, RevocationRequest,
+    AuditVerification, Decision, DryRunReport, DryRunRequest, DryRunResult, HardwareId, IdentityChange,
+    IdentityStatus, PolicyInForce, RevocationRequest,
 };
 pub use self::attest::{
     AzureBeginRequest, AzureChallenge, AzureFinishRequest, IssuedCredentials, RecordedEvidence,

@@ -14,9 +14,10 @@ use super::verify::{verification_time, verify_snp_report, SnpReportArgs};
 use super::{read_file, Failure};
 use crate::config::{Config, SnpConfig};
 use crate::policy::{learn, Policy};
-use crate::service::dry_run::{appraise_azure_evidence, judge, parse_evidence, Decision, Verifiers};
+use crate::service::dry_run::{appraise_azure_evidence, judge, parse_evidence, Verifiers};
 use crate::service::ek_roots;
 use crate::service::snp::verifier as snp_verifier;
+use mooring_attestation::protocol::Decision;
 use mooring_serve::ConfigFile as _;
 
 #[derive(Debug, Subcommand)]
@@ -187,7 +188,7 @@ fn dry_run(args: &DryRunArgs) -> Result<String, Failure> {
         let evidence = parse_evidence(&read_file(path)?)
             .map_err(|e| Failure::Usage(format!("{}: {e}", path.display())))?;
         // Offline, no administrator enrolled or blocked anything.
-        let decision = judge(&verifiers, &policy, &|_| Ok(None), &evidence);
+        let decision = judge(&verifiers, &policy, &|_| Ok(None), &evidence, None);
         refused += usize::from(matches!(decision, Decision::Refused { .. }));
         let line = serde_json::json!({ "evidence": path.display().to_string(), "result": decision });
         let _ = writeln!(out, "{line}");

@@ -83,6 +83,7 @@ pub(crate) fn router(broker: Arc<Broker>) -> Router {
         .route(&format!("{v1}/admin/audit"), get(admin::audit))
         .route(&format!("{v1}/admin/audit/verify"), post(admin::audit_verify))
         .route(&format!("{v1}/admin/policy/reload"), post(admin::reload))
+        .route(&format!("{v1}/admin/policy/dry-run"), admin::posted(Broker::dry_run))
         .fallback(|| async { ErrorResponse(Refusal::new(Code::NotFound, "no such route")) })
         .layer(Extension(documents::RevocationWaiters::new()))
         .layer(axum::extract::DefaultBodyLimit::max(broker.config.limits.max_body_bytes))

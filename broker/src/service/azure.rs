@@ -8,7 +8,8 @@
 //! many VMs share), so reboots and clones are judged as on the TPM path.
 
 use mooring_attestation::protocol::{
-    tpm_qualifying_data, AzureBeginRequest, AzureChallenge, AzureFinishRequest, HardwareId, IssuedCredentials,
+    tpm_qualifying_data, AzureBeginRequest, AzureChallenge, AzureFinishRequest, HardwareId,
+    IssuedCredentials, RecordedEvidence, RecordedExchange,
 };
 use mooring_attestation::snp::appraisal::SnpAppraisal;
 use mooring_attestation::snp::azure::{verify_azure_cvm, AzureCvmEvidence, AzureError, RuntimeClaims};
@@ -170,7 +171,7 @@ impl Broker {
         request: &AzureFinishRequest,
         caller: &Caller,
     ) -> Result<IssuedCredentials, Refusal> {
-        let appraisal = self.anonymous(Action::Attest, caller, || {
+        let (nonce, appraisal) = self.anonymous(Action::Attest, caller, || {
             let record = self.consume(&request.challenge_id, EvidenceKind::Azure, caller)?;
             let (_, selection) = selection(&self.policy())?;
             let signature = Signature::parse(&request.quote_signature)
@@ -185,8 +186,20 @@ impl Broker {
                 pcrs: &request.pcrs,
                 event_log: request.event_log.as_deref(),
             };
-            appraise_azure(&self.snp, &parts, &expected, self.now())
+            let appraisal = appraise_azure(&self.snp, &parts, &expected, self.now())?;
+            Ok((record.nonce, appraisal))
         })?;
+        self.remember(
+            || {
+                RecordedEvidence::Azure(RecordedExchange {
+                    address: caller.address,
+                    nonce,
+                    begin: AzureBeginRequest {},
+                    finish: request.clone(),
+                })
+            },
+            None,
+        );
         let hardware_id = appraisal.hardware_id.clone();
         self.about(Action::Attest, caller, &hardware_id, || self.azure_decide(request, caller, &appraisal))
     }

@@ -10,12 +10,14 @@
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use base64::Engine as _;
 use mooring_attestation::crypto::Scheme;
 use mooring_attestation::protocol::{
-    tpm_qualifying_data, HardwareId, IdentityStatus, RecordedEvidence, RecordedExchange,
+    tpm_qualifying_data, Decision, DryRunReport, DryRunRequest, DryRunResult, HardwareId, IdentityStatus,
+    RecordedEvidence, RecordedExchange,
 };
 use mooring_attestation::snp::SnpVerifier;
 use mooring_attestation::tpm::alg::HashAlg;
@@ -24,14 +26,16 @@ use mooring_attestation::tpm::pcr::PcrSelection;
 use mooring_attestation::tpm::public::Public;
 use mooring_attestation::tpm::quote::{verify_quote, QuoteExpectation};
 use mooring_attestation::x509::TrustStore;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use super::azure::{appraise_azure, certified_key, decide_azure, AzureAppraisal, AzureEvidenceParts};
 use super::snp::{appraise_snp, decide_snp};
-use super::standing;
 use super::tpm::{
     appraise_boot, appraise_tpm, ek_hardware_id, parse_ak, parse_keys, pcr_values, quote_refusal, vouch_ek,
+    VouchedEk,
 };
+use super::{internal, standing, Broker};
+use crate::audit::{Action, Outcome};
 use crate::policy::{Policy, TpmApplicant};
 use crate::refusal::{Code, Refusal};
 
@@ -158,23 +162,6 @@ pub(crate) fn parse_evidence(bytes: &[u8]) -> Result<Evidence, String> {
     }
 }
 
-/// What a dry run decided about one piece of evidence.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "decision", rename_all = "snake_case")]
-pub(crate) enum Decision {
-    /// A class admits it.
-    Admitted {
-        class: String,
-        /// The hardware identity it would be issued for, when the evidence names one.
-        #[serde(skip_serializing_if = "Option::is_none")]
-        hardware_id: Option<String>,
-        /// What a live attestation checks that this evidence could not show.
-        not_checked: &'static str,
-    },
-    /// Refused, with the code and reason a live attestation would get.
-    Refused { code: String, reason: String },
-}
-
 const FRESHNESS: &str = "challenge freshness and single use";
 const FRESHNESS_AND_ACTIVATION: &str =
     "challenge freshness and single use; credential activation (AK in the EK's TPM)";
@@ -183,16 +170,28 @@ const VECTOR_AZURE: &str =
 const VECTOR_QUOTE: &str =
     "freshness (the quote's own qualifying data is taken), which TPM (no EK), the credential key, the address";
 
-/// Judges `evidence` against `policy`.
+/// An attestation the broker saw pass its live checks, kept for admin dry runs.
+#[derive(Debug)]
+pub(crate) struct Recent {
+    at: i64,
+    evidence: RecordedEvidence,
+    /// The EK certificate's issuer as `begin` verified it (TPM evidence, whose record holds
+    /// no certificate).
+    ek_issuer: Option<String>,
+}
+
+/// Judges `evidence` against `policy`. `ek_issuer`: for TPM evidence recorded without
+/// its EK certificate, the issuer the broker verified at its `begin`.
 pub(crate) fn judge(
     verifiers: &Verifiers<'_>,
     policy: &Policy,
     standing_of: Standing<'_>,
     evidence: &Evidence,
+    ek_issuer: Option<&str>,
 ) -> Decision {
     let result = match evidence {
         Evidence::Recorded(recorded) => match recorded.as_ref() {
-            RecordedEvidence::Tpm(exchange) => tpm(verifiers, policy, standing_of, exchange),
+            RecordedEvidence::Tpm(exchange) => tpm(verifiers, policy, standing_of, exchange, ek_issuer),
             RecordedEvidence::Snp(exchange) => snp(verifiers, policy, standing_of, exchange),
             RecordedEvidence::Azure(exchange) => {
                 azure(verifiers, policy, standing_of, evidence, Some(exchange.address), FRESHNESS)
@@ -201,10 +200,7 @@ pub(crate) fn judge(
         Evidence::Azure(_) => azure(verifiers, policy, standing_of, evidence, None, VECTOR_AZURE),
         Evidence::Quote(vector) => quote_vector(policy, vector),
     };
-    result.unwrap_or_else(|refusal| Decision::Refused {
-        code: refusal.code.as_str().to_owned(),
-        reason: refusal.reason,
-    })
+    result.unwrap_or_else(|refusal| Decision::Refused { code: refusal.code, reason: refusal.reason })
 }
 
 fn tpm(
@@ -215,12 +211,17 @@ fn tpm(
         mooring_attestation::protocol::TpmBeginRequest,
         mooring_attestation::protocol::TpmFinishRequest,
     >,
+    ek_issuer: Option<&str>,
 ) -> Result<Decision, Refusal> {
     let begin = &exchange.begin;
     let keys = parse_keys(&begin.ek_public, &begin.ak_public, &begin.key_public)?;
-    let hardware = HardwareId::Ek(ek_hardware_id(&keys.ek));
+    let hardware_id = ek_hardware_id(&keys.ek);
+    let hardware = HardwareId::Ek(hardware_id.clone());
     let status = standing_of(&hardware)?;
-    let ek = vouch_ek(begin, &keys, verifiers.ek_roots, verifiers.now, status)?;
+    let ek = match (&begin.ek_certificate, ek_issuer) {
+        (None, Some(issuer)) => VouchedEk { hardware_id, ek_issuer: Some(issuer.to_owned()), status },
+        _ => vouch_ek(begin, &keys, verifiers.ek_roots, verifiers.now, status)?,
+    };
     let enrolled = standing(&hardware, status)?;
     let class = policy.match_tpm(TpmApplicant {
         ek_issuer: ek.ek_issuer.as_deref(),
@@ -377,8 +378,8 @@ fn quote_vector(policy: &Policy, vector: &QuoteVector) -> Result<Decision, Refus
     Err(first.unwrap_or_else(|| Refusal::new(Code::NoMatchingClass, "the policy has no TPM class")))
 }
 
-fn admitted(class: &str, hardware_id: Option<String>, not_checked: &'static str) -> Decision {
-    Decision::Admitted { class: class.to_owned(), hardware_id, not_checked }
+fn admitted(class: &str, hardware_id: Option<String>, not_checked: &str) -> Decision {
+    Decision::Admitted { class: class.to_owned(), hardware_id, not_checked: not_checked.to_owned() }
 }
 
 /// A `TPMT_PUBLIC` given its `TPM2B` size prefix; a `TPM2B_PUBLIC` as it is.
@@ -398,5 +399,67 @@ fn selection_of(attest: &Attest) -> Result<PcrSelection, Refusal> {
     match attest.attested() {
         Attested::Quote { selection, .. } => Ok(selection.clone()),
         _ => Err(Refusal::new(Code::QuoteInvalid, "the attestation is not a quote")),
+    }
+}
+
+impl Broker {
+    /// Keeps an attestation that passed the live checks (so it is a real VM's, not a
+    /// flood's) for admin dry runs: the newest `admin.dry_run_recent`, in memory only.
+    pub(super) fn remember(&self, evidence: impl FnOnce() -> RecordedEvidence, ek_issuer: Option<String>) {
+        let keep = self.config.admin.dry_run_recent;
+        if keep == 0 {
+            return;
+        }
+        let recent = Arc::new(Recent { at: self.now(), evidence: evidence(), ek_issuer });
+        let mut kept = self.recent.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        while kept.len() >= keep {
+            kept.pop_front();
+        }
+        kept.push_back(recent);
+    }
+
+    /// `POST /v1/admin/policy/dry-run`: the recent attestations judged by the policy in
+    /// force and by `request`'s, newest first. Nothing changes but the audit record.
+    pub(crate) fn dry_run(&self, request: &DryRunRequest, admin: &str) -> Result<DryRunReport, Refusal> {
+        let proposed = Policy::parse(&request.policy, &self.config.policy)
+            .map_err(|e| Refusal::new(Code::MalformedRequest, format!("proposed policy: {e}")))?;
+        let in_force = self.policy();
+        let recent: Vec<Arc<Recent>> = self
+            .recent
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .rev()
+            .cloned()
+            .collect();
+        let verifiers = Verifiers { ek_roots: &self.ek_roots, snp: &self.snp, now: self.clock.now() };
+        let standing_of = |hardware: &HardwareId| {
+            self.store.identity_status(hardware).map_err(|e| internal("reading enrollment", e))
+        };
+        let results = recent
+            .iter()
+            .map(|seen| {
+                let evidence = Evidence::Recorded(Box::new(seen.evidence.clone()));
+                let judged = |policy: &Policy| {
+                    judge(&verifiers, policy, &standing_of, &evidence, seen.ek_issuer.as_deref())
+                };
+                DryRunResult {
+                    at: seen.at,
+                    address: seen.evidence.address(),
+                    kind: seen.evidence.kind().to_owned(),
+                    in_force: judged(&in_force),
+                    proposed: judged(&proposed),
+                }
+            })
+            .collect();
+        let event = self.event(
+            Action::Admin,
+            Outcome::Accepted,
+            "policy_dry_run",
+            format!("by {admin}, {} attestations, proposed policy {}", recent.len(), proposed.digest()),
+            None,
+        );
+        self.store.audit(event).map_err(|e| internal("audit", e))?;
+        Ok(DryRunReport { policy: proposed.digest().to_owned(), results })
     }
 }

@@ -77,6 +77,8 @@ pub(crate) struct Broker {
     pub(crate) tally: RefusalTally,
     tally_since: std::sync::atomic::AtomicI64,
     rng: SystemRandom,
+    /// Recent attestations for admin dry runs ([`Broker::remember`]).
+    recent: std::sync::Mutex<std::collections::VecDeque<std::sync::Arc<dry_run::Recent>>>,
 }
 
 impl std::fmt::Debug for dyn Store {
@@ -127,6 +129,7 @@ impl Broker {
             tally: RefusalTally::default(),
             tally_since: std::sync::atomic::AtomicI64::new(clock.unix()),
             rng: SystemRandom::new(),
+            recent: std::sync::Mutex::default(),
         })
     }
 

@@ -2,7 +2,8 @@
 //! binding to the nonce and the credential key, and policy, then issues.
 
 use mooring_attestation::protocol::{
-    snp_report_data, HardwareId, IssuedCredentials, SnpBeginRequest, SnpChallenge, SnpFinishRequest,
+    snp_report_data, HardwareId, IssuedCredentials, RecordedEvidence, RecordedExchange, SnpBeginRequest,
+    SnpChallenge, SnpFinishRequest,
 };
 use mooring_attestation::snp::appraisal::{SnpAppraisal, SnpAppraisalError};
 use mooring_attestation::snp::{RootOrigin, SnpCertSource, SnpVerifier, VerifiedReport};
@@ -156,10 +157,22 @@ impl Broker {
         request: &SnpFinishRequest,
         caller: &Caller,
     ) -> Result<IssuedCredentials, Refusal> {
-        let (credential_key, appraisal) = self.anonymous(Action::Attest, caller, || {
+        let (nonce, (credential_key, appraisal)) = self.anonymous(Action::Attest, caller, || {
             let record = self.consume(&request.challenge_id, EvidenceKind::Snp, caller)?;
-            appraise_snp(&self.snp, request, &record.nonce, self.now())
+            let appraised = appraise_snp(&self.snp, request, &record.nonce, self.now())?;
+            Ok((record.nonce, appraised))
         })?;
+        self.remember(
+            || {
+                RecordedEvidence::Snp(RecordedExchange {
+                    address: caller.address,
+                    nonce,
+                    begin: SnpBeginRequest {},
+                    finish: request.clone(),
+                })
+            },
+            None,
+        );
         let chip_id = hex::encode(appraisal.report().hw_id());
         self.about(Action::Attest, caller, &chip_id, || {
             self.snp_decide(request, caller, &appraisal, chip_id.clone(), credential_key)

@@ -3,8 +3,8 @@
 //! then issues.
 
 use mooring_attestation::protocol::{
-    tpm_qualifying_data, HardwareId, IdentityStatus, IssuedCredentials, TpmBeginRequest, TpmChallenge,
-    TpmFinishRequest,
+    tpm_qualifying_data, HardwareId, IdentityStatus, IssuedCredentials, RecordedEvidence, RecordedExchange,
+    TpmBeginRequest, TpmChallenge, TpmFinishRequest,
 };
 use mooring_attestation::svid::CredentialKey;
 use mooring_attestation::tpm::alg::HashAlg;
@@ -38,7 +38,7 @@ pub(super) struct VouchedEk {
     pub(super) hardware_id: String,
     pub(super) ek_issuer: Option<String>,
     /// What an administrator said about it, as read at `begin`.
-    status: Option<IdentityStatus>,
+    pub(super) status: Option<IdentityStatus>,
 }
 
 pub(super) struct Keys {
@@ -284,6 +284,22 @@ impl Broker {
             }
             Ok((record, state, standing))
         })?;
+        self.remember(
+            || {
+                RecordedEvidence::Tpm(RecordedExchange {
+                    address: caller.address,
+                    nonce: record.nonce.clone(),
+                    begin: TpmBeginRequest {
+                        ek_public: state.ek_public.clone(),
+                        ek_certificate: None,
+                        ak_public: state.ak_public.clone(),
+                        key_public: state.key_public.clone(),
+                    },
+                    finish: request.clone(),
+                })
+            },
+            state.ek_issuer.clone(),
+        );
         self.about(Action::Attest, caller, &state.hardware_id, || {
             self.tpm_decide(request, caller, &record, &state, standing)
         })
