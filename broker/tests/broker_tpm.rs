@@ -480,3 +480,44 @@ fn an_admin_dry_run_judges_recent_attestations_by_a_proposed_policy() {
         "{audit:?}"
     );
 }
+
+#[test]
+fn a_blocked_tpm_with_an_ek_certificate_is_refused_at_finish_on_the_record() {
+    let Some(vm) = Vm::start("broker_blocked_finish", SwtpmOptions::default()) else { return };
+    let broker = Broker::start(&common::admitting(&vm, String::new()));
+    let issued = attest(&broker, &vm, 1);
+    let hardware_id = common::verify_jwt(&broker, &vm, &issued.jwt_svid)["claims"]["hardware_id"].clone();
+    broker.admin_post(
+        "admin/identities",
+        &json!({"identity": {"kind": "ek", "id": hardware_id}, "status": "blocked"}),
+    );
+    // No class matches on enrollment, so `begin` does not read the administrator's word;
+    // `finish` does, once the TPM proved itself, and refuses on the record.
+    let challenge = begin(&broker, &vm, 1);
+    assert_refused(&finish(&broker, 1, &vm.finish_request(&challenge)), 403, "vm_blocked");
+    let audit = broker.audit();
+    assert!(
+        audit.iter().any(|r| r["code"] == "vm_blocked"
+            && r["outcome"] == "refused"
+            && r["hardware_id"] == hardware_id),
+        "{audit:?}"
+    );
+
+    // With a class that matches on enrollment, `begin` reads it and refuses at once.
+    let mut setup = common::admitting(&vm, String::new());
+    setup.policy.push_str(
+        &setup
+            .policy
+            .replace("version = 1\n", "")
+            .replace("\"web\"", "\"enrolled\"")
+            .replace("[class.match]\n", "[class.match]\nenrolled = true\n"),
+    );
+    let broker = Broker::start(&setup);
+    attest(&broker, &vm, 1);
+    broker.admin_post(
+        "admin/identities",
+        &json!({"identity": {"kind": "ek", "id": hardware_id}, "status": "blocked"}),
+    );
+    let (status, body) = broker.post(&broker.client(loopback(1)), "tpm/begin", &vm.begin_request());
+    assert_refused(&(status, body), 403, "vm_blocked");
+}

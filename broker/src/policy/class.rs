@@ -145,6 +145,11 @@ impl Class {
         &self.name
     }
 
+    /// Whether the class admits only enrolled hardware.
+    pub(crate) fn enrolled_only(&self) -> bool {
+        self.enrolled_only
+    }
+
     /// The only evidence kind the class accepts.
     pub(crate) fn evidence(&self) -> EvidenceKind {
         self.evidence

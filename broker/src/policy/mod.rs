@@ -138,6 +138,12 @@ impl Policy {
         self.classes.iter().find(|c| c.name == name)
     }
 
+    /// Whether some TPM class matches on enrollment (`enrolled = true`): then `begin` needs
+    /// the administrator's word on an EK even when it has a certificate.
+    pub(crate) fn matches_enrollment(&self) -> bool {
+        self.classes.iter().any(|c| c.evidence == EvidenceKind::Tpm && c.enrolled_only())
+    }
+
     /// The first TPM class that admits this EK.
     pub(crate) fn match_tpm(&self, who: TpmApplicant<'_>) -> Result<&Class, Refusal> {
         self.classes
