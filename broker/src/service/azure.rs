@@ -23,6 +23,7 @@ use sha2::{Digest, Sha256};
 
 use super::tpm::{
     appraise_boot, boot_of, check_certify, parse_ak, parse_credential_key, pcr_values, quote_refusal,
+    quote_signature,
 };
 use super::{internal, Broker, Caller};
 use crate::audit::Action;
@@ -31,6 +32,29 @@ use crate::policy::{Class, Policy};
 use crate::records::{ChallengeRecord, EvidenceKind};
 use crate::refusal::{Code, Refusal};
 use crate::store::vm_key;
+
+/// A `finish`'s evidence verified and appraised: its quote must answer `nonce` for its K,
+/// over `selection`.
+pub(crate) fn appraise_azure_finish(
+    verifier: &SnpVerifier,
+    request: &AzureFinishRequest,
+    nonce: &[u8],
+    selection: &PcrSelection,
+    now: i64,
+) -> Result<AzureAppraisal, Refusal> {
+    let signature = quote_signature(&request.quote_signature)?;
+    let qualifying_data = tpm_qualifying_data(nonce, &request.key_public);
+    let expected = QuoteExpectation { qualifying_data: &qualifying_data, selection };
+    let parts = AzureEvidenceParts {
+        hcl_report: &request.hcl_report,
+        vcek_chain: request.vcek_chain.as_deref().map(str::as_bytes),
+        quote: &request.quote,
+        quote_signature: &signature,
+        pcrs: &request.pcrs,
+        event_log: request.event_log.as_deref(),
+    };
+    appraise_azure(verifier, &parts, &expected, now)
+}
 
 /// Azure evidence whose chain verified: the SNP report (to AMD's roots), the runtime claims
 /// it commits to, the quote by the claims' AK and the event log replayed against it.
@@ -174,19 +198,7 @@ impl Broker {
         let (nonce, appraisal) = self.anonymous(Action::Attest, caller, || {
             let record = self.consume(&request.challenge_id, EvidenceKind::Azure, caller)?;
             let (_, selection) = selection(&self.policy())?;
-            let signature = Signature::parse(&request.quote_signature)
-                .map_err(|e| Refusal::new(Code::QuoteInvalid, format!("quote signature: {e}")))?;
-            let qualifying_data = tpm_qualifying_data(&record.nonce, &request.key_public);
-            let expected = QuoteExpectation { qualifying_data: &qualifying_data, selection: &selection };
-            let parts = AzureEvidenceParts {
-                hcl_report: &request.hcl_report,
-                vcek_chain: request.vcek_chain.as_deref().map(str::as_bytes),
-                quote: &request.quote,
-                quote_signature: &signature,
-                pcrs: &request.pcrs,
-                event_log: request.event_log.as_deref(),
-            };
-            let appraisal = appraise_azure(&self.snp, &parts, &expected, self.now())?;
+            let appraisal = appraise_azure_finish(&self.snp, request, &record.nonce, &selection, self.now())?;
             Ok((record.nonce, appraisal))
         })?;
         self.remember(

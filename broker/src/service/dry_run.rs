@@ -16,8 +16,8 @@ use std::time::SystemTime;
 use base64::Engine as _;
 use mooring_attestation::crypto::Scheme;
 use mooring_attestation::protocol::{
-    tpm_qualifying_data, Decision, DryRunReport, DryRunRequest, DryRunResult, HardwareId, IdentityStatus,
-    RecordedEvidence, RecordedExchange,
+    Decision, DryRunReport, DryRunRequest, DryRunResult, HardwareId, IdentityStatus, RecordedEvidence,
+    RecordedExchange,
 };
 use mooring_attestation::snp::SnpVerifier;
 use mooring_attestation::tpm::alg::HashAlg;
@@ -28,11 +28,13 @@ use mooring_attestation::tpm::quote::{verify_quote, QuoteExpectation};
 use mooring_attestation::x509::TrustStore;
 use serde::Deserialize;
 
-use super::azure::{appraise_azure, certified_key, decide_azure, AzureAppraisal, AzureEvidenceParts};
+use super::azure::{
+    appraise_azure, appraise_azure_finish, certified_key, decide_azure, AzureAppraisal, AzureEvidenceParts,
+};
 use super::snp::{appraise_snp, decide_snp};
 use super::tpm::{
-    appraise_boot, appraise_tpm, ek_hardware_id, parse_ak, parse_keys, pcr_values, quote_refusal, vouch_ek,
-    VouchedEk,
+    appraise_boot, appraise_tpm, ek_hardware_id, parse_ak, parse_keys, pcr_values, quote_refusal,
+    quote_signature, vouch_ek, VouchedEk,
 };
 use super::{internal, standing, Broker};
 use crate::audit::{Action, Outcome};
@@ -298,20 +300,9 @@ fn recorded_azure(
     >,
 ) -> Result<AzureAppraisal, Refusal> {
     let finish = &exchange.finish;
-    let signature = Signature::parse(&finish.quote_signature)
-        .map_err(|e| Refusal::new(Code::QuoteInvalid, format!("quote signature: {e}")))?;
-    let qualifying_data = tpm_qualifying_data(&exchange.nonce, &finish.key_public);
     let selection = selection_of(&parse_attest(&finish.quote)?)?;
-    let expected = QuoteExpectation { qualifying_data: &qualifying_data, selection: &selection };
-    let parts = AzureEvidenceParts {
-        hcl_report: &finish.hcl_report,
-        vcek_chain: finish.vcek_chain.as_deref().map(str::as_bytes),
-        quote: &finish.quote,
-        quote_signature: &signature,
-        pcrs: &finish.pcrs,
-        event_log: finish.event_log.as_deref(),
-    };
-    let appraisal = appraise_azure(verifiers.snp, &parts, &expected, verifiers.unix())?;
+    let appraisal =
+        appraise_azure_finish(verifiers.snp, finish, &exchange.nonce, &selection, verifiers.unix())?;
     certified_key(finish, &appraisal.claims)?;
     Ok(appraisal)
 }
@@ -351,8 +342,7 @@ fn azure_vector(verifiers: &Verifiers<'_>, vector: &AzureVector) -> Result<Azure
 /// hold admits it; otherwise the first class's refusal.
 fn quote_vector(policy: &Policy, vector: &QuoteVector) -> Result<Decision, Refusal> {
     let ak = parse_ak(&tpm2b(&vector.ak_public))?;
-    let signature = Signature::parse(&vector.quote_signature)
-        .map_err(|e| Refusal::new(Code::QuoteInvalid, format!("quote signature: {e}")))?;
+    let signature = quote_signature(&vector.quote_signature)?;
     let pcrs = pcr_values(&vector.pcrs)?;
     let attest = parse_attest(&vector.quote)?;
     let selection = selection_of(&attest)?;

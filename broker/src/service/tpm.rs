@@ -87,6 +87,11 @@ pub(super) fn parse_credential_key(key: &[u8]) -> Result<(Public, CredentialKey)
     Ok((key, credential_key))
 }
 
+/// A quote's `TPMT_SIGNATURE`.
+pub(super) fn quote_signature(bytes: &[u8]) -> Result<Signature, Refusal> {
+    Signature::parse(bytes).map_err(|e| Refusal::new(Code::QuoteInvalid, format!("quote signature: {e}")))
+}
+
 /// The refusal for a quote that does not verify.
 pub(super) fn quote_refusal(e: &QuoteError) -> Refusal {
     let code = match e {
@@ -176,8 +181,7 @@ pub(super) fn appraise_tpm(
     rules: &TpmRules,
 ) -> Result<TpmAppraisal, Refusal> {
     let pcrs = pcr_values(&request.pcrs)?;
-    let signature = Signature::parse(&request.quote_signature)
-        .map_err(|e| Refusal::new(Code::QuoteInvalid, format!("quote signature: {e}")))?;
+    let signature = quote_signature(&request.quote_signature)?;
     let qualifying_data = tpm_qualifying_data(nonce, key_public);
     let expected = QuoteExpectation { qualifying_data: &qualifying_data, selection: rules.selection() };
     let quote = verify_quote(Ak::Tpm(&keys.ak), &request.quote, &signature, &pcrs, &expected)
