@@ -6,15 +6,16 @@
 //! First byte: which type; the rest: the JSON body.
 #![no_main]
 
+use std::collections::BTreeMap;
 use std::sync::OnceLock;
 use std::time::{Duration, UNIX_EPOCH};
 
 use libfuzzer_sys::fuzz_target;
 use mooring_attestation::protocol::{
-    AuditVerification, AzureChallenge, AzureFinishRequest, BundleDocument, DryRunReport, DryRunRequest, ErrorBody,
-    IdentityChange, IssuedCredentials, JwkSet, Possession, PresentedCredential, RecordedEvidence, RetireRequest,
-    RetireResponse, RevocationList, RevocationRequest, Sealed, SnpChallenge, SnpFinishRequest, TpmBeginRequest,
-    TpmChallenge, TpmFinishRequest, VerifyRequest, VerifyResponse, RETIRE_AUDIENCE,
+    AuditVerification, AzureChallenge, AzureFinishRequest, BundleDocument, DryRunReport, DryRunRequest,
+    ErrorBody, IdentityChange, IssuedCredentials, JwkSet, Possession, PresentedCredential, RecordedEvidence,
+    RetireRequest, RetireResponse, RevocationList, RevocationRequest, Sealed, SnpChallenge, SnpFinishRequest,
+    TpmBeginRequest, TpmChallenge, TpmFinishRequest, VerifyRequest, VerifyResponse, RETIRE_AUDIENCE,
 };
 use mooring_attestation::snp::azure::HclReport;
 use mooring_attestation::snp::{CertTable, Report};
@@ -79,12 +80,29 @@ fn tpm_begin(request: &TpmBeginRequest) {
 }
 
 fn tpm_finish(request: &TpmFinishRequest) {
-    let _ = PcrValues::from_map(&request.pcrs);
-    let _ = Attest::parse(&request.quote);
-    let _ = Signature::parse(&request.quote_signature);
-    let _ = Attest::parse(&request.certify);
-    let _ = Signature::parse(&request.certify_signature);
-    if let Some(log) = &request.event_log {
+    quoted(
+        &request.pcrs,
+        [&request.quote, &request.certify],
+        [&request.quote_signature, &request.certify_signature],
+        request.event_log.as_deref(),
+    );
+}
+
+/// A quote and a certification, their signatures, PCR values and event log.
+fn quoted(
+    pcrs: &BTreeMap<String, BTreeMap<String, String>>,
+    attested: [&[u8]; 2],
+    signatures: [&[u8]; 2],
+    log: Option<&[u8]>,
+) {
+    let _ = PcrValues::from_map(pcrs);
+    for attest in attested {
+        let _ = Attest::parse(attest);
+    }
+    for signature in signatures {
+        let _ = Signature::parse(signature);
+    }
+    if let Some(log) = log {
         let _ = EventLog::parse(log);
     }
 }
@@ -96,14 +114,12 @@ fn azure_finish(request: &AzureFinishRequest) {
     }
     tpm_public(&request.ak_public);
     tpm_public(&request.key_public);
-    let _ = PcrValues::from_map(&request.pcrs);
-    let _ = Attest::parse(&request.quote);
-    let _ = Signature::parse(&request.quote_signature);
-    let _ = Attest::parse(&request.certify);
-    let _ = Signature::parse(&request.certify_signature);
-    if let Some(log) = &request.event_log {
-        let _ = EventLog::parse(log);
-    }
+    quoted(
+        &request.pcrs,
+        [&request.quote, &request.certify],
+        [&request.quote_signature, &request.certify_signature],
+        request.event_log.as_deref(),
+    );
 }
 
 fn snp_finish(request: &SnpFinishRequest) {
