@@ -521,3 +521,22 @@ fn a_blocked_tpm_with_an_ek_certificate_is_refused_at_finish_on_the_record() {
     let (status, body) = broker.post(&broker.client(loopback(1)), "tpm/begin", &vm.begin_request());
     assert_refused(&(status, body), 403, "vm_blocked");
 }
+
+#[test]
+fn a_finish_is_refused_when_its_class_no_longer_admits_the_ek() {
+    let Some(vm) = Vm::start("broker_class_changed", SwtpmOptions::default()) else { return };
+    let setup = common::admitting(&vm, String::new());
+    let broker = Broker::start(&setup);
+    let challenge = begin(&broker, &vm, 1);
+    // Between begin and finish, the class is changed to admit another manufacturer's EKs.
+    let issuer = setup.policy.lines().find(|l| l.starts_with("ek_issuers")).unwrap();
+    std::fs::write(
+        broker.dir.path().join("policy.toml"),
+        setup.policy.replace(issuer, "ek_issuers = [\"CN=Another Vendor CA\"]"),
+    )
+    .unwrap();
+    broker.admin_post("admin/policy/reload", &json!({}));
+    let answer = finish(&broker, 1, &vm.finish_request(&challenge));
+    assert_refused(&answer, 403, "no_matching_class");
+    assert!(answer.1["reason"].as_str().unwrap().contains("no longer admits"), "{answer:?}");
+}

@@ -23,7 +23,10 @@ pub enum SnpAppraisalError {
 }
 
 /// Proof that a report verified (signature, chain to AMD or a configured root), carries
-/// the expected `REPORT_DATA` and names its chip. Only [`SnpAppraisal::new`] builds one.
+/// the expected `REPORT_DATA` and names its chip. [`SnpAppraisal::new`] builds one for a
+/// guest's own report; [`crate::snp::azure::VerifiedAzureCvm::into_parts`] for an Azure HCL
+/// report, whose REPORT_DATA commits to the runtime claims (replayable on its own: the vTPM
+/// quote brings the freshness) and whose chip is not the guest's identity.
 #[derive(Debug, Clone)]
 pub struct SnpAppraisal {
     report: VerifiedReport,

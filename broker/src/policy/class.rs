@@ -32,7 +32,7 @@ pub(crate) struct Class {
 }
 
 impl Class {
-    pub(super) fn compile(class: ClassFile, base: &Path) -> Result<Self, CompileError> {
+    pub(super) fn compile(class: ClassFile, base: &Path, files: SecretFiles) -> Result<Self, CompileError> {
         if class.name.is_empty()
             || !class.name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b))
         {
@@ -79,9 +79,22 @@ impl Class {
                 if !class.secrets.is_empty() {
                     return Err("secrets are not released to Azure confidential VMs".into());
                 }
+                if hardware_ids.is_empty() && !class.matching.enrolled {
+                    return Err(
+                        "[class.match] needs hardware_ids or enrolled = true: the launch measurement \
+                                is the paravisor's, the same for every Azure confidential VM, so an Azure \
+                                class must say which vTPMs it admits"
+                            .into(),
+                    );
+                }
                 let snp = class
                     .snp
                     .ok_or("evidence = \"azure\" needs a [class.snp] table (launch measurement, TCB)")?;
+                if snp.max_vmpl != 0 {
+                    return Err("an Azure class admits only reports from VMPL 0 (max_vmpl = 0): only the \
+                                paravisor there vouches for the runtime claims"
+                        .into());
+                }
                 let tpm = class
                     .tpm
                     .ok_or("evidence = \"azure\" needs a [class.tpm] table (the vTPM's boot state)")?;
@@ -97,8 +110,12 @@ impl Class {
             if secrets.iter().any(|s| s.name == secret.name) || secret.name.is_empty() {
                 return Err(format!("secret name {:?} is empty or repeated", secret.name).into());
             }
+            if files == SecretFiles::Unread {
+                secrets.push(Secret { name: secret.name, value: Vec::new() });
+                continue;
+            }
             let path = if secret.file.is_relative() { base.join(&secret.file) } else { secret.file.clone() };
-            let value = std::fs::read(&path).map_err(|e| {
+            let value = read_secret(&path).map_err(|e| {
                 CompileError::from(format!("secret {:?}: cannot read {}: {e}", secret.name, path.display()))
             })?;
             if value.is_empty() || value.len() > MAX_SECRET_BYTES {
@@ -128,7 +145,7 @@ impl Class {
         })
     }
 
-    pub(super) fn matches_identity(
+    pub(crate) fn matches_identity(
         &self,
         hardware_id: &str,
         ek_issuer: Option<&str>,
@@ -208,6 +225,26 @@ impl Class {
         };
         rules.check(appraisal)
     }
+}
+
+/// Whether compiling reads the secret files (a proposal judged in a dry run does not).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SecretFiles {
+    Read,
+    Unread,
+}
+
+/// A secret file: a regular file (not a device or a pipe), read no further than a secret
+/// may be long (plus one byte, to tell a longer one).
+fn read_secret(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read as _;
+    if !std::fs::metadata(path)?.is_file() {
+        return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a regular file"));
+    }
+    let mut value = Vec::new();
+    let limit = u64::try_from(MAX_SECRET_BYTES).unwrap_or(u64::MAX).saturating_add(1);
+    std::fs::File::open(path)?.take(limit).read_to_end(&mut value)?;
+    Ok(value)
 }
 
 fn check_template(template: &str) -> Result<(), String> {

@@ -259,10 +259,10 @@ pub(crate) fn azure_class(name: &str, vm: &AzureAppraisal, pcrs: &[u8]) -> Resul
     let mut out = String::new();
     let _ =
         writeln!(out, "[[class]]\nname = {}\nevidence = \"azure\"\nttl_seconds = 3600", toml_string(name));
-    let _ = writeln!(out, "audiences = []\nnetworks = [] # fill in: the CIDRs these VMs attest from");
+    let _ = writeln!(out, "audiences = []\nnetworks = [] # fill in: the CIDRs these VMs attest from\n");
     let _ = writeln!(
         out,
-        "# this VM's vTPM EK is {}; [class.match] hardware_ids or enrolled = true admit chosen VMs only\n",
+        "[class.match]\n# this VM's vTPM EK; add the others' (or use enrolled = true)\nhardware_ids = [\"{}\"]\n",
         vm.hardware_id
     );
     out.push_str(&snp_table(
@@ -275,7 +275,7 @@ pub(crate) fn azure_class(name: &str, vm: &AzureAppraisal, pcrs: &[u8]) -> Resul
         name,
         bank: HashAlg::Sha256,
         pcrs,
-        values: vm.tpm.pcrs(),
+        values: vm.quote.pcrs(),
         event_log: None,
         ek_issuer: None,
         networks: &[],

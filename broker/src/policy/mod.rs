@@ -18,6 +18,7 @@ use mooring_attestation::tpm::alg::HashAlg;
 use sha2::{Digest, Sha256};
 
 pub(crate) use self::class::Class;
+use self::class::SecretFiles;
 use self::file::PolicyFile;
 pub(crate) use self::tpm::TpmRules;
 use crate::records::EvidenceKind;
@@ -96,6 +97,16 @@ impl Policy {
 
     /// Parses policy text; `path` names it in errors and anchors secret files.
     pub(crate) fn parse(text: &str, path: &Path) -> Result<Self, PolicyError> {
+        Self::compile(text, path, SecretFiles::Read)
+    }
+
+    /// Parses a proposed policy for a dry run: everything is checked but its secret files,
+    /// which are not read (a dry run releases nothing).
+    pub(crate) fn parse_proposal(text: &str, path: &Path) -> Result<Self, PolicyError> {
+        Self::compile(text, path, SecretFiles::Unread)
+    }
+
+    fn compile(text: &str, path: &Path, files: SecretFiles) -> Result<Self, PolicyError> {
         let error =
             |line: Option<usize>, message: String| PolicyError { file: path.to_owned(), line, message };
         let parsed: PolicyFile = toml::from_str(text).map_err(|e| {
@@ -114,7 +125,7 @@ impl Policy {
             if classes.iter().any(|c| c.name == name) {
                 return Err(error(Some(line), format!("class {name:?} is defined twice")));
             }
-            let class = Class::compile(class, base).map_err(|e| {
+            let class = Class::compile(class, base, files).map_err(|e| {
                 let line = e.at.map_or(line, |offset| line_of(text, offset));
                 error(Some(line), format!("class {name:?}: {}", e.message))
             })?;

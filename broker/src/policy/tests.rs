@@ -250,6 +250,15 @@ fn secrets_are_read_and_bounded() {
     assert!(e.message.contains("129 bytes"), "{e}");
     let e = Policy::parse(&with("missing.key"), &path).unwrap_err();
     assert!(e.message.contains("cannot read"), "{e}");
+    // A device is not read (/dev/zero would never end), nor is a directory.
+    let e = Policy::parse(&with("/dev/zero"), &path).unwrap_err();
+    assert!(e.message.contains("not a regular file"), "{e}");
+    let e = Policy::parse(&with("."), &path).unwrap_err();
+    assert!(e.message.contains("not a regular file"), "{e}");
+    // A proposal for a dry run names its secrets and reads none.
+    let proposal = Policy::parse_proposal(&with("/dev/zero"), &path).unwrap();
+    assert_eq!(proposal.classes()[0].secrets()[0].name, "k");
+    assert!(proposal.classes()[0].secrets()[0].value.is_empty());
 }
 
 /// A log that is sent must reproduce every quoted PCR, whether or not rules read it: one
@@ -270,10 +279,13 @@ fn an_event_log_that_does_not_reproduce_the_quoted_pcrs_is_refused() {
 }
 
 fn azure_class(tables: &str) -> String {
+    let matching = if tables.contains("[class.match]") { "" } else { AZURE_MATCH };
     format!(
-        "version = 1\n\n[[class]]\nname = \"cvm\"\nevidence = \"azure\"\nttl_seconds = 600\nnetworks = [\"10.0.0.0/8\"]\n{tables}"
+        "version = 1\n\n[[class]]\nname = \"cvm\"\nevidence = \"azure\"\nttl_seconds = 600\nnetworks = [\"10.0.0.0/8\"]\n{matching}{tables}"
     )
 }
+
+const AZURE_MATCH: &str = "[class.match]\nenrolled = true\n";
 
 const AZURE_SNP: &str = "[class.snp]\nmeasurements = [\"000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\"]\n\
      min_tcb = { bootloader = 0, tee = 0, snp = 0, microcode = 0 }\n";
@@ -310,6 +322,12 @@ fn an_azure_class_needs_both_tables_and_quotes_sha256() {
         azure_tpm("sha256", "[7]")
     )));
     assert!(secrets.message.contains("secrets are not released to Azure"), "{secrets}");
+    // Every Azure VM shows the paravisor's measurement: the class must name its vTPMs.
+    let anyone = error(&azure_class(&format!("[class.match]\n{AZURE_SNP}{}", azure_tpm("sha256", "[7]"))));
+    assert!(anyone.message.contains("needs hardware_ids or enrolled"), "{anyone}");
+    // Only the paravisor at VMPL 0 vouches for the runtime claims.
+    let vmpl = error(&azure_class(&format!("{AZURE_SNP}max_vmpl = 2\n{}", azure_tpm("sha256", "[7]"))));
+    assert!(vmpl.message.contains("VMPL 0"), "{vmpl}");
 }
 
 #[test]

@@ -18,7 +18,7 @@ use mooring_attestation::tpm::alg::HashAlg;
 use mooring_attestation::tpm::appraisal::TpmAppraisal;
 use mooring_attestation::tpm::attest::Signature;
 use mooring_attestation::tpm::pcr::PcrSelection;
-use mooring_attestation::tpm::quote::QuoteExpectation;
+use mooring_attestation::tpm::quote::{QuoteExpectation, VerifiedQuote};
 use sha2::{Digest, Sha256};
 
 use super::tpm::{
@@ -51,17 +51,17 @@ pub(crate) fn appraise_azure_finish(
         quote: &request.quote,
         quote_signature: &signature,
         pcrs: &request.pcrs,
-        event_log: request.event_log.as_deref(),
     };
     appraise_azure(verifier, &parts, &expected, now)
 }
 
 /// Azure evidence whose chain verified: the SNP report (to AMD's roots), the runtime claims
-/// it commits to, the quote by the claims' AK and the event log replayed against it.
+/// it commits to and the quote by the claims' AK.
 pub(crate) struct AzureAppraisal {
     pub(crate) snp: SnpAppraisal,
     pub(crate) claims: RuntimeClaims,
-    pub(crate) tpm: TpmAppraisal,
+    /// The quote; its event log is appraised with policy ([`decide_azure`]), on the record.
+    pub(crate) quote: VerifiedQuote,
     /// The vTPM's EK named by the claims: SHA-256 of its SubjectPublicKeyInfo, hex.
     pub(crate) hardware_id: String,
 }
@@ -73,11 +73,9 @@ pub(crate) struct AzureEvidenceParts<'a> {
     pub(crate) quote: &'a [u8],
     pub(crate) quote_signature: &'a Signature,
     pub(crate) pcrs: &'a std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>>,
-    pub(crate) event_log: Option<&'a [u8]>,
 }
 
-/// Verifies Azure evidence end to end and replays its event log; `expected` is what the
-/// quote must answer.
+/// Verifies Azure evidence end to end; `expected` is what the quote must answer.
 pub(crate) fn appraise_azure(
     verifier: &SnpVerifier,
     parts: &AzureEvidenceParts<'_>,
@@ -101,8 +99,7 @@ pub(crate) fn appraise_azure(
         )
     })?;
     let hardware_id = hex::encode(Sha256::digest(ek.to_spki_der()));
-    let tpm = appraise_boot(quote, parts.event_log, HashAlg::Sha256)?;
-    Ok(AzureAppraisal { snp, claims, tpm, hardware_id })
+    Ok(AzureAppraisal { snp, claims, quote, hardware_id })
 }
 
 fn azure_refusal(e: &AzureError) -> Refusal {
@@ -115,17 +112,20 @@ fn azure_refusal(e: &AzureError) -> Refusal {
     Refusal::new(code, format!("Azure evidence: {e}"))
 }
 
-/// Policy's decision on appraised Azure evidence: the class that admits it (its networks
-/// are the caller's to check).
+/// Policy's decision on appraised Azure evidence and its event log (replayed against the
+/// quote here): the class that admits it (its networks are the caller's to check), and the
+/// vTPM's boot.
 pub(crate) fn decide_azure<'p>(
     policy: &'p Policy,
     appraisal: &AzureAppraisal,
+    event_log: Option<&[u8]>,
     enrolled: bool,
-) -> Result<&'p Class, Refusal> {
+) -> Result<(&'p Class, TpmAppraisal), Refusal> {
+    let boot = appraise_boot(appraisal.quote.clone(), event_log, HashAlg::Sha256)?;
     let class = policy.match_azure(&appraisal.snp, &appraisal.hardware_id, enrolled)?;
     class.check_snp(&appraisal.snp)?;
-    class.tpm_rules()?.check(&appraisal.tpm)?;
-    Ok(class)
+    class.tpm_rules()?.check(&boot)?;
+    Ok((class, boot))
 }
 
 /// The credential key K of a `finish`, certified by the AK the runtime claims name.
@@ -201,7 +201,11 @@ impl Broker {
             let appraisal = appraise_azure_finish(&self.snp, request, &record.nonce, &selection, self.now())?;
             Ok((record.nonce, appraisal))
         })?;
+        let hardware_id = appraisal.hardware_id.clone();
+        let issued = self
+            .about(Action::Attest, caller, &hardware_id, || self.azure_decide(request, caller, &appraisal))?;
         self.remember(
+            &issued,
             || {
                 RecordedEvidence::Azure(RecordedExchange {
                     address: caller.address,
@@ -212,8 +216,7 @@ impl Broker {
             },
             None,
         );
-        let hardware_id = appraisal.hardware_id.clone();
-        self.about(Action::Attest, caller, &hardware_id, || self.azure_decide(request, caller, &appraisal))
+        Ok(issued)
     }
 
     fn azure_decide(
@@ -226,7 +229,7 @@ impl Broker {
         let hardware = HardwareId::Ek(appraisal.hardware_id.clone());
         let enrolled = self.enrolled(&hardware)?;
         let policy = self.policy();
-        let class = decide_azure(&policy, appraisal, enrolled)?;
+        let (class, boot) = decide_azure(&policy, appraisal, request.event_log.as_deref(), enrolled)?;
         class.check_address(caller.address)?;
         let subject = Subject {
             spiffe_id: class.spiffe_id(self.issuer.trust_domain(), &appraisal.hardware_id),
@@ -247,7 +250,7 @@ impl Broker {
                 report.product().name()
             ),
         };
-        let (boot, clock) = boot_of(&appraisal.tpm);
+        let (boot, clock) = boot_of(&boot);
         let previous = self
             .store
             .vm(&vm_key(&hardware, &subject.spiffe_id))

@@ -16,8 +16,8 @@ use std::time::SystemTime;
 use base64::Engine as _;
 use mooring_attestation::crypto::Scheme;
 use mooring_attestation::protocol::{
-    Decision, DryRunReport, DryRunRequest, DryRunResult, HardwareId, IdentityStatus, RecordedEvidence,
-    RecordedExchange,
+    Decision, DryRunReport, DryRunRequest, DryRunResult, HardwareId, IdentityStatus, IssuedCredentials,
+    RecordedEvidence, RecordedExchange,
 };
 use mooring_attestation::snp::SnpVerifier;
 use mooring_attestation::tpm::alg::HashAlg;
@@ -164,18 +164,23 @@ pub(crate) fn parse_evidence(bytes: &[u8]) -> Result<Evidence, String> {
     }
 }
 
-const FRESHNESS: &str = "challenge freshness and single use";
-const FRESHNESS_AND_ACTIVATION: &str =
-    "challenge freshness and single use; credential activation (AK in the EK's TPM)";
-const VECTOR_AZURE: &str =
-    "freshness (the quote's own qualifying data is taken), the credential key, the address";
-const VECTOR_QUOTE: &str =
-    "freshness (the quote's own qualifying data is taken), which TPM (no EK), the credential key, the address";
+/// What each kind of evidence cannot show a dry run (`not_checked`).
+const SNP_RECORDED: &str = "challenge freshness and single use";
+const AZURE_RECORDED: &str = "challenge freshness and single use; the VM's reboot and clone history";
+const TPM_RECORDED: &str = "challenge freshness and single use; credential activation (AK in the EK's TPM); \
+                            the VM's reboot and clone history";
+const AZURE_VECTOR: &str =
+    "freshness (the quote's own qualifying data is taken); the credential key; the address; \
+                            the VM's reboot and clone history";
+const QUOTE_VECTOR: &str = "freshness (the quote's own qualifying data is taken); which TPM (no EK), and that the \
+                            AK is a TPM's at all (its attributes are not signed); the credential key; the address";
 
-/// An attestation the broker saw pass its live checks, kept for admin dry runs.
+/// An attestation the broker admitted, kept for admin dry runs.
 #[derive(Debug)]
 pub(crate) struct Recent {
     at: i64,
+    /// The VM's SPIFFE ID: one entry per VM.
+    vm: String,
     evidence: RecordedEvidence,
     /// The EK certificate's issuer as `begin` verified it (TPM evidence, whose record holds
     /// no certificate).
@@ -196,10 +201,10 @@ pub(crate) fn judge(
             RecordedEvidence::Tpm(exchange) => tpm(verifiers, policy, standing_of, exchange, ek_issuer),
             RecordedEvidence::Snp(exchange) => snp(verifiers, policy, standing_of, exchange),
             RecordedEvidence::Azure(exchange) => {
-                azure(verifiers, policy, standing_of, evidence, Some(exchange.address), FRESHNESS)
+                azure(verifiers, policy, standing_of, evidence, Some(exchange.address), AZURE_RECORDED)
             }
         },
-        Evidence::Azure(_) => azure(verifiers, policy, standing_of, evidence, None, VECTOR_AZURE),
+        Evidence::Azure(_) => azure(verifiers, policy, standing_of, evidence, None, AZURE_VECTOR),
         Evidence::Quote(vector) => quote_vector(policy, vector),
     };
     result.unwrap_or_else(|refusal| Decision::Refused { code: refusal.code, reason: refusal.reason })
@@ -232,7 +237,7 @@ fn tpm(
     })?;
     class.check_address(exchange.address)?;
     appraise_tpm(&keys, &exchange.finish, &exchange.nonce, &begin.key_public, class.tpm_rules()?)?;
-    Ok(admitted(class.name(), Some(ek.hardware_id), FRESHNESS_AND_ACTIVATION))
+    Ok(admitted(class.name(), Some(ek.hardware_id), TPM_RECORDED))
 }
 
 fn snp(
@@ -250,7 +255,7 @@ fn snp(
     let enrolled = standing(&hardware, standing_of(&hardware)?)?;
     let class = decide_snp(policy, &appraisal, &chip_id, enrolled)?;
     class.check_address(exchange.address)?;
-    Ok(admitted(class.name(), Some(chip_id), FRESHNESS))
+    Ok(admitted(class.name(), Some(chip_id), SNP_RECORDED))
 }
 
 fn azure(
@@ -264,7 +269,7 @@ fn azure(
     let appraisal = appraise_azure_evidence(verifiers.snp, evidence, verifiers.now)?;
     let hardware = HardwareId::Ek(appraisal.hardware_id.clone());
     let enrolled = standing(&hardware, standing_of(&hardware)?)?;
-    let class = decide_azure(policy, &appraisal, enrolled)?;
+    let (class, _) = decide_azure(policy, &appraisal, event_log(evidence), enrolled)?;
     if let Some(address) = address {
         class.check_address(address)?;
     }
@@ -333,7 +338,6 @@ fn azure_vector(verifiers: &Verifiers<'_>, vector: &AzureVector) -> Result<Azure
         quote: &quote,
         quote_signature: &signature,
         pcrs: &pcrs,
-        event_log: None,
     };
     appraise_azure(verifiers.snp, &parts, &expected, verifiers.unix())
 }
@@ -359,13 +363,26 @@ fn quote_vector(policy: &Policy, vector: &QuoteVector) -> Result<Decision, Refus
             appraise_boot(quote.only(rules.bank(), rules.pcrs()), vector.event_log.as_deref(), rules.bank())
                 .and_then(|appraisal| rules.check(&appraisal));
         match judged {
-            Ok(()) => return Ok(admitted(class.name(), None, VECTOR_QUOTE)),
+            Ok(()) => return Ok(admitted(class.name(), None, QUOTE_VECTOR)),
             Err(refusal) => {
                 first.get_or_insert(refusal);
             }
         }
     }
     Err(first.unwrap_or_else(|| Refusal::new(Code::NoMatchingClass, "the policy has no TPM class")))
+}
+
+/// The event log a recorded exchange sent.
+fn event_log(evidence: &Evidence) -> Option<&[u8]> {
+    match evidence {
+        Evidence::Recorded(recorded) => match recorded.as_ref() {
+            RecordedEvidence::Tpm(exchange) => exchange.finish.event_log.as_deref(),
+            RecordedEvidence::Snp(_) => None,
+            RecordedEvidence::Azure(exchange) => exchange.finish.event_log.as_deref(),
+        },
+        Evidence::Azure(_) => None,
+        Evidence::Quote(vector) => vector.event_log.as_deref(),
+    }
 }
 
 fn admitted(class: &str, hardware_id: Option<String>, not_checked: &str) -> Decision {
@@ -393,15 +410,27 @@ fn selection_of(attest: &Attest) -> Result<PcrSelection, Refusal> {
 }
 
 impl Broker {
-    /// Keeps an attestation that passed the live checks (so it is a real VM's, not a
-    /// flood's) for admin dry runs: the newest `admin.dry_run_recent`, in memory only.
-    pub(super) fn remember(&self, evidence: impl FnOnce() -> RecordedEvidence, ek_issuer: Option<String>) {
+    /// Keeps an admitted attestation (so a flood of refused evidence, even genuine, cannot
+    /// fill the ring) for admin dry runs: the newest `admin.dry_run_recent`, one per VM (its
+    /// SPIFFE ID), in memory only.
+    pub(super) fn remember(
+        &self,
+        issued: &IssuedCredentials,
+        evidence: impl FnOnce() -> RecordedEvidence,
+        ek_issuer: Option<String>,
+    ) {
         let keep = self.config.admin.dry_run_recent;
         if keep == 0 {
             return;
         }
-        let recent = Arc::new(Recent { at: self.now(), evidence: evidence(), ek_issuer });
+        let recent = Arc::new(Recent {
+            at: self.now(),
+            vm: issued.spiffe_id.clone(),
+            evidence: evidence(),
+            ek_issuer,
+        });
         let mut kept = self.recent.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        kept.retain(|seen| seen.vm != recent.vm);
         while kept.len() >= keep {
             kept.pop_front();
         }
@@ -411,7 +440,7 @@ impl Broker {
     /// `POST /v1/admin/policy/dry-run`: the recent attestations judged by the policy in
     /// force and by `request`'s, newest first. Nothing changes but the audit record.
     pub(crate) fn dry_run(&self, request: &DryRunRequest, admin: &str) -> Result<DryRunReport, Refusal> {
-        let proposed = Policy::parse(&request.policy, &self.config.policy)
+        let proposed = Policy::parse_proposal(&request.policy, &self.config.policy)
             .map_err(|e| Refusal::new(Code::MalformedRequest, format!("proposed policy: {e}")))?;
         let in_force = self.policy();
         let recent: Vec<Arc<Recent>> = self

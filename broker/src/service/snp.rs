@@ -162,7 +162,12 @@ impl Broker {
             let appraised = appraise_snp(&self.snp, request, &record.nonce, self.now())?;
             Ok((record.nonce, appraised))
         })?;
+        let chip_id = hex::encode(appraisal.report().hw_id());
+        let issued = self.about(Action::Attest, caller, &chip_id, || {
+            self.snp_decide(request, caller, &appraisal, chip_id.clone(), credential_key)
+        })?;
         self.remember(
+            &issued,
             || {
                 RecordedEvidence::Snp(RecordedExchange {
                     address: caller.address,
@@ -173,10 +178,7 @@ impl Broker {
             },
             None,
         );
-        let chip_id = hex::encode(appraisal.report().hw_id());
-        self.about(Action::Attest, caller, &chip_id, || {
-            self.snp_decide(request, caller, &appraisal, chip_id.clone(), credential_key)
-        })
+        Ok(issued)
     }
 
     fn snp_decide(

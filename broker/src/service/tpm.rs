@@ -297,7 +297,11 @@ impl Broker {
             }
             Ok((record, state, standing))
         })?;
+        let issued = self.about(Action::Attest, caller, &state.hardware_id, || {
+            self.tpm_decide(request, caller, &record, &state, standing)
+        })?;
         self.remember(
+            &issued,
             || {
                 RecordedEvidence::Tpm(RecordedExchange {
                     address: caller.address,
@@ -313,9 +317,7 @@ impl Broker {
             },
             state.ek_issuer.clone(),
         );
-        self.about(Action::Attest, caller, &state.hardware_id, || {
-            self.tpm_decide(request, caller, &record, &state, standing)
-        })
+        Ok(issued)
     }
 
     /// Decides a finish; `standing` is what the store said about the EK as the challenge
@@ -330,14 +332,21 @@ impl Broker {
     ) -> Result<IssuedCredentials, Refusal> {
         let keys = parse_keys(&state.ek_public, &state.ak_public, &state.key_public)?;
         let hardware = HardwareId::Ek(state.hardware_id.clone());
-        super::standing(&hardware, standing.status)?;
+        let enrolled = super::standing(&hardware, standing.status)?;
         let policy = self.policy();
-        let class = policy.class(&state.class).ok_or_else(|| {
-            Refusal::new(
-                Code::NoMatchingClass,
-                format!("class {:?} was removed from the policy: begin again", state.class),
-            )
-        })?;
+        let class = policy
+            .class(&state.class)
+            .filter(|class| class.matches_identity(&state.hardware_id, state.ek_issuer.as_deref(), enrolled))
+            .ok_or_else(|| {
+                Refusal::new(
+                    Code::NoMatchingClass,
+                    format!(
+                        "class {:?} no longer admits this EK (the policy or its enrollment changed since begin): \
+                         begin again",
+                        state.class
+                    ),
+                )
+            })?;
         class.check_address(caller.address)?;
         let rules = class.tpm().ok_or_else(|| internal("policy", "TPM class without TPM rules"))?;
 
