@@ -466,7 +466,7 @@ fn an_admin_dry_run_judges_recent_attestations_by_a_proposed_policy() {
     assert_eq!(elsewhere["results"][0]["proposed"]["code"], "address_not_allowed", "{elsewhere}");
 
     // A proposed policy that does not load is refused with its line; nothing changes.
-    assert_refused(&dry_run("version = 1\n[[class]]\nname = 3\n"), 400, "malformed_request");
+    assert_refused(&dry_run("version = 1\n[[class]]\nname = 3\n"), 400, "policy_invalid");
     assert_eq!(dry_run(&setup.policy).1["results"][0]["in_force"]["decision"], "admitted");
     // Not without the admin certificate.
     let (status, _) =

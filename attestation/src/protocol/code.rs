@@ -67,6 +67,8 @@ codes! {
     NotFound = "not_found", 404;
     /// An admin route without an admin client certificate.
     Unauthorized = "unauthorized", 401;
+    /// A proposed policy (admin dry run) does not load; the reason names its line.
+    PolicyInvalid = "policy_invalid", 400;
     /// A trusted proxy sent a forwarded address that does not parse.
     ForwardedAddressInvalid = "forwarded_address_invalid", 400;
     // Challenges.

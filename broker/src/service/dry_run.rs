@@ -441,7 +441,7 @@ impl Broker {
     /// force and by `request`'s, newest first. Nothing changes but the audit record.
     pub(crate) fn dry_run(&self, request: &DryRunRequest, admin: &str) -> Result<DryRunReport, Refusal> {
         let proposed = Policy::parse_proposal(&request.policy, &self.config.policy)
-            .map_err(|e| Refusal::new(Code::MalformedRequest, format!("proposed policy: {e}")))?;
+            .map_err(|e| Refusal::new(Code::PolicyInvalid, format!("proposed policy: {e}")))?;
         let in_force = self.policy();
         let recent: Vec<Arc<Recent>> = self
             .recent
