@@ -5,6 +5,8 @@
 //! report does not vouch for, are refused.
 
 use std::os::unix::fs::MetadataExt as _;
+use std::path::Path;
+use std::process::Command;
 
 use mooring_attestation::pem;
 use mooring_attestation::protocol::{AzureFinishRequest, Code, RecordedEvidence};
@@ -19,9 +21,10 @@ use mooring_tests::azure::{
     HCL_REPORT_INDEX,
 };
 use mooring_tests::broker::{loopback, Broker};
-use mooring_tests::client::{copy_dir, ClientVm, OutputText as _, CLIENT_EXIT_REFUSED};
+use mooring_tests::client::{copy_dir, ClientVm, OutputText as _, CLIENT_EXIT_REFUSED, ZERO_PCR};
 use mooring_tests::cvm::snp_broker_setup;
 use mooring_tests::payments::{Mode, Payments, PaymentsSetup};
+use serde_json::Value;
 
 use crate::checks::{assert_audited, assert_k_unusable, assert_paid, assert_refused};
 use crate::theft::config_with_dirs;
@@ -32,6 +35,28 @@ fn broker_for(signer: &TestSigner, vm: &AzureVm, extra_config: &str) -> Broker {
     let mut setup = snp_broker_setup(signer, azure_policy(&[vm.hardware_id()], NETWORKS));
     setup.extra_config = format!("{extra_config}{}", setup.extra_config);
     Broker::start(&setup)
+}
+
+/// `mooring-broker policy dry-run` of `evidence` against `policy` with `broker`'s
+/// configuration (its SEV-SNP test root): the exit status and the one result (the JSON
+/// line; a count follows it).
+fn dry_run(broker: &Broker, policy: &str, evidence: &Path) -> (Option<i32>, Value) {
+    let file = broker.dir.path().join("proposed.toml");
+    std::fs::write(&file, policy).unwrap();
+    let out = Command::new(mooring_tests::workspace_binary("mooring-broker"))
+        .args(["policy", "dry-run", "--policy"])
+        .arg(&file)
+        .arg("--config")
+        .arg(broker.config_path())
+        .arg("--evidence")
+        .arg(evidence)
+        .output()
+        .unwrap();
+    let stdout = out.stdout_text();
+    let line = stdout.lines().find(|l| l.starts_with('{'));
+    let line: Value =
+        serde_json::from_str(line.unwrap_or_else(|| panic!("{stdout}{}", out.stderr_text()))).unwrap();
+    (out.status.code(), line["result"].clone())
 }
 
 #[test]
@@ -66,6 +91,18 @@ fn s8_an_azure_vm_attests_and_pays_and_a_copy_of_its_credentials_on_another_host
     let chain =
         pem::decode_all(exchange.finish.vcek_chain.as_deref().unwrap().as_bytes(), "CERTIFICATE", 3).unwrap();
     assert_eq!(chain, [signer.vcek_der(), signer.ask_der(), signer.ark_der()]);
+
+    // The recording judged by `mooring-broker policy dry-run`: admitted by the policy in
+    // force, refused by one wanting another PCR 7.
+    let policy = azure_policy(&[a.hardware_id()], NETWORKS);
+    let (status, result) = dry_run(&broker, &policy, &record);
+    assert_eq!(
+        (status, &result["decision"], &result["class"]),
+        (Some(0), &"admitted".into(), &"azure".into()),
+        "{result}"
+    );
+    let (status, result) = dry_run(&broker, &policy.replace(ZERO_PCR, &"ab".repeat(32)), &record);
+    assert_eq!((status, &result["code"]), (Some(1), &"pcr_value_not_allowed".into()), "{result}");
 
     let payer = spiffe_id(&a.vm);
     assert!(payer.starts_with("spiffe://test.mooring/vm/azure/"), "{payer}");
