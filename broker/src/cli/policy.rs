@@ -55,8 +55,8 @@ pub(crate) struct DryRunArgs {
     /// Judge as at this time, RFC 3339 (certificate validity); default now.
     #[arg(long)]
     at: Option<String>,
-    /// Evidence files; repeat for several.
-    #[arg(long = "evidence", required = true)]
+    /// Evidence files (`--evidence A B` or `--evidence A --evidence B`).
+    #[arg(long = "evidence", required = true, num_args = 1..)]
     evidence: Vec<PathBuf>,
 }
 
