@@ -2,6 +2,7 @@
 //! challenge; `finish` checks activation, quote, certification, event log and policy,
 //! then issues.
 
+use mooring_attestation::crypto::PublicKey;
 use mooring_attestation::protocol::{
     tpm_qualifying_data, HardwareId, IdentityStatus, IssuedCredentials, TpmBeginRequest, TpmChallenge,
     TpmFinishRequest,
@@ -26,8 +27,8 @@ use crate::refusal::{Code, Refusal};
 use crate::store::Standing;
 
 /// Hardware identity of an EK: SHA-256 of its SubjectPublicKeyInfo, hex.
-pub(crate) fn ek_hardware_id(ek: &Public) -> String {
-    hex::encode(Sha256::digest(ek.key().to_spki_der()))
+pub(crate) fn ek_hardware_id(ek: &PublicKey) -> String {
+    hex::encode(Sha256::digest(ek.to_spki_der()))
 }
 
 /// An EK vouched for by its certificate (`ek_issuer`) or by enrollment.
@@ -90,7 +91,7 @@ impl Broker {
     /// configured roots, or by enrollment.
     fn vouched_ek(&self, request: &TpmBeginRequest) -> Result<(Keys, VouchedEk), Refusal> {
         let keys = parse_keys(&request.ek_public, &request.ak_public, &request.key_public)?;
-        let hardware_id = ek_hardware_id(&keys.ek);
+        let hardware_id = ek_hardware_id(keys.ek.key());
         let status = self
             .store
             .identity_status(&HardwareId::Ek(hardware_id.clone()))
@@ -106,10 +107,12 @@ impl Broker {
             }
             None if status == Some(IdentityStatus::Enrolled) => None,
             None => {
+                // A blocked EK is refused as blocked (vm_blocked), not as never enrolled.
+                standing(&HardwareId::Ek(hardware_id.clone()), status)?;
                 return Err(Refusal::new(
                     Code::EkUntrusted,
                     format!("no EK certificate, and EK {hardware_id} is not enrolled"),
-                ))
+                ));
             }
         };
         Ok((keys, VouchedEk { hardware_id, ek_issuer, status }))
