@@ -137,6 +137,12 @@ impl ClientVm {
 
     /// (Re)writes the client configuration for `broker` (its current port).
     pub fn write_config(&self, broker: &Broker) {
+        self.write_config_with(broker, "kind = \"tpm\"\n");
+    }
+
+    /// (Re)writes the client configuration for `broker` with `evidence` (the lines of the
+    /// `[evidence]` table besides `tcti`, which is this VM's swtpm).
+    pub fn write_config_with(&self, broker: &Broker, evidence: &str) {
         let config = format!(
             r#"broker_url = "https://127.0.0.1:{port}"
 broker_ca = {ca:?}
@@ -145,8 +151,7 @@ state_dir = {state:?}
 source_address = "{address}"
 
 [evidence]
-kind = "tpm"
-tcti = {tcti:?}
+{evidence}tcti = {tcti:?}
 
 [renewal]
 retry_initial_seconds = 1

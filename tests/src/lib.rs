@@ -4,7 +4,9 @@
 //! independent client ([`tpm2_tools::Tpm2Tools`]), and real PostgreSQL servers for the
 //! replicated broker ([`postgres::Postgres`]), and real VMs with a UEFI measured boot
 //! (qemu + OVMF + swtpm, [`realvm`]), and abuse traffic from many loopback addresses
-//! (floods, slow bodies: [`abuse`]).
+//! (floods, slow bodies: [`abuse`]), and Azure-style confidential VMs (a swtpm holding a
+//! paravisor's AK and HCL report, and a stand-in for the instance metadata service:
+//! [`azure`]).
 //!
 //! TPM tests start with [`swtpm::Swtpm::start_or_skip`] (or [`prereq::require_tools`]): on a
 //! machine without swtpm they print why they skip, and with `CI` set they fail instead.
@@ -14,6 +16,7 @@
 use std::path::PathBuf;
 
 pub mod abuse;
+pub mod azure;
 pub mod broker;
 pub mod client;
 mod cmd;

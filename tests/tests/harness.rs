@@ -1,6 +1,8 @@
 //! Smoke tests of the swtpm harness against real swtpm + tpm2-tools: parallel instances are
 //! independent TPMs, their EK certificates sit in NV and chain to the harness's local CA,
-//! and a restart is a reboot (PCRs reset, persistent objects kept).
+//! and a restart is a reboot (PCRs reset, persistent objects kept); an Azure-style vTPM
+//! holds its AK and HCL report where a paravisor leaves them, and the metadata-service
+//! stand-in answers in the THIM format.
 //!
 //! Skipped (with a message) when swtpm / tpm2-tools / openssl are missing, unless `CI` is set.
 
@@ -170,5 +172,59 @@ fn private_ca_is_not_the_shared_ca() -> TestResult {
     let tools = tpm.tools();
     check_ek_cert(&tpm, &tools, EkKind::Rsa2048)?;
     assert!(tpm.ek_cert_ca_files().root().starts_with(tpm.state_dir().parent().ok_or("no parent")?));
+    Ok(())
+}
+
+#[test]
+fn the_metadata_stand_in_speaks_thim_only_to_callers_with_the_metadata_header() -> TestResult {
+    use mooring_attestation::pem;
+    use mooring_attestation::snp::sim::TestSigner;
+    use mooring_client::azure::thim::{vcek_chain, ThimError};
+    use mooring_tests::azure::ImdsStandIn;
+
+    let signer = TestSigner::generate();
+    let imds = ImdsStandIn::start(&signer);
+    let client = reqwest::blocking::Client::builder().no_proxy().build()?;
+    let bare = client.get(imds.url()).send()?;
+    assert_eq!(bare.status().as_u16(), 400);
+    let answer: serde_json::Value = client.get(imds.url()).header("Metadata", "true").send()?.json()?;
+    for field in ["vcekCert", "tcbm", "certificateChain", "cacheControl"] {
+        assert!(answer[field].is_string(), "{field}: {answer}");
+    }
+    assert_eq!(answer["tcbm"].as_str().map(str::len), Some(16), "{answer}");
+    // What the client makes of it: the VCEK, then the ASK and the ARK.
+    let chain = vcek_chain(&imds.url())?;
+    assert_eq!(
+        pem::decode_all(chain.as_bytes(), "CERTIFICATE", 3)?,
+        [signer.vcek_der(), signer.ask_der(), signer.ark_der()]
+    );
+    let elsewhere = imds.url().replace("/certification", "/other");
+    assert!(matches!(vcek_chain(&elsewhere), Err(ThimError::Status { status: 404, .. })));
+    Ok(())
+}
+
+#[test]
+fn an_azure_style_vtpm_holds_the_ak_and_the_hcl_report_as_a_paravisor_leaves_them() -> TestResult {
+    use mooring_attestation::snp::azure::HclReport;
+    use mooring_attestation::snp::sim::TestSigner;
+    use mooring_tests::azure::{AzureVm, AK_HANDLE, HCL_NV_SIZE, HCL_REPORT_INDEX};
+
+    let signer = TestSigner::generate();
+    let Some(vm) = AzureVm::start_or_skip("harness_azure_vtpm", "127.0.0.1".parse()?, &signer) else {
+        return Ok(());
+    };
+    let tools = vm.vm.tpm.tools();
+    // Read back by tpm2-tools with owner authorization, as on Azure.
+    let index = format!("{HCL_REPORT_INDEX:#010x}");
+    let nv = tools.run("tpm2_nvread", [index.as_str(), "-C", "o"])?;
+    assert_eq!(nv.len(), HCL_NV_SIZE);
+    assert_eq!(nv, vm.hcl_report);
+    let hcl = HclReport::parse(&nv)?;
+    let claims: serde_json::Value = serde_json::from_slice(hcl.runtime_claims())?;
+    assert_eq!(claims["keys"][0]["kid"], "HCLAkPub");
+    assert_eq!(claims["keys"][1]["kid"], "HCLEkPub");
+    let ak = tools.run_text("tpm2_readpublic", ["-c", &format!("{AK_HANDLE:#010x}")])?;
+    assert!(ak.contains("restricted") && ak.contains("sign") && ak.contains("rsassa"), "{ak}");
+    tools.flush_all()?;
     Ok(())
 }

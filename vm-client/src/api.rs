@@ -9,12 +9,16 @@ use std::net::IpAddr;
 use std::path::Path;
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use mooring_attestation::protocol::{
-    Code, ErrorBody, IssuedCredentials, RetireRequest, RetireResponse, SnpChallenge, SnpFinishRequest,
-    TpmBeginRequest, TpmChallenge, TpmFinishRequest, API_PREFIX,
+    AzureChallenge, AzureFinishRequest, Code, ErrorBody, IssuedCredentials, RetireRequest, RetireResponse,
+    SnpChallenge, SnpFinishRequest, TpmBeginRequest, TpmChallenge, TpmFinishRequest, API_PREFIX,
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+
+use crate::record::{Begun, Finished, Recorder};
 
 /// How long one request may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -51,6 +55,9 @@ pub enum ApiError {
     /// The client could not be set up (CA file, TLS).
     #[error("broker client setup: {0}")]
     Setup(String),
+    /// The exchange could not be recorded (`--record`).
+    #[error("recording the exchange: {0}")]
+    Record(String),
 }
 
 /// A client for one broker.
@@ -60,6 +67,10 @@ pub struct BrokerApi {
     base: String,
     /// A deadline for each whole request, shorter than the client's (at shutdown).
     deadline: Option<Duration>,
+    /// The local address requests come from, when configured.
+    source: Option<IpAddr>,
+    /// Where exchanges are recorded (`--record`).
+    recorder: Option<Arc<Recorder>>,
 }
 
 impl BrokerApi {
@@ -86,7 +97,49 @@ impl BrokerApi {
             builder = builder.local_address(source);
         }
         let client = builder.build().map_err(|e| ApiError::Setup(format!("TLS client: {e}")))?;
-        Ok(Self { client, base: base_url.trim_end_matches('/').to_owned(), deadline: None })
+        Ok(Self {
+            client,
+            base: base_url.trim_end_matches('/').to_owned(),
+            deadline: None,
+            source,
+            recorder: None,
+        })
+    }
+
+    /// The same client, recording each attestation exchange to `recorder`'s file.
+    #[must_use]
+    pub fn recording(mut self, recorder: Recorder) -> Self {
+        self.recorder = Some(Arc::new(recorder));
+        self
+    }
+
+    /// The address this client attests from, as it knows it: the configured source address,
+    /// or the local address the kernel routes to the broker from (a NAT on the way is not
+    /// seen).
+    ///
+    /// # Errors
+    /// [`ApiError::Unavailable`] when the broker's host does not resolve or is unreachable.
+    pub fn local_address(&self) -> Result<IpAddr, ApiError> {
+        if let Some(source) = self.source {
+            return Ok(source);
+        }
+        let unavailable = |e: &dyn std::fmt::Display| ApiError::Unavailable(format!("{}: {e}", self.base));
+        let url = reqwest::Url::parse(&self.base).map_err(|e| unavailable(&e))?;
+        let broker = url
+            .socket_addrs(|| Some(443))
+            .map_err(|e| unavailable(&e))?
+            .into_iter()
+            .next()
+            .ok_or_else(|| unavailable(&"no address"))?;
+        let unspecified: IpAddr = if broker.is_ipv4() {
+            std::net::Ipv4Addr::UNSPECIFIED.into()
+        } else {
+            std::net::Ipv6Addr::UNSPECIFIED.into()
+        };
+        // Connecting a UDP socket sends nothing; it only picks the route and local address.
+        let socket = std::net::UdpSocket::bind((unspecified, 0)).map_err(|e| unavailable(&e))?;
+        socket.connect(broker).map_err(|e| unavailable(&e))?;
+        Ok(socket.local_addr().map_err(|e| unavailable(&e))?.ip())
     }
 
     /// The same client, giving up on each request after `deadline` in all (connecting
@@ -110,7 +163,9 @@ impl BrokerApi {
     /// # Errors
     /// See [`ApiError`].
     pub fn tpm_begin(&self, request: &TpmBeginRequest) -> Result<TpmChallenge, ApiError> {
-        self.post("tpm/begin", request)
+        let challenge: TpmChallenge = self.post("tpm/begin", request)?;
+        self.begun(|| Begun::Tpm(request.clone(), challenge.nonce.clone()));
+        Ok(challenge)
     }
 
     /// `POST /v1/tpm/finish`.
@@ -118,7 +173,7 @@ impl BrokerApi {
     /// # Errors
     /// See [`ApiError`].
     pub fn tpm_finish(&self, request: &TpmFinishRequest) -> Result<IssuedCredentials, ApiError> {
-        self.post("tpm/finish", request)
+        self.finished(self.post("tpm/finish", request), Finished::Tpm(request))
     }
 
     /// `POST /v1/snp/begin`.
@@ -126,7 +181,9 @@ impl BrokerApi {
     /// # Errors
     /// See [`ApiError`].
     pub fn snp_begin(&self) -> Result<SnpChallenge, ApiError> {
-        self.post("snp/begin", &serde_json::json!({}))
+        let challenge: SnpChallenge = self.post("snp/begin", &serde_json::json!({}))?;
+        self.begun(|| Begun::Snp(challenge.nonce.clone()));
+        Ok(challenge)
     }
 
     /// `POST /v1/snp/finish`.
@@ -134,7 +191,62 @@ impl BrokerApi {
     /// # Errors
     /// See [`ApiError`].
     pub fn snp_finish(&self, request: &SnpFinishRequest) -> Result<IssuedCredentials, ApiError> {
-        self.post("snp/finish", request)
+        self.finished(self.post("snp/finish", request), Finished::Snp(request))
+    }
+
+    /// `POST /v1/azure/begin`.
+    ///
+    /// # Errors
+    /// See [`ApiError`].
+    pub fn azure_begin(&self) -> Result<AzureChallenge, ApiError> {
+        let challenge: AzureChallenge = self.post("azure/begin", &serde_json::json!({}))?;
+        self.begun(|| Begun::Azure(challenge.nonce.clone()));
+        Ok(challenge)
+    }
+
+    /// `POST /v1/azure/finish`.
+    ///
+    /// # Errors
+    /// See [`ApiError`].
+    pub fn azure_finish(&self, request: &AzureFinishRequest) -> Result<IssuedCredentials, ApiError> {
+        self.finished(self.post("azure/finish", request), Finished::Azure(request))
+    }
+
+    /// Remembers a `begin` for the recorder, if there is one.
+    fn begun(&self, begun: impl FnOnce() -> Begun) {
+        if let Some(recorder) = &self.recorder {
+            recorder.begun(begun());
+        }
+    }
+
+    /// Records the exchange `finished` completes when the broker judged it (`answer`, which
+    /// is returned, admitted or refused: the challenge is spent either way). A recording
+    /// that fails turns an admission into [`ApiError::Record`]; after a refusal it is only
+    /// logged.
+    fn finished(
+        &self,
+        answer: Result<IssuedCredentials, ApiError>,
+        finished: Finished<'_>,
+    ) -> Result<IssuedCredentials, ApiError> {
+        let Some(recorder) = &self.recorder else { return answer };
+        if !matches!(answer, Ok(_) | Err(ApiError::Refused { .. })) {
+            return answer;
+        }
+        let recorded = self
+            .local_address()
+            .map_err(|e| e.to_string())
+            .and_then(|address| recorder.finished(finished, address));
+        match (answer, recorded) {
+            (answer, Ok(())) => {
+                tracing::info!(file = %recorder.path().display(), "exchange recorded");
+                answer
+            }
+            (Ok(_), Err(reason)) => Err(ApiError::Record(reason)),
+            (Err(e), Err(reason)) => {
+                tracing::error!(error = %reason, "the exchange could not be recorded");
+                Err(e)
+            }
+        }
     }
 
     fn post<Req: Serialize, Resp: DeserializeOwned>(
@@ -150,7 +262,8 @@ impl BrokerApi {
         let response =
             call.send().map_err(|e| ApiError::Unavailable(format!("{url}: {}", error_chain(&e))))?;
         let status = response.status().as_u16();
-        let body = read_limited(response).map_err(|e| ApiError::Unavailable(format!("{url}: {e}")))?;
+        let body =
+            read_limited(response, MAX_BODY).map_err(|e| ApiError::Unavailable(format!("{url}: {e}")))?;
         classify(route, status, &body)
     }
 }
@@ -195,21 +308,22 @@ fn reason_suffix(body: &[u8]) -> String {
         .unwrap_or_default()
 }
 
-fn read_limited(response: reqwest::blocking::Response) -> Result<Vec<u8>, String> {
+/// An answer's body, at most `max` bytes.
+pub(crate) fn read_limited(response: reqwest::blocking::Response, max: usize) -> Result<Vec<u8>, String> {
     use std::io::Read as _;
     let mut body = Vec::new();
     response
-        .take(u64::try_from(MAX_BODY).unwrap_or(u64::MAX).saturating_add(1))
+        .take(u64::try_from(max).unwrap_or(u64::MAX).saturating_add(1))
         .read_to_end(&mut body)
         .map_err(|e| format!("reading the answer: {e}"))?;
-    if body.len() > MAX_BODY {
-        return Err(format!("answer larger than {MAX_BODY} bytes"));
+    if body.len() > max {
+        return Err(format!("answer larger than {max} bytes"));
     }
     Ok(body)
 }
 
 /// The error and its causes on one line (reqwest's top-level message alone says little).
-fn error_chain(error: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {

@@ -8,7 +8,7 @@
 //! # source_address = "10.0.0.5"               # local address on a multi-homed VM
 //!
 //! [evidence]
-//! kind = "tpm"                                # or "snp" (configfs_tsm, device, vmpl)
+//! kind = "tpm"                                # or "snp" (configfs_tsm, device, vmpl), "azure"
 //! tcti = "device:/dev/tpmrm0"                 # or "swtpm:host=127.0.0.1,port=2321", "tabrmd:"
 //! ek = "rsa2048"                              # or "ecc-p256", "ecc-p384"
 //! ak_handle = 0x81010002                      # persistent handle the AK is kept at
@@ -17,6 +17,19 @@
 //! [renewal]
 //! retry_initial_seconds = 1
 //! retry_max_seconds = 300
+//! ```
+//!
+//! An Azure confidential VM (`kind = "azure"`) proves itself with its paravisor's HCL report
+//! and a quote by the vTPM's AK, which the paravisor provisioned:
+//!
+//! ```toml
+//! [evidence]
+//! kind = "azure"
+//! tcti = "device:/dev/tpmrm0"
+//! ak_handle = 0x81000003                      # the paravisor's AK (runtime claims' HCLAkPub)
+//! hcl_report_index = 0x01400001               # NV index holding the HCL report
+//! vcek_url = "http://169.254.169.254/metadata/THIM/amd/certification"
+//! event_log = "/sys/kernel/security/tpm0/binary_bios_measurements"
 //! ```
 //!
 //! There is no way to turn off the broker CA pin: the client trusts exactly `broker_ca`.
@@ -37,8 +50,18 @@ pub const DEFAULT_EVENT_LOG: &str = "/sys/kernel/security/tpm0/binary_bios_measu
 pub const DEFAULT_SEV_GUEST: &str = "/dev/sev-guest";
 /// Where Linux 6.7+ offers configfs-tsm report entries.
 pub const DEFAULT_CONFIGFS_TSM: &str = crate::snp::configfs_tsm::DEFAULT_ROOT;
+/// Where an Azure confidential VM's paravisor keeps the vTPM's AK (its public key is the
+/// runtime claims' `HCLAkPub`).
+pub const DEFAULT_AZURE_AK_HANDLE: u32 = 0x8100_0003;
+/// The vTPM NV index an Azure paravisor writes the HCL report to.
+pub const DEFAULT_HCL_REPORT_INDEX: u32 = 0x0140_0001;
+/// Azure's instance metadata service (IMDS) endpoint for the VCEK and its chain, from the
+/// Trusted Hardware Identity Management (THIM) cache.
+pub const DEFAULT_VCEK_URL: &str = "http://169.254.169.254/metadata/THIM/amd/certification";
 /// Persistent handles the AK may be kept at (TPM 2.0 Part 2, 7.5: persistent objects).
 const PERSISTENT_RANGE: std::ops::RangeInclusive<u32> = 0x8100_0000..=0x81FF_FFFF;
+/// NV indices (TPM 2.0 Part 2, 7.4: TPM_HT_NV_INDEX).
+const NV_INDEX_RANGE: std::ops::RangeInclusive<u32> = 0x0100_0000..=0x01FF_FFFF;
 
 /// Errors reading the configuration.
 #[derive(Debug, thiserror::Error)]
@@ -103,6 +126,20 @@ pub enum Evidence {
     Tpm(TpmConfig),
     /// An AMD SEV-SNP attestation report.
     Snp(SnpConfig),
+    /// An Azure confidential VM: the paravisor's HCL report and a vTPM quote.
+    Azure(AzureConfig),
+}
+
+impl Evidence {
+    /// The TCTI of the TPM holding K (`None` on the SEV-SNP path, where K is in memory).
+    #[must_use]
+    pub fn tcti(&self) -> Option<&str> {
+        match self {
+            Self::Tpm(tpm) => Some(&tpm.tcti),
+            Self::Azure(azure) => Some(&azure.tcti),
+            Self::Snp(_) => None,
+        }
+    }
 }
 
 /// Which endorsement key (TCG EK Credential Profile 2.0, templates L-1, L-2, H-3).
@@ -165,6 +202,28 @@ pub struct SnpConfig {
     pub vmpl: u32,
 }
 
+/// The Azure confidential VM path.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AzureConfig {
+    /// TCTI of the vTPM.
+    #[serde(default = "default_tcti")]
+    pub tcti: String,
+    /// Persistent handle of the paravisor's AK; the client never creates or replaces it.
+    #[serde(default = "default_azure_ak_handle")]
+    pub ak_handle: u32,
+    /// NV index holding the HCL report.
+    #[serde(default = "default_hcl_report_index")]
+    pub hcl_report_index: u32,
+    /// Where to GET the VCEK chain (instance metadata, THIM JSON). When it cannot be
+    /// fetched the client sends none and the broker uses its provisioned VCEKs.
+    #[serde(default = "default_vcek_url")]
+    pub vcek_url: String,
+    /// The measured-boot event log; sent when the file exists.
+    #[serde(default = "default_event_log")]
+    pub event_log: PathBuf,
+}
+
 /// When to renew and how to retry.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -197,6 +256,15 @@ const fn default_ak_handle() -> u32 {
 }
 fn default_event_log() -> PathBuf {
     PathBuf::from(DEFAULT_EVENT_LOG)
+}
+const fn default_azure_ak_handle() -> u32 {
+    DEFAULT_AZURE_AK_HANDLE
+}
+const fn default_hcl_report_index() -> u32 {
+    DEFAULT_HCL_REPORT_INDEX
+}
+fn default_vcek_url() -> String {
+    DEFAULT_VCEK_URL.to_owned()
 }
 fn default_sev_guest() -> PathBuf {
     PathBuf::from(DEFAULT_SEV_GUEST)
@@ -241,17 +309,33 @@ impl Config {
         if !self.broker_url.starts_with("https://") {
             return Err(format!("broker_url {:?} must start with https://", self.broker_url));
         }
-        if let Evidence::Tpm(tpm) = &self.evidence {
-            if !PERSISTENT_RANGE.contains(&tpm.ak_handle) {
-                return Err(format!(
-                    "evidence.ak_handle {:#010x} is not a persistent handle (0x81000000-0x81ffffff)",
-                    tpm.ak_handle
-                ));
-            }
+        let ak_handle = match &self.evidence {
+            Evidence::Tpm(tpm) => Some(tpm.ak_handle),
+            Evidence::Azure(azure) => Some(azure.ak_handle),
+            Evidence::Snp(_) => None,
+        };
+        if let Some(handle) = ak_handle.filter(|h| !PERSISTENT_RANGE.contains(h)) {
+            return Err(format!(
+                "evidence.ak_handle {handle:#010x} is not a persistent handle (0x81000000-0x81ffffff)"
+            ));
         }
         if let Evidence::Snp(snp) = &self.evidence {
             if snp.vmpl > 3 {
                 return Err(format!("evidence.vmpl {} is not 0-3", snp.vmpl));
+            }
+        }
+        if let Evidence::Azure(azure) = &self.evidence {
+            if !NV_INDEX_RANGE.contains(&azure.hcl_report_index) {
+                return Err(format!(
+                    "evidence.hcl_report_index {:#010x} is not an NV index (0x01000000-0x01ffffff)",
+                    azure.hcl_report_index
+                ));
+            }
+            if !azure.vcek_url.starts_with("http://") && !azure.vcek_url.starts_with("https://") {
+                return Err(format!(
+                    "evidence.vcek_url {:?} must be an http:// or https:// URL",
+                    azure.vcek_url
+                ));
             }
         }
         let renewal = &self.renewal;
@@ -302,6 +386,29 @@ state_dir = "/var/lib/mooring"
         let config = Config::parse(&with("kind = \"snp\"\nconfigfs_tsm = \"/mnt/tsm/report\"")).unwrap();
         let Evidence::Snp(snp) = config.evidence else { panic!("not snp") };
         assert_eq!(snp.configfs_tsm, PathBuf::from("/mnt/tsm/report"));
+    }
+
+    #[test]
+    fn azure_defaults_are_azures_handles_and_metadata_endpoint() {
+        let config = Config::parse(&with("kind = \"azure\"")).unwrap();
+        assert_eq!(config.evidence.tcti(), Some(DEFAULT_TCTI));
+        let Evidence::Azure(azure) = config.evidence else { panic!("not azure") };
+        assert_eq!(azure.ak_handle, 0x8100_0003);
+        assert_eq!(azure.hcl_report_index, 0x0140_0001);
+        assert_eq!(azure.vcek_url, "http://169.254.169.254/metadata/THIM/amd/certification");
+        assert_eq!(azure.event_log, PathBuf::from(DEFAULT_EVENT_LOG));
+    }
+
+    #[test]
+    fn bad_azure_handles_and_urls_are_refused() {
+        let err = Config::parse(&with("kind = \"azure\"\nak_handle = 0x01400001")).unwrap_err();
+        assert!(err.to_string().contains("not a persistent handle"), "{err}");
+        let err = Config::parse(&with("kind = \"azure\"\nhcl_report_index = 0x81000003")).unwrap_err();
+        assert!(err.to_string().contains("hcl_report_index 0x81000003 is not an NV index"), "{err}");
+        let err = Config::parse(&with("kind = \"azure\"\nvcek_url = \"file:///etc/passwd\"")).unwrap_err();
+        assert!(err.to_string().contains("vcek_url"), "{err}");
+        let err = Config::parse(&with("kind = \"azure\"\nek = \"rsa2048\"")).unwrap_err();
+        assert!(err.to_string().contains("unknown field"), "{err}");
     }
 
     #[test]

@@ -9,7 +9,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use mooring_client::api::BrokerApi;
+use mooring_client::azure::AzureAttester;
 use mooring_client::config::{Config, Evidence};
+use mooring_client::record::Recorder;
 use mooring_client::runtime::{RuntimeDir, Status, KEY_FILE};
 use mooring_client::service::{self, AttestError, Attester};
 use mooring_client::snp::device::GuestDevice;
@@ -41,13 +43,21 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Attest once, store the credentials, and exit.
-    Attest,
+    Attest(Recording),
     /// Attest, then renew at half of each credential's lifetime until stopped.
-    Run,
+    Run(Recording),
     /// Give up the credential held (at shutdown: the unit's ExecStop), within 3 s.
     Retire,
     /// Print the credentials held and when they renew.
     Status,
+}
+
+#[derive(Debug, clap::Args)]
+struct Recording {
+    /// Write each exchange with the broker to FILE (mode 0600, replaced at each attestation)
+    /// as recorded evidence for `mooring-broker policy dry-run`.
+    #[arg(long, value_name = "FILE")]
+    record: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -63,21 +73,25 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Status => status(&config),
         Command::Retire => retire(&config, cli.source_address),
-        Command::Attest | Command::Run => {
-            attest(&config, cli.source_address, matches!(cli.command, Command::Run))
-        }
+        Command::Attest(recording) => attest(&config, cli.source_address, recording.record.as_deref(), false),
+        Command::Run(recording) => attest(&config, cli.source_address, recording.record.as_deref(), true),
     }
 }
 
-fn attest(config: &Config, source: Option<IpAddr>, daemon: bool) -> ExitCode {
+fn attest(config: &Config, source: Option<IpAddr>, record: Option<&Path>, daemon: bool) -> ExitCode {
     let setup = || -> anyhow::Result<(BrokerApi, RuntimeDir, Box<dyn Attester>)> {
-        let api = BrokerApi::new(&config.broker_url, &config.broker_ca, source.or(config.source_address))?;
+        let mut api =
+            BrokerApi::new(&config.broker_url, &config.broker_ca, source.or(config.source_address))?;
+        if let Some(file) = record {
+            api = api.recording(Recorder::new(file));
+        }
         let runtime = RuntimeDir::open(&config.runtime_dir, config.require_tmpfs)?;
         let attester: Box<dyn Attester> = match &config.evidence {
             Evidence::Tpm(tpm) => Box::new(TpmAttester::new(tpm.clone(), &config.state_dir)),
             Evidence::Snp(snp) => {
                 Box::new(SnpAttester::new(GuestDevice::open(snp)?, snp.vmpl, guest_key(&runtime)?))
             }
+            Evidence::Azure(azure) => Box::new(AzureAttester::new(azure.clone(), &config.state_dir)),
         };
         Ok((api, runtime, attester))
     };
@@ -99,8 +113,6 @@ fn attest(config: &Config, source: Option<IpAddr>, daemon: bool) -> ExitCode {
     }
 }
 
-/// K on the SEV-SNP path: the one kept in the runtime directory (guest memory) during this
-/// boot, or a new one.
 /// How long retiring may hold up a shutdown.
 const RETIRE_DEADLINE: std::time::Duration = std::time::Duration::from_secs(3);
 
@@ -134,6 +146,8 @@ fn retire(config: &Config, source: Option<IpAddr>) -> ExitCode {
     }
 }
 
+/// K on the SEV-SNP path: the one kept in the runtime directory (guest memory) during this
+/// boot, or a new one.
 fn guest_key(runtime: &RuntimeDir) -> anyhow::Result<GuestKey> {
     match runtime.read(KEY_FILE)? {
         Some(pem) => Ok(GuestKey::from_pem(&pem)?),

@@ -288,9 +288,15 @@ pub(crate) fn ensure_private_dir(dir: &Path) -> io::Result<()> {
     fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
 }
 
-/// Writes `dir/name` atomically with mode 0600.
+/// Writes `dir/name` atomically with mode 0600, in `dir` created or tightened to 0700.
 pub(crate) fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
     ensure_private_dir(dir)?;
+    replace_file(dir, name, bytes)
+}
+
+/// Writes `dir/name` atomically with mode 0600 (temporary file, fsync, rename, fsync of the
+/// directory), leaving `dir` as it is.
+pub(crate) fn replace_file(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
     let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
     match fs::remove_file(&tmp) {
         Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),

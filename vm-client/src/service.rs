@@ -8,6 +8,7 @@ use aws_lc_rs::rand::{SecureRandom as _, SystemRandom};
 use mooring_attestation::protocol::{Code, IssuedCredentials};
 
 use crate::api::{ApiError, BrokerApi};
+use crate::azure::AzureError;
 use crate::config::Renewal;
 use crate::runtime::{Bundle, RuntimeDir, RuntimeError, Status};
 use crate::snp::GuestError;
@@ -28,7 +29,7 @@ pub struct Attested {
     pub key_pem: String,
     /// Unsealed secrets.
     pub secrets: Vec<(String, Vec<u8>)>,
-    /// Persistent handle of the AK (TPM path).
+    /// Persistent handle of the AK (TPM and Azure paths).
     pub ak_handle: Option<u32>,
 }
 
@@ -57,6 +58,9 @@ pub enum AttestError {
     /// The SEV-SNP path failed.
     #[error(transparent)]
     Snp(#[from] GuestError),
+    /// The Azure confidential VM path failed.
+    #[error(transparent)]
+    Azure(#[from] AzureError),
     /// Storing the credentials failed.
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
@@ -84,7 +88,7 @@ impl AttestError {
 
 /// One way of proving the VM.
 pub trait Attester {
-    /// `tpm` or `snp`.
+    /// `tpm`, `snp` or `azure`.
     fn kind(&self) -> &'static str;
     /// Runs the protocol with the broker once.
     ///

@@ -27,7 +27,7 @@ use rustls::{ClientConfig, RootCertStore, SignatureAlgorithm, SignatureScheme};
 use rustls_pki_types::pem::PemObject as _;
 use rustls_pki_types::CertificateDer;
 
-use crate::config::{Config, Evidence};
+use crate::config::Config;
 use crate::runtime::{KEY_FILE, SVID_FILE};
 use crate::snp::GuestKey;
 use crate::tpm::key::{KeyBlobs, K_PRIVATE_FILE, K_PUBLIC_FILE};
@@ -55,29 +55,24 @@ impl KeySigner for GuestKey {
 }
 
 /// The signer for K as this VM's configuration keeps it: in the TPM (`k.pub`, `k.priv` in
-/// the state directory, loaded through the configured TCTI) or in guest memory (the PKCS#8
-/// `svid.key` in the runtime directory, SEV-SNP path).
+/// the state directory, loaded through the configured TCTI: the TPM and Azure paths) or in
+/// guest memory (the PKCS#8 `svid.key` in the runtime directory, SEV-SNP path).
 ///
 /// # Errors
 /// A description of the file that cannot be read or parsed. Whether K loads in this TPM is
 /// only known at the first signature.
 pub fn configured_signer(config: &Config) -> Result<Arc<dyn KeySigner>, String> {
     let read = |path: PathBuf| std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()));
-    match &config.evidence {
-        Evidence::Tpm(tpm) => {
-            let key = KeyBlobs {
-                public: read(config.state_dir.join(K_PUBLIC_FILE))?,
-                private: read(config.state_dir.join(K_PRIVATE_FILE))?,
-            };
-            Ok(Arc::new(TpmSigner::new(&tpm.tcti, key)))
-        }
-        Evidence::Snp(_) => {
-            let path = config.runtime_dir.join(KEY_FILE);
-            let key =
-                GuestKey::from_pem(&read(path.clone())?).map_err(|e| format!("{}: {e}", path.display()))?;
-            Ok(Arc::new(key))
-        }
+    if let Some(tcti) = config.evidence.tcti() {
+        let key = KeyBlobs {
+            public: read(config.state_dir.join(K_PUBLIC_FILE))?,
+            private: read(config.state_dir.join(K_PRIVATE_FILE))?,
+        };
+        return Ok(Arc::new(TpmSigner::new(tcti, key)));
     }
+    let path = config.runtime_dir.join(KEY_FILE);
+    let key = GuestKey::from_pem(&read(path.clone())?).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(Arc::new(key))
 }
 
 /// Errors building the configuration.

@@ -9,9 +9,10 @@ mod common;
 
 use std::sync::Arc;
 
-use mooring_attestation::protocol::Code;
+use mooring_attestation::protocol::{snp_report_data, Code, RecordedEvidence};
 use mooring_attestation::snp::sim::TestSigner;
 use mooring_client::api::BrokerApi;
+use mooring_client::record::Recorder;
 use mooring_client::runtime::RuntimeDir;
 use mooring_client::service::attest_once;
 use mooring_client::snp::{GuestKey, SnpAttester};
@@ -82,4 +83,28 @@ fn a_report_not_bound_to_the_clients_keys_is_refused_with_the_brokers_reason() {
     let (code, reason) = err.refusal().unwrap_or_else(|| panic!("not a refusal: {err}"));
     assert!(code != Code::Unrecognized && !reason.is_empty(), "{err}");
     assert!(runtime.status().unwrap().is_none(), "nothing is stored after a refusal");
+}
+
+#[test]
+fn a_recorded_snp_exchange_holds_the_report_sent_and_the_address() {
+    let signer = TestSigner::generate();
+    let broker = broker(&signer);
+    let run = tempfile::tempdir_in("/dev/shm").unwrap();
+    let runtime = RuntimeDir::open(&run.path().join("mooring"), true).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("snp-evidence.json");
+    let api = api(&broker).recording(Recorder::new(&file));
+    let device = TestSignerDevice { signer, wrong_report_data: false };
+    let mut attester = SnpAttester::new(device, 0, GuestKey::generate().unwrap());
+    attest_once(&mut attester, &api, &runtime).unwrap();
+    common::assert_private(&file);
+    let recorded: RecordedEvidence = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    let RecordedEvidence::Snp(exchange) = recorded else { panic!("not an SNP exchange") };
+    assert_eq!(exchange.address.to_string(), "127.0.0.1");
+    assert_eq!(exchange.finish.key_spki, attester.key().spki().unwrap());
+    // The report sent answers the recorded nonce (its REPORT_DATA commits to it and the keys).
+    let report_data =
+        snp_report_data(&exchange.nonce, &exchange.finish.key_spki, &exchange.finish.sealing_key);
+    let report = mooring_attestation::snp::Report::parse(&exchange.finish.report).unwrap();
+    assert_eq!(report.report_data(), &report_data);
 }

@@ -8,6 +8,7 @@
 mod common;
 
 use common::{OutputText as _, Vm, CLIENT_EXIT_REFUSED};
+use mooring_attestation::protocol::{tpm_qualifying_data, RecordedEvidence};
 use mooring_client::api::BrokerApi;
 use mooring_client::config::{Config, Evidence};
 use mooring_client::service::Attester as _;
@@ -69,6 +70,36 @@ fn a_refused_vm_exits_with_the_brokers_reason() {
     // `run` stops too, with the same message, instead of retrying a refusal forever.
     let out = vm.client(&["run"]);
     assert_eq!(out.status.code(), Some(CLIENT_EXIT_REFUSED), "{}", out.stderr_text());
+}
+
+#[test]
+fn attest_record_writes_the_exchange_admitted_or_refused() {
+    let Some(vm) = Vm::start("client_record") else { return };
+    let file = vm.dir.path().join("tpm-evidence.json");
+    let record = ["attest", "--record", file.to_str().unwrap()];
+    let out = vm.client(&record);
+    assert!(out.status.success(), "{}", out.stderr_text());
+    common::assert_private(&file);
+    let read = || -> RecordedEvidence { serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap() };
+    let RecordedEvidence::Tpm(admitted) = read() else { panic!("not a TPM exchange") };
+    assert_eq!(admitted.address.to_string(), "127.0.0.1");
+    assert_eq!(admitted.begin.ak_public, std::fs::read(vm.state_dir().join("ak.pub")).unwrap());
+    assert_eq!(admitted.begin.key_public, std::fs::read(vm.state_dir().join("k.pub")).unwrap());
+    assert!(admitted.begin.ek_certificate.is_some());
+    // The quote sent answers the recorded nonce for K.
+    let quote = mooring_attestation::tpm::attest::Attest::parse(&admitted.finish.quote).unwrap();
+    assert_eq!(
+        quote.extra_data(),
+        tpm_qualifying_data(&admitted.nonce, &admitted.begin.key_public).as_slice()
+    );
+
+    // A refused exchange is recorded too (what a dry run of a new policy is for).
+    vm.extend_pcr(7);
+    let out = vm.client(&record);
+    assert_eq!(out.status.code(), Some(CLIENT_EXIT_REFUSED), "{}", out.stderr_text());
+    let RecordedEvidence::Tpm(refused) = read() else { panic!("not a TPM exchange") };
+    assert_ne!(refused.nonce, admitted.nonce);
+    assert_ne!(refused.finish.pcrs, admitted.finish.pcrs);
 }
 
 #[test]

@@ -6,9 +6,11 @@
 //!
 //! The scenarios by what they attack: a VM attesting and paying (here), stolen credentials,
 //! keys and sealed secrets (`theft`), the end of a credential's life (`lifetime`: PCR change,
-//! revocation, retirement, reboot), cloned vTPMs (`clones`), and the SEV-SNP path (`snp`).
+//! revocation, retirement, reboot), cloned vTPMs (`clones`), the SEV-SNP path (`snp`), and
+//! Azure confidential VMs (`azure`: an HCL report in a swtpm's NV and a quote by its AK).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
+mod azure;
 mod checks;
 mod clones;
 mod lifetime;

@@ -47,16 +47,9 @@ pub fn ensure(context: &mut Context, ek: &Ek, persistent: u32, state_dir: &Path)
     let saved_path = state_dir.join(AK_PUBLIC_FILE);
     let saved =
         read_optional(&saved_path).map_err(|source| TpmError::Io { path: saved_path.clone(), source })?;
-    let tpm_handle = PersistentTpmHandle::new(persistent).map_err(tss("AK persistent handle"))?;
-    if handle_present(context, persistent)? {
-        let handle = KeyHandle::from(
-            context
-                .execute_without_session(|ctx| ctx.tr_from_tpm_public(TpmHandle::Persistent(tpm_handle)))
-                .map_err(tss("opening the persistent AK"))?,
-        );
-        let public = public_of(context, handle)?;
+    if let Some(ak) = persistent_key(context, persistent)? {
         return match saved {
-            Some(saved) if saved == public => Ok(Ak { handle, public, created: false }),
+            Some(saved) if saved == ak.public => Ok(ak),
             Some(_) => Err(TpmError::ForeignAk {
                 handle: persistent,
                 reason: format!("its public area differs from {}", saved_path.display()),
@@ -67,6 +60,7 @@ pub fn ensure(context: &mut Context, ek: &Ek, persistent: u32, state_dir: &Path)
             }),
         };
     }
+    let tpm_handle = PersistentTpmHandle::new(persistent).map_err(tss("AK persistent handle"))?;
     let created = create_ak_2(
         context,
         ek.handle,
@@ -90,6 +84,25 @@ pub fn ensure(context: &mut Context, ek: &Ek, persistent: u32, state_dir: &Path)
     write_atomic(state_dir, AK_PUBLIC_FILE, &public)
         .map_err(|source| TpmError::Io { path: saved_path, source })?;
     Ok(Ak { handle, public, created: true })
+}
+
+/// The key at persistent handle `persistent` (`created: false`), or `None` when the handle
+/// is empty.
+///
+/// # Errors
+/// When the TPM refuses.
+pub fn persistent_key(context: &mut Context, persistent: u32) -> Result<Option<Ak>, TpmError> {
+    if !handle_present(context, persistent)? {
+        return Ok(None);
+    }
+    let tpm_handle = PersistentTpmHandle::new(persistent).map_err(tss("persistent handle"))?;
+    let handle = KeyHandle::from(
+        context
+            .execute_without_session(|ctx| ctx.tr_from_tpm_public(TpmHandle::Persistent(tpm_handle)))
+            .map_err(tss("opening a persistent key"))?,
+    );
+    let public = public_of(context, handle)?;
+    Ok(Some(Ak { handle, public, created: false }))
 }
 
 /// An object's `TPM2B_PUBLIC`.

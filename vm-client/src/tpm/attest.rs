@@ -6,10 +6,9 @@ use mooring_attestation::protocol::{TpmBeginRequest, TpmFinishRequest};
 use tss_esapi::Context;
 
 use super::ek::{self, Ek};
-use super::{ak, challenge, flushing, key, keyfile, open, unseal, TpmError};
+use super::{ak, challenge, key, keyfile, open, unseal};
 use crate::api::BrokerApi;
 use crate::config::TpmConfig;
-use crate::runtime::read_optional;
 use crate::service::{AttestError, Attested, Attester};
 
 /// Attests with the TPM reached through the configured TCTI.
@@ -46,20 +45,23 @@ impl TpmAttester {
             key_public: key.public.clone(),
         })?;
         let activated_secret = challenge::activate(context, ak.handle, ek.handle, &challenge)?;
-        let quote = challenge::quote(context, ak.handle, &challenge, &key.public)?;
-        let k = key::load(context, &key)?;
-        let (certify, certify_signature) = flushing(context, k, |ctx| challenge::certify(ctx, k, ak.handle))?;
-        let event_log = read_optional(&self.config.event_log)
-            .map_err(|source| TpmError::Io { path: self.config.event_log.clone(), source })?;
+        let answer = challenge::answer(
+            context,
+            ak.handle,
+            &key,
+            &challenge.nonce,
+            &challenge.pcr_selection,
+            &self.config.event_log,
+        )?;
         let issued = api.tpm_finish(&TpmFinishRequest {
             challenge_id: challenge.challenge_id,
             activated_secret,
-            quote: quote.attest,
-            quote_signature: quote.signature,
-            pcrs: quote.pcrs,
-            event_log,
-            certify,
-            certify_signature,
+            quote: answer.quote.attest,
+            quote_signature: answer.quote.signature,
+            pcrs: answer.quote.pcrs,
+            event_log: answer.event_log,
+            certify: answer.certify,
+            certify_signature: answer.certify_signature,
         })?;
         let secrets = issued
             .secrets

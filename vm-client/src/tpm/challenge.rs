@@ -1,8 +1,10 @@
 //! Answering the broker's TPM challenge: ActivateCredential (the AK shares a TPM with the
 //! EK), a Quote of the requested PCRs with the nonce- and K-bound qualifying data, the PCR
-//! values, and TPM2_Certify of K by the AK (K lives in that TPM too).
+//! values, and TPM2_Certify of K by the AK (K lives in that TPM too). The Azure path answers
+//! its challenge with the same [`answer`].
 
 use std::collections::BTreeMap;
+use std::path::Path;
 
 use mooring_attestation::protocol::{tpm_qualifying_data, TpmChallenge};
 use tss_esapi::abstraction::pcr;
@@ -13,7 +15,9 @@ use tss_esapi::structures::{Data, EncryptedSecret, IdObject, PcrSelectionList, P
 use tss_esapi::traits::Marshall as _;
 use tss_esapi::Context;
 
-use super::{tpm2b_contents, tss, with_ek_session, TpmError};
+use super::key::{self, KeyBlobs};
+use super::{flushing, tpm2b_contents, tss, with_ek_session, TpmError};
+use crate::runtime::read_optional;
 
 /// Bank names the broker uses, and their algorithms.
 const BANKS: [(&str, HashingAlgorithm); 4] = [
@@ -106,7 +110,7 @@ fn bank_name(hash: HashingAlgorithm) -> Result<&'static str, TpmError> {
         .ok_or_else(|| TpmError::Unsupported(format!("PCR bank {hash:?} is not supported")))
 }
 
-/// TPM2_Quote by the AK over `requested` with qualifying data
+/// TPM2_Quote by the AK over `requested` (bank name to indices) with qualifying data
 /// [`tpm_qualifying_data`]`(nonce, K's TPM2B_PUBLIC)`, then the PCR values.
 ///
 /// # Errors
@@ -114,12 +118,13 @@ fn bank_name(hash: HashingAlgorithm) -> Result<&'static str, TpmError> {
 pub fn quote(
     context: &mut Context,
     ak: KeyHandle,
-    challenge: &TpmChallenge,
+    nonce: &[u8],
+    requested: &BTreeMap<String, Vec<u8>>,
     key_public: &[u8],
 ) -> Result<Quote, TpmError> {
-    let selection = selection(&challenge.pcr_selection)?;
+    let selection = selection(requested)?;
     let qualifying =
-        Data::try_from(tpm_qualifying_data(&challenge.nonce, key_public)).map_err(tss("qualifying data"))?;
+        Data::try_from(tpm_qualifying_data(nonce, key_public)).map_err(tss("qualifying data"))?;
     let (attest, signature) = context
         .execute_with_session(Some(AuthSession::Password), |ctx| {
             ctx.quote(ak, qualifying, SignatureScheme::Null, selection.clone())
@@ -141,6 +146,42 @@ pub fn quote(
         signature: signature.marshall().map_err(tss("marshalling the quote signature"))?,
         pcrs,
     })
+}
+
+/// What a challenge asks of the TPM once the AK is trusted (after ActivateCredential on the
+/// TPM path, through the HCL report on Azure): the quote, K certified by the AK, and the
+/// measured-boot event log.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    /// The quote and its PCR values.
+    pub quote: Quote,
+    /// `TPMS_ATTEST` of TPM2_Certify(K) by the AK.
+    pub certify: Vec<u8>,
+    /// `TPMT_SIGNATURE` over `certify`.
+    pub certify_signature: Vec<u8>,
+    /// The event log, when the file exists.
+    pub event_log: Option<Vec<u8>>,
+}
+
+/// [`quote`] with `nonce` over `requested` bound to K, [`certify`] of K (loaded for it and
+/// flushed again), and the event log from `event_log` when it exists.
+///
+/// # Errors
+/// When the TPM refuses, K does not load, or the event log cannot be read.
+pub fn answer(
+    context: &mut Context,
+    ak: KeyHandle,
+    key: &KeyBlobs,
+    nonce: &[u8],
+    requested: &BTreeMap<String, Vec<u8>>,
+    event_log: &Path,
+) -> Result<Answer, TpmError> {
+    let quote = quote(context, ak, nonce, requested, &key.public)?;
+    let k = key::load(context, key)?;
+    let (certify, certify_signature) = flushing(context, k, |ctx| certify(ctx, k, ak))?;
+    let event_log =
+        read_optional(event_log).map_err(|source| TpmError::Io { path: event_log.to_owned(), source })?;
+    Ok(Answer { quote, certify, certify_signature, event_log })
 }
 
 /// TPM2_Certify of K by the AK (both authorised by empty-password sessions):

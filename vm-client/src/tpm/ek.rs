@@ -2,17 +2,16 @@
 //! annex B: L-1 RSA-2048, L-2 ECC P-256, H-3 ECC P-384), and its certificate read from NV.
 
 use tss_esapi::abstraction::ek::{create_ek_object_2, retrieve_ek_pubcert};
-use tss_esapi::abstraction::nv;
 use tss_esapi::abstraction::AsymmetricAlgorithmSelection;
-use tss_esapi::handles::{KeyHandle, NvIndexTpmHandle, TpmHandle};
+use tss_esapi::handles::KeyHandle;
 use tss_esapi::interface_types::ecc::EccCurve;
 use tss_esapi::interface_types::key_bits::RsaKeyBits;
-use tss_esapi::interface_types::resource_handles::NvAuth;
 use tss_esapi::structures::PublicBuffer;
 use tss_esapi::traits::Marshall as _;
 use tss_esapi::Context;
 
-use super::{tss, TpmError};
+use super::nv::{self, NvReader};
+use super::{handle_present, tss, TpmError};
 use crate::config::EkKind;
 use crate::der;
 
@@ -24,6 +23,9 @@ pub struct Ek {
     /// `TPM2B_PUBLIC` as the broker expects it.
     pub public: Vec<u8>,
 }
+
+/// Largest EK certificate read from a non-standard NV index.
+const MAX_EK_CERTIFICATE_LEN: usize = 8 * 1024;
 
 const fn selection(kind: EkKind) -> AsymmetricAlgorithmSelection {
     match kind {
@@ -67,19 +69,16 @@ pub fn read_certificate(
     index: Option<u32>,
 ) -> Result<Option<Vec<u8>>, TpmError> {
     let index = index.unwrap_or(kind.certificate_index());
-    if !nv_index_defined(context, index)? {
-        return Ok(None);
-    }
     let raw = if index == kind.certificate_index() {
+        if !handle_present(context, index)? {
+            return Ok(None);
+        }
         retrieve_ek_pubcert(context, selection(kind)).map_err(tss("reading the EK certificate from NV"))?
     } else {
-        let nv_index = NvIndexTpmHandle::new(index).map_err(tss("EK certificate NV index"))?;
-        let auth = context
-            .execute_without_session(|ctx| ctx.tr_from_tpm_public(TpmHandle::NvIndex(nv_index)))
-            .map_err(tss("opening the EK certificate NV index"))?;
-        context
-            .execute_with_nullauth_session(|ctx| nv::read_full(ctx, NvAuth::NvIndex(auth.into()), nv_index))
-            .map_err(tss("reading the EK certificate from NV"))?
+        match nv::read(context, index, NvReader::Index, MAX_EK_CERTIFICATE_LEN)? {
+            Some(raw) => raw,
+            None => return Ok(None),
+        }
     };
     Ok(Some(trim_der(&raw)?.to_vec()))
 }
@@ -95,11 +94,6 @@ fn trim_der(raw: &[u8]) -> Result<&[u8], TpmError> {
         return Err(malformed("data other than padding follows the certificate".into()));
     }
     raw.get(..len).ok_or_else(|| malformed("truncated".into()))
-}
-
-/// Whether an NV index is defined (TPM2_GetCapability(TPM_CAP_HANDLES)).
-fn nv_index_defined(context: &mut Context, index: u32) -> Result<bool, TpmError> {
-    super::handle_present(context, index)
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! The TPM path, on tss-esapi: the endorsement key and its certificate ([`ek`]), the
 //! attestation key kept at a persistent handle ([`ak`]), the credential key K ([`key`]) and its
 //! TSS2 key file ([`keyfile`]), the broker's challenge ([`challenge`]), sealed secrets
-//! ([`unseal`]) and signing with K ([`sign`]).
+//! ([`unseal`]), signing with K ([`sign`]) and bounded NV reads ([`nv`]).
 //!
 //! Every transient object and session is flushed after use: without a resource manager
 //! (swtpm, or `/dev/tpm0`) the TPM has only a few slots.
@@ -12,6 +12,7 @@ pub mod challenge;
 pub mod ek;
 pub mod key;
 pub mod keyfile;
+pub mod nv;
 pub mod sign;
 pub mod unseal;
 

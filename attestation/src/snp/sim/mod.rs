@@ -2,13 +2,15 @@
 //! ARK → ASVK → VLEK chains (RSA-2048 CAs signing with RSA-PSS/SHA-384 as AMD's do,
 //! ECDSA P-384 leaves with the AMD extensions), and reports with chosen fields signed
 //! like the firmware signs them. Broker and client tests use it to exercise the SNP path
-//! without hardware.
+//! without hardware; [`hcl`] wraps its reports into the HCL reports an Azure confidential
+//! VM's paravisor writes into the vTPM.
 //!
 //! Nothing here is trusted by default: a verifier accepts these reports only when built
 //! with [`super::SnpVerifierBuilder::trust_test_root`], and its claims then say
 //! `root: "test"`. The certificate names say "Mooring test", never AMD's.
 
 mod chain;
+pub mod hcl;
 
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{EcdsaKeyPair, ECDSA_P384_SHA384_FIXED_SIGNING};
