@@ -1,6 +1,7 @@
 //! `mooring-broker verify ...` end to end: fresh quotes made by `tpm2_quote` on swtpm
 //! (RSA and ECC AKs, several PCR selections) verify (exit 0); each tampered variant is
-//! rejected (exit 1, one line on stderr); usage and I/O errors exit 2.
+//! rejected (exit 1, one line on stderr); usage and I/O errors exit 2. `identity ek` reads
+//! the same key forms as `--ak`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
@@ -9,6 +10,7 @@ use std::process::{Command, Output};
 
 use mooring_testdata::testdata_dir;
 use mooring_tests::{Swtpm, SwtpmOptions, Tpm2Tools};
+use sha2::Digest as _;
 
 fn broker(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_mooring-broker")).args(args).output().unwrap()
@@ -299,4 +301,43 @@ fn event_log_command_replays_and_rejects_garbage() {
     let out = broker(&["verify", "event-log", "--log", s(&garbage)]);
     std::fs::remove_file(&garbage).unwrap();
     assert_rejected(&out, "garbage", "event log");
+}
+
+/// `identity ek`: the admin API's enrollment body from an EK public key in each form the key
+/// reaches an administrator (DER SubjectPublicKeyInfo and TPMT_PUBLIC as the AWS EC2 API
+/// gives it, PEM, TPM2B_PUBLIC), the same identity from each; anything else refused.
+#[test]
+fn identity_ek_reads_every_key_form_to_one_identity_and_refuses_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let gce = testdata_dir().join("tpm/quotes/gce-cos85-vtpm/nonce9009");
+    let pem = std::fs::read(gce.join("ak_pub.pem")).unwrap();
+    let der = mooring_attestation::pem::decode_one(&pem, "PUBLIC KEY").unwrap();
+    let tpmt = std::fs::read(gce.join("ak_pub.tpmt_public.bin")).unwrap();
+    let mut tpm2b = u16::try_from(tpmt.len()).unwrap().to_be_bytes().to_vec();
+    tpm2b.extend(&tpmt);
+    let body = |name: &str, bytes: &[u8], status: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, bytes).unwrap();
+        let out = broker(&["identity", "ek", "--status", status, "--public", s(&path)]);
+        assert!(out.status.success(), "{name}: {}", stderr(&out));
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let id = hex::encode(sha2::Sha256::digest(&der));
+    let expected = serde_json::json!({"identity": {"kind": "ek", "id": id}, "status": "enrolled"});
+    for (name, bytes) in [("ek.der", &der), ("ek.pem", &pem), ("ek.tpmt", &tpmt), ("ek.tpm2b", &tpm2b)] {
+        assert_eq!(body(name, bytes, "enrolled"), expected, "{name}");
+    }
+    assert_eq!(body("ek.der", &der, "blocked")["status"], "blocked");
+
+    let mut cut = der.clone();
+    cut.truncate(der.len() - 1);
+    for (name, bytes) in [("cut.der", cut), ("junk", b"\x00\x01junk".to_vec())] {
+        let path = dir.path().join(name);
+        std::fs::write(&path, bytes).unwrap();
+        let out = broker(&["identity", "ek", "--public", s(&path)]);
+        assert_eq!(out.status.code(), Some(1), "{name}: {}", stderr(&out));
+        assert!(stderr(&out).starts_with("rejected: EK public key ("), "{name}: {}", stderr(&out));
+    }
+    let out = broker(&["identity", "ek", "--public", "/nonexistent/ek.der"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
 }

@@ -36,6 +36,12 @@ pub fn tpm_policy(issuers: &[String], networks: &[&str]) -> String {
 
 /// [`tpm_policy`] with credentials living `ttl_seconds`.
 pub fn tpm_policy_with_ttl(issuers: &[String], networks: &[&str], ttl_seconds: u32) -> String {
+    tpm_policy_matching(&format!("ek_issuers = {issuers:?}"), networks, ttl_seconds)
+}
+
+/// [`tpm_policy`]'s class admitting the TPMs `matching` (the body of `[class.match]`, e.g.
+/// `enrolled = true`).
+pub fn tpm_policy_matching(matching: &str, networks: &[&str], ttl_seconds: u32) -> String {
     format!(
         r#"version = 1
 
@@ -47,7 +53,7 @@ audiences = ["payments"]
 networks = {networks:?}
 
 [class.match]
-ek_issuers = {issuers:?}
+{matching}
 
 [class.tpm]
 pcr_bank = "sha256"
@@ -106,7 +112,12 @@ impl ClientVm {
     /// swtpm is not installed outside CI. Write its configuration with
     /// [`ClientVm::write_config`] once the broker runs.
     pub fn start_or_skip(test: &str, address: IpAddr) -> Option<Self> {
-        let tpm = Swtpm::start_or_skip(test, SwtpmOptions::default())?;
+        Self::start_with_or_skip(test, address, SwtpmOptions::default())
+    }
+
+    /// [`ClientVm::start_or_skip`] with a swtpm made with `options` (e.g. no EK certificate).
+    pub fn start_with_or_skip(test: &str, address: IpAddr, options: SwtpmOptions) -> Option<Self> {
+        let tpm = Swtpm::start_or_skip(test, options)?;
         let dir = tempfile::Builder::new().prefix("mooring-client-").tempdir().unwrap();
         let run = tempfile::Builder::new().prefix("mooring-client-run-").tempdir_in("/dev/shm").unwrap();
         Some(Self { tpm, address, dir, run })

@@ -8,7 +8,7 @@
 //! # source_address = "10.0.0.5"               # local address on a multi-homed VM
 //!
 //! [evidence]
-//! kind = "tpm"                                # or "snp", "azure"
+//! kind = "tpm"                                # or "snp" (configfs_tsm, device, vmpl), "azure"
 //! tcti = "device:/dev/tpmrm0"                 # or "swtpm:host=127.0.0.1,port=2321", "tabrmd:"
 //! ek = "rsa2048"                              # or "ecc-p256", "ecc-p384"
 //! ak_handle = 0x81010002                      # persistent handle the AK is kept at
@@ -48,6 +48,8 @@ pub const DEFAULT_AK_HANDLE: u32 = 0x8101_0002;
 pub const DEFAULT_EVENT_LOG: &str = "/sys/kernel/security/tpm0/binary_bios_measurements";
 /// The SEV-SNP guest device.
 pub const DEFAULT_SEV_GUEST: &str = "/dev/sev-guest";
+/// Where Linux 6.7+ offers configfs-tsm report entries.
+pub const DEFAULT_CONFIGFS_TSM: &str = crate::snp::configfs_tsm::DEFAULT_ROOT;
 /// Where an Azure confidential VM's paravisor keeps the vTPM's AK (its public key is the
 /// runtime claims' `HCLAkPub`).
 pub const DEFAULT_AZURE_AK_HANDLE: u32 = 0x8100_0003;
@@ -189,7 +191,10 @@ pub struct TpmConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SnpConfig {
-    /// The guest device.
+    /// configfs-tsm's report directory: used first, when the client may make an entry there.
+    #[serde(default = "default_configfs_tsm")]
+    pub configfs_tsm: PathBuf,
+    /// The guest device, used when configfs-tsm cannot be.
     #[serde(default = "default_sev_guest")]
     pub device: PathBuf,
     /// VMPL to request the report at (0-3).
@@ -263,6 +268,9 @@ fn default_vcek_url() -> String {
 }
 fn default_sev_guest() -> PathBuf {
     PathBuf::from(DEFAULT_SEV_GUEST)
+}
+fn default_configfs_tsm() -> PathBuf {
+    PathBuf::from(DEFAULT_CONFIGFS_TSM)
 }
 const fn default_retry_initial() -> u64 {
     1
@@ -373,7 +381,11 @@ state_dir = "/var/lib/mooring"
         let config = Config::parse(&with("kind = \"snp\"\nvmpl = 1")).unwrap();
         let Evidence::Snp(snp) = config.evidence else { panic!("not snp") };
         assert_eq!(snp.device, PathBuf::from(DEFAULT_SEV_GUEST));
+        assert_eq!(snp.configfs_tsm, PathBuf::from("/sys/kernel/config/tsm/report"));
         assert_eq!(snp.vmpl, 1);
+        let config = Config::parse(&with("kind = \"snp\"\nconfigfs_tsm = \"/mnt/tsm/report\"")).unwrap();
+        let Evidence::Snp(snp) = config.evidence else { panic!("not snp") };
+        assert_eq!(snp.configfs_tsm, PathBuf::from("/mnt/tsm/report"));
     }
 
     #[test]

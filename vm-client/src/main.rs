@@ -14,7 +14,7 @@ use mooring_client::config::{Config, Evidence};
 use mooring_client::record::Recorder;
 use mooring_client::runtime::{RuntimeDir, Status, KEY_FILE};
 use mooring_client::service::{self, AttestError, Attester};
-use mooring_client::snp::sev_guest::SevGuest;
+use mooring_client::snp::device::GuestDevice;
 use mooring_client::snp::{GuestKey, SnpAttester};
 use mooring_client::tpm::attest::TpmAttester;
 
@@ -89,7 +89,7 @@ fn attest(config: &Config, source: Option<IpAddr>, record: Option<&Path>, daemon
         let attester: Box<dyn Attester> = match &config.evidence {
             Evidence::Tpm(tpm) => Box::new(TpmAttester::new(tpm.clone(), &config.state_dir)),
             Evidence::Snp(snp) => {
-                Box::new(SnpAttester::new(SevGuest::open(&snp.device)?, snp.vmpl, guest_key(&runtime)?))
+                Box::new(SnpAttester::new(GuestDevice::open(snp)?, snp.vmpl, guest_key(&runtime)?))
             }
             Evidence::Azure(azure) => Box::new(AzureAttester::new(azure.clone(), &config.state_dir)),
         };

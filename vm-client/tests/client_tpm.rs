@@ -1,7 +1,8 @@
 //! `mooring-client` against real swtpm instances and the real broker: first attestation,
 //! reboot (swtpm restart: PCRs reset) with the kept AK, refusal with the broker's reason,
 //! sealed secrets that stop opening when the PCRs change, a foreign object at the AK handle,
-//! and K's TSS2 key file used by OpenSSL's tpm2 provider.
+//! K's TSS2 key file used by OpenSSL's tpm2 provider, and a TPM with no EK certificate
+//! admitted by enrollment (AWS NitroTPM's case).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
 mod common;
@@ -13,6 +14,9 @@ use mooring_client::config::{Config, Evidence};
 use mooring_client::service::Attester as _;
 use mooring_client::tpm::attest::TpmAttester;
 use mooring_client::tpm::{ek, open, unseal};
+use mooring_tests::broker::{loopback, Broker, BrokerSetup};
+use mooring_tests::client::{tpm_policy_matching, ClientVm, PAYMENT_SECRET};
+use mooring_tests::{EkKind, SwtpmOptions};
 
 #[test]
 fn first_attestation_stores_credentials_and_the_unsealed_secret() {
@@ -310,4 +314,67 @@ fn source_address_picks_the_local_address_the_broker_sees() {
         "mooring-client attest on swtpm: median {:?}, min {:?}, max {:?}",
         times[2], times[0], times[4]
     );
+}
+
+/// AWS NitroTPM's case: a TPM whose EK has no certificate (its NV index is absent), vouched
+/// for only by enrollment, against a broker with no EK roots at all. The administrator gets
+/// the EK public key in the forms AWS EC2's `get-instance-tpm-ek-pub` gives it (`--key-format
+/// der`: a DER SubjectPublicKeyInfo; `tpmt`: a TPMT_PUBLIC), here read from the swtpm with
+/// tpm2-tools, and `mooring-broker identity ek` turns it into the admin API's body.
+#[test]
+fn an_ek_without_a_certificate_attests_once_enrolled_and_not_once_blocked() {
+    let Some(vm) = ClientVm::start_with_or_skip(
+        "client_enrolled_ek",
+        loopback(1),
+        SwtpmOptions::default().without_ek_certs(),
+    ) else {
+        return;
+    };
+    assert!(vm.tpm.ek_cert_der(EkKind::Rsa2048).is_err(), "the EK certificate NV index must be absent");
+    let broker = Broker::start(&BrokerSetup {
+        policy: tpm_policy_matching("enrolled = true", &["127.0.0.1/32"], 60),
+        ek_roots: Vec::new(),
+        extra_config: String::new(),
+        secrets: vec![("payment.key".into(), PAYMENT_SECRET.to_vec())],
+    });
+    vm.write_config(&broker);
+
+    // Before enrollment: refused, naming the EK the broker saw.
+    let out = vm.client(&["attest"]);
+    assert_eq!(out.status.code(), Some(CLIENT_EXIT_REFUSED), "{}", out.stderr_text());
+    let stderr = out.stderr_text();
+    assert!(stderr.contains("is not enrolled (ek_untrusted)"), "{stderr}");
+    let seen =
+        stderr.split("no EK certificate, and EK ").nth(1).unwrap().split(' ').next().unwrap().to_owned();
+
+    // The EK public key as EC2 hands it out, in both of its formats.
+    let tools = vm.tpm.tools();
+    tools.run("tpm2_createek", ["-c", "ek.ctx", "-G", "rsa"]).unwrap();
+    tools.run("tpm2_readpublic", ["-c", "ek.ctx", "-f", "der", "-o", "ek.der"]).unwrap();
+    tools.run("tpm2_readpublic", ["-c", "ek.ctx", "-f", "tpmt", "-o", "ek.tpmt"]).unwrap();
+    tools.flush_all().unwrap();
+    let body = |file: &str, status: &str| -> serde_json::Value {
+        let out = std::process::Command::new(mooring_tests::workspace_binary("mooring-broker"))
+            .args(["identity", "ek", "--status", status, "--public"])
+            .arg(tools.path(file))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "identity ek {file}: {}", out.stderr_text());
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let enroll = body("ek.der", "enrolled");
+    assert_eq!(enroll, body("ek.tpmt", "enrolled"));
+    assert_eq!(enroll, serde_json::json!({"identity": {"kind": "ek", "id": seen}, "status": "enrolled"}));
+    broker.admin_post("admin/identities", &enroll);
+
+    // Enrolled: credentials, and the secret sealed to this TPM opens.
+    vm.attest();
+    assert!(vm.status_json()["spiffe_id"].as_str().unwrap().contains(&seen[..16]), "{}", vm.status_json());
+    assert_eq!(std::fs::read(vm.runtime_dir().join("secrets/payment-key")).unwrap(), PAYMENT_SECRET);
+
+    // Blocked: refused again.
+    broker.admin_post("admin/identities", &body("ek.der", "blocked"));
+    let out = vm.client(&["attest"]);
+    assert_eq!(out.status.code(), Some(CLIENT_EXIT_REFUSED), "{}", out.stderr_text());
+    assert!(out.stderr_text().contains("(vm_blocked)"), "{}", out.stderr_text());
 }

@@ -1,11 +1,14 @@
-//! GCE vTPM EK and AK certificates under their roots.
+//! GCE vTPM EK and AK certificates under Google's roots; refused under another root, or
+//! with one bit changed.
 
 use mooring_attestation::tpm::ekcert::{verify_ek_certificate, EkCertError};
 use mooring_attestation::tpm::public::Public;
-use mooring_attestation::x509::{spki_public_key, spki_public_key_pem, TrustStore};
+use mooring_attestation::x509::{
+    spki_public_key, spki_public_key_pem, CertPathError, Certificate, SignatureError, TrustStore,
+};
 use mooring_testdata::testdata;
 
-use crate::{at, cert, keylime, KEYLIME, T_2026};
+use crate::{at, cert, flip, keylime, position, KEYLIME, T_2026};
 
 pub(crate) fn gce_store() -> TrustStore {
     let roots = ["gcp_ek_ak_ca_root.crt", "tpm_ek_root_1.cer"].map(|f| cert(&format!("tpm/ek-ca/gce/{f}")));
@@ -77,4 +80,104 @@ fn ca_certificate_is_not_an_ek() {
     let store = TrustStore::new([keylime("GS_TPM_RT.pem")]);
     let err = verify_ek_certificate(&testdata(&format!("{KEYLIME}/STM_RSA_RT.pem")), &[], &store, at(T_2026));
     assert!(matches!(err, Err(EkCertError::IsCa { .. })));
+}
+
+/// A store of one of Google's two vTPM PKIs: the older `tpm_ek_v1_cloud_host` one, or the
+/// newer "EK/AK CA" one.
+fn one_gce_pki(newer: bool) -> TrustStore {
+    let (root, intermediates): (&str, &[&str]) = if newer {
+        ("gcp_ek_ak_ca_root.crt", &["gcp_ek_ak_ca_intermediate_v3.crt"])
+    } else {
+        ("tpm_ek_root_1.cer", &["tpm_ek_intermediate_2.crt", "tpm_ek_intermediate_3.crt"])
+    };
+    TrustStore::builder()
+        .anchors([cert(&format!("tpm/ek-ca/gce/{root}"))])
+        .intermediates(intermediates.iter().map(|f| cert(&format!("tpm/ek-ca/gce/{f}"))))
+        .build()
+}
+
+#[test]
+fn gce_certificates_under_a_root_that_did_not_issue_them_name_googles_missing_root() {
+    // Each Google PKI alone: the other's EK and AK certificates are refused, naming the
+    // root that would be needed.
+    for (rel, store, missing) in [
+        (
+            "tpm/ek-certs/gce-vtpm/uca_tpm_rsa_enc_cert.pem",
+            one_gce_pki(true),
+            "tpm_ek_v1_cloud_host-signer-0-2021-10-12",
+        ),
+        (
+            "tpm/ek-certs/gce-vtpm/uca_tpm_ecc_sign_cert.pem",
+            one_gce_pki(true),
+            "tpm_ek_v1_cloud_host-signer-0-2021-10-12",
+        ),
+        ("tpm/ek-certs/gce-vtpm/pca_tpm_rsa_enc_cert.pem", one_gce_pki(false), "CN=EK/AK CA Intermediate"),
+        ("tpm/ek-certs/gce-vtpm/pca_tpm_ecc_sign_cert.pem", one_gce_pki(false), "CN=EK/AK CA Intermediate"),
+        (
+            "tpm/quotes/gce-cos85-vtpm/nonce9009/ak_cert.der",
+            one_gce_pki(true),
+            "tpm_ek_v1_cloud_host-signer-0-2020-10-22",
+        ),
+    ] {
+        let err = verify_ek_certificate(&testdata(rel), &[], &store, at(T_2026)).unwrap_err();
+        assert!(
+            matches!(&err, EkCertError::Chain(CertPathError::UnknownIssuer { issuer, .. }) if issuer.contains(missing)),
+            "{rel}: {err}"
+        );
+    }
+    // Google's intermediate supplied with the certificate, but a vendor's root in the store:
+    // the missing name is Google's root.
+    let intermediate = cert("tpm/ek-ca/gce/gcp_ek_ak_ca_intermediate_v3.crt");
+    let other_vendor = TrustStore::new([keylime("GS_TPM_RT.pem")]);
+    let err = verify_ek_certificate(
+        &testdata("tpm/ek-certs/gce-vtpm/pca_tpm_ecc_enc_cert.pem"),
+        &[intermediate],
+        &other_vendor,
+        at(T_2026),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(&err, EkCertError::Chain(CertPathError::UnknownIssuer { issuer, .. }) if issuer.ends_with("CN=EK/AK CA Root")),
+        "{err}"
+    );
+}
+
+#[test]
+fn an_altered_gce_certificate_fails_its_issuers_signature() {
+    let store = gce_store();
+    for (rel, issuer) in [
+        ("tpm/ek-certs/gce-vtpm/uca_tpm_rsa_enc_cert.pem", "tpm_ek_v1_cloud_host-signer-0-2021-10-12"),
+        ("tpm/ek-certs/gce-vtpm/pca_tpm_ecc_enc_cert.pem", "CN=EK/AK CA Intermediate"),
+        ("tpm/ek-certs/gce-vtpm/pca_tpm_rsa_sign_cert.pem", "CN=EK/AK CA Intermediate"),
+        ("tpm/quotes/gce-cos85-vtpm/nonce9009/ak_cert.der", "tpm_ek_v1_cloud_host-signer-0-2020-10-22"),
+    ] {
+        let der = cert(rel).der().to_vec();
+        let leaf = Certificate::from_der(&der).unwrap();
+        // One bit of a signed field (the serial number), one of the signature itself.
+        let serial_bit = flip(&der, position(&der, leaf.serial()) + leaf.serial().len() - 1);
+        let signature_bit = flip(&der, der.len() - 1);
+        for (what, bytes) in [("serial", serial_bit), ("signature", signature_bit)] {
+            let err = verify_ek_certificate(&bytes, &[], &store, at(T_2026)).unwrap_err();
+            assert!(
+                matches!(&err, EkCertError::Chain(CertPathError::Signature { source: SignatureError::BadSignature, issuer: by, .. }) if by.contains(issuer)),
+                "{rel} {what}: {err}"
+            );
+        }
+    }
+    // A flipped bit in Google's intermediate: the intermediate is refused by the root.
+    let intermediate = cert("tpm/ek-ca/gce/tpm_ek_intermediate_3.crt");
+    let bad = Certificate::from_der(&flip(intermediate.der(), intermediate.der().len() - 1)).unwrap();
+    let store = TrustStore::new([cert("tpm/ek-ca/gce/tpm_ek_root_1.cer")]);
+    let err = verify_ek_certificate(
+        &testdata("tpm/ek-certs/gce-vtpm/uca_tpm_ecc_enc_cert.pem"),
+        &[bad],
+        &store,
+        at(T_2026),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(&err, EkCertError::Chain(CertPathError::Signature { subject, source: SignatureError::BadSignature, .. })
+            if subject.contains("tpm_ek_v1_cloud_host-signer-0-2021-10-12")),
+        "{err}"
+    );
 }

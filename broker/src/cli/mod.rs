@@ -2,7 +2,9 @@
 //! line on stderr says why), 2 usage or I/O error.
 
 mod audit;
+mod identity;
 mod policy;
+mod public_key;
 mod serve;
 mod store;
 mod verify;
@@ -37,6 +39,9 @@ enum Command {
     /// Store tools: move an embedded store into PostgreSQL.
     #[command(subcommand)]
     Store(store::StoreCommand),
+    /// Admin API bodies for hardware identities (enroll an EK that has no certificate).
+    #[command(subcommand)]
+    Identity(identity::IdentityCommand),
 }
 
 /// How a command ended.
@@ -55,6 +60,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Policy(command) => policy::run(&command),
         Command::Audit(command) => audit::run(&command),
         Command::Store(command) => store::run(&command),
+        Command::Identity(command) => identity::run(&command),
     };
     match result {
         Ok(output) => {

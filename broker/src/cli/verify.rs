@@ -7,16 +7,14 @@ pub(crate) use snp::{verification_time, verify_report as verify_snp_report, SnpR
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
-use mooring_attestation::crypto::PublicKey;
 use mooring_attestation::tpm::alg::HashAlg;
 use mooring_attestation::tpm::attest::{Ak, Attest, Attested, Signature};
 use mooring_attestation::tpm::eventlog::EventLog;
 use mooring_attestation::tpm::pcr::{PcrSelection, PcrValues};
-use mooring_attestation::tpm::public::Public;
 use mooring_attestation::tpm::quote::{verify_quote, QuoteError, QuoteExpectation};
-use mooring_attestation::x509;
 use serde_json::json;
 
+use super::public_key::{self, PublicFile};
 use super::read_file as read;
 use super::Failure;
 
@@ -36,7 +34,8 @@ pub(crate) enum VerifyCommand {
 
 #[derive(Debug, Args)]
 pub(crate) struct TpmQuoteArgs {
-    /// AK public area: TPM2B_PUBLIC (tpm2_createak -u), TPMT_PUBLIC, or a PEM public key.
+    /// AK public area: TPM2B_PUBLIC (tpm2_createak -u), TPMT_PUBLIC, or a public key (PEM or
+    /// DER SubjectPublicKeyInfo).
     #[arg(long)]
     ak: PathBuf,
     #[command(flatten)]
@@ -97,27 +96,6 @@ fn rejected(what: &str) -> impl Fn(&dyn std::fmt::Display) -> Failure + '_ {
     move |e| Failure::Rejected(format!("{what}: {e}"))
 }
 
-/// The AK as a TPM public area, or a bare PEM key (no attributes to check).
-enum AkFile {
-    Tpm(Public),
-    Bare(PublicKey),
-}
-
-fn load_ak(path: &Path) -> Result<AkFile, Failure> {
-    let bytes = read(path)?;
-    if bytes.starts_with(b"-----BEGIN") {
-        let key = x509::spki_public_key_pem(&bytes).map_err(|e| rejected("AK PEM")(&e))?;
-        return Ok(AkFile::Bare(key));
-    }
-    let prefixed = bytes.first_chunk::<2>().map(|s| usize::from(u16::from_be_bytes(*s)));
-    let parsed = if prefixed == Some(bytes.len().saturating_sub(2)) {
-        Public::from_tpm2b(&bytes)
-    } else {
-        Public::from_tpmt(&bytes)
-    };
-    parsed.map(AkFile::Tpm).map_err(|e| rejected("AK")(&e))
-}
-
 fn load_pcrs(path: &Path, quoted: &PcrSelection) -> Result<PcrValues, Failure> {
     let bytes = read(path)?;
     if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{') {
@@ -170,7 +148,7 @@ fn required_selection(
 }
 
 fn tpm_quote(args: &TpmQuoteArgs) -> Result<serde_json::Value, Failure> {
-    let ak = load_ak(&args.ak)?;
+    let ak = public_key::load(&args.ak, "AK")?;
     let attest = read(&args.files.quote)?;
     let signature = Signature::parse(&read(&args.files.signature)?).map_err(|e| rejected("signature")(&e))?;
     let nonce = args.files.nonce()?;
@@ -184,8 +162,8 @@ fn tpm_quote(args: &TpmQuoteArgs) -> Result<serde_json::Value, Failure> {
     let required = required_selection(&pcrs, args.pcr_bank.as_deref(), quoted_selection)?;
     let expected = QuoteExpectation { qualifying_data: &nonce, selection: &required };
     let (ak_ref, ak_kind) = match &ak {
-        AkFile::Tpm(public) => (Ak::Tpm(public), "tpm_public_area"),
-        AkFile::Bare(key) => (Ak::Vouched(key), "bare_public_key_attributes_unchecked"),
+        PublicFile::Tpm(public) => (Ak::Tpm(public), "tpm_public_area"),
+        PublicFile::Bare(key) => (Ak::Vouched(key), "bare_public_key_attributes_unchecked"),
     };
     let quote =
         verify_quote(ak_ref, &attest, &signature, &pcrs, &expected).map_err(|e| rejected("quote")(&e))?;

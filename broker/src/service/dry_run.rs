@@ -222,7 +222,7 @@ fn tpm(
 ) -> Result<Decision, Refusal> {
     let begin = &exchange.begin;
     let keys = parse_keys(&begin.ek_public, &begin.ak_public, &begin.key_public)?;
-    let hardware_id = ek_hardware_id(&keys.ek);
+    let hardware_id = ek_hardware_id(keys.ek.key());
     let hardware = HardwareId::Ek(hardware_id.clone());
     let status = standing_of(&hardware)?;
     let ek = match (&begin.ek_certificate, ek_issuer) {

@@ -2,6 +2,7 @@
 //! challenge; `finish` checks activation, quote, certification, event log and policy,
 //! then issues.
 
+use mooring_attestation::crypto::PublicKey;
 use mooring_attestation::protocol::{
     tpm_qualifying_data, HardwareId, IdentityStatus, IssuedCredentials, RecordedEvidence, RecordedExchange,
     TpmBeginRequest, TpmChallenge, TpmFinishRequest,
@@ -29,8 +30,8 @@ use crate::refusal::{Code, Refusal};
 use crate::store::Standing;
 
 /// Hardware identity of an EK: SHA-256 of its SubjectPublicKeyInfo, hex.
-pub(crate) fn ek_hardware_id(ek: &Public) -> String {
-    hex::encode(Sha256::digest(ek.key().to_spki_der()))
+pub(crate) fn ek_hardware_id(ek: &PublicKey) -> String {
+    hex::encode(Sha256::digest(ek.to_spki_der()))
 }
 
 /// An EK vouched for by its certificate (`ek_issuer`) or by enrollment.
@@ -149,7 +150,7 @@ pub(super) fn vouch_ek(
     now: SystemTime,
     status: Option<IdentityStatus>,
 ) -> Result<VouchedEk, Refusal> {
-    let hardware_id = ek_hardware_id(&keys.ek);
+    let hardware_id = ek_hardware_id(keys.ek.key());
     let ek_issuer = match &request.ek_certificate {
         Some(cert) => {
             let verified = verify_ek_certificate(cert, &[], roots, now)
@@ -161,10 +162,12 @@ pub(super) fn vouch_ek(
         }
         None if status == Some(IdentityStatus::Enrolled) => None,
         None => {
+            // A blocked EK is refused as blocked (vm_blocked), not as never enrolled.
+            standing(&HardwareId::Ek(hardware_id.clone()), status)?;
             return Err(Refusal::new(
                 Code::EkUntrusted,
                 format!("no EK certificate, and EK {hardware_id} is not enrolled"),
-            ))
+            ));
         }
     };
     Ok(VouchedEk { hardware_id, ek_issuer, status })
@@ -213,7 +216,7 @@ impl Broker {
     /// configured roots, or by enrollment.
     fn vouched_ek(&self, request: &TpmBeginRequest) -> Result<(Keys, VouchedEk), Refusal> {
         let keys = parse_keys(&request.ek_public, &request.ak_public, &request.key_public)?;
-        let hardware_id = ek_hardware_id(&keys.ek);
+        let hardware_id = ek_hardware_id(keys.ek.key());
         // An EK with a certificate needs the administrator's word at `begin` only when a
         // class matches on enrollment; otherwise it is read once, at `finish`, as the
         // challenge is used up (where a blocked TPM is refused, on the record). One store

@@ -3,10 +3,14 @@
 //! `REPORT_DATA` commits to the broker's nonce and both keys
 //! ([`mooring_attestation::protocol::snp_report_data`]).
 //!
-//! The report comes from an [`SnpDevice`]: [`sev_guest::SevGuest`] on a real guest (the only
-//! code in this crate with `unsafe`), or any other implementation in tests, such as one
-//! backed by the attestation crate's test signer.
+//! The report comes from an [`SnpDevice`]: on a real guest [`device::GuestDevice`], which is
+//! [`configfs_tsm::ConfigfsTsm`] (Linux 6.7+, files only) when this process may make a report
+//! entry, else [`sev_guest::SevGuest`] (the ioctl, the only code in this crate with `unsafe`);
+//! in tests any other implementation, such as one backed by the attestation crate's test
+//! signer.
 
+pub mod configfs_tsm;
+pub mod device;
 pub mod sev_guest;
 
 use aws_lc_rs::encoding::AsDer as _;
@@ -41,6 +45,9 @@ pub enum GuestError {
     /// Key generation or use failed.
     #[error("SEV-SNP credential key: {0}")]
     Key(String),
+    /// A configfs-tsm request failed.
+    #[error(transparent)]
+    Tsm(#[from] configfs_tsm::TsmError),
     /// A sealed secret did not open.
     #[error("sealed secret {name:?}: {reason}")]
     Secret {
