@@ -5,6 +5,7 @@
 pub(crate) mod admin;
 mod challenge;
 mod documents;
+mod exchange;
 mod issue;
 mod judged;
 mod lifecycle;
