@@ -10,8 +10,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use mooring_attestation::protocol::{
-    Code, ErrorBody, IssuedCredentials, RetireRequest, RetireResponse, SnpChallenge, SnpFinishRequest,
-    TpmBeginRequest, TpmChallenge, TpmFinishRequest, API_PREFIX,
+    Code, ErrorBody, ExchangeRequest, ExchangeResponse, IssuedCredentials, RetireRequest, RetireResponse,
+    SnpChallenge, SnpFinishRequest, TpmBeginRequest, TpmChallenge, TpmFinishRequest, API_PREFIX,
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -103,6 +103,14 @@ impl BrokerApi {
     /// See [`ApiError`].
     pub fn retire(&self, request: &RetireRequest) -> Result<RetireResponse, ApiError> {
         self.post("credentials/retire", request)
+    }
+
+    /// `POST /v1/credentials/exchange`.
+    ///
+    /// # Errors
+    /// See [`ApiError`].
+    pub fn exchange(&self, request: &ExchangeRequest) -> Result<ExchangeResponse, ApiError> {
+        self.post("credentials/exchange", request)
     }
 
     /// `POST /v1/tpm/begin`.

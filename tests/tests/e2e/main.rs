@@ -6,11 +6,13 @@
 //!
 //! The scenarios by what they attack: a VM attesting and paying (here), stolen credentials,
 //! keys and sealed secrets (`theft`), the end of a credential's life (`lifetime`: PCR change,
-//! revocation, retirement, reboot), cloned vTPMs (`clones`), and the SEV-SNP path (`snp`).
+//! revocation, retirement, reboot), cloned vTPMs (`clones`), the SEV-SNP path (`snp`), and
+//! the token exchange for downstream audiences (`federation`).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
 mod checks;
 mod clones;
+mod federation;
 mod lifetime;
 mod snp;
 mod theft;

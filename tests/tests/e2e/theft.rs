@@ -17,7 +17,7 @@ use crate::{pay, spiffe_id, world, A, B};
 
 /// A configuration file for mooring-pay on `vm`'s TPM with other runtime and state directories
 /// (what a thief who copied them there would point it at).
-fn config_with_dirs(vm: &ClientVm, runtime: &Path, state: &Path, name: &str) -> PathBuf {
+pub(crate) fn config_with_dirs(vm: &ClientVm, runtime: &Path, state: &Path, name: &str) -> PathBuf {
     let text = std::fs::read_to_string(vm.config_path())
         .unwrap()
         .replace(
