@@ -200,12 +200,26 @@ pub(crate) struct TlsFiles {
 }
 
 /// Who may call the admin API.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct AdminConfig {
     /// PEM CA certificates that issue admin client certificates; when absent the broker
     /// generates an admin CA and one admin client certificate under `data_dir/tls`.
     pub(crate) client_ca: Option<PathBuf>,
+    /// Attestations kept in memory (the newest; only evidence that passed the live checks)
+    /// for `POST /v1/admin/policy/dry-run`; 0 keeps none. At most 1024.
+    #[serde(default = "default_dry_run_recent")]
+    pub(crate) dry_run_recent: usize,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self { client_ca: None, dry_run_recent: default_dry_run_recent() }
+    }
+}
+
+fn default_dry_run_recent() -> usize {
+    64
 }
 
 /// TPM evidence settings.
@@ -462,6 +476,7 @@ impl mooring_serve::ConfigFile for Config {
         );
         anyhow::ensure!(self.limits.service_threads != Some(0), "limits.service_threads must be positive");
         anyhow::ensure!(self.keys.rotate_after_hours > 0, "keys.rotate_after_hours must be positive");
+        anyhow::ensure!(self.admin.dry_run_recent <= 1024, "admin.dry_run_recent is at most 1024");
         match (&self.store, &self.postgres) {
             (StoreKind::Postgres, None) => anyhow::bail!("store = \"postgres\" needs a [postgres] section"),
             (StoreKind::Sled, Some(_)) => anyhow::bail!("[postgres] is set but store is \"sled\""),

@@ -12,6 +12,8 @@ use serde::{Deserialize, Serialize};
 pub(crate) enum EvidenceKind {
     Tpm,
     Snp,
+    /// An Azure confidential VM: SEV-SNP report through the paravisor, vTPM quote.
+    Azure,
 }
 
 /// A challenge as `begin` made it: sealed into its id ([`crate::challenge`]), never stored.

@@ -427,3 +427,116 @@ fn the_bound_address_is_the_one_that_attested() {
     assert_eq!(status, 200, "{issued}");
     assert_eq!(issued["bound_address"], "127.0.0.2");
 }
+
+#[test]
+fn an_admin_dry_run_judges_recent_attestations_by_a_proposed_policy() {
+    let Some(vm) = Vm::start("broker_dry_run", SwtpmOptions::default()) else { return };
+    let setup = common::admitting(&vm, String::new());
+    let broker = Broker::start(&setup);
+    attest(&broker, &vm, 1);
+    // A finish refused at the live boundary (wrong activation) is not kept: only evidence
+    // that proved a live TPM is.
+    let challenge = begin(&broker, &vm, 2);
+    let mut request = vm.finish_request(&challenge);
+    request.activated_secret[0] ^= 1;
+    assert_refused(&finish(&broker, 2, &request), 403, "activation_failed");
+
+    let dry_run =
+        |policy: &str| broker.post(&broker.admin(), "admin/policy/dry-run", &json!({ "policy": policy }));
+    let (status, report) = dry_run(&setup.policy);
+    assert_eq!(status, 200, "{report}");
+    let results = report["results"].as_array().unwrap();
+    assert_eq!(results.len(), 1, "{report}");
+    assert_eq!(results[0]["kind"], "tpm");
+    assert_eq!(results[0]["address"], "127.0.0.1");
+    assert_eq!(results[0]["in_force"]["decision"], "admitted", "{report}");
+    assert_eq!(results[0]["proposed"], results[0]["in_force"]);
+    assert!(results[0]["proposed"]["not_checked"].as_str().unwrap().contains("activation"), "{report}");
+
+    // A policy pinning PCR 7 to another value would refuse this VM, and says why.
+    let stricter = setup.policy.replace(&"00".repeat(32), &"11".repeat(32));
+    let (status, report) = dry_run(&stricter);
+    assert_eq!(status, 200, "{report}");
+    let result = &report["results"][0];
+    assert_eq!(result["in_force"]["decision"], "admitted", "{report}");
+    assert_eq!(result["proposed"]["decision"], "refused", "{report}");
+    assert_eq!(result["proposed"]["code"], "pcr_value_not_allowed", "{report}");
+    // So would one that only admits it from another network.
+    let (_, elsewhere) = dry_run(&setup.policy.replace("127.0.0.0/8", "10.0.0.0/8"));
+    assert_eq!(elsewhere["results"][0]["proposed"]["code"], "address_not_allowed", "{elsewhere}");
+
+    // A proposed policy that does not load is refused with its line; nothing changes.
+    assert_refused(&dry_run("version = 1\n[[class]]\nname = 3\n"), 400, "policy_invalid");
+    assert_eq!(dry_run(&setup.policy).1["results"][0]["in_force"]["decision"], "admitted");
+    // Not without the admin certificate.
+    let (status, _) =
+        broker.post(&broker.client(loopback(1)), "admin/policy/dry-run", &json!({ "policy": "" }));
+    assert_eq!(status, 401);
+    // Each dry run is on the audit record, with the proposed policy's digest.
+    let audit = broker.audit();
+    let digest = report["policy"].as_str().unwrap();
+    assert!(
+        audit.iter().any(|r| r["code"] == "policy_dry_run" && r["reason"].as_str().unwrap().contains(digest)),
+        "{audit:?}"
+    );
+}
+
+#[test]
+fn a_blocked_tpm_with_an_ek_certificate_is_refused_at_finish_on_the_record() {
+    let Some(vm) = Vm::start("broker_blocked_finish", SwtpmOptions::default()) else { return };
+    let broker = Broker::start(&common::admitting(&vm, String::new()));
+    let issued = attest(&broker, &vm, 1);
+    let hardware_id = common::verify_jwt(&broker, &vm, &issued.jwt_svid)["claims"]["hardware_id"].clone();
+    broker.admin_post(
+        "admin/identities",
+        &json!({"identity": {"kind": "ek", "id": hardware_id}, "status": "blocked"}),
+    );
+    // No class matches on enrollment, so `begin` does not read the administrator's word;
+    // `finish` does, once the TPM proved itself, and refuses on the record.
+    let challenge = begin(&broker, &vm, 1);
+    assert_refused(&finish(&broker, 1, &vm.finish_request(&challenge)), 403, "vm_blocked");
+    let audit = broker.audit();
+    assert!(
+        audit.iter().any(|r| r["code"] == "vm_blocked"
+            && r["outcome"] == "refused"
+            && r["hardware_id"] == hardware_id),
+        "{audit:?}"
+    );
+
+    // With a class that matches on enrollment, `begin` reads it and refuses at once.
+    let mut setup = common::admitting(&vm, String::new());
+    setup.policy.push_str(
+        &setup
+            .policy
+            .replace("version = 1\n", "")
+            .replace("\"web\"", "\"enrolled\"")
+            .replace("[class.match]\n", "[class.match]\nenrolled = true\n"),
+    );
+    let broker = Broker::start(&setup);
+    attest(&broker, &vm, 1);
+    broker.admin_post(
+        "admin/identities",
+        &json!({"identity": {"kind": "ek", "id": hardware_id}, "status": "blocked"}),
+    );
+    let (status, body) = broker.post(&broker.client(loopback(1)), "tpm/begin", &vm.begin_request());
+    assert_refused(&(status, body), 403, "vm_blocked");
+}
+
+#[test]
+fn a_finish_is_refused_when_its_class_no_longer_admits_the_ek() {
+    let Some(vm) = Vm::start("broker_class_changed", SwtpmOptions::default()) else { return };
+    let setup = common::admitting(&vm, String::new());
+    let broker = Broker::start(&setup);
+    let challenge = begin(&broker, &vm, 1);
+    // Between begin and finish, the class is changed to admit another manufacturer's EKs.
+    let issuer = setup.policy.lines().find(|l| l.starts_with("ek_issuers")).unwrap();
+    std::fs::write(
+        broker.dir.path().join("policy.toml"),
+        setup.policy.replace(issuer, "ek_issuers = [\"CN=Another Vendor CA\"]"),
+    )
+    .unwrap();
+    broker.admin_post("admin/policy/reload", &json!({}));
+    let answer = finish(&broker, 1, &vm.finish_request(&challenge));
+    assert_refused(&answer, 403, "no_matching_class");
+    assert!(answer.1["reason"].as_str().unwrap().contains("no longer admits"), "{answer:?}");
+}

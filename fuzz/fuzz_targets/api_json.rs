@@ -6,17 +6,20 @@
 //! First byte: which type; the rest: the JSON body.
 #![no_main]
 
+use std::collections::BTreeMap;
 use std::sync::OnceLock;
 use std::time::{Duration, UNIX_EPOCH};
 
 use libfuzzer_sys::fuzz_target;
 use mooring_attestation::protocol::{
-    check_audience, check_nonce, exchange_request, parse_scope, AuditVerification, BundleDocument, ErrorBody, ExchangeRequest,
-    ExchangeResponse, IdentityChange, IssuedCredentials, JwkSet, OidcDiscovery, Possession, PresentedCredential,
+    check_audience, check_nonce, exchange_request, parse_scope, AuditVerification, AzureChallenge,
+    AzureFinishRequest, BundleDocument, DryRunReport, DryRunRequest, ErrorBody, ExchangeRequest, ExchangeResponse,
+    IdentityChange, IssuedCredentials, JwkSet, OidcDiscovery, Possession, PresentedCredential, RecordedEvidence,
     RetireRequest, RetireResponse, RevocationList, RevocationRequest, Sealed, SnpChallenge, SnpFinishRequest,
     TpmBeginRequest, TpmChallenge, TpmFinishRequest, VerifyRequest, VerifyResponse, EXCHANGE_AUDIENCE,
     RETIRE_AUDIENCE,
 };
+use mooring_attestation::snp::azure::HclReport;
 use mooring_attestation::snp::{CertTable, Report};
 use mooring_attestation::svid::{CheckedCredential, ExchangedToken, PossessionProof, Presented, TrustBundle};
 use mooring_attestation::tpm::attest::{Attest, Signature};
@@ -95,14 +98,46 @@ fn tpm_begin(request: &TpmBeginRequest) {
 }
 
 fn tpm_finish(request: &TpmFinishRequest) {
-    let _ = PcrValues::from_map(&request.pcrs);
-    let _ = Attest::parse(&request.quote);
-    let _ = Signature::parse(&request.quote_signature);
-    let _ = Attest::parse(&request.certify);
-    let _ = Signature::parse(&request.certify_signature);
-    if let Some(log) = &request.event_log {
+    quoted(
+        &request.pcrs,
+        [&request.quote, &request.certify],
+        [&request.quote_signature, &request.certify_signature],
+        request.event_log.as_deref(),
+    );
+}
+
+/// A quote and a certification, their signatures, PCR values and event log.
+fn quoted(
+    pcrs: &BTreeMap<String, BTreeMap<String, String>>,
+    attested: [&[u8]; 2],
+    signatures: [&[u8]; 2],
+    log: Option<&[u8]>,
+) {
+    let _ = PcrValues::from_map(pcrs);
+    for attest in attested {
+        let _ = Attest::parse(attest);
+    }
+    for signature in signatures {
+        let _ = Signature::parse(signature);
+    }
+    if let Some(log) = log {
         let _ = EventLog::parse(log);
     }
+}
+
+fn azure_finish(request: &AzureFinishRequest) {
+    let _ = HclReport::parse(&request.hcl_report);
+    if let Some(chain) = &request.vcek_chain {
+        let _ = parse_certificates(chain.as_bytes());
+    }
+    tpm_public(&request.ak_public);
+    tpm_public(&request.key_public);
+    quoted(
+        &request.pcrs,
+        [&request.quote, &request.certify],
+        [&request.quote_signature, &request.certify_signature],
+        request.event_log.as_deref(),
+    );
 }
 
 fn snp_finish(request: &SnpFinishRequest) {
@@ -135,7 +170,7 @@ fn issued(credentials: &IssuedCredentials) {
 
 fuzz_target!(|data: &[u8]| {
     let Some((&selector, body)) = data.split_first() else { return };
-    match selector % 19 {
+    match selector % 24 {
         // Requests the broker reads (`POST /v1/snp/begin` takes `{}` only: SnpBeginRequest).
         0 => parse::<TpmBeginRequest>(body).iter().for_each(tpm_begin),
         1 => parse::<TpmFinishRequest>(body).iter().for_each(tpm_finish),
@@ -167,11 +202,17 @@ fuzz_target!(|data: &[u8]| {
         // The administrators' bodies.
         13 => drop(parse::<IdentityChange>(body)),
         14 => drop(parse::<RevocationRequest>(body)),
-        15 => drop(parse::<AuditVerification>(body)),
+        15 => drop(parse::<DryRunRequest>(body)),
+        16 => drop(parse::<DryRunReport>(body)),
+        // The Azure confidential VM exchange, and evidence recorded for dry runs.
+        17 => parse::<AzureFinishRequest>(body).iter().for_each(azure_finish),
+        18 => drop(parse::<AzureChallenge>(body)),
+        19 => drop(parse::<RecordedEvidence>(body)),
         // Federation: `POST /v1/credentials/exchange` and its answer, the OIDC discovery
         // document a relying party reads.
-        16 => parse::<ExchangeRequest>(body).iter().for_each(exchange),
-        17 => drop(parse::<ExchangeResponse>(body)),
-        _ => drop(parse::<OidcDiscovery>(body)),
+        20 => parse::<ExchangeRequest>(body).iter().for_each(exchange),
+        21 => drop(parse::<ExchangeResponse>(body)),
+        22 => drop(parse::<OidcDiscovery>(body)),
+        _ => drop(parse::<AuditVerification>(body)),
     }
 });

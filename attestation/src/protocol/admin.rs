@@ -78,3 +78,62 @@ pub struct PolicyInForce {
     /// SHA-256 of the policy text (hex), as in audit records.
     pub policy: String,
 }
+
+/// `POST /v1/admin/policy/dry-run`: a policy to judge the broker's recent evidence with,
+/// before it is loaded.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DryRunRequest {
+    /// The policy text (TOML), as it would be written to the policy file.
+    pub policy: String,
+}
+
+/// Answer to [`DryRunRequest`]: each recent attestation judged by the policy in force and by
+/// the proposed one, newest first.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DryRunReport {
+    /// SHA-256 of the proposed policy text (hex).
+    pub policy: String,
+    /// The judgements.
+    pub results: Vec<DryRunResult>,
+}
+
+/// One recent attestation, judged twice.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DryRunResult {
+    /// When the broker saw it (Unix seconds).
+    pub at: i64,
+    /// The address it came from.
+    pub address: std::net::IpAddr,
+    /// `tpm`, `snp` or `azure`.
+    pub kind: String,
+    /// The decision under the policy in force.
+    pub in_force: Decision,
+    /// The decision under the proposed policy.
+    pub proposed: Decision,
+}
+
+/// What a policy decides about one piece of evidence in a dry run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "decision", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Decision {
+    /// A class admits it.
+    Admitted {
+        /// The class.
+        class: String,
+        /// The hardware identity it would be issued for, when the evidence names one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        hardware_id: Option<String>,
+        /// What a live attestation checks that this evidence could not show.
+        not_checked: String,
+    },
+    /// Refused, with the code and reason a live attestation would get.
+    Refused {
+        /// The refusal code.
+        code: super::Code,
+        /// Why.
+        reason: String,
+    },
+}

@@ -115,6 +115,122 @@ pub struct SnpFinishRequest {
     pub sealing_key: Vec<u8>,
 }
 
+/// `POST /v1/azure/begin`: an empty JSON object (`{}`), nothing else. An Azure
+/// confidential VM proves itself with its paravisor's HCL report and a vTPM quote
+/// ([`AzureFinishRequest`]).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AzureBeginRequest {}
+
+/// Answer to [`AzureBeginRequest`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AzureChallenge {
+    /// Identifies the challenge at `finish`.
+    pub challenge_id: String,
+    /// Fresh random nonce; the quote's qualifying data is [`tpm_qualifying_data`] of it.
+    ///
+    /// [`tpm_qualifying_data`]: super::tpm_qualifying_data
+    #[serde(with = "b64")]
+    pub nonce: Vec<u8>,
+    /// PCRs to quote, bank name to indices: every PCR some Azure class of the policy
+    /// appraises.
+    pub pcr_selection: BTreeMap<String, Vec<u8>>,
+    /// Unix time (seconds) after which `finish` is refused.
+    pub expires_at: i64,
+}
+
+/// `POST /v1/azure/finish`: the HCL report (whose SNP report commits to the vTPM's AK and
+/// EK), a quote by that AK answering the challenge, and the credential key K certified by
+/// the same AK.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AzureFinishRequest {
+    /// From [`AzureChallenge::challenge_id`].
+    pub challenge_id: String,
+    /// The HCL report, as read from the vTPM's NV index 0x01400001.
+    #[serde(with = "b64")]
+    pub hcl_report: Vec<u8>,
+    /// The VCEK, then optionally the ASK and ARK (PEM), as the instance metadata service's
+    /// certification endpoint gives them. Absent: the broker's provisioned VCEKs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vcek_chain: Option<String>,
+    /// The AK's `TPM2B_PUBLIC`; its key must be the runtime claims' `HCLAkPub`.
+    #[serde(with = "b64")]
+    pub ak_public: Vec<u8>,
+    /// `TPMS_ATTEST` of the quote, as the vTPM returned it.
+    #[serde(with = "b64")]
+    pub quote: Vec<u8>,
+    /// `TPMT_SIGNATURE` over `quote`.
+    #[serde(with = "b64")]
+    pub quote_signature: Vec<u8>,
+    /// The quoted PCR values: bank name to index to hex value.
+    pub pcrs: BTreeMap<String, BTreeMap<String, String>>,
+    /// The measured-boot event log, when the VM has one.
+    #[serde(default, with = "b64_option", skip_serializing_if = "Option::is_none")]
+    pub event_log: Option<Vec<u8>>,
+    /// The credential key K's `TPM2B_PUBLIC` (a non-exportable signing key in the vTPM).
+    #[serde(with = "b64")]
+    pub key_public: Vec<u8>,
+    /// `TPMS_ATTEST` of TPM2_Certify(K) by the AK.
+    #[serde(with = "b64")]
+    pub certify: Vec<u8>,
+    /// `TPMT_SIGNATURE` over `certify`.
+    #[serde(with = "b64")]
+    pub certify_signature: Vec<u8>,
+}
+
+/// One attestation as a client made it, recorded (`mooring-client --record FILE`) for
+/// `mooring-broker policy dry-run`: the address it attested from, the challenge's nonce and
+/// what it sent. A dry run judges it against a policy, skipping only freshness.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum RecordedEvidence {
+    /// A TPM VM's exchange.
+    Tpm(RecordedExchange<TpmBeginRequest, TpmFinishRequest>),
+    /// An SEV-SNP VM's exchange.
+    Snp(RecordedExchange<SnpBeginRequest, SnpFinishRequest>),
+    /// An Azure confidential VM's exchange.
+    Azure(RecordedExchange<AzureBeginRequest, AzureFinishRequest>),
+}
+
+impl RecordedEvidence {
+    /// The address the VM attested from.
+    #[must_use]
+    pub fn address(&self) -> IpAddr {
+        match self {
+            Self::Tpm(exchange) => exchange.address,
+            Self::Snp(exchange) => exchange.address,
+            Self::Azure(exchange) => exchange.address,
+        }
+    }
+
+    /// `tpm`, `snp` or `azure`.
+    #[must_use]
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Tpm(_) => "tpm",
+            Self::Snp(_) => "snp",
+            Self::Azure(_) => "azure",
+        }
+    }
+}
+
+/// What one exchange sent, and the nonce it answered.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecordedExchange<B, F> {
+    /// The address the VM attested from.
+    pub address: IpAddr,
+    /// The challenge's nonce.
+    #[serde(with = "b64")]
+    pub nonce: Vec<u8>,
+    /// The `begin` request.
+    pub begin: B,
+    /// The `finish` request.
+    pub finish: F,
+}
+
 /// Answer to a successful `finish`: the VM's credentials.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

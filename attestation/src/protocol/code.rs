@@ -67,6 +67,8 @@ codes! {
     NotFound = "not_found", 404;
     /// An admin route without an admin client certificate.
     Unauthorized = "unauthorized", 401;
+    /// A proposed policy (admin dry run) does not load; the reason names its line.
+    PolicyInvalid = "policy_invalid", 400;
     /// A trusted proxy sent a forwarded address that does not parse.
     ForwardedAddressInvalid = "forwarded_address_invalid", 400;
     // Challenges.
@@ -129,6 +131,13 @@ codes! {
     SnpMeasurement = "snp_measurement", 403;
     /// The report comes from a less privileged VMPL than the policy allows.
     SnpVmpl = "snp_vmpl", 403;
+    // Azure confidential VMs (SEV-SNP report through the paravisor, vTPM quote).
+    /// The HCL report is malformed, or its runtime claims lack a usable AK or EK.
+    HclReportInvalid = "hcl_report_invalid", 403;
+    /// `REPORT_DATA` does not commit to the runtime claims sent with it.
+    RuntimeClaimsMismatch = "runtime_claims_mismatch", 403;
+    /// The AK sent is not the one the runtime claims (`HCLAkPub`) name.
+    AkMismatch = "ak_mismatch", 403;
     // Admission.
     /// An administrator blocked this hardware.
     VmBlocked = "vm_blocked", 403;

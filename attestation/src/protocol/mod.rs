@@ -16,11 +16,13 @@ mod jwt;
 use sha2::{Digest, Sha256, Sha512};
 
 pub use self::admin::{
-    AuditVerification, HardwareId, IdentityChange, IdentityStatus, PolicyInForce, RevocationRequest,
+    AuditVerification, Decision, DryRunReport, DryRunRequest, DryRunResult, HardwareId, IdentityChange,
+    IdentityStatus, PolicyInForce, RevocationRequest,
 };
 pub use self::attest::{
-    IssuedCredentials, Sealed, SealedSecret, SnpBeginRequest, SnpChallenge, SnpFinishRequest,
-    TpmBeginRequest, TpmChallenge, TpmFinishRequest,
+    AzureBeginRequest, AzureChallenge, AzureFinishRequest, IssuedCredentials, RecordedEvidence,
+    RecordedExchange, Sealed, SealedSecret, SnpBeginRequest, SnpChallenge, SnpFinishRequest, TpmBeginRequest,
+    TpmChallenge, TpmFinishRequest,
 };
 pub use self::code::Code;
 pub use self::credentials::{

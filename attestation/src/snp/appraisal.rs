@@ -23,7 +23,10 @@ pub enum SnpAppraisalError {
 }
 
 /// Proof that a report verified (signature, chain to AMD or a configured root), carries
-/// the expected `REPORT_DATA` and names its chip. Only [`SnpAppraisal::new`] builds one.
+/// the expected `REPORT_DATA` and names its chip. [`SnpAppraisal::new`] builds one for a
+/// guest's own report; [`crate::snp::azure::VerifiedAzureCvm::into_parts`] for an Azure HCL
+/// report, whose REPORT_DATA commits to the runtime claims (replayable on its own: the vTPM
+/// quote brings the freshness) and whose chip is not the guest's identity.
 #[derive(Debug, Clone)]
 pub struct SnpAppraisal {
     report: VerifiedReport,
@@ -42,6 +45,13 @@ impl SnpAppraisal {
         aws_lc_rs::constant_time::verify_slices_are_equal(report.report_data(), expected_report_data)
             .map_err(|_| SnpAppraisalError::ReportData)?;
         Ok(Self { report })
+    }
+
+    /// A report whose REPORT_DATA was checked by the caller against what it must commit to
+    /// (an Azure HCL report's runtime claims). Its chip is not the guest's identity there
+    /// (the vTPM's EK is), so a masked CHIP_ID is not refused.
+    pub(crate) fn committed(report: VerifiedReport) -> Self {
+        Self { report }
     }
 
     /// The verified report.

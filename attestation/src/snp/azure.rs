@@ -19,6 +19,7 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use super::appraisal::SnpAppraisal;
 use super::verifier::{SnpCertSource, SnpVerifier};
 use super::{report, SnpError, VerifiedReport};
 use crate::codec::{CodecError, Reader};
@@ -42,8 +43,10 @@ pub const MAX_HCL_REPORT_LEN: usize = 8 * 1024;
 pub const REPORT_TYPE_SNP: u32 = 2;
 /// The JWK `kid` of the vTPM attestation key in the runtime claims.
 pub const AK_KID: &str = "HCLAkPub";
-/// Largest RSA modulus accepted for the AK.
-const MAX_AK_MODULUS_LEN: usize = 512;
+/// The JWK `kid` of the vTPM endorsement key in the runtime claims.
+pub const EK_KID: &str = "HCLEkPub";
+/// Largest RSA modulus accepted for the AK and EK.
+const MAX_RSA_MODULUS_LEN: usize = 512;
 
 /// Why Azure confidential-VM evidence was refused.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -208,6 +211,7 @@ impl<'a> HclReport<'a> {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RuntimeClaims {
     ak: PublicKey,
+    ek: Option<PublicKey>,
     #[serde(serialize_with = "crate::serde_hex::option")]
     user_data: Option<Vec<u8>>,
     vm_configuration: Option<serde_json::Value>,
@@ -218,6 +222,12 @@ impl RuntimeClaims {
     #[must_use]
     pub fn ak(&self) -> &PublicKey {
         &self.ak
+    }
+
+    /// The vTPM endorsement key (`HCLEkPub`), when the paravisor names it.
+    #[must_use]
+    pub fn ek(&self) -> Option<&PublicKey> {
+        self.ek.as_ref()
     }
 
     /// The `user-data` the guest asked the paravisor to bind (hex-decoded).
@@ -278,6 +288,14 @@ impl VerifiedAzureCvm {
     pub fn quote(&self) -> &VerifiedQuote {
         &self.quote
     }
+
+    /// The parts policy appraises: the SNP report as an [`SnpAppraisal`] (its REPORT_DATA
+    /// commits to the runtime claims, checked by [`verify_azure_cvm`]), the runtime claims
+    /// and the quote.
+    #[must_use]
+    pub fn into_parts(self) -> (SnpAppraisal, RuntimeClaims, VerifiedQuote) {
+        (SnpAppraisal::committed(self.report), self.runtime_claims, self.quote)
+    }
 }
 
 /// Verifies Azure confidential-VM evidence end to end at `now_unix`.
@@ -330,38 +348,48 @@ struct Jwk {
     e: Option<String>,
 }
 
-/// The AK (the one `HCLAkPub` RSA JWK), user data and VM configuration.
+/// The AK (the one `HCLAkPub` RSA JWK), the EK (`HCLEkPub`, when present), user data and
+/// VM configuration.
 fn parse_runtime_claims(json: &[u8]) -> Result<RuntimeClaims, AzureError> {
+    let claims: ClaimsJson = serde_json::from_slice(json)
+        .map_err(|e| AzureError::Claims(format!("not the expected JSON: {e}")))?;
+    let ak = rsa_key(&claims.keys, AK_KID)?
+        .ok_or_else(|| AzureError::Claims(format!("no key with kid {AK_KID:?}")))?;
+    let ek = rsa_key(&claims.keys, EK_KID)?;
+    let user_data = match claims.user_data {
+        Some(text) => {
+            Some(hex::decode(&text).map_err(|e| AzureError::Claims(format!("user-data is not hex: {e}")))?)
+        }
+        None => None,
+    };
+    Ok(RuntimeClaims { ak, ek, user_data, vm_configuration: claims.vm_configuration })
+}
+
+/// The one RSA key with `kid` among `keys`, if any.
+fn rsa_key(keys: &[Jwk], kid: &str) -> Result<Option<PublicKey>, AzureError> {
     let bad = |reason: String| AzureError::Claims(reason);
-    let claims: ClaimsJson =
-        serde_json::from_slice(json).map_err(|e| bad(format!("not the expected JSON: {e}")))?;
-    let mut aks = claims.keys.iter().filter(|k| k.kid.as_deref() == Some(AK_KID));
-    let jwk = aks.next().ok_or_else(|| bad(format!("no key with kid {AK_KID:?}")))?;
-    if aks.next().is_some() {
-        return Err(bad(format!("more than one key with kid {AK_KID:?}")));
+    let mut matching = keys.iter().filter(|k| k.kid.as_deref() == Some(kid));
+    let Some(jwk) = matching.next() else { return Ok(None) };
+    if matching.next().is_some() {
+        return Err(bad(format!("more than one key with kid {kid:?}")));
     }
     if jwk.kty != "RSA" {
-        return Err(bad(format!("{AK_KID} has kty {:?}, expected \"RSA\"", jwk.kty)));
+        return Err(bad(format!("{kid} has kty {:?}, expected \"RSA\"", jwk.kty)));
     }
     let decode = |name: &str, value: &Option<String>| {
-        let text = value.as_deref().ok_or_else(|| bad(format!("{AK_KID} has no {name:?}")))?;
-        URL_SAFE_NO_PAD.decode(text).map_err(|e| bad(format!("{AK_KID} {name:?} is not base64url: {e}")))
+        let text = value.as_deref().ok_or_else(|| bad(format!("{kid} has no {name:?}")))?;
+        URL_SAFE_NO_PAD.decode(text).map_err(|e| bad(format!("{kid} {name:?} is not base64url: {e}")))
     };
     let modulus = decode("n", &jwk.n)?;
-    if modulus.len() > MAX_AK_MODULUS_LEN {
-        return Err(bad(format!("{AK_KID} modulus of {} bytes is too large", modulus.len())));
+    if modulus.len() > MAX_RSA_MODULUS_LEN {
+        return Err(bad(format!("{kid} modulus of {} bytes is too large", modulus.len())));
     }
     let exponent = decode("e", &jwk.e)?;
     let exponent = match exponent.iter().position(|b| *b != 0) {
         Some(start) if exponent.len() - start <= 4 => {
             exponent.iter().skip(start).fold(0u32, |acc, b| (acc << 8) | u32::from(*b))
         }
-        _ => return Err(bad(format!("{AK_KID} exponent is zero or longer than 4 bytes"))),
+        _ => return Err(bad(format!("{kid} exponent is zero or longer than 4 bytes"))),
     };
-    let ak = PublicKey::rsa(&modulus, exponent).map_err(|e| bad(format!("{AK_KID}: {e}")))?;
-    let user_data = match claims.user_data {
-        Some(text) => Some(hex::decode(&text).map_err(|e| bad(format!("user-data is not hex: {e}")))?),
-        None => None,
-    };
-    Ok(RuntimeClaims { ak, user_data, vm_configuration: claims.vm_configuration })
+    PublicKey::rsa(&modulus, exponent).map(Some).map_err(|e| bad(format!("{kid}: {e}")))
 }

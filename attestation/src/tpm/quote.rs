@@ -87,6 +87,21 @@ impl VerifiedQuote {
     pub fn clock(&self) -> ClockInfo {
         self.clock
     }
+
+    /// The same quote with only the values of PCRs `indices` of `bank` (those quoted): for
+    /// appraising a quote that covers more PCRs than a policy looks at, such as one recorded
+    /// outside Mooring over all 24.
+    #[must_use]
+    pub fn only(&self, bank: HashAlg, indices: &[u8]) -> Self {
+        let mut pcrs = PcrValues::new();
+        for index in indices {
+            if let Some(value) = self.pcrs.get(bank, *index) {
+                // Inserting a value that was already held cannot fail.
+                let _ = pcrs.insert(bank, *index, value.to_vec());
+            }
+        }
+        Self { pcrs, ..self.clone() }
+    }
 }
 
 /// Verifies a quote: the AK is a TPM-resident restricted signing key, the signature

@@ -7,9 +7,18 @@ use mooring_attestation::tpm::alg::HashAlg;
 use mooring_attestation::tpm::pcr::PcrValues;
 use mooring_attestation::x509::bundle::parse_one_certificate;
 
-use super::verify::{verify_snp_report, SnpReportArgs};
+use std::io::Write as _;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use super::verify::{verification_time, verify_snp_report, SnpReportArgs};
 use super::{read_file, Failure};
+use crate::config::{Config, SnpConfig};
 use crate::policy::{learn, Policy};
+use crate::service::dry_run::{appraise_azure_evidence, judge, parse_evidence, Verifiers};
+use crate::service::ek_roots;
+use crate::service::snp::verifier as snp_verifier;
+use mooring_attestation::protocol::Decision;
+use mooring_serve::ConfigFile as _;
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum PolicyCommand {
@@ -24,6 +33,47 @@ pub(crate) enum PolicyCommand {
     /// Print an SEV-SNP class admitting a known-good VM's launch measurement at its
     /// reported TCB or newer (the report is verified against AMD's roots first).
     LearnSnp(LearnSnpArgs),
+    /// Judge recorded evidence (`mooring-client --record`, or a public vector) against a
+    /// policy as a live attestation would, skipping only freshness: one JSON line per
+    /// evidence file with the class that admits it or the refusal; exit status 0 when every
+    /// one is admitted, 1 when one is refused, 2 when a file cannot be read.
+    DryRun(DryRunArgs),
+    /// Print an Azure confidential VM class admitting a known-good VM's launch measurement,
+    /// TCB, vTPM and PCR values (its evidence is verified and appraised first).
+    LearnAzure(LearnAzureArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DryRunArgs {
+    /// The policy to judge with.
+    #[arg(long)]
+    policy: PathBuf,
+    /// The broker's configuration, for its EK roots and SEV-SNP roots and VCEKs (default:
+    /// no EK roots, AMD's built-in roots).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Judge as at this time, RFC 3339 (certificate validity); default now.
+    #[arg(long)]
+    at: Option<String>,
+    /// Evidence files; repeat for several.
+    #[arg(long = "evidence", required = true)]
+    evidence: Vec<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct LearnAzureArgs {
+    /// Name of the class to write.
+    #[arg(long)]
+    class: String,
+    /// The VM's evidence (recorded, or an Azure vector).
+    #[arg(long)]
+    evidence: PathBuf,
+    /// PCR indices to pin, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "0,1,2,3,4,5,6,7")]
+    indices: Vec<u8>,
+    /// Verify as at this time, RFC 3339; default now.
+    #[arg(long)]
+    at: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -105,6 +155,8 @@ pub(crate) fn run(command: &PolicyCommand) -> Result<String, Failure> {
             })
             .map_err(Failure::Rejected)
         }
+        PolicyCommand::DryRun(args) => dry_run(args),
+        PolicyCommand::LearnAzure(args) => learn_azure(args),
         PolicyCommand::LearnSnp(args) => {
             let report = verify_snp_report(&args.evidence)?;
             let claims = report.claims();
@@ -116,4 +168,47 @@ pub(crate) fn run(command: &PolicyCommand) -> Result<String, Failure> {
             ))
         }
     }
+}
+
+fn dry_run(args: &DryRunArgs) -> Result<String, Failure> {
+    let policy = Policy::load(&args.policy).map_err(|e| Failure::Usage(e.to_string()))?;
+    let (tpm, snp) = match &args.config {
+        Some(path) => {
+            let config = Config::load(path).map_err(|e| Failure::Usage(format!("{e:#}")))?;
+            (config.tpm, config.snp)
+        }
+        None => Default::default(),
+    };
+    let ek_roots = ek_roots(&tpm).map_err(|e| Failure::Usage(format!("{e:#}")))?;
+    let snp = snp_verifier(&snp).map_err(|e| Failure::Usage(format!("{e:#}")))?;
+    let verifiers = Verifiers { ek_roots: &ek_roots, snp: &snp, now: at(args.at.as_deref())? };
+    let mut refused = 0;
+    let mut out = std::io::stdout().lock();
+    for path in &args.evidence {
+        let evidence = parse_evidence(&read_file(path)?)
+            .map_err(|e| Failure::Usage(format!("{}: {e}", path.display())))?;
+        // Offline, no administrator enrolled or blocked anything.
+        let decision = judge(&verifiers, &policy, &|_| Ok(None), &evidence, None);
+        refused += usize::from(matches!(decision, Decision::Refused { .. }));
+        let line = serde_json::json!({ "evidence": path.display().to_string(), "result": decision });
+        let _ = writeln!(out, "{line}");
+    }
+    if refused > 0 {
+        return Err(Failure::Rejected(format!("{refused} of {} refused", args.evidence.len())));
+    }
+    Ok(format!("{} admitted", args.evidence.len()))
+}
+
+fn learn_azure(args: &LearnAzureArgs) -> Result<String, Failure> {
+    let evidence = parse_evidence(&read_file(&args.evidence)?)
+        .map_err(|e| Failure::Usage(format!("{}: {e}", args.evidence.display())))?;
+    let verifier = snp_verifier(&SnpConfig::default()).map_err(|e| Failure::Usage(format!("{e:#}")))?;
+    let appraisal = appraise_azure_evidence(&verifier, &evidence, at(args.at.as_deref())?)
+        .map_err(|refusal| Failure::Rejected(format!("{}: {}", refusal.code.as_str(), refusal.reason)))?;
+    learn::azure_class(&args.class, &appraisal, &args.indices).map_err(Failure::Rejected)
+}
+
+fn at(text: Option<&str>) -> Result<SystemTime, Failure> {
+    let unix = verification_time(text)?;
+    Ok(UNIX_EPOCH + Duration::from_secs(u64::try_from(unix).unwrap_or(0)))
 }

@@ -2,7 +2,7 @@
 
 mod snp;
 
-pub(crate) use snp::{verify_report as verify_snp_report, SnpReportArgs};
+pub(crate) use snp::{verification_time, verify_report as verify_snp_report, SnpReportArgs};
 
 use std::path::{Path, PathBuf};
 

@@ -65,6 +65,11 @@ pub(crate) fn router(broker: Arc<Broker>) -> Router {
         .route(&format!("{v1}/tpm/finish"), vm::from_vm(Action::Attest, "tpm_finish", Broker::tpm_finish))
         .route(&format!("{v1}/snp/begin"), vm::from_vm(Action::Begin, "snp_begin", Broker::snp_begin))
         .route(&format!("{v1}/snp/finish"), vm::from_vm(Action::Attest, "snp_finish", Broker::snp_finish))
+        .route(&format!("{v1}/azure/begin"), vm::from_vm(Action::Begin, "azure_begin", Broker::azure_begin))
+        .route(
+            &format!("{v1}/azure/finish"),
+            vm::from_vm(Action::Attest, "azure_finish", Broker::azure_finish),
+        )
         .route(&format!("{v1}/credentials/verify"), post(vm::verify))
         .route(&format!("{v1}/credentials/retire"), vm::from_vm(Action::Retire, "retire", Broker::retire))
         .route(
@@ -82,6 +87,7 @@ pub(crate) fn router(broker: Arc<Broker>) -> Router {
         .route(&format!("{v1}/admin/audit"), get(admin::audit))
         .route(&format!("{v1}/admin/audit/verify"), post(admin::audit_verify))
         .route(&format!("{v1}/admin/policy/reload"), post(admin::reload))
+        .route(&format!("{v1}/admin/policy/dry-run"), admin::posted(Broker::dry_run))
         .fallback(|| async { ErrorResponse(Refusal::new(Code::NotFound, "no such route")) })
         .layer(Extension(documents::RevocationWaiters::new()))
         .layer(axum::extract::DefaultBodyLimit::max(broker.config.limits.max_body_bytes))

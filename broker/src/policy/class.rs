@@ -6,6 +6,7 @@ use std::path::Path;
 use ipnet::IpNet;
 use mooring_attestation::protocol::{check_audience, check_scope_token};
 use mooring_attestation::snp::appraisal::SnpAppraisal;
+use mooring_attestation::tpm::alg::HashAlg;
 
 use super::file::{ClassFile, Evidence, FederationFile};
 use super::snp::SnpRules;
@@ -92,6 +93,7 @@ impl Class {
     pub(super) fn compile(
         class: ClassFile,
         base: &Path,
+        files: SecretFiles,
         svid_audiences: &[(String, String)],
     ) -> Result<Self, CompileError> {
         if class.name.is_empty()
@@ -131,14 +133,52 @@ impl Class {
                 let rules = class.snp.ok_or("evidence = \"snp\" needs a [class.snp] table")?;
                 (None, Some(SnpRules::compile(rules)?), EvidenceKind::Snp)
             }
+            Evidence::Azure => {
+                if !class.matching.ek_issuers.is_empty() {
+                    return Err("ek_issuers does not apply to Azure confidential VMs: the SEV-SNP report \
+                                vouches for their vTPM's EK"
+                        .into());
+                }
+                if !class.secrets.is_empty() {
+                    return Err("secrets are not released to Azure confidential VMs".into());
+                }
+                if hardware_ids.is_empty() && !class.matching.enrolled {
+                    return Err(
+                        "[class.match] needs hardware_ids or enrolled = true: the launch measurement \
+                                is the paravisor's, the same for every Azure confidential VM, so an Azure \
+                                class must say which vTPMs it admits"
+                            .into(),
+                    );
+                }
+                let snp = class
+                    .snp
+                    .ok_or("evidence = \"azure\" needs a [class.snp] table (launch measurement, TCB)")?;
+                if snp.max_vmpl != 0 {
+                    return Err("an Azure class admits only reports from VMPL 0 (max_vmpl = 0): only the \
+                                paravisor there vouches for the runtime claims"
+                        .into());
+                }
+                let tpm = class
+                    .tpm
+                    .ok_or("evidence = \"azure\" needs a [class.tpm] table (the vTPM's boot state)")?;
+                let tpm = TpmRules::compile(tpm)?;
+                if tpm.bank() != HashAlg::Sha256 {
+                    return Err("an Azure class quotes the vTPM's sha256 bank (pcr_bank = \"sha256\")".into());
+                }
+                (Some(tpm), Some(SnpRules::compile(snp)?), EvidenceKind::Azure)
+            }
         };
         let mut secrets: Vec<Secret> = Vec::new();
         for secret in class.secrets {
             if secrets.iter().any(|s| s.name == secret.name) || secret.name.is_empty() {
                 return Err(format!("secret name {:?} is empty or repeated", secret.name).into());
             }
+            if files == SecretFiles::Unread {
+                secrets.push(Secret { name: secret.name, value: Vec::new() });
+                continue;
+            }
             let path = if secret.file.is_relative() { base.join(&secret.file) } else { secret.file.clone() };
-            let value = std::fs::read(&path).map_err(|e| {
+            let value = read_secret(&path).map_err(|e| {
                 CompileError::from(format!("secret {:?}: cannot read {}: {e}", secret.name, path.display()))
             })?;
             if value.is_empty() || value.len() > MAX_SECRET_BYTES {
@@ -180,7 +220,7 @@ impl Class {
         })
     }
 
-    pub(super) fn matches_identity(
+    pub(crate) fn matches_identity(
         &self,
         hardware_id: &str,
         ek_issuer: Option<&str>,
@@ -195,6 +235,16 @@ impl Class {
 
     pub(crate) fn name(&self) -> &str {
         &self.name
+    }
+
+    /// Whether the class admits only enrolled hardware.
+    pub(crate) fn enrolled_only(&self) -> bool {
+        self.enrolled_only
+    }
+
+    /// The only evidence kind the class accepts.
+    pub(crate) fn evidence(&self) -> EvidenceKind {
+        self.evidence
     }
 
     pub(crate) fn ttl_seconds(&self) -> u32 {
@@ -223,6 +273,13 @@ impl Class {
         self.tpm.as_ref()
     }
 
+    /// The class's TPM rules; a TPM or Azure class has them.
+    pub(crate) fn tpm_rules(&self) -> Result<&TpmRules, Refusal> {
+        self.tpm.as_ref().ok_or_else(|| {
+            Refusal::new(Code::NoMatchingClass, format!("class {:?} appraises no TPM quote", self.name))
+        })
+    }
+
     /// The SPIFFE ID for a VM of this class.
     pub(crate) fn spiffe_id(&self, trust_domain: &str, hardware_id: &str) -> String {
         self.spiffe_id
@@ -248,11 +305,31 @@ impl Class {
         let Some(rules) = &self.snp else {
             return Err(Refusal::new(
                 Code::NoMatchingClass,
-                format!("class {:?} is not an SEV-SNP class", self.name),
+                format!("class {:?} appraises no SEV-SNP report", self.name),
             ));
         };
         rules.check(appraisal)
     }
+}
+
+/// Whether compiling reads the secret files (a proposal judged in a dry run does not).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SecretFiles {
+    Read,
+    Unread,
+}
+
+/// A secret file: a regular file (not a device or a pipe), read no further than a secret
+/// may be long (plus one byte, to tell a longer one).
+fn read_secret(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read as _;
+    if !std::fs::metadata(path)?.is_file() {
+        return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a regular file"));
+    }
+    let mut value = Vec::new();
+    let limit = u64::try_from(MAX_SECRET_BYTES).unwrap_or(u64::MAX).saturating_add(1);
+    std::fs::File::open(path)?.take(limit).read_to_end(&mut value)?;
+    Ok(value)
 }
 
 fn check_template(template: &str) -> Result<(), String> {

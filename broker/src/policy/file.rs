@@ -27,7 +27,7 @@ pub(super) struct PolicyFile {
 #[serde(deny_unknown_fields)]
 pub(super) struct ClassFile {
     pub(super) name: String,
-    /// `"tpm"` or `"snp"`: the only evidence this class accepts.
+    /// `"tpm"`, `"snp"` or `"azure"`: the only evidence this class accepts.
     pub(super) evidence: Evidence,
     /// SPIFFE ID template: `{trust_domain}`, `{class}`, `{hardware_id}` are replaced.
     #[serde(default = "default_spiffe_id")]
@@ -58,6 +58,7 @@ fn default_spiffe_id() -> String {
 pub(super) enum Evidence {
     Tpm,
     Snp,
+    Azure,
 }
 
 /// `[class.match]`: every rule given must hold.

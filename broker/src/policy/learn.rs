@@ -13,6 +13,7 @@ use super::boot::{
     accounts_for_itself, cmdline_digests, cmdline_text, BOOT_APPLICATION_PCR, CMDLINE_PCRS,
     NOT_IN_FIRMWARE_LOG, SECURE_BOOT_PCR,
 };
+use crate::service::azure::AzureAppraisal;
 
 /// A known-good TPM VM, as `policy learn-tpm` reads it.
 #[derive(Debug)]
@@ -51,6 +52,13 @@ pub(crate) fn tpm_class(vm: &TpmReference<'_>) -> Result<String, String> {
             let _ = writeln!(out, "enrolled = true\n");
         }
     }
+    out.push_str(&tpm_tables(vm)?);
+    Ok(out)
+}
+
+/// `[class.tpm]`, its PCR values and (with an event log) its measured-boot rules.
+fn tpm_tables(vm: &TpmReference<'_>) -> Result<String, String> {
+    let mut out = String::new();
     let list: Vec<String> = vm.pcrs.iter().map(ToString::to_string).collect();
     let _ = writeln!(out, "[class.tpm]\npcr_bank = {:?}\npcrs = [{}]\n", vm.bank.name(), list.join(", "));
     let _ = writeln!(out, "[class.tpm.pcr_values]");
@@ -222,6 +230,13 @@ pub(crate) fn snp_class(name: &str, measurement: &[u8], tcb: TcbParts, debug_all
     let mut out = String::new();
     let _ = writeln!(out, "[[class]]\nname = {name:?}\nevidence = \"snp\"\nttl_seconds = 3600");
     let _ = writeln!(out, "audiences = []\nnetworks = [] # fill in: the CIDRs these VMs attest from\n");
+    out.push_str(&snp_table(measurement, tcb, debug_allowed));
+    out
+}
+
+/// `[class.snp]` admitting this measurement at this TCB or newer.
+fn snp_table(measurement: &[u8], tcb: TcbParts, debug_allowed: bool) -> String {
+    let mut out = String::new();
     let _ = writeln!(out, "[class.snp]\nmeasurements = [\"{}\"]", hex::encode(measurement));
     let _ = writeln!(
         out,
@@ -235,4 +250,36 @@ pub(crate) fn snp_class(name: &str, measurement: &[u8], tcb: TcbParts, debug_all
         );
     }
     out
+}
+
+/// An Azure confidential VM class admitting this VM's launch measurement at its TCB or
+/// newer, and its vTPM's values of PCRs `pcrs` (and its boot, when it sent an event log).
+pub(crate) fn azure_class(name: &str, vm: &AzureAppraisal, pcrs: &[u8]) -> Result<String, String> {
+    let report = vm.snp.report();
+    let mut out = String::new();
+    let _ =
+        writeln!(out, "[[class]]\nname = {}\nevidence = \"azure\"\nttl_seconds = 3600", toml_string(name));
+    let _ = writeln!(out, "audiences = []\nnetworks = [] # fill in: the CIDRs these VMs attest from\n");
+    let _ = writeln!(
+        out,
+        "[class.match]\n# this VM's vTPM EK; add the others' (or use enrolled = true)\nhardware_ids = [\"{}\"]\n",
+        vm.hardware_id
+    );
+    out.push_str(&snp_table(
+        report.measurement(),
+        report.claims().reported_tcb().parts(),
+        report.policy().debug_allowed(),
+    ));
+    out.push('\n');
+    out.push_str(&tpm_tables(&TpmReference {
+        name,
+        bank: HashAlg::Sha256,
+        pcrs,
+        values: vm.quote.pcrs(),
+        event_log: None,
+        ek_issuer: None,
+        networks: &[],
+        kernel_cmdline: None,
+    })?);
+    Ok(out)
 }

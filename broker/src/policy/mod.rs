@@ -10,13 +10,17 @@ pub(crate) mod learn;
 mod snp;
 mod tpm;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use mooring_attestation::snp::appraisal::SnpAppraisal;
+use mooring_attestation::tpm::alg::HashAlg;
 use sha2::{Digest, Sha256};
 
 pub(crate) use self::class::Class;
+use self::class::SecretFiles;
 use self::file::PolicyFile;
+pub(crate) use self::tpm::TpmRules;
 use crate::records::EvidenceKind;
 use crate::refusal::{Code, Refusal};
 
@@ -93,6 +97,16 @@ impl Policy {
 
     /// Parses policy text; `path` names it in errors and anchors secret files.
     pub(crate) fn parse(text: &str, path: &Path) -> Result<Self, PolicyError> {
+        Self::compile(text, path, SecretFiles::Read)
+    }
+
+    /// Parses a proposed policy for a dry run: everything is checked but its secret files,
+    /// which are not read (a dry run releases nothing).
+    pub(crate) fn parse_proposal(text: &str, path: &Path) -> Result<Self, PolicyError> {
+        Self::compile(text, path, SecretFiles::Unread)
+    }
+
+    fn compile(text: &str, path: &Path, files: SecretFiles) -> Result<Self, PolicyError> {
         let error =
             |line: Option<usize>, message: String| PolicyError { file: path.to_owned(), line, message };
         let parsed: PolicyFile = toml::from_str(text).map_err(|e| {
@@ -116,7 +130,7 @@ impl Policy {
             if classes.iter().any(|c| c.name == name) {
                 return Err(error(Some(line), format!("class {name:?} is defined twice")));
             }
-            let class = Class::compile(class, base, &svid_audiences).map_err(|e| {
+            let class = Class::compile(class, base, files, &svid_audiences).map_err(|e| {
                 let line = e.at.map_or(line, |offset| line_of(text, offset));
                 error(Some(line), format!("class {name:?}: {}", e.message))
             })?;
@@ -138,6 +152,12 @@ impl Policy {
     /// A class by name.
     pub(crate) fn class(&self, name: &str) -> Option<&Class> {
         self.classes.iter().find(|c| c.name == name)
+    }
+
+    /// Whether some TPM class matches on enrollment (`enrolled = true`): then `begin` needs
+    /// the administrator's word on an EK even when it has a certificate.
+    pub(crate) fn matches_enrollment(&self) -> bool {
+        self.classes.iter().any(|c| c.evidence == EvidenceKind::Tpm && c.enrolled_only())
     }
 
     /// The first TPM class that admits this EK.
@@ -169,21 +189,64 @@ impl Policy {
         chip_id: &str,
         enrolled: bool,
     ) -> Result<&Class, Refusal> {
+        self.match_measurement(EvidenceKind::Snp, appraisal, chip_id, enrolled)
+    }
+
+    /// The first Azure class that admits this vTPM (`ek_id`: its EK's hardware identity) and
+    /// launch measurement.
+    pub(crate) fn match_azure(
+        &self,
+        appraisal: &SnpAppraisal,
+        ek_id: &str,
+        enrolled: bool,
+    ) -> Result<&Class, Refusal> {
+        self.match_measurement(EvidenceKind::Azure, appraisal, ek_id, enrolled)
+    }
+
+    fn match_measurement(
+        &self,
+        kind: EvidenceKind,
+        appraisal: &SnpAppraisal,
+        hardware_id: &str,
+        enrolled: bool,
+    ) -> Result<&Class, Refusal> {
         self.classes
             .iter()
-            .filter(|c| c.evidence == EvidenceKind::Snp)
-            .filter(|c| c.matches_identity(chip_id, None, enrolled))
+            .filter(|c| c.evidence == kind)
+            .filter(|c| c.matches_identity(hardware_id, None, enrolled))
             .find(|c| c.snp.as_ref().is_some_and(|rules| rules.admits_measurement(appraisal)))
             .ok_or_else(|| {
+                let (classes, who) = match kind {
+                    EvidenceKind::Azure => ("Azure", "vTPM EK"),
+                    _ => ("SEV-SNP", "chip"),
+                };
                 Refusal::new(
                     Code::SnpMeasurement,
                     format!(
-                        "no SEV-SNP class admits measurement {} from chip {}",
+                        "no {classes} class admits measurement {} from {who} {}",
                         hex::encode(appraisal.report().measurement()),
-                        short(chip_id)
+                        short(hardware_id)
                     ),
                 )
             })
+    }
+
+    /// What an Azure VM quotes: every PCR some Azure class appraises (all quote the
+    /// sha256 bank); `None` when no class admits Azure VMs.
+    pub(crate) fn azure_selection(&self) -> Option<BTreeMap<String, Vec<u8>>> {
+        let mut indices: Vec<u8> = self
+            .classes
+            .iter()
+            .filter(|c| c.evidence == EvidenceKind::Azure)
+            .filter_map(|c| c.tpm())
+            .flat_map(|rules| rules.pcrs().iter().copied())
+            .collect();
+        if indices.is_empty() {
+            return None;
+        }
+        indices.sort_unstable();
+        indices.dedup();
+        Some(BTreeMap::from([(HashAlg::Sha256.name().to_owned(), indices)]))
     }
 }
 

@@ -250,6 +250,15 @@ fn secrets_are_read_and_bounded() {
     assert!(e.message.contains("129 bytes"), "{e}");
     let e = Policy::parse(&with("missing.key"), &path).unwrap_err();
     assert!(e.message.contains("cannot read"), "{e}");
+    // A device is not read (/dev/zero would never end), nor is a directory.
+    let e = Policy::parse(&with("/dev/zero"), &path).unwrap_err();
+    assert!(e.message.contains("not a regular file"), "{e}");
+    let e = Policy::parse(&with("."), &path).unwrap_err();
+    assert!(e.message.contains("not a regular file"), "{e}");
+    // A proposal for a dry run names its secrets and reads none.
+    let proposal = Policy::parse_proposal(&with("/dev/zero"), &path).unwrap();
+    assert_eq!(proposal.classes()[0].secrets()[0].name, "k");
+    assert!(proposal.classes()[0].secrets()[0].value.is_empty());
 }
 
 /// A log that is sent must reproduce every quoted PCR, whether or not rules read it: one
@@ -325,4 +334,79 @@ fn a_federation_audience_of_one_class_may_not_be_a_jwt_svid_audience_of_another(
     let text = format!("{}[[class.federation]]\naudience = \"vault\"\n{later}", tpm_class(""));
     let e = error(&text);
     assert!(e.message.contains("also a JWT-SVID audience (class \"db\")"), "{e}");
+}
+
+fn azure_class(tables: &str) -> String {
+    let matching = if tables.contains("[class.match]") { "" } else { AZURE_MATCH };
+    format!(
+        "version = 1\n\n[[class]]\nname = \"cvm\"\nevidence = \"azure\"\nttl_seconds = 600\nnetworks = [\"10.0.0.0/8\"]\n{matching}{tables}"
+    )
+}
+
+const AZURE_MATCH: &str = "[class.match]\nenrolled = true\n";
+
+const AZURE_SNP: &str = "[class.snp]\nmeasurements = [\"000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\"]\n\
+     min_tcb = { bootloader = 0, tee = 0, snp = 0, microcode = 0 }\n";
+
+fn azure_tpm(bank: &str, pcrs: &str) -> String {
+    format!("[class.tpm]\npcr_bank = \"{bank}\"\npcrs = {pcrs}\n[class.tpm.pcr_values]\n7 = [\"{ZERO}\"]\n")
+}
+
+#[test]
+fn an_azure_class_needs_both_tables_and_quotes_sha256() {
+    let policy = parse(&azure_class(&format!("{AZURE_SNP}{}", azure_tpm("sha256", "[0, 7]")))).unwrap();
+    assert_eq!(
+        policy.azure_selection().unwrap(),
+        std::collections::BTreeMap::from([("sha256".to_owned(), vec![0, 7])])
+    );
+    assert!(parse(&tpm_class("")).unwrap().azure_selection().is_none());
+
+    let missing_tpm = error(&azure_class(AZURE_SNP));
+    assert!(missing_tpm.message.contains("needs a [class.tpm] table"), "{missing_tpm}");
+    let missing_snp = error(&azure_class(&azure_tpm("sha256", "[7]")));
+    assert!(missing_snp.message.contains("needs a [class.snp] table"), "{missing_snp}");
+    let sha1 = error(&azure_class(&format!(
+        "{AZURE_SNP}{}",
+        azure_tpm("sha1", "[7]").replace(ZERO, &"00".repeat(20))
+    )));
+    assert!(sha1.message.contains("sha256 bank"), "{sha1}");
+    let issuers = error(&azure_class(&format!(
+        "[class.match]\nek_issuers = [\"CN=x\"]\n{AZURE_SNP}{}",
+        azure_tpm("sha256", "[7]")
+    )));
+    assert!(issuers.message.contains("ek_issuers does not apply"), "{issuers}");
+    let secrets = error(&azure_class(&format!(
+        "{AZURE_SNP}{}[[class.secrets]]\nname = \"db\"\nfile = \"db.key\"\n",
+        azure_tpm("sha256", "[7]")
+    )));
+    assert!(secrets.message.contains("secrets are not released to Azure"), "{secrets}");
+    // Every Azure VM shows the paravisor's measurement: the class must name its vTPMs.
+    let anyone = error(&azure_class(&format!("[class.match]\n{AZURE_SNP}{}", azure_tpm("sha256", "[7]"))));
+    assert!(anyone.message.contains("needs hardware_ids or enrolled"), "{anyone}");
+    // Only the paravisor at VMPL 0 vouches for the runtime claims.
+    let vmpl = error(&azure_class(&format!("{AZURE_SNP}max_vmpl = 2\n{}", azure_tpm("sha256", "[7]"))));
+    assert!(vmpl.message.contains("VMPL 0"), "{vmpl}");
+}
+
+#[test]
+fn the_azure_selection_is_every_pcr_an_azure_class_appraises() {
+    let second = azure_class(&format!("{AZURE_SNP}{}", azure_tpm("sha256", "[4, 7]")))
+        .replace("version = 1\n", "")
+        .replace("\"cvm\"", "\"other\"");
+    let policy =
+        parse(&format!("{}{second}", azure_class(&format!("{AZURE_SNP}{}", azure_tpm("sha256", "[0, 7]")))))
+            .unwrap();
+    assert_eq!(policy.azure_selection().unwrap()["sha256"], vec![0, 4, 7]);
+}
+
+#[test]
+fn a_quote_that_does_not_cover_a_class_pcr_is_refused() {
+    let policy = parse(&tpm_class("")).unwrap();
+    let rules = policy.classes()[0].tpm().unwrap();
+    let mut values = PcrValues::new();
+    values.insert(HashAlg::Sha256, 7, vec![0; 32]).unwrap();
+    // PCR 0 is appraised by the class, not quoted.
+    let refusal = rules.check(&appraisal(&values, None).unwrap()).unwrap_err();
+    assert_eq!(refusal.code, Code::PcrSelectionMismatch, "{}", refusal.reason);
+    assert!(refusal.reason.contains("sha256:0"), "{}", refusal.reason);
 }

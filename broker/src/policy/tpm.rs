@@ -90,6 +90,11 @@ impl TpmRules {
         &self.selection
     }
 
+    /// The PCRs the class appraises.
+    pub(crate) fn pcrs(&self) -> &[u8] {
+        &self.pcrs
+    }
+
     /// The PCRs a sealed secret's policy covers.
     pub(crate) fn seal_selection(&self) -> &PcrSelection {
         &self.seal_selection
@@ -103,6 +108,15 @@ impl TpmRules {
     /// Decides on an appraisal: measured-boot rules first (their refusals say what in the
     /// boot was wrong), then the pinned PCR values.
     pub(crate) fn check(&self, appraisal: &TpmAppraisal) -> Result<(), Refusal> {
+        if let Some(index) = self.pcrs.iter().find(|i| appraisal.pcrs().get(self.bank, **i).is_none()) {
+            return Err(Refusal::new(
+                Code::PcrSelectionMismatch,
+                format!(
+                    "the quote does not cover PCR {}:{index}, which the class appraises",
+                    self.bank.name()
+                ),
+            ));
+        }
         if let Some(rules) = &self.boot {
             let Some(boot) = appraisal.boot() else {
                 return Err(Refusal::new(

@@ -3,14 +3,16 @@
 //! the blocking pool.
 
 pub(crate) mod admin;
+pub(crate) mod azure;
 mod challenge;
 mod documents;
+pub(crate) mod dry_run;
 mod exchange;
 mod issue;
 mod judged;
 mod lifecycle;
 mod seal;
-mod snp;
+pub(crate) mod snp;
 pub(crate) mod tpm;
 pub(crate) mod verify;
 
@@ -76,12 +78,30 @@ pub(crate) struct Broker {
     pub(crate) tally: RefusalTally,
     tally_since: std::sync::atomic::AtomicI64,
     rng: SystemRandom,
+    /// Recent attestations for admin dry runs ([`Broker::remember`]).
+    recent: std::sync::Mutex<std::collections::VecDeque<std::sync::Arc<dry_run::Recent>>>,
 }
 
 impl std::fmt::Debug for dyn Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Store")
     }
+}
+
+/// The EK certificate roots (and intermediates) `tpm.ek_roots` names.
+pub(crate) fn ek_roots(config: &crate::config::TpmConfig) -> anyhow::Result<TrustStore> {
+    let mut anchors = Vec::new();
+    for path in &config.ek_roots {
+        let bundle = if path.is_dir() {
+            CertBundle::from_dir(path, mooring_attestation::x509::bundle::Recursion::Recursive)
+        } else {
+            CertBundle::from_file(path)
+        }
+        .map_err(|e| anyhow::anyhow!("tpm.ek_roots {}: {e}", path.display()))?;
+        anchors.extend(bundle.certificates().iter().cloned());
+    }
+    let (roots, intermediates): (Vec<_>, Vec<_>) = anchors.into_iter().partition(|c| c.is_self_issued());
+    Ok(TrustStore::builder().anchors(roots).intermediates(intermediates).build())
 }
 
 impl Broker {
@@ -94,18 +114,7 @@ impl Broker {
         issuer: Issuer,
         clock: Arc<dyn Clock>,
     ) -> anyhow::Result<Self> {
-        let mut anchors = Vec::new();
-        for path in &config.tpm.ek_roots {
-            let bundle = if path.is_dir() {
-                CertBundle::from_dir(path, mooring_attestation::x509::bundle::Recursion::Recursive)
-            } else {
-                CertBundle::from_file(path)
-            }
-            .map_err(|e| anyhow::anyhow!("tpm.ek_roots {}: {e}", path.display()))?;
-            anchors.extend(bundle.certificates().iter().cloned());
-        }
-        let (roots, intermediates): (Vec<_>, Vec<_>) = anchors.into_iter().partition(|c| c.is_self_issued());
-        let ek_roots = TrustStore::builder().anchors(roots).intermediates(intermediates).build();
+        let ek_roots = ek_roots(&config.tpm)?;
         let snp = snp::verifier(&config.snp)?;
         let challenges = ChallengeSeal::new(challenge_key).map_err(|e| anyhow::anyhow!("{e}"))?;
         Ok(Self {
@@ -121,6 +130,7 @@ impl Broker {
             tally: RefusalTally::default(),
             tally_since: std::sync::atomic::AtomicI64::new(clock.unix()),
             rng: SystemRandom::new(),
+            recent: std::sync::Mutex::default(),
         })
     }
 

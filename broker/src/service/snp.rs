@@ -2,7 +2,8 @@
 //! binding to the nonce and the credential key, and policy, then issues.
 
 use mooring_attestation::protocol::{
-    snp_report_data, HardwareId, IssuedCredentials, SnpBeginRequest, SnpChallenge, SnpFinishRequest,
+    snp_report_data, HardwareId, IssuedCredentials, RecordedEvidence, RecordedExchange, SnpBeginRequest,
+    SnpChallenge, SnpFinishRequest,
 };
 use mooring_attestation::snp::appraisal::{SnpAppraisal, SnpAppraisalError};
 use mooring_attestation::snp::{RootOrigin, SnpCertSource, SnpVerifier, VerifiedReport};
@@ -14,6 +15,7 @@ use super::{Broker, Caller};
 use crate::audit::Action;
 use crate::config::SnpConfig;
 use crate::issuer::Subject;
+use crate::policy::{Class, Policy};
 use crate::records::{ChallengeRecord, EvidenceKind};
 use crate::refusal::{Code, Refusal};
 
@@ -22,7 +24,7 @@ const SEALING_KEY_LEN: usize = 32;
 
 /// The verifier for this configuration: AMD's pinned roots, the configured test roots and
 /// the provisioned VCEK/VLEK certificates.
-pub(super) fn verifier(config: &SnpConfig) -> anyhow::Result<SnpVerifier> {
+pub(crate) fn verifier(config: &SnpConfig) -> anyhow::Result<SnpVerifier> {
     let read = |path: &std::path::Path| {
         std::fs::read(path).map_err(|e| anyhow::anyhow!("snp: reading {}: {e}", path.display()))
     };
@@ -84,6 +86,46 @@ fn credential_key(request: &SnpFinishRequest) -> Result<CredentialKey, Refusal> 
     Ok(credential_key)
 }
 
+/// A `finish`'s report verified (to AMD's roots or a configured one) and answering `nonce`
+/// for its keys, and its credential key.
+pub(crate) fn appraise_snp(
+    verifier: &SnpVerifier,
+    request: &SnpFinishRequest,
+    nonce: &[u8],
+    now: i64,
+) -> Result<(CredentialKey, SnpAppraisal), Refusal> {
+    let credential_key = credential_key(request)?;
+    let source = match &request.certificate_table {
+        Some(table) => SnpCertSource::CertTable(table),
+        None => SnpCertSource::Provisioned,
+    };
+    let report = verifier
+        .verify(&request.report, source, now)
+        .map_err(|e| Refusal::new(Code::SnpReportInvalid, format!("SEV-SNP report: {e}")))?;
+    let expected = snp_report_data(nonce, &request.key_spki, &request.sealing_key);
+    let appraisal = SnpAppraisal::new(report, &expected).map_err(|e| {
+        let code = match e {
+            SnpAppraisalError::ReportData => Code::ReportDataMismatch,
+            _ => Code::SnpReportInvalid,
+        };
+        Refusal::new(code, e.to_string())
+    })?;
+    Ok((credential_key, appraisal))
+}
+
+/// Policy's decision on an appraised report: the class that admits it (its networks are
+/// the caller's to check).
+pub(crate) fn decide_snp<'p>(
+    policy: &'p Policy,
+    appraisal: &SnpAppraisal,
+    chip_id: &str,
+    enrolled: bool,
+) -> Result<&'p Class, Refusal> {
+    let class = policy.match_snp(appraisal, chip_id, enrolled)?;
+    class.check_snp(appraisal)?;
+    Ok(class)
+}
+
 impl Broker {
     /// `POST /v1/snp/begin` from `source`.
     pub(crate) fn snp_begin(
@@ -115,31 +157,28 @@ impl Broker {
         request: &SnpFinishRequest,
         caller: &Caller,
     ) -> Result<IssuedCredentials, Refusal> {
-        let (credential_key, appraisal) = self.anonymous(Action::Attest, caller, || {
+        let (nonce, (credential_key, appraisal)) = self.anonymous(Action::Attest, caller, || {
             let record = self.consume(&request.challenge_id, EvidenceKind::Snp, caller)?;
-            let credential_key = credential_key(request)?;
-            let source = match &request.certificate_table {
-                Some(table) => SnpCertSource::CertTable(table),
-                None => SnpCertSource::Provisioned,
-            };
-            let report = self
-                .snp
-                .verify(&request.report, source, self.now())
-                .map_err(|e| Refusal::new(Code::SnpReportInvalid, format!("SEV-SNP report: {e}")))?;
-            let expected = snp_report_data(&record.nonce, &request.key_spki, &request.sealing_key);
-            let appraisal = SnpAppraisal::new(report, &expected).map_err(|e| {
-                let code = match e {
-                    SnpAppraisalError::ReportData => Code::ReportDataMismatch,
-                    _ => Code::SnpReportInvalid,
-                };
-                Refusal::new(code, e.to_string())
-            })?;
-            Ok((credential_key, appraisal))
+            let appraised = appraise_snp(&self.snp, request, &record.nonce, self.now())?;
+            Ok((record.nonce, appraised))
         })?;
         let chip_id = hex::encode(appraisal.report().hw_id());
-        self.about(Action::Attest, caller, &chip_id, || {
+        let issued = self.about(Action::Attest, caller, &chip_id, || {
             self.snp_decide(request, caller, &appraisal, chip_id.clone(), credential_key)
-        })
+        })?;
+        self.remember(
+            &issued,
+            || {
+                RecordedEvidence::Snp(RecordedExchange {
+                    address: caller.address,
+                    nonce,
+                    begin: SnpBeginRequest {},
+                    finish: request.clone(),
+                })
+            },
+            None,
+        );
+        Ok(issued)
     }
 
     fn snp_decide(
@@ -153,8 +192,7 @@ impl Broker {
         let hardware = HardwareId::Chip(chip_id.clone());
         let enrolled = self.enrolled(&hardware)?;
         let policy = self.policy();
-        let class = policy.match_snp(appraisal, &chip_id, enrolled)?;
-        class.check_snp(appraisal)?;
+        let class = decide_snp(&policy, appraisal, &chip_id, enrolled)?;
         class.check_address(caller.address)?;
 
         let report = appraisal.report();

@@ -122,7 +122,7 @@ fn load_sha256_pcrs(path: &Path) -> Result<PcrValues, Failure> {
     Ok(pcrs)
 }
 
-fn verification_time(at: Option<&str>) -> Result<i64, Failure> {
+pub(crate) fn verification_time(at: Option<&str>) -> Result<i64, Failure> {
     match at {
         Some(text) => parse_rfc3339(text).map_err(|e| {
             let what = match e {
