@@ -124,7 +124,14 @@ case $target in
     printf '\x0d{"identity":{"kind":"ek","id":"%s"},"status":"enrolled"}' "$(printf 'ab%.0s' {1..32})" | seed identity-enroll
     printf '\x0d{"identity":{"kind":"chip","id":"00ff"},"status":"blocked"}' | seed identity-block
     printf '\x0e{"target":{"kind":"vm","id":"spiffe://test.mooring/vm/web/ab"},"reason":"stolen"}' | seed revoke-vm
-    printf '\x0f{"valid":false,"reason":"record 7 does not chain"}' | seed audit-verify
+    printf '\x17{"valid":false,"reason":"record 7 does not chain"}' | seed audit-verify
+    exchange_statement=$(printf '{"purpose":"mooring-possession-v1","audience":"mooring-broker/token-exchange","issued_at":1800000000,"request":"%s"}' \
+      "$(printf 'sts.amazonaws.com\ns3:read\n00112233445566778899aabbccddeeff' | sha256sum | cut -d' ' -f1)" | base64 -w0)
+    printf '\x14{"grant_type":"urn:ietf:params:oauth:grant-type:token-exchange","subject_token":"eyJhbGciOiJFUzI1NiIsImtpZCI6ImdlbjEifQ.e30.AAAA","subject_token_type":"urn:ietf:params:oauth:token-type:jwt","audience":"sts.amazonaws.com","scope":"s3:read","nonce":"00112233445566778899aabbccddeeff","statement":"%s","signature":"MEUCIQ=="}' \
+      "$exchange_statement" | seed exchange
+    printf '\x15{"access_token":"a.b.c","issued_token_type":"urn:ietf:params:oauth:token-type:jwt","token_type":"N_A","expires_in":300,"scope":"s3:read"}' | seed exchange-response
+    printf '\x16{"issuer":"https://id.example.org","jwks_uri":"https://id.example.org/.well-known/jwks.json","response_types_supported":["id_token"],"subject_types_supported":["public"],"id_token_signing_alg_values_supported":["ES256"],"claims_supported":["iss","sub"]}' | seed oidc-discovery
+    printf '\x03{"credential":{"type":"exchanged","token":"eyJhbGciOiJFUzI1NiIsImtpZCI6ImdlbjEifQ.e30.AAAA"},"peer_address":"10.0.0.1","audience":"sts.amazonaws.com"}' | seed verify-exchanged
     printf '\x0a{"generated_at":5,"revocations":[{"target":{"kind":"credential","id":"0a1b"},"revoked_at":1,"reason":"r"},{"target":{"kind":"vm","id":"spiffe://test.mooring/vm/web/ab"},"revoked_at":1,"reason":"r"}]}' | seed revocations
     ;;
   policy_file) copy "$root"/policies/*.toml ;;

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Installs the ecosystem's own tools that tests/tests/ecosystem.rs checks a live broker
 # with, under DIR (default ${CARGO_TARGET_DIR:-target}/ecosystem), and nothing system-wide:
-#   venv/     a python3 venv with py-spiffe (PyPI `spiffe`), schemathesis and what they
-#             need, at the versions pinned in tests/ecosystem/requirements.txt; pip's
-#             downloads are cached in DIR/pip-cache
+#   venv/     a python3 venv with py-spiffe (PyPI `spiffe`), schemathesis, the OIDC relying
+#             parties PyJWT and jwcrypto, and what they need, at the versions pinned in
+#             tests/ecosystem/requirements.txt; pip's downloads are cached in DIR/pip-cache
 #   promtool  from Debian 12's `prometheus` package (apt-get download, extracted, not
 #             installed)
 # Reuses what is there while the pins are unchanged. Needs python3-venv and apt lists.
@@ -38,4 +38,4 @@ if [ ! -x "$dir/promtool" ]; then
   install -m 0755 "$work/usr/bin/promtool" "$dir/promtool"
 fi
 "$dir/promtool" --version | head -n 1
-"$dir/venv/bin/python" -c 'import importlib.metadata as m; print(" ".join(f"{p} {m.version(p)}" for p in ("spiffe", "schemathesis", "cryptography")))'
+"$dir/venv/bin/python" -c 'import importlib.metadata as m; print(" ".join(f"{p} {m.version(p)}" for p in ("spiffe", "schemathesis", "PyJWT", "jwcrypto", "cryptography")))'

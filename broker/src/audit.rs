@@ -24,6 +24,8 @@ pub(crate) enum Action {
     Verify,
     /// A VM giving up its credential.
     Retire,
+    /// A VM exchanging its JWT-SVID for a token for a downstream audience.
+    Exchange,
     /// An admin change (enroll, block, revoke, policy reload).
     Admin,
     /// A request refused before it reached the service (malformed, too large).
@@ -38,6 +40,7 @@ impl Action {
             Self::Attest => "attest",
             Self::Verify => "verify",
             Self::Retire => "retire",
+            Self::Exchange => "exchange",
             Self::Admin => "admin",
             Self::Request => "request",
         }
@@ -98,6 +101,9 @@ pub(crate) struct AuditEvent {
     /// Credential serial issued or checked, hex.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) serial: Option<String>,
+    /// The downstream audience of a token exchange (bounded: `protocol::check_audience`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) audience: Option<String>,
 }
 
 impl AuditEvent {
@@ -121,6 +127,7 @@ impl AuditEvent {
             hardware_id: None,
             spiffe_id: None,
             serial: None,
+            audience: None,
         }
     }
 }

@@ -55,6 +55,80 @@ pub(crate) struct Config {
     /// Connection to the shared database when `store = "postgres"`.
     #[serde(default)]
     pub(crate) postgres: Option<PostgresConfig>,
+    /// The OpenID Connect issuer view and token exchange; none: neither.
+    #[serde(default)]
+    pub(crate) federation: Option<FederationConfig>,
+}
+
+/// `[federation]`: the broker as an OpenID Connect issuer. Relying parties (cloud IAM,
+/// Vault) fetch `ISSUER/.well-known/openid-configuration` and the JWK Set it names,
+/// anonymously over TLS they trust (public CAs). The API listener serves both; `listen`
+/// serves them, and nothing else, on a listener of its own with its own certificate (a
+/// public CA's), asking for no client certificate.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FederationConfig {
+    /// `https://HOST[:PORT]`, exactly as the tokens' `iss` and the relying parties'
+    /// configuration say it; no path (the documents are served at the root).
+    pub(crate) issuer: String,
+    /// Address of the issuer's own listener.
+    #[serde(default)]
+    pub(crate) listen: Option<SocketAddr>,
+    /// Its certificate chain (PEM, leaf first), e.g. from a public ACME CA.
+    #[serde(default)]
+    pub(crate) certificate: Option<PathBuf>,
+    /// Its private key (PEM, PKCS#8).
+    #[serde(default)]
+    pub(crate) private_key: Option<PathBuf>,
+}
+
+impl FederationConfig {
+    /// Where the JWK Set is (`jwks_uri`).
+    pub(crate) fn jwks_uri(&self) -> String {
+        format!("{}{}", self.issuer, mooring_attestation::protocol::OIDC_JWKS_PATH)
+    }
+
+    /// The issuer's listener, certificate and key, when it has a listener of its own.
+    pub(crate) fn own_listener(&self) -> Option<(SocketAddr, &PathBuf, &PathBuf)> {
+        match (self.listen, &self.certificate, &self.private_key) {
+            (Some(listen), Some(certificate), Some(key)) => Some((listen, certificate, key)),
+            _ => None,
+        }
+    }
+
+    fn check(&self) -> anyhow::Result<()> {
+        let issuer = &self.issuer;
+        let url =
+            url::Url::parse(issuer).map_err(|e| anyhow::anyhow!("federation.issuer {issuer:?}: {e}"))?;
+        anyhow::ensure!(
+            url.scheme() == "https",
+            "federation.issuer {issuer:?}: relying parties fetch the issuer's documents over https only"
+        );
+        anyhow::ensure!(
+            url.username().is_empty()
+                && url.password().is_none()
+                && url.path() == "/"
+                && url.query().is_none()
+                && url.fragment().is_none(),
+            "federation.issuer {issuer:?}: https://HOST[:PORT] only, without user, path, query or fragment \
+             (the broker serves .well-known/openid-configuration at the root)"
+        );
+        let canonical = url.as_str().trim_end_matches('/');
+        anyhow::ensure!(
+            canonical == issuer,
+            "federation.issuer {issuer:?}: write it as {canonical:?}; relying parties compare it byte for byte"
+        );
+        match (self.listen, &self.certificate, &self.private_key) {
+            (Some(_), Some(_), Some(_)) | (None, None, None) => Ok(()),
+            (Some(_), _, _) => anyhow::bail!(
+                "federation.listen needs federation.certificate and federation.private_key (a certificate \
+                 relying parties trust, e.g. from a public CA)"
+            ),
+            (None, _, _) => anyhow::bail!(
+                "federation.certificate and federation.private_key are for federation.listen, which is not set"
+            ),
+        }
+    }
 }
 
 /// Which `Store` implementation holds the broker's state.
@@ -372,6 +446,10 @@ impl mooring_serve::ConfigFile for Config {
             paths.extend([&mut tls.certificate, &mut tls.private_key]);
         }
         paths.extend(self.admin.client_ca.as_mut());
+        if let Some(federation) = &mut self.federation {
+            paths.extend(federation.certificate.as_mut());
+            paths.extend(federation.private_key.as_mut());
+        }
         paths.extend(self.tpm.ek_roots.iter_mut());
         paths.extend(self.snp.vcek_dir.as_mut());
         for root in &mut self.snp.test_roots {
@@ -411,6 +489,9 @@ impl mooring_serve::ConfigFile for Config {
             }
             (StoreKind::Sled, None) => {}
         }
+        if let Some(federation) = &self.federation {
+            federation.check()?;
+        }
         Ok(())
     }
 }
@@ -430,6 +511,54 @@ mod tests {
         assert_eq!(config.challenge.max_used, 1_000_000);
         assert_eq!(config.limits.slot_wait_ms, 2000);
         assert_eq!(config.audit.summary_seconds, 60);
+    }
+
+    /// `[federation]`: the issuer is the exact https origin relying parties compare `iss`
+    /// with, and its own listener comes with its own certificate.
+    #[test]
+    fn the_federation_issuer_is_an_exact_https_origin() {
+        let check = |section: &str| toml::from_str::<super::FederationConfig>(section).unwrap().check();
+        check("issuer = \"https://id.example.org\"").unwrap();
+        check("issuer = \"https://id.example.org:8444\"").unwrap();
+        check(
+            "issuer = \"https://id.example.org\"\nlisten = \"0.0.0.0:443\"\ncertificate = \"c.pem\"\n\
+             private_key = \"k.pem\"",
+        )
+        .unwrap();
+        for (section, says) in [
+            ("issuer = \"http://id.example.org\"", "over https only"),
+            ("issuer = \"https://id.example.org/\"", "write it as \"https://id.example.org\""),
+            ("issuer = \"https://ID.example.org\"", "write it as \"https://id.example.org\""),
+            ("issuer = \"https://id.example.org:443\"", "write it as \"https://id.example.org\""),
+            ("issuer = \"https://id.example.org/mooring\"", "without user, path"),
+            ("issuer = \"https://id.example.org?x=1\"", "without user, path"),
+            ("issuer = \"https://u@id.example.org\"", "without user, path"),
+            ("issuer = \"id.example.org\"", "relative URL"),
+            ("issuer = \"https://id.example.org\"\nlisten = \"0.0.0.0:443\"", "needs federation.certificate"),
+            ("issuer = \"https://id.example.org\"\ncertificate = \"c.pem\"", "which is not set"),
+        ] {
+            let e = check(section).unwrap_err().to_string();
+            assert!(e.contains(says), "{section}: {e}");
+        }
+    }
+
+    /// The example's commented `[federation]` section, switched on, names only keys that
+    /// exist, with values that pass the checks.
+    #[test]
+    fn the_example_federation_section_parses() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies/broker.example.toml");
+        let text = std::fs::read_to_string(path).unwrap();
+        let section = text.split("# [federation]").nth(1).unwrap().split("# [postgres]").next().unwrap();
+        let keys: String = section
+            .lines()
+            .filter_map(|line| line.strip_prefix("# "))
+            .filter(|line| line.split_once(" = ").is_some_and(|(key, _)| !key.contains(' ')))
+            .map(|line| format!("{line}\n"))
+            .collect();
+        let federation: super::FederationConfig = toml::from_str(&keys).unwrap();
+        federation.check().unwrap();
+        assert!(federation.own_listener().is_some());
+        assert_eq!(federation.jwks_uri(), "https://mooring-id.example.org/.well-known/jwks.json");
     }
 
     /// The example's commented `[postgres]` section, switched on, names only keys that

@@ -12,14 +12,16 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use libfuzzer_sys::fuzz_target;
 use mooring_attestation::protocol::{
-    AuditVerification, AzureChallenge, AzureFinishRequest, BundleDocument, DryRunReport, DryRunRequest,
-    ErrorBody, IdentityChange, IssuedCredentials, JwkSet, Possession, PresentedCredential, RecordedEvidence,
+    check_audience, check_nonce, exchange_request, parse_scope, AuditVerification, AzureChallenge,
+    AzureFinishRequest, BundleDocument, DryRunReport, DryRunRequest, ErrorBody, ExchangeRequest, ExchangeResponse,
+    IdentityChange, IssuedCredentials, JwkSet, OidcDiscovery, Possession, PresentedCredential, RecordedEvidence,
     RetireRequest, RetireResponse, RevocationList, RevocationRequest, Sealed, SnpChallenge, SnpFinishRequest,
-    TpmBeginRequest, TpmChallenge, TpmFinishRequest, VerifyRequest, VerifyResponse, RETIRE_AUDIENCE,
+    TpmBeginRequest, TpmChallenge, TpmFinishRequest, VerifyRequest, VerifyResponse, EXCHANGE_AUDIENCE,
+    RETIRE_AUDIENCE,
 };
 use mooring_attestation::snp::azure::HclReport;
 use mooring_attestation::snp::{CertTable, Report};
-use mooring_attestation::svid::{CheckedCredential, PossessionProof, Presented, TrustBundle};
+use mooring_attestation::svid::{CheckedCredential, ExchangedToken, PossessionProof, Presented, TrustBundle};
 use mooring_attestation::tpm::attest::{Attest, Signature};
 use mooring_attestation::tpm::ekcert::verify_ek_certificate;
 use mooring_attestation::tpm::eventlog::EventLog;
@@ -66,7 +68,23 @@ fn credential(presented: &PresentedCredential) {
                 let _ = CheckedCredential::check(Presented::X509(leaf.der()), bundle(), NOW);
             }
         }
+        PresentedCredential::Exchanged { token } => {
+            let _ = ExchangedToken::check(token, bundle(), "https://issuer.test.mooring", "aud", NOW);
+        }
     }
+}
+
+/// `POST /v1/credentials/exchange`: what the broker reads before the JWT-SVID's signature.
+fn exchange(request: &ExchangeRequest) {
+    let _ = check_audience(&request.audience);
+    let _ = check_nonce(&request.nonce);
+    if let Some(scope) = &request.scope {
+        let _ = parse_scope(scope);
+    }
+    let _ = CheckedCredential::check(Presented::Jwt(&request.subject_token), bundle(), NOW);
+    let proof = PossessionProof::new(request.statement.clone(), request.signature.clone());
+    let digest = exchange_request(&request.audience, request.scope.as_deref(), &request.nonce);
+    let _ = proof.check_statement(EXCHANGE_AUDIENCE, &digest, NOW);
 }
 
 fn tpm_begin(request: &TpmBeginRequest) {
@@ -152,7 +170,7 @@ fn issued(credentials: &IssuedCredentials) {
 
 fuzz_target!(|data: &[u8]| {
     let Some((&selector, body)) = data.split_first() else { return };
-    match selector % 20 {
+    match selector % 24 {
         // Requests the broker reads (`POST /v1/snp/begin` takes `{}` only: SnpBeginRequest).
         0 => parse::<TpmBeginRequest>(body).iter().for_each(tpm_begin),
         1 => parse::<TpmFinishRequest>(body).iter().for_each(tpm_finish),
@@ -190,6 +208,11 @@ fuzz_target!(|data: &[u8]| {
         17 => parse::<AzureFinishRequest>(body).iter().for_each(azure_finish),
         18 => drop(parse::<AzureChallenge>(body)),
         19 => drop(parse::<RecordedEvidence>(body)),
+        // Federation: `POST /v1/credentials/exchange` and its answer, the OIDC discovery
+        // document a relying party reads.
+        20 => parse::<ExchangeRequest>(body).iter().for_each(exchange),
+        21 => drop(parse::<ExchangeResponse>(body)),
+        22 => drop(parse::<OidcDiscovery>(body)),
         _ => drop(parse::<AuditVerification>(body)),
     }
 });

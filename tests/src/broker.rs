@@ -17,6 +17,8 @@ pub struct Broker {
     child: Option<Child>,
     pub dir: tempfile::TempDir,
     pub address: SocketAddr,
+    /// The OIDC issuer's own listener (`[federation] listen`), when configured.
+    pub issuer_address: Option<SocketAddr>,
     /// Where the server CA and admin certificate are (this broker's `data/tls`, or the
     /// first replica's).
     tls_dir: PathBuf,
@@ -75,7 +77,8 @@ impl Broker {
             None => dir.path().join("data/tls"),
         };
         std::fs::write(dir.path().join("broker.toml"), config).unwrap();
-        let mut broker = Self { child: None, dir, address: "127.0.0.1:0".parse().unwrap(), tls_dir };
+        let mut broker =
+            Self { child: None, dir, address: "127.0.0.1:0".parse().unwrap(), issuer_address: None, tls_dir };
         broker.launch();
         broker
     }
@@ -95,6 +98,11 @@ impl Broker {
             let line = lines.next().expect("broker exited before listening").unwrap();
             if let Some(rest) = line.strip_prefix("mooring-broker listening on https://") {
                 break rest.split_whitespace().next().unwrap().parse().unwrap();
+            }
+            if let Some((_, rest)) = line.split_once(" listening on https://") {
+                if line.starts_with("mooring-broker OIDC issuer ") {
+                    self.issuer_address = Some(rest.trim().parse().unwrap());
+                }
             }
         };
         // Keep draining stdout so the broker never blocks on a full pipe.

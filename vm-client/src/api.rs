@@ -12,7 +12,8 @@ use std::time::Duration;
 use std::sync::Arc;
 
 use mooring_attestation::protocol::{
-    AzureChallenge, AzureFinishRequest, Code, ErrorBody, IssuedCredentials, RetireRequest, RetireResponse,
+    AzureChallenge, AzureFinishRequest, Code, ErrorBody, ExchangeRequest, ExchangeResponse, IssuedCredentials,
+    RetireRequest, RetireResponse,
     SnpChallenge, SnpFinishRequest, TpmBeginRequest, TpmChallenge, TpmFinishRequest, API_PREFIX,
 };
 use serde::de::DeserializeOwned;
@@ -156,6 +157,14 @@ impl BrokerApi {
     /// See [`ApiError`].
     pub fn retire(&self, request: &RetireRequest) -> Result<RetireResponse, ApiError> {
         self.post("credentials/retire", request)
+    }
+
+    /// `POST /v1/credentials/exchange`.
+    ///
+    /// # Errors
+    /// See [`ApiError`].
+    pub fn exchange(&self, request: &ExchangeRequest) -> Result<ExchangeResponse, ApiError> {
+        self.post("credentials/exchange", request)
     }
 
     /// `POST /v1/tpm/begin`.

@@ -50,6 +50,18 @@ enum Command {
     Retire,
     /// Print the credentials held and when they renew.
     Status,
+    /// Exchange the JWT-SVID held for a short token for a downstream audience its class
+    /// federates with (cloud IAM, Vault); prints the token, or the whole answer with --json.
+    Exchange {
+        /// The audience (e.g. `sts.amazonaws.com`).
+        audience: String,
+        /// Space-separated scopes the token should carry.
+        #[arg(long)]
+        scope: Option<String>,
+        /// Print the RFC 8693 answer (JSON) instead of the token alone.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -75,6 +87,9 @@ fn main() -> ExitCode {
         Command::Retire => retire(&config, cli.source_address),
         Command::Attest(recording) => attest(&config, cli.source_address, recording.record.as_deref(), false),
         Command::Run(recording) => attest(&config, cli.source_address, recording.record.as_deref(), true),
+        Command::Exchange { audience, scope, json } => {
+            exchange(&config, cli.source_address, &audience, scope.as_deref(), json)
+        }
     }
 }
 
@@ -140,6 +155,45 @@ fn retire(config: &Config, source: Option<IpAddr>) -> ExitCode {
         }
         Ok(None) => {
             println!("no credential held");
+            ExitCode::SUCCESS
+        }
+        Err(e) => exit_for(&e),
+    }
+}
+
+fn exchange(
+    config: &Config,
+    source: Option<IpAddr>,
+    audience: &str,
+    scope: Option<&str>,
+    json: bool,
+) -> ExitCode {
+    let runtime = RuntimeDir::existing(&config.runtime_dir);
+    let setup = || -> anyhow::Result<_> {
+        let api = BrokerApi::new(&config.broker_url, &config.broker_ca, source.or(config.source_address))?;
+        let signer = mooring_client::tls::configured_signer(config).map_err(anyhow::Error::msg)?;
+        Ok((api, signer))
+    };
+    let (api, signer) = match setup() {
+        Ok(parts) => parts,
+        Err(e) => {
+            eprintln!("mooring-client: cannot exchange: {e:#}");
+            return ExitCode::from(EXIT_LOCAL);
+        }
+    };
+    match service::exchange(signer.as_ref(), &api, &runtime, audience, scope) {
+        Ok(answer) if json => match serde_json::to_string(&answer) {
+            Ok(text) => {
+                println!("{text}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("mooring-client: {e}");
+                ExitCode::from(EXIT_LOCAL)
+            }
+        },
+        Ok(answer) => {
+            println!("{}", answer.access_token);
             ExitCode::SUCCESS
         }
         Err(e) => exit_for(&e),

@@ -64,9 +64,12 @@ pub enum AttestError {
     /// Storing the credentials failed.
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
-    /// K could not sign (retiring).
+    /// K could not sign (retiring, exchanging).
     #[error("signing with the credential key: {0}")]
     Signer(String),
+    /// No credential is held (exchanging).
+    #[error("no credential held: attest first")]
+    NoCredential,
 }
 
 impl AttestError {
@@ -227,6 +230,52 @@ pub fn retire(
     let retired = answer?;
     tracing::info!(serial = %retired.serial, "credential retired");
     Ok(Some(retired.serial))
+}
+
+/// Exchanges the JWT-SVID held for a token for `audience` (RFC 8693): a possession
+/// statement by K for this audience, scope and a new nonce, from the bound address.
+///
+/// # Errors
+/// [`AttestError::NoCredential`] without one; the others as [`AttestError`] says.
+pub fn exchange(
+    signer: &dyn crate::tls::KeySigner,
+    api: &BrokerApi,
+    runtime: &RuntimeDir,
+    audience: &str,
+    scope: Option<&str>,
+) -> Result<mooring_attestation::protocol::ExchangeResponse, AttestError> {
+    use mooring_attestation::protocol::{
+        exchange_request, ExchangeRequest, EXCHANGE_AUDIENCE, JWT_TOKEN_TYPE, TOKEN_EXCHANGE_GRANT,
+    };
+    let jwt = runtime.read(crate::runtime::JWT_FILE)?.ok_or(AttestError::NoCredential)?;
+    let subject_token =
+        String::from_utf8(jwt).map_err(|_| AttestError::Signer("the JWT-SVID file is not text".into()))?;
+    let mut nonce = [0u8; 16];
+    SystemRandom::new()
+        .fill(&mut nonce)
+        .map_err(|_| AttestError::Signer("no randomness for a nonce".into()))?;
+    let nonce = hex::encode(nonce);
+    let proof = crate::possession::prove(
+        signer,
+        EXCHANGE_AUDIENCE,
+        &exchange_request(audience, scope, &nonce),
+        now(),
+    )
+    .map_err(AttestError::Signer)?;
+    let request = ExchangeRequest {
+        grant_type: TOKEN_EXCHANGE_GRANT.into(),
+        subject_token,
+        subject_token_type: JWT_TOKEN_TYPE.into(),
+        audience: audience.into(),
+        scope: scope.map(str::to_owned),
+        requested_token_type: None,
+        nonce,
+        statement: proof.statement().to_vec(),
+        signature: proof.signature().to_vec(),
+    };
+    let answer = api.exchange(&request)?;
+    tracing::info!(audience, expires_in = answer.expires_in, "token exchanged");
+    Ok(answer)
 }
 
 /// Keeps the credentials fresh until the broker refuses the VM (returned as the error).

@@ -172,6 +172,8 @@ codes! {
     ProofInvalid = "proof_invalid", 403;
     /// A proof of possession presented before.
     ProofReplayed = "proof_replayed", 403;
+    /// A token exchange asked for a scope its class is not granted for that audience.
+    ScopeNotAllowed = "scope_not_allowed", 403;
     // Relying services.
     /// A relying service got no credential at all.
     NoCredential = "no_credential", 401;

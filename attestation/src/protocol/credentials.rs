@@ -43,6 +43,14 @@ pub enum PresentedCredential {
         /// The chain.
         chain: String,
     },
+    /// A token the broker exchanged a JWT-SVID for (`POST /v1/credentials/exchange`): a
+    /// bearer token, so neither address nor proof of possession is checked, only what the
+    /// broker knows (signature, issuer, audience, expiry, and that the credential it was
+    /// exchanged for is not revoked and its hardware not blocked).
+    Exchanged {
+        /// The token.
+        token: String,
+    },
 }
 
 /// Proof that the caller holds K.

@@ -46,9 +46,14 @@ pub struct Jwk {
     /// Key id (the JWS header's `kid`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kid: Option<String>,
-    /// Intended use (`x509-svid` or `jwt-svid` in a SPIFFE bundle).
+    /// Intended use (`x509-svid` or `jwt-svid` in a SPIFFE bundle, `sig` in the OIDC
+    /// issuer's JWK Set).
     #[serde(default, rename = "use", skip_serializing_if = "Option::is_none")]
     pub use_: Option<String>,
+    /// The algorithm the key signs with (RFC 7517 §4.4): `ES256` in the OIDC issuer's JWK
+    /// Set; absent in a SPIFFE bundle.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alg: Option<String>,
     /// The certificate of the key, standard base64 of its DER (RFC 7517 §4.7): an
     /// `x509-svid` key's CA certificate.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -68,6 +73,7 @@ impl Jwk {
             y: URL_SAFE_NO_PAD.encode(y),
             kid: None,
             use_: None,
+            alg: None,
             x5c: None,
         }
     }

@@ -10,6 +10,7 @@ mod attest;
 mod code;
 mod credentials;
 mod documents;
+mod federation;
 mod jwt;
 
 use sha2::{Digest, Sha256, Sha512};
@@ -31,6 +32,12 @@ pub use self::credentials::{
 pub use self::documents::{
     BundleDocument, Health, Jwk, JwkSet, Revocation, RevocationCode, RevocationList, RevocationTarget,
     JWT_SVID_USE, X509_SVID_USE,
+};
+pub use self::federation::{
+    check_audience, check_nonce, check_scope_token, exchange_request, parse_scope, ExchangeRequest,
+    ExchangeResponse, ExchangedClaims, OidcDiscovery, EXCHANGED_TOKEN_ALG, EXCHANGE_AUDIENCE, JWT_TOKEN_TYPE,
+    MAX_AUDIENCE_BYTES, MAX_SCOPE_BYTES, NOT_APPLICABLE_TOKEN_TYPE, OIDC_DISCOVERY_PATH, OIDC_JWKS_PATH,
+    OIDC_SIG_USE, TOKEN_EXCHANGE_GRANT,
 };
 pub use self::jwt::{Audience, Confirmation, JwtSvidClaims};
 

@@ -9,6 +9,7 @@
 //! same codes.
 
 mod bundle;
+mod exchanged;
 mod jwt;
 mod possession;
 mod x509;
@@ -25,6 +26,7 @@ use crate::protocol::{Code, Revocation, RevocationCode, RevocationList};
 use crate::tpm::alg::EccCurve;
 
 pub use self::bundle::{TrustBundle, MAX_BUNDLE_KEYS};
+pub use self::exchanged::ExchangedToken;
 pub use self::possession::{
     request_digest, PossessionProof, MAX_PROOF_HEADER_BYTES, POSSESSION_HEADER, POSSESSION_SKEW_SECONDS,
 };

@@ -37,12 +37,23 @@ pub(crate) fn run(args: &ServeArgs) -> Result<String, Failure> {
     let config = Config::load(&args.config).map_err(|e| usage(format!("{e:#}")))?;
     crate::files::private_dir(&config.data_dir).map_err(|e| usage(format!("{e:#}")))?;
     let policy = Policy::load(&config.policy).map_err(usage)?;
+    if config.federation.is_none() && policy.classes().iter().any(|c| !c.federation_audiences().is_empty()) {
+        tracing::warn!(
+            "the policy names federation audiences, but without [federation] no token is exchanged"
+        );
+    }
     let backend = store::open(&config).map_err(usage)?;
     let clock = Arc::new(SystemClock);
     let issuer =
         Issuer::open(backend.keys, &config.trust_domain, config.keys.rotate_after_hours, clock.unix())
             .map_err(|e| usage(format!("{e:#}")))?;
     let (tls, generated) = http::tls::server_config(&config).map_err(|e| usage(format!("{e:#}")))?;
+    let issuer_listener = match config.federation.as_ref().and_then(|f| f.own_listener()) {
+        Some((listen, certificate, key)) => {
+            Some((listen, http::tls::issuer_config(certificate, key).map_err(|e| usage(format!("{e:#}")))?))
+        }
+        None => None,
+    };
     if let Some(generated) = generated {
         if let Some(ca) = generated.server_ca {
             println!("generated a server certificate; clients pin its CA: {}", ca.display());
@@ -73,6 +84,23 @@ pub(crate) fn run(args: &ServeArgs) -> Result<String, Failure> {
         .map_err(usage)?;
     let serving = Arc::clone(&broker);
     let stopped = runtime.block_on(async move {
+        // The issuer's own listener first: its address is printed before the API's.
+        if let Some((listen, issuer_tls)) = issuer_listener {
+            let listener = TcpListener::bind(listen)
+                .await
+                .map_err(|e| usage(format!("cannot listen on {listen} (federation): {e}")))?;
+            let local = listener.local_addr().map_err(usage)?;
+            let issuer = serving.config.federation.as_ref().map(|f| f.issuer.clone()).unwrap_or_default();
+            println!("mooring-broker OIDC issuer {issuer} listening on https://{local}");
+            let app = http::issuer_router(Arc::clone(&serving));
+            tokio::spawn(mooring_serve::serve(
+                listener,
+                issuer_tls,
+                app,
+                http::LIMITS,
+                mooring_serve::shutdown_signal(),
+            ));
+        }
         let listener =
             TcpListener::bind(listen).await.map_err(|e| usage(format!("cannot listen on {listen}: {e}")))?;
         let local = listener.local_addr().map_err(usage)?;

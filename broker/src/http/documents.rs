@@ -22,6 +22,16 @@ pub(super) async fn jwks(State(broker): State<AppState>) -> Response {
     Json(broker.jwks()).into_response()
 }
 
+/// `GET /.well-known/openid-configuration` (OpenID Connect Discovery 1.0 §4).
+pub(super) async fn openid_configuration(State(broker): State<AppState>) -> Result<Response, ErrorResponse> {
+    Ok(Json(broker.openid_configuration()?).into_response())
+}
+
+/// `GET /.well-known/jwks.json`: the issuer's keys in OIDC form.
+pub(super) async fn oidc_jwks(State(broker): State<AppState>) -> Result<Response, ErrorResponse> {
+    Ok(Json(broker.oidc_jwks()?).into_response())
+}
+
 /// Longest a `GET /v1/revocations?version=V&wait=S` waits for the list to change.
 const MAX_REVOCATION_WAIT: Duration = Duration::from_secs(25);
 /// Most such requests waiting at once; beyond it they are answered at once.

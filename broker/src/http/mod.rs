@@ -60,7 +60,7 @@ type AppState = Arc<Broker>;
 pub(crate) fn router(broker: Arc<Broker>) -> Router {
     let guard = Arc::new(Guard::new(&broker.config));
     let v1 = mooring_attestation::protocol::API_PREFIX;
-    Router::new()
+    oidc_issuer(Router::new())
         .route(&format!("{v1}/tpm/begin"), vm::from_vm(Action::Begin, "tpm_begin", Broker::tpm_begin))
         .route(&format!("{v1}/tpm/finish"), vm::from_vm(Action::Attest, "tpm_finish", Broker::tpm_finish))
         .route(&format!("{v1}/snp/begin"), vm::from_vm(Action::Begin, "snp_begin", Broker::snp_begin))
@@ -72,6 +72,10 @@ pub(crate) fn router(broker: Arc<Broker>) -> Router {
         )
         .route(&format!("{v1}/credentials/verify"), post(vm::verify))
         .route(&format!("{v1}/credentials/retire"), vm::from_vm(Action::Retire, "retire", Broker::retire))
+        .route(
+            &format!("{v1}/credentials/exchange"),
+            vm::from_vm(Action::Exchange, "exchange", Broker::exchange),
+        )
         .route(&format!("{v1}/bundle"), get(documents::bundle))
         .route(&format!("{v1}/bundle/jwks"), get(documents::jwks))
         .route(&format!("{v1}/revocations"), get(documents::revocations))
@@ -87,6 +91,24 @@ pub(crate) fn router(broker: Arc<Broker>) -> Router {
         .fallback(|| async { ErrorResponse(Refusal::new(Code::NotFound, "no such route")) })
         .layer(Extension(documents::RevocationWaiters::new()))
         .layer(axum::extract::DefaultBodyLimit::max(broker.config.limits.max_body_bytes))
+        .layer(axum::middleware::from_fn_with_state((Arc::clone(&broker), guard), guard::guard))
+        .with_state(broker)
+}
+
+/// The OpenID Connect issuer's documents (`[federation]`), which relying parties fetch
+/// anonymously: on the API listener, and alone on the issuer's own listener.
+fn oidc_issuer(router: Router<AppState>) -> Router<AppState> {
+    router
+        .route("/.well-known/openid-configuration", get(documents::openid_configuration))
+        .route("/.well-known/jwks.json", get(documents::oidc_jwks))
+}
+
+/// The issuer's own listener (`[federation] listen`): its two documents and nothing else,
+/// behind a guard of its own.
+pub(crate) fn issuer_router(broker: Arc<Broker>) -> Router {
+    let guard = Arc::new(Guard::new(&broker.config));
+    oidc_issuer(Router::new())
+        .fallback(|| async { ErrorResponse(Refusal::new(Code::NotFound, "no such route")) })
         .layer(axum::middleware::from_fn_with_state((Arc::clone(&broker), guard), guard::guard))
         .with_state(broker)
 }

@@ -77,6 +77,21 @@ pub(crate) fn server_config(config: &Config) -> anyhow::Result<(Arc<ServerConfig
     Ok((Arc::new(server), generated))
 }
 
+/// The OIDC issuer's own listener (`[federation] listen`): its certificate (one relying
+/// parties trust, e.g. a public CA's), and no client certificates asked for.
+pub(crate) fn issuer_config(certificate: &Path, private_key: &Path) -> anyhow::Result<Arc<ServerConfig>> {
+    let server = ServerConfig::builder_with_provider(mooring_serve::provider())
+        .with_safe_default_protocol_versions()
+        .context("TLS versions")?
+        .with_no_client_auth()
+        .with_single_cert(
+            mooring_serve::read_certificates(certificate)?,
+            mooring_serve::read_private_key(private_key)?,
+        )
+        .context("federation certificate and key do not fit")?;
+    Ok(Arc::new(server))
+}
+
 fn ca(name: &str) -> anyhow::Result<(CertificateParams, KeyPair)> {
     let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
     let mut params = CertificateParams::default();

@@ -1,10 +1,9 @@
-//! JWT-SVIDs (SPIFFE JWT-SVID specification): compact JWS, ES256 only. Verified by
-//! [`mooring_attestation::svid`].
+//! The broker's JWTs: JWT-SVIDs (SPIFFE JWT-SVID specification) and exchanged tokens
+//! (RFC 8693), compact JWS, ES256 only. Verified by [`mooring_attestation::svid`].
 
 use aws_lc_rs::rand::SystemRandom;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use mooring_attestation::protocol::JwtSvidClaims;
 use serde::Serialize;
 
 use super::keys::Generation;
@@ -16,7 +15,7 @@ struct Header {
     typ: String,
 }
 
-pub(super) fn sign(generation: &Generation, claims: &JwtSvidClaims) -> anyhow::Result<String> {
+pub(super) fn sign(generation: &Generation, claims: &impl Serialize) -> anyhow::Result<String> {
     let header = Header { alg: "ES256".into(), kid: generation.kid.clone(), typ: "JWT".into() };
     let signing_input = format!(
         "{}.{}",

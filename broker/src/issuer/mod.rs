@@ -13,9 +13,12 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use mooring_attestation::pem;
 use mooring_attestation::protocol::{
-    Audience, BundleDocument, Confirmation, Jwk, JwkSet, JwtSvidClaims, JWT_SVID_USE, X509_SVID_USE,
+    Audience, BundleDocument, Confirmation, ExchangedClaims, Jwk, JwkSet, JwtSvidClaims, EXCHANGED_TOKEN_ALG,
+    JWT_SVID_USE, OIDC_SIG_USE, X509_SVID_USE,
 };
-use mooring_attestation::svid::{CheckedCredential, CredentialKey, Presented, SvidError, TrustBundle};
+use mooring_attestation::svid::{
+    CheckedCredential, CredentialKey, ExchangedToken, Presented, SvidError, TrustBundle,
+};
 use mooring_attestation::validity::Windowed;
 
 use self::keys::{Generation, KeySet};
@@ -108,6 +111,26 @@ impl Issuer {
         jwk_set(&self.keys.all(now))
     }
 
+    /// The same keys as an OpenID Connect issuer's JWK Set: `use` `sig`, `alg` `ES256`, and
+    /// the key id, nothing SPIFFE-specific (generic JOSE libraries skip or refuse keys of
+    /// another `use`).
+    pub(crate) fn oidc_jwks(&self, now: i64) -> JwkSet {
+        let mut set = jwk_set(&self.keys.all(now));
+        for jwk in &mut set.keys {
+            jwk.use_ = Some(OIDC_SIG_USE.into());
+            jwk.alg = Some(EXCHANGED_TOKEN_ALG.into());
+        }
+        set
+    }
+
+    /// Signs an exchanged token with the generation that signs now; its `jti` is a new
+    /// random serial, set here.
+    pub(crate) fn sign_exchanged(&self, claims: &mut ExchangedClaims, now: i64) -> anyhow::Result<String> {
+        let generation = self.keys.current(now)?;
+        claims.jti = new_serial()?;
+        jwt::sign(&generation, claims)
+    }
+
     /// The SPIFFE bundle of every generation still in use: per generation, its CA as an
     /// `x509-svid` key and its JWT key as a `jwt-svid` key.
     ///
@@ -136,9 +159,31 @@ impl Issuer {
     /// issued. A signer this replica does not know (another replica rotated since it last
     /// looked) makes it read the vault again, at most once a second, and retry.
     pub(crate) fn check(&self, credential: Presented<'_>, now: i64) -> Result<CheckedCredential, SvidError> {
-        match CheckedCredential::check(credential, &*self.trust_bundle(now)?, now) {
+        self.with_bundle(now, |bundle| CheckedCredential::check(credential, bundle, now))
+    }
+
+    /// Signature (by a generation in use), issuer, validity, subject and audience of an
+    /// exchanged token, as [`Issuer::check`] for credentials.
+    pub(crate) fn check_exchanged(
+        &self,
+        token: &str,
+        issuer: &str,
+        audience: &str,
+        now: i64,
+    ) -> Result<ExchangedToken, SvidError> {
+        self.with_bundle(now, |bundle| ExchangedToken::check(token, bundle, issuer, audience, now))
+    }
+
+    /// `check` against the trust bundle at `now`; once more after reading the vault again
+    /// when it names a signer this replica does not know (at most once a second).
+    fn with_bundle<T>(
+        &self,
+        now: i64,
+        check: impl Fn(&TrustBundle) -> Result<T, SvidError>,
+    ) -> Result<T, SvidError> {
+        match check(&*self.trust_bundle(now)?) {
             Err(SvidError::UnknownSigningKey(_)) if self.keys.reload_if_stale(now) => {
-                CheckedCredential::check(credential, &*self.trust_bundle(now)?, now)
+                check(&*self.trust_bundle(now)?)
             }
             other => other,
         }
@@ -366,6 +411,82 @@ mod tests {
         let (third, bundle) = bundle_at(&issuer, gone);
         assert_eq!(bundle.x509_authorities().len(), 1);
         assert!(third > second, "{third} > {second}");
+    }
+
+    fn exchanged_claims() -> ExchangedClaims {
+        ExchangedClaims {
+            iss: "https://issuer.test".into(),
+            sub: "spiffe://test/vm/web/ab".into(),
+            aud: "sts.amazonaws.com".into(),
+            exp: NOW + 300,
+            iat: NOW,
+            jti: String::new(),
+            class: "web".into(),
+            svid_serial: "0a1b".into(),
+            scope: None,
+        }
+    }
+
+    #[test]
+    fn exchanged_tokens_are_signed_by_the_jwt_key_published_in_oidc_form() {
+        let dir = tempfile::tempdir().unwrap();
+        let issuer = issuer(dir.path());
+        let mut claims = exchanged_claims();
+        let token = issuer.sign_exchanged(&mut claims, NOW).unwrap();
+        let mut again = exchanged_claims();
+        issuer.sign_exchanged(&mut again, NOW).unwrap();
+        assert_eq!(claims.jti.len(), 32);
+        assert_ne!(claims.jti, again.jti, "each token has its own id");
+        let checked =
+            issuer.check_exchanged(&token, "https://issuer.test", "sts.amazonaws.com", NOW + 1).unwrap();
+        assert_eq!((checked.svid_serial(), checked.token_id()), ("0a1b", claims.jti.as_str()));
+        assert_eq!(
+            issuer.check_exchanged(&token, "https://issuer.test", "vault", NOW).unwrap_err().code().as_str(),
+            "wrong_audience"
+        );
+        assert_eq!(
+            issuer
+                .check_exchanged(&token, "https://other.test", "sts.amazonaws.com", NOW)
+                .unwrap_err()
+                .code()
+                .as_str(),
+            "credential_malformed"
+        );
+        assert_eq!(
+            issuer
+                .check_exchanged(&token, "https://issuer.test", "sts.amazonaws.com", NOW + 300)
+                .unwrap_err()
+                .code()
+                .as_str(),
+            "expired"
+        );
+
+        // The OIDC JWK Set: the JWT keys by kid, `use` sig, `alg` ES256, nothing SPIFFE-specific.
+        let kid = serde_json::from_slice::<serde_json::Value>(
+            &URL_SAFE_NO_PAD.decode(token.split('.').next().unwrap()).unwrap(),
+        )
+        .unwrap()["kid"]
+            .clone();
+        let oidc = serde_json::to_value(issuer.oidc_jwks(NOW)).unwrap();
+        assert_eq!(
+            oidc,
+            serde_json::json!({"keys": [{
+                "kty": "EC", "crv": "P-256", "x": oidc["keys"][0]["x"], "y": oidc["keys"][0]["y"],
+                "kid": kid, "use": "sig", "alg": "ES256",
+            }]})
+        );
+        assert_eq!(
+            issuer.jwks(NOW).keys[0].use_.as_deref(),
+            Some("jwt-svid"),
+            "the SPIFFE form is unchanged"
+        );
+
+        // A generation another replica made is found, as for credentials.
+        let second = Issuer::open(vault(dir.path()), "test", 24, NOW).unwrap();
+        let later = NOW + 24 * 3600 + 1;
+        let mut claims = ExchangedClaims { iat: later, exp: later + 300, ..exchanged_claims() };
+        let rotated = second.sign_exchanged(&mut claims, later).unwrap();
+        issuer.check_exchanged(&rotated, "https://issuer.test", "sts.amazonaws.com", later).unwrap();
     }
 
     #[test]

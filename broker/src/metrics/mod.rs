@@ -17,6 +17,7 @@ const BUCKETS: [f64; 10] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 
 #[derive(Debug, Default)]
 pub(crate) struct Metrics {
     issued: AtomicU64,
+    exchanged: AtomicU64,
     verified_valid: AtomicU64,
     verified_invalid: AtomicU64,
     refusals: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
@@ -33,6 +34,10 @@ struct Histogram {
 impl Metrics {
     pub(crate) fn issued(&self) {
         self.issued.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn exchanged(&self) {
+        self.exchanged.fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn verified(&self, valid: bool) {
@@ -69,6 +74,12 @@ impl Metrics {
         );
         let _ = writeln!(out, "# TYPE mooring_credentials_issued_total counter");
         let _ = writeln!(out, "mooring_credentials_issued_total {}", self.issued.load(Ordering::Relaxed));
+        let _ = writeln!(
+            out,
+            "# HELP mooring_tokens_exchanged_total Tokens for downstream audiences exchanged for JWT-SVIDs."
+        );
+        let _ = writeln!(out, "# TYPE mooring_tokens_exchanged_total counter");
+        let _ = writeln!(out, "mooring_tokens_exchanged_total {}", self.exchanged.load(Ordering::Relaxed));
         let _ = writeln!(out, "# HELP mooring_verifications_total Credential checks by relying services.");
         let _ = writeln!(out, "# TYPE mooring_verifications_total counter");
         let _ = writeln!(

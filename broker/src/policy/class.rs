@@ -4,10 +4,11 @@ use std::net::IpAddr;
 use std::path::Path;
 
 use ipnet::IpNet;
+use mooring_attestation::protocol::{check_audience, check_scope_token};
 use mooring_attestation::snp::appraisal::SnpAppraisal;
 use mooring_attestation::tpm::alg::HashAlg;
 
-use super::file::{ClassFile, Evidence};
+use super::file::{ClassFile, Evidence, FederationFile};
 use super::snp::SnpRules;
 use super::tpm::TpmRules;
 use super::{short, CompileError, Secret, MAX_SECRET_BYTES};
@@ -29,10 +30,72 @@ pub(crate) struct Class {
     tpm: Option<TpmRules>,
     pub(super) snp: Option<SnpRules>,
     secrets: Vec<Secret>,
+    federation: Vec<Federation>,
+}
+
+/// Shortest and longest lifetime of an exchanged token: a bearer token, so short; at least
+/// long enough to reach the relying party.
+pub(crate) const FEDERATION_TTL: std::ops::RangeInclusive<u32> = 10..=3600;
+
+/// A downstream audience a class federates with (`[[class.federation]]`).
+#[derive(Debug)]
+pub(crate) struct Federation {
+    audience: String,
+    ttl_seconds: u32,
+    scopes: Vec<String>,
+}
+
+impl Federation {
+    /// `federation`, unless an audience of `svid_audiences` (every class's JWT-SVID
+    /// audiences) is its own: a relying party there would take the bearer token where it
+    /// expects a bound JWT-SVID.
+    fn compile(federation: FederationFile, svid_audiences: &[(String, String)]) -> Result<Self, String> {
+        let FederationFile { audience, ttl_seconds, scopes } = federation;
+        check_audience(&audience).map_err(|e| format!("federation audience {audience:?}: {e}"))?;
+        if let Some((_, class)) = svid_audiences.iter().find(|(a, _)| *a == audience) {
+            return Err(format!(
+                "federation audience {audience:?} is also a JWT-SVID audience (class {class:?}): a relying \
+                 party for it would take the exchanged bearer token where it expects a bound JWT-SVID"
+            ));
+        }
+        if !FEDERATION_TTL.contains(&ttl_seconds) {
+            return Err(format!(
+                "federation audience {audience:?}: ttl_seconds {ttl_seconds} outside {}..={} (a bearer \
+                 token: keep it short)",
+                FEDERATION_TTL.start(),
+                FEDERATION_TTL.end()
+            ));
+        }
+        for (index, scope) in scopes.iter().enumerate() {
+            check_scope_token(scope).map_err(|e| format!("federation audience {audience:?}: {e}"))?;
+            if scopes.get(..index).is_some_and(|before| before.contains(scope)) {
+                return Err(format!("federation audience {audience:?}: scope {scope:?} is listed twice"));
+            }
+        }
+        Ok(Self { audience, ttl_seconds, scopes })
+    }
+
+    pub(crate) fn audience(&self) -> &str {
+        &self.audience
+    }
+
+    pub(crate) fn ttl_seconds(&self) -> u32 {
+        self.ttl_seconds
+    }
+
+    pub(crate) fn scopes(&self) -> &[String] {
+        &self.scopes
+    }
 }
 
 impl Class {
-    pub(super) fn compile(class: ClassFile, base: &Path, files: SecretFiles) -> Result<Self, CompileError> {
+    /// `svid_audiences`: every class's JWT-SVID audiences with the class's name.
+    pub(super) fn compile(
+        class: ClassFile,
+        base: &Path,
+        files: SecretFiles,
+        svid_audiences: &[(String, String)],
+    ) -> Result<Self, CompileError> {
         if class.name.is_empty()
             || !class.name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b))
         {
@@ -129,6 +192,17 @@ impl Class {
             }
             secrets.push(Secret { name: secret.name, value });
         }
+        let mut federation: Vec<Federation> = Vec::new();
+        for spanned in class.federation {
+            let at = Some(spanned.span().start);
+            let grant = Federation::compile(spanned.into_inner(), svid_audiences)
+                .map_err(|message| CompileError { at, message })?;
+            if federation.iter().any(|f| f.audience == grant.audience) {
+                let message = format!("federation audience {:?} is listed twice", grant.audience);
+                return Err(CompileError { at, message });
+            }
+            federation.push(grant);
+        }
         Ok(Self {
             name: class.name,
             evidence,
@@ -142,6 +216,7 @@ impl Class {
             tpm,
             snp,
             secrets,
+            federation,
         })
     }
 
@@ -182,6 +257,16 @@ impl Class {
 
     pub(crate) fn secrets(&self) -> &[Secret] {
         &self.secrets
+    }
+
+    /// What the class grants for `audience`, if it federates with it.
+    pub(crate) fn federation(&self, audience: &str) -> Option<&Federation> {
+        self.federation.iter().find(|f| f.audience == audience)
+    }
+
+    /// Every audience the class federates with.
+    pub(crate) fn federation_audiences(&self) -> Vec<&str> {
+        self.federation.iter().map(Federation::audience).collect()
     }
 
     pub(crate) fn tpm(&self) -> Option<&TpmRules> {

@@ -43,6 +43,9 @@ pub(super) struct ClassFile {
     pub(super) snp: Option<SnpFile>,
     #[serde(default)]
     pub(super) secrets: Vec<SecretFile>,
+    /// Downstream audiences VMs of this class may exchange their JWT-SVID for.
+    #[serde(default)]
+    pub(super) federation: Vec<Spanned<FederationFile>>,
 }
 
 fn default_spiffe_id() -> String {
@@ -131,6 +134,25 @@ pub(super) struct SecretFile {
     pub(super) name: String,
     /// File holding the secret, relative to the policy file.
     pub(super) file: PathBuf,
+}
+
+/// `[[class.federation]]`: a downstream audience (cloud IAM, Vault, an API) VMs of this
+/// class may exchange their JWT-SVID for a short bearer token for.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FederationFile {
+    /// The token's `aud`.
+    pub(super) audience: String,
+    /// Lifetime of a token (never beyond the JWT-SVID's).
+    #[serde(default = "default_federation_ttl")]
+    pub(super) ttl_seconds: u32,
+    /// Scopes a token for this audience may carry (when the VM asks for them).
+    #[serde(default)]
+    pub(super) scopes: Vec<String>,
+}
+
+fn default_federation_ttl() -> u32 {
+    300
 }
 
 /// Hex bytes in the policy (checked when read, so the error has a line).

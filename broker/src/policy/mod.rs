@@ -117,6 +117,11 @@ impl Policy {
             return Err(error(None, format!("version {} is not supported (only 1)", parsed.version)));
         }
         let base = path.parent().unwrap_or(Path::new("."));
+        let svid_audiences: Vec<(String, String)> = parsed
+            .classes
+            .iter()
+            .flat_map(|c| c.get_ref().audiences.iter().map(|a| (a.clone(), c.get_ref().name.clone())))
+            .collect();
         let mut classes: Vec<Class> = Vec::new();
         for spanned in parsed.classes {
             let line = line_of(text, spanned.span().start);
@@ -125,7 +130,7 @@ impl Policy {
             if classes.iter().any(|c| c.name == name) {
                 return Err(error(Some(line), format!("class {name:?} is defined twice")));
             }
-            let class = Class::compile(class, base, files).map_err(|e| {
+            let class = Class::compile(class, base, files, &svid_audiences).map_err(|e| {
                 let line = e.at.map_or(line, |offset| line_of(text, offset));
                 error(Some(line), format!("class {name:?}: {}", e.message))
             })?;

@@ -278,6 +278,64 @@ fn an_event_log_that_does_not_reproduce_the_quoted_pcrs_is_refused() {
     assert!(refusal.reason.contains("PCR 11"), "{refusal}");
 }
 
+/// A TPM class with `audiences = ["payments"]` and `federation` tables after it.
+fn federating(federation: &str) -> String {
+    format!("{}{federation}", tpm_class("audiences = [\"payments\"]"))
+}
+
+const AWS: &str = "[[class.federation]]\naudience = \"sts.amazonaws.com\"\n";
+
+#[test]
+fn federation_audiences_load_with_their_ttl_and_scopes() {
+    let text = federating(&format!("{AWS}\n[[class.federation]]\naudience = \"vault\"\nttl_seconds = 60\nscopes = [\"read\", \"write\"]\n"));
+    let policy = parse(&text).unwrap();
+    let class = &policy.classes()[0];
+    assert_eq!(class.federation_audiences(), ["sts.amazonaws.com", "vault"]);
+    let aws = class.federation("sts.amazonaws.com").unwrap();
+    assert_eq!((aws.ttl_seconds(), aws.scopes().len()), (300, 0), "default TTL, no scopes");
+    let vault = class.federation("vault").unwrap();
+    assert_eq!((vault.audience(), vault.ttl_seconds()), ("vault", 60));
+    assert_eq!(vault.scopes(), ["read", "write"]);
+    assert!(class.federation("payments").is_none());
+    assert!(parse(&tpm_class("")).unwrap().classes()[0].federation_audiences().is_empty());
+}
+
+#[test]
+fn federation_errors_name_the_table_line() {
+    // The [[class.federation]] table starts on the line after the class.
+    let line = federating("").lines().count() + 1;
+    for (table, says) in [
+        ("audience = \"two words\"\n", "visible ASCII without spaces"),
+        ("audience = \"\"\n", "1 to 255 characters"),
+        ("audience = \"payments\"\n", "also a JWT-SVID audience (class \"web\")"),
+        ("audience = \"vault\"\nttl_seconds = 5\n", "ttl_seconds 5 outside 10..=3600"),
+        ("audience = \"vault\"\nttl_seconds = 7200\n", "ttl_seconds 7200 outside 10..=3600"),
+        ("audience = \"vault\"\nscopes = [\"a b\"]\n", "a scope is visible ASCII"),
+        ("audience = \"vault\"\nscopes = [\"read\", \"read\"]\n", "scope \"read\" is listed twice"),
+    ] {
+        let e = error(&federating(&format!("[[class.federation]]\n{table}")));
+        assert!(e.message.contains(says), "{table}: {e}");
+        assert_eq!(e.line, Some(line), "{table}: {e}");
+    }
+    // The same audience twice; a key that does not exist (the TOML reader names it).
+    let e = error(&federating(&format!("{AWS}{AWS}")));
+    assert!(e.message.contains("\"sts.amazonaws.com\" is listed twice"), "{e}");
+    assert_eq!(e.line, Some(line + 2), "{e}");
+    let e = error(&federating(&format!("{AWS}role = \"admin\"\n")));
+    assert!(e.message.contains("role"), "{e}");
+    assert_eq!(e.line, Some(line + 2), "{e}");
+}
+
+#[test]
+fn a_federation_audience_of_one_class_may_not_be_a_jwt_svid_audience_of_another() {
+    // The JWT-SVID audience is declared by a later class: still refused.
+    let later =
+        tpm_class("audiences = [\"vault\"]").replace("version = 1\n", "").replace("\"web\"", "\"db\"");
+    let text = format!("{}[[class.federation]]\naudience = \"vault\"\n{later}", tpm_class(""));
+    let e = error(&text);
+    assert!(e.message.contains("also a JWT-SVID audience (class \"db\")"), "{e}");
+}
+
 fn azure_class(tables: &str) -> String {
     let matching = if tables.contains("[class.match]") { "" } else { AZURE_MATCH };
     format!(

@@ -7,6 +7,7 @@ pub(crate) mod azure;
 mod challenge;
 mod documents;
 pub(crate) mod dry_run;
+mod exchange;
 mod issue;
 mod judged;
 mod lifecycle;

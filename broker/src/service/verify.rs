@@ -10,7 +10,8 @@ use mooring_attestation::protocol::{
     RevocationCode, RevocationTarget, VerifyRequest, VerifyResponse, RETIRE_AUDIENCE,
 };
 use mooring_attestation::svid::{
-    CheckedCredential, PossessionProof, Presented, Proof, SvidError, POSSESSION_SKEW_SECONDS,
+    CheckedCredential, PossessionProof, Presented, Proof, SvidError, VerifiedCredential,
+    POSSESSION_SKEW_SECONDS,
 };
 use mooring_attestation::x509::bundle::parse_certificates;
 use sha2::{Digest, Sha256};
@@ -73,6 +74,9 @@ impl Broker {
     /// address binding, proof of possession: the first that fails answers.
     fn verify_inner(&self, request: &VerifyRequest) -> Result<CredentialClaims, Refusal> {
         let now = self.now();
+        if let PresentedCredential::Exchanged { token } = &request.credential {
+            return self.verify_exchanged(token, request.audience.as_deref(), now);
+        }
         let checked = self.checked(&request.credential, now)?;
         let record = self.issuance_record(checked.credential().serial())?;
         let Some(audience) = request.audience.as_deref() else {
@@ -97,13 +101,7 @@ impl Broker {
             }
         }
         let credential = checked.credential();
-        if let Some(revocation) = self
-            .store
-            .revocation_for(credential.serial(), credential.spiffe_id())
-            .map_err(|e| internal("revocations", e))?
-        {
-            return Err(refusal(SvidError::revoked(&revocation)));
-        }
+        self.not_revoked(credential.serial(), credential.spiffe_id())?;
         self.not_blocked(&record.hardware_id)?;
         checked.check_binding(request.peer_address).map_err(refusal)?;
         let signed;
@@ -155,19 +153,13 @@ impl Broker {
 
     fn retire_checked(&self, request: &RetireRequest, caller: &Caller) -> Result<RetireResponse, Refusal> {
         let now = self.now();
-        let checked = self.checked(&PresentedCredential::Jwt { token: request.jwt_svid.clone() }, now)?;
-        let serial = checked.credential().serial().to_owned();
-        let record = self.issuance_record(&serial)?;
-        checked.check_binding(caller.address).map_err(refusal)?;
-        let proof = PossessionProof::new(request.statement.clone(), request.signature.clone());
-        let verified = checked
-            .check_possession(
-                Some(Proof::Signature { proof: &proof, request: &serial }),
-                RETIRE_AUDIENCE,
-                now,
-            )
-            .map_err(refusal)?;
-        self.use_statement_once(&request.statement, now)?;
+        let held = Held {
+            jwt_svid: &request.jwt_svid,
+            statement: &request.statement,
+            signature: &request.signature,
+        };
+        let (verified, record) = self.held_by_caller(held, RETIRE_AUDIENCE, str::to_owned, caller, now)?;
+        let serial = verified.serial().to_owned();
         let revocation = Revocation {
             target: RevocationTarget::Credential(serial.clone()),
             revoked_at: now,
@@ -188,9 +180,41 @@ impl Broker {
         Ok(RetireResponse { serial })
     }
 
+    /// A JWT-SVID presented by the VM holding it: ours and current, from its bound address,
+    /// with a possession statement by its K for `audience` whose `request` is
+    /// `request(serial)`, used once. What the credential says, and its issuance record.
+    pub(super) fn held_by_caller(
+        &self,
+        held: Held<'_>,
+        audience: &str,
+        request: impl FnOnce(&str) -> String,
+        caller: &Caller,
+        now: i64,
+    ) -> Result<(VerifiedCredential, CredentialRecord), Refusal> {
+        let checked = self.checked(&PresentedCredential::Jwt { token: held.jwt_svid.to_owned() }, now)?;
+        let record = self.issuance_record(checked.credential().serial())?;
+        checked.check_binding(caller.address).map_err(refusal)?;
+        let proof = PossessionProof::new(held.statement.to_vec(), held.signature.to_vec());
+        let request = request(checked.credential().serial());
+        let verified = checked
+            .check_possession(Some(Proof::Signature { proof: &proof, request: &request }), audience, now)
+            .map_err(refusal)?;
+        self.use_statement_once(held.statement, now)?;
+        Ok((verified, record))
+    }
+
+    /// Refuses a credential its VM, an administrator or a newer boot revoked (by serial, or
+    /// the VM by SPIFFE ID), with the revocation's code.
+    pub(super) fn not_revoked(&self, serial: &str, spiffe_id: &str) -> Result<(), Refusal> {
+        match self.store.revocation_for(serial, spiffe_id).map_err(|e| internal("revocations", e))? {
+            Some(revocation) => Err(refusal(SvidError::revoked(&revocation))),
+            None => Ok(()),
+        }
+    }
+
     /// One possession statement, one use, on every replica: a statement seen again within
     /// the window it is accepted in is a replay (whatever its signature's encoding).
-    fn use_statement_once(&self, statement: &[u8], now: i64) -> Result<(), Refusal> {
+    pub(super) fn use_statement_once(&self, statement: &[u8], now: i64) -> Result<(), Refusal> {
         let id = format!("proof:{}", hex::encode(Sha256::digest(statement)));
         match self.store.use_once(&id, now + 2 * POSSESSION_SKEW_SECONDS) {
             Ok(Consumed::First) => Ok(()),
@@ -204,7 +228,11 @@ impl Broker {
     }
 
     /// Signature (by a key generation in use), validity and names.
-    fn checked(&self, credential: &PresentedCredential, now: i64) -> Result<CheckedCredential, Refusal> {
+    pub(super) fn checked(
+        &self,
+        credential: &PresentedCredential,
+        now: i64,
+    ) -> Result<CheckedCredential, Refusal> {
         match credential {
             PresentedCredential::Jwt { token } => self.issuer.check(Presented::Jwt(token), now),
             PresentedCredential::X509 { chain } => {
@@ -215,20 +243,31 @@ impl Broker {
                     .ok_or_else(|| Refusal::new(Code::CredentialMalformed, "X.509-SVID: no certificate"))?;
                 self.issuer.check(Presented::X509(leaf.der()), now)
             }
+            PresentedCredential::Exchanged { .. } => Err(SvidError::Malformed(
+                "an exchanged token is a bearer token, not a VM's credential".into(),
+            )),
         }
         .map_err(refusal)
     }
 
-    fn issuance_record(&self, serial: &str) -> Result<CredentialRecord, Refusal> {
+    pub(super) fn issuance_record(&self, serial: &str) -> Result<CredentialRecord, Refusal> {
         self.store.credential(serial).map_err(|e| internal("credentials", e))?.ok_or_else(|| {
             Refusal::new(Code::UnknownSigningKey, format!("no issuance record for serial {serial}"))
         })
     }
 }
 
+/// A JWT-SVID and the possession statement its holder signed with K.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Held<'a> {
+    pub(super) jwt_svid: &'a str,
+    pub(super) statement: &'a [u8],
+    pub(super) signature: &'a [u8],
+}
+
 /// The broker's answer for an `svid` refusal: the same reason code. A bundle or revocation
 /// list problem is the broker's own (it checks against its key generations and its store).
-fn refusal(e: SvidError) -> Refusal {
+pub(super) fn refusal(e: SvidError) -> Refusal {
     match e {
         SvidError::BundleInvalid(_) | SvidError::RevocationListStale(_) => internal("trust bundle", e),
         e => Refusal::new(e.code(), e.to_string()),

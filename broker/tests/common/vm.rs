@@ -211,13 +211,19 @@ impl Vm {
 
     /// A possession statement signed with K in the TPM: (statement, DER signature).
     pub fn prove_possession(&self, audience: &str, now: i64) -> (Vec<u8>, Vec<u8>) {
+        // A nonce per statement, as a relying service's request digest would be: the
+        // broker refuses a statement it has seen before.
+        self.sign_statement(audience, &hex::encode(std::array::from_fn::<u8, 16, _>(|_| rand_byte())), now)
+    }
+
+    /// A possession statement for `audience` and `request`, signed with K in the TPM:
+    /// (statement, DER signature).
+    pub fn sign_statement(&self, audience: &str, request: &str, now: i64) -> (Vec<u8>, Vec<u8>) {
         let statement = serde_json::to_vec(&PossessionStatement {
             purpose: PossessionStatement::PURPOSE.into(),
             audience: audience.into(),
             issued_at: now,
-            // A nonce per statement, as a relying service's request digest would be: the
-            // broker refuses a statement it has seen before.
-            request: hex::encode(std::array::from_fn::<u8, 16, _>(|_| rand_byte())),
+            request: request.into(),
         })
         .unwrap();
         std::fs::write(self.tools.path("statement.json"), &statement).unwrap();

@@ -7,12 +7,14 @@
 //! The scenarios by what they attack: a VM attesting and paying (here), stolen credentials,
 //! keys and sealed secrets (`theft`), the end of a credential's life (`lifetime`: PCR change,
 //! revocation, retirement, reboot), cloned vTPMs (`clones`), the SEV-SNP path (`snp`), and
-//! Azure confidential VMs (`azure`: an HCL report in a swtpm's NV and a quote by its AK).
+//! Azure confidential VMs (`azure`: an HCL report in a swtpm's NV and a quote by its AK), and
+//! the token exchange for downstream audiences (`federation`).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
 mod azure;
 mod checks;
 mod clones;
+mod federation;
 mod lifetime;
 mod snp;
 mod theft;

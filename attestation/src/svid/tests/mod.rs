@@ -210,6 +210,7 @@ fn signed(proof: &PossessionProof) -> Option<Proof<'_>> {
 }
 
 mod bundle;
+mod exchanged;
 mod jwt;
 mod possession;
 mod revocation;
