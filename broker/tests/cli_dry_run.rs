@@ -191,9 +191,9 @@ fn unreadable_evidence_is_a_usage_error() {
     assert!(err.contains("junk.json"), "{err}");
 }
 
-/// GCE COS 85's vTPM quote (SHA-256 bank, all 24 PCRs, nonce 9009) and its event log, as a
+/// GCE COS 85's vTPM quote of `bank` (all 24 PCRs, nonce 9009) and its event log, as a
 /// quote vector.
-fn gce_quote_vector(dir: &Path) -> PathBuf {
+fn gce_quote_vector(dir: &Path, bank: &str) -> PathBuf {
     let gce = testdata_dir().join("tpm/quotes/gce-cos85-vtpm/nonce9009");
     let read = |name: &str| std::fs::read(gce.join(name)).unwrap();
     let b64 = |bytes: Vec<u8>| base64::engine::general_purpose::STANDARD.encode(bytes);
@@ -201,18 +201,18 @@ fn gce_quote_vector(dir: &Path) -> PathBuf {
     let vector = json!({
         "kind": "tpm_quote",
         "ak_public": b64(read("ak_pub.tpmt_public.bin")),
-        "quote": b64(read("quote_sha256.attest.bin")),
-        "quote_signature": b64(read("quote_sha256.sig.tpmt_signature.bin")),
-        "pcrs": { "sha256": pcrs["sha256"] },
+        "quote": b64(read(&format!("quote_{bank}.attest.bin"))),
+        "quote_signature": b64(read(&format!("quote_{bank}.sig.tpmt_signature.bin"))),
+        "pcrs": { bank: pcrs[bank] },
         "event_log": b64(read("binary_bios_measurements")),
     });
-    write_json(dir, "gce.json", &vector)
+    write_json(dir, &format!("gce-{bank}.json"), &vector)
 }
 
 #[test]
 fn a_gce_quote_and_its_event_log_are_appraised() {
     let dir = tempfile::tempdir().unwrap();
-    let vector = gce_quote_vector(dir.path());
+    let vector = gce_quote_vector(dir.path(), "sha256");
     let gce = testdata_dir().join("tpm/quotes/gce-cos85-vtpm/nonce9009");
     let pcrs = dir.path().join("pcrs.json");
     let all: Value = serde_json::from_slice(&std::fs::read(gce.join("pcrs.json")).unwrap()).unwrap();
@@ -268,4 +268,39 @@ fn a_gce_quote_and_its_event_log_are_appraised() {
     let changed = write_json(dir.path(), "gce-log.json", &changed);
     let (_, results) = dry_run(dir.path(), &learned, &[&changed]);
     refused_with(&results[0], "event_log_mismatch");
+}
+
+/// The same VM's quotes of its SHA-1 and SHA-384 banks, each judged by a class learned for
+/// its bank from the same log, and each refused by the other bank's class.
+#[test]
+fn the_gce_quotes_of_every_bank_are_appraised_with_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let gce = testdata_dir().join("tpm/quotes/gce-cos85-vtpm/nonce9009");
+    let pcrs = gce.join("pcrs.json");
+    let learn = |bank: &str| {
+        let (code, learned, err) = broker(&[
+            "policy",
+            "learn-tpm",
+            "--class",
+            &format!("gce-{bank}"),
+            "--bank",
+            bank,
+            "--pcrs",
+            pcrs.to_str().unwrap(),
+            "--event-log",
+            gce.join("binary_bios_measurements").to_str().unwrap(),
+            "--network",
+            "10.0.0.0/8",
+        ]);
+        assert_eq!(code, Some(0), "{learned}{err}");
+        learned
+    };
+    for (bank, other) in [("sha1", "sha384"), ("sha384", "sha1")] {
+        let vector = gce_quote_vector(dir.path(), bank);
+        let (code, results) = dry_run(dir.path(), &learn(bank), &[&vector]);
+        assert_eq!(code, Some(0), "{bank}: {results:?}");
+        assert_eq!(results[0]["class"], format!("gce-{bank}"));
+        let (_, results) = dry_run(dir.path(), &learn(other), &[&vector]);
+        refused_with(&results[0], "pcr_selection_mismatch");
+    }
 }

@@ -12,9 +12,9 @@ use std::time::Duration;
 use std::sync::Arc;
 
 use mooring_attestation::protocol::{
-    AzureChallenge, AzureFinishRequest, Code, ErrorBody, ExchangeRequest, ExchangeResponse, IssuedCredentials,
-    RetireRequest, RetireResponse,
-    SnpChallenge, SnpFinishRequest, TpmBeginRequest, TpmChallenge, TpmFinishRequest, API_PREFIX,
+    AzureChallenge, AzureFinishRequest, Code, ErrorBody, ExchangeRequest, ExchangeResponse,
+    IssuedCredentials, RetireRequest, RetireResponse, SnpChallenge, SnpFinishRequest, TpmBeginRequest,
+    TpmChallenge, TpmFinishRequest, API_PREFIX,
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;

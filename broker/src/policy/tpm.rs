@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use mooring_attestation::tpm::alg::HashAlg;
 use mooring_attestation::tpm::appraisal::TpmAppraisal;
-use mooring_attestation::tpm::pcr::PcrSelection;
+use mooring_attestation::tpm::pcr::{PcrSelection, PcrValues};
 
 use super::boot::{BootRules, NOT_IN_FIRMWARE_LOG};
 use super::{file, CompileError};
@@ -105,18 +105,24 @@ impl TpmRules {
         BTreeMap::from([(self.bank.name().to_owned(), self.pcrs.clone())])
     }
 
-    /// Decides on an appraisal: measured-boot rules first (their refusals say what in the
-    /// boot was wrong), then the pinned PCR values.
-    pub(crate) fn check(&self, appraisal: &TpmAppraisal) -> Result<(), Refusal> {
-        if let Some(index) = self.pcrs.iter().find(|i| appraisal.pcrs().get(self.bank, **i).is_none()) {
-            return Err(Refusal::new(
+    /// Every PCR the class appraises is among the quoted `pcrs`.
+    pub(crate) fn check_covered(&self, pcrs: &PcrValues) -> Result<(), Refusal> {
+        match self.pcrs.iter().find(|i| pcrs.get(self.bank, **i).is_none()) {
+            Some(index) => Err(Refusal::new(
                 Code::PcrSelectionMismatch,
                 format!(
                     "the quote does not cover PCR {}:{index}, which the class appraises",
                     self.bank.name()
                 ),
-            ));
+            )),
+            None => Ok(()),
         }
+    }
+
+    /// Decides on an appraisal: measured-boot rules first (their refusals say what in the
+    /// boot was wrong), then the pinned PCR values.
+    pub(crate) fn check(&self, appraisal: &TpmAppraisal) -> Result<(), Refusal> {
+        self.check_covered(appraisal.pcrs())?;
         if let Some(rules) = &self.boot {
             let Some(boot) = appraisal.boot() else {
                 return Err(Refusal::new(

@@ -359,9 +359,10 @@ fn quote_vector(policy: &Policy, vector: &QuoteVector) -> Result<Decision, Refus
         else {
             continue;
         };
-        let judged =
+        let judged = rules.check_covered(quote.pcrs()).and_then(|()| {
             appraise_boot(quote.only(rules.bank(), rules.pcrs()), vector.event_log.as_deref(), rules.bank())
-                .and_then(|appraisal| rules.check(&appraisal));
+                .and_then(|appraisal| rules.check(&appraisal))
+        });
         match judged {
             Ok(()) => return Ok(admitted(class.name(), None, QUOTE_VECTOR)),
             Err(refusal) => {
