@@ -279,6 +279,18 @@ fn revoking_the_credential_or_the_vm_or_blocking_its_hardware_revokes_what_it_ex
     let first = attest(&broker, &vm, 1);
     let token = exchanged(&broker, &vm, &first, AWS, None)["access_token"].as_str().unwrap().to_owned();
     assert_eq!(verify(&broker, &token, AWS)["valid"], true);
+    // Asked without an audience: refused, and only counted (a flood of such requests, from
+    // anyone, must not grow the audit log).
+    let before = broker.audit().len();
+    for _ in 0..3 {
+        let (status, answer) = broker.post(
+            &broker.client(loopback(9)),
+            "credentials/verify",
+            &json!({"credential": {"type": "exchanged", "token": "x"}, "peer_address": loopback(9)}),
+        );
+        assert_eq!((status, answer["code"].as_str()), (200, Some("malformed_request")), "{answer}");
+    }
+    assert_eq!(broker.audit().len(), before);
     broker.admin_post(
         "admin/revocations",
         &json!({"target": {"kind": "credential", "id": first.x509_serial}, "reason": "compromised"}),

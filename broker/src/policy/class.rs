@@ -52,6 +52,7 @@ impl Federation {
     fn compile(federation: FederationFile, svid_audiences: &[(String, String)]) -> Result<Self, String> {
         let FederationFile { audience, ttl_seconds, scopes } = federation;
         check_audience(&audience).map_err(|e| format!("federation audience {audience:?}: {e}"))?;
+        check_not_reserved(&audience)?;
         if let Some((_, class)) = svid_audiences.iter().find(|(a, _)| *a == audience) {
             return Err(format!(
                 "federation audience {audience:?} is also a JWT-SVID audience (class {class:?}): a relying \
@@ -107,6 +108,9 @@ impl Class {
         }
         if class.networks.is_empty() {
             return Err("networks is empty: list the CIDRs VMs of this class attest from".into());
+        }
+        for audience in &class.audiences {
+            check_not_reserved(audience)?;
         }
         let hardware_ids = class.matching.hardware_ids.iter().map(|h| hex::encode(&h.0)).collect::<Vec<_>>();
         let (tpm, snp, evidence) = match class.evidence {
@@ -330,6 +334,18 @@ fn read_secret(path: &Path) -> std::io::Result<Vec<u8>> {
     let limit = u64::try_from(MAX_SECRET_BYTES).unwrap_or(u64::MAX).saturating_add(1);
     std::fs::File::open(path)?.take(limit).read_to_end(&mut value)?;
     Ok(value)
+}
+
+/// The broker's own operations (`mooring-broker/retire`, `mooring-broker/token-exchange`) are
+/// audiences of possession statements: no relying service may be given one of those names,
+/// or it could collect statements good for the broker.
+const BROKER_AUDIENCES: &str = "mooring-broker/";
+
+fn check_not_reserved(audience: &str) -> Result<(), String> {
+    if audience.starts_with(BROKER_AUDIENCES) {
+        return Err(format!("audience {audience:?}: names under {BROKER_AUDIENCES:?} are the broker's own"));
+    }
+    Ok(())
 }
 
 fn check_template(template: &str) -> Result<(), String> {

@@ -410,3 +410,13 @@ fn a_quote_that_does_not_cover_a_class_pcr_is_refused() {
     assert_eq!(refusal.code, Code::PcrSelectionMismatch, "{}", refusal.reason);
     assert!(refusal.reason.contains("sha256:0"), "{}", refusal.reason);
 }
+
+#[test]
+fn the_brokers_own_audiences_are_refused_to_classes() {
+    use mooring_attestation::protocol::{EXCHANGE_AUDIENCE, RETIRE_AUDIENCE};
+    for reserved in [RETIRE_AUDIENCE, EXCHANGE_AUDIENCE] {
+        let text = tpm_class(&format!("audiences = [{reserved:?}]"));
+        let e = error(&text);
+        assert!(e.message.contains("are the broker's own"), "{e}");
+    }
+}

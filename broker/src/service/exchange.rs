@@ -185,6 +185,9 @@ impl Broker {
         }
         let now = self.now();
         let expires_at = (now + i64::from(grant.ttl_seconds())).min(proven.expires_at);
+        if expires_at <= now {
+            return Err(Refusal::new(Code::Expired, "the JWT-SVID expired during the exchange"));
+        }
         let mut claims = ExchangedClaims {
             iss: federation.issuer.clone(),
             sub: proven.spiffe_id.clone(),
@@ -241,8 +244,12 @@ impl Broker {
         let federation = self.config.federation.as_ref().ok_or_else(|| {
             Refusal::new(Code::CredentialMalformed, "this broker has no [federation]: it exchanged no tokens")
         })?;
+        // A request without the audience proves nothing about any token: counted, not recorded.
         let audience = audience.ok_or_else(|| {
-            Refusal::new(Code::WrongAudience, "exchanged tokens are checked for an audience: give `audience`")
+            Refusal::new(
+                Code::MalformedRequest,
+                "exchanged tokens are checked for an audience: give `audience`",
+            )
         })?;
         let exchanged =
             self.issuer.check_exchanged(token, &federation.issuer, audience, now).map_err(refusal)?;

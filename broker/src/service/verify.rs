@@ -42,9 +42,13 @@ impl Broker {
             Err(refusal) => {
                 if matches!(
                     refusal.code,
-                    Code::CredentialMalformed | Code::BadSignature | Code::UnknownSigningKey
+                    Code::MalformedRequest
+                        | Code::CredentialMalformed
+                        | Code::BadSignature
+                        | Code::UnknownSigningKey
                 ) {
-                    // A credential that is not one of ours proves nothing: counted, not recorded.
+                    // A malformed request, or a credential that is not one of ours, proves
+                    // nothing: counted, not recorded.
                     self.tally_refusal(Action::Verify, &refusal, Some(caller.address));
                 } else {
                     let mut event = self.event(

@@ -17,7 +17,6 @@ use tss_esapi::Context;
 
 use super::key::{self, KeyBlobs};
 use super::{flushing, tpm2b_contents, tss, with_ek_session, TpmError};
-use crate::runtime::read_optional;
 
 /// Bank names the broker uses, and their algorithms.
 const BANKS: [(&str, HashingAlgorithm); 4] = [
@@ -180,8 +179,31 @@ pub fn answer(
     let k = key::load(context, key)?;
     let (certify, certify_signature) = flushing(context, k, |ctx| certify(ctx, k, ak))?;
     let event_log =
-        read_optional(event_log).map_err(|source| TpmError::Io { path: event_log.to_owned(), source })?;
+        read_event_log(event_log).map_err(|source| TpmError::Io { path: event_log.to_owned(), source })?;
     Ok(Answer { quote, certify, certify_signature, event_log })
+}
+
+/// Largest event log read: firmware logs are tens of KiB (securityfs gives no size ahead).
+const MAX_EVENT_LOG_BYTES: u64 = 4 * 1024 * 1024;
+
+/// The measured-boot event log, when the VM has one, read no further than
+/// [`MAX_EVENT_LOG_BYTES`].
+fn read_event_log(path: &Path) -> std::io::Result<Option<Vec<u8>>> {
+    use std::io::Read as _;
+    let file = match std::fs::File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let mut bytes = Vec::new();
+    file.take(MAX_EVENT_LOG_BYTES + 1).read_to_end(&mut bytes)?;
+    if u64::try_from(bytes.len()).unwrap_or(u64::MAX) > MAX_EVENT_LOG_BYTES {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("event log larger than {MAX_EVENT_LOG_BYTES} bytes"),
+        ));
+    }
+    Ok(Some(bytes))
 }
 
 /// TPM2_Certify of K by the AK (both authorised by empty-password sessions):
@@ -222,5 +244,17 @@ mod tests {
         let err = selection(&BTreeMap::from([("sha256".to_owned(), vec![])])).unwrap_err();
         assert!(err.to_string().contains("no PCRs"), "{err}");
         assert!(selection(&BTreeMap::new()).is_err());
+    }
+
+    #[test]
+    fn the_event_log_is_read_within_its_bound() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(super::read_event_log(&dir.path().join("none")).unwrap(), None);
+        let log = dir.path().join("log");
+        std::fs::write(&log, b"events").unwrap();
+        assert_eq!(super::read_event_log(&log).unwrap().unwrap(), b"events");
+        // A file that never ends is read only up to the bound.
+        let err = super::read_event_log(std::path::Path::new("/dev/zero")).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::InvalidData, "{err}");
     }
 }
