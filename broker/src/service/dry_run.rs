@@ -53,10 +53,12 @@ pub(crate) struct Verifiers<'a> {
 
 impl Verifiers<'_> {
     fn unix(&self) -> i64 {
-        self.now
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        unix(self.now)
     }
+}
+
+fn unix(now: SystemTime) -> i64 {
+    now.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 /// An administrator's word on a hardware identity, as the dry run should assume it.
@@ -88,7 +90,7 @@ struct VectorQuote {
     pcrs: Vec<Blob>,
 }
 
-/// Bytes as a JSON array of numbers, or as text (hex, or base64 of either alphabet).
+/// Bytes as a JSON array of numbers, or as text in the field's encoding.
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
 enum Blob {
@@ -96,19 +98,25 @@ enum Blob {
     Text(String),
 }
 
+/// How a vector field writes bytes as text: trustee writes the quote in hex, the HCL
+/// report in base64url, the VCEK in base64 (when not PEM).
+#[derive(Debug, Clone, Copy)]
+enum Text {
+    Hex,
+    Base64,
+}
+
 impl Blob {
-    fn bytes(&self, what: &str) -> Result<Vec<u8>, String> {
-        match self {
-            Self::Bytes(bytes) => Ok(bytes.clone()),
-            Self::Text(text) if text.len() % 2 == 0 && text.bytes().all(|b| b.is_ascii_hexdigit()) => {
-                hex::decode(text).map_err(|e| format!("{what}: {e}"))
-            }
-            Self::Text(text) => {
+    fn bytes(&self, what: &str, encoding: Text) -> Result<Vec<u8>, String> {
+        match (self, encoding) {
+            (Self::Bytes(bytes), _) => Ok(bytes.clone()),
+            (Self::Text(text), Text::Hex) => hex::decode(text).map_err(|e| format!("{what}: not hex: {e}")),
+            (Self::Text(text), Text::Base64) => {
                 let text = text.trim_end_matches('=');
                 base64::engine::general_purpose::URL_SAFE_NO_PAD
                     .decode(text)
                     .or_else(|_| base64::engine::general_purpose::STANDARD_NO_PAD.decode(text))
-                    .map_err(|e| format!("{what}: neither hex nor base64: {e}"))
+                    .map_err(|e| format!("{what}: not base64: {e}"))
             }
         }
     }
@@ -284,13 +292,13 @@ pub(crate) fn appraise_azure_evidence(
     evidence: &Evidence,
     now: SystemTime,
 ) -> Result<AzureAppraisal, Refusal> {
-    let verifiers = Verifiers { ek_roots: &TrustStore::builder().build(), snp, now };
+    let now = unix(now);
     match evidence {
         Evidence::Recorded(recorded) => match recorded.as_ref() {
-            RecordedEvidence::Azure(exchange) => recorded_azure(&verifiers, exchange),
+            RecordedEvidence::Azure(exchange) => recorded_azure(snp, exchange, now),
             _ => Err(Refusal::new(Code::MalformedRequest, "not evidence of an Azure confidential VM")),
         },
-        Evidence::Azure(vector) => azure_vector(&verifiers, vector),
+        Evidence::Azure(vector) => azure_vector(snp, vector, now),
         Evidence::Quote(_) => {
             Err(Refusal::new(Code::MalformedRequest, "not evidence of an Azure confidential VM"))
         }
@@ -298,36 +306,36 @@ pub(crate) fn appraise_azure_evidence(
 }
 
 fn recorded_azure(
-    verifiers: &Verifiers<'_>,
+    snp: &SnpVerifier,
     exchange: &RecordedExchange<
         mooring_attestation::protocol::AzureBeginRequest,
         mooring_attestation::protocol::AzureFinishRequest,
     >,
+    now: i64,
 ) -> Result<AzureAppraisal, Refusal> {
     let finish = &exchange.finish;
     let selection = selection_of(&parse_attest(&finish.quote)?)?;
-    let appraisal =
-        appraise_azure_finish(verifiers.snp, finish, &exchange.nonce, &selection, verifiers.unix())?;
+    let appraisal = appraise_azure_finish(snp, finish, &exchange.nonce, &selection, now)?;
     certified_key(finish, &appraisal.claims)?;
     Ok(appraisal)
 }
 
-fn azure_vector(verifiers: &Verifiers<'_>, vector: &AzureVector) -> Result<AzureAppraisal, Refusal> {
+fn azure_vector(snp: &SnpVerifier, vector: &AzureVector, now: i64) -> Result<AzureAppraisal, Refusal> {
     let malformed = |e: String| Refusal::new(Code::MalformedRequest, e);
-    let quote = vector.quote.message.bytes("quote message").map_err(malformed)?;
-    let raw_signature = vector.quote.signature.bytes("quote signature").map_err(malformed)?;
+    let quote = vector.quote.message.bytes("quote message", Text::Hex).map_err(malformed)?;
+    let raw_signature = vector.quote.signature.bytes("quote signature", Text::Hex).map_err(malformed)?;
     let signature = Signature::parse(&raw_signature)
         .unwrap_or_else(|_| Signature::raw_rsa(Scheme::RsaPkcs1(HashAlg::Sha256), &raw_signature));
     let mut pcrs = BTreeMap::new();
     for (index, value) in vector.quote.pcrs.iter().enumerate() {
-        pcrs.insert(index.to_string(), hex::encode(value.bytes("PCR value").map_err(malformed)?));
+        pcrs.insert(index.to_string(), hex::encode(value.bytes("PCR value", Text::Hex).map_err(malformed)?));
     }
     let pcrs = BTreeMap::from([(HashAlg::Sha256.name().to_owned(), pcrs)]);
-    let hcl_report = vector.report.bytes("HCL report").map_err(malformed)?;
+    let hcl_report = vector.report.bytes("HCL report", Text::Base64).map_err(malformed)?;
     let vcek = if vector.vcek.contains("-----BEGIN") {
         vector.vcek.clone().into_bytes()
     } else {
-        Blob::Text(vector.vcek.clone()).bytes("VCEK").map_err(malformed)?
+        Blob::Text(vector.vcek.clone()).bytes("VCEK", Text::Base64).map_err(malformed)?
     };
     let attest = parse_attest(&quote)?;
     let selection = selection_of(&attest)?;
@@ -339,7 +347,7 @@ fn azure_vector(verifiers: &Verifiers<'_>, vector: &AzureVector) -> Result<Azure
         quote_signature: &signature,
         pcrs: &pcrs,
     };
-    appraise_azure(verifiers.snp, &parts, &expected, verifiers.unix())
+    appraise_azure(snp, &parts, &expected, now)
 }
 
 /// A quote vector's boot state against each TPM class in order: the first whose rules
