@@ -47,14 +47,16 @@ pub const HCL_NV_SIZE: usize = 2048;
 /// The metadata service's certification route.
 pub const THIM_PATH: &str = "/metadata/THIM/amd/certification";
 
-/// Whose key the runtime claims name as `HCLAkPub`.
+/// What the runtime claims name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ClaimsAk {
-    /// The AK at 0x81000003, as a paravisor writes them.
+    /// The AK at 0x81000003 and the EK, as a paravisor writes them.
     Own,
     /// Another AK of the same vTPM (persistent at 0x81000004), not the one at
     /// [`AK_HANDLE`] that the client quotes with.
     Another,
+    /// The AK at 0x81000003, and no EK (`HCLEkPub` left out).
+    OwnWithoutEk,
 }
 
 /// An Azure-style VM: a [`ClientVm`] whose swtpm holds the AK at [`AK_HANDLE`] and the
@@ -90,13 +92,17 @@ impl AzureVm {
         tools.run("tpm2_readpublic", ["-c", &ek_handle, "-o", "ek.pub"]).unwrap();
         let ak_public = persistent_ak(&vm, "ak", AK_HANDLE);
         let claims_ak_public = match claims_ak {
-            ClaimsAk::Own => ak_public.clone(),
+            ClaimsAk::Own | ClaimsAk::OwnWithoutEk => ak_public.clone(),
             ClaimsAk::Another => persistent_ak(&vm, "claimed-ak", AK_HANDLE + 1),
         };
         let read = |name: &str| std::fs::read(tools.path(name)).unwrap();
         let key = |tpm2b: &[u8]| Public::from_tpm2b(tpm2b).unwrap().key().clone();
         let ek = key(&read("ek.pub"));
-        let claims = RuntimeClaimsJson::compact(&key(&claims_ak_public), &ek).unwrap().to_json();
+        let mut claims = RuntimeClaimsJson::compact(&key(&claims_ak_public), &ek).unwrap();
+        if claims_ak == ClaimsAk::OwnWithoutEk {
+            claims.keys.retain(|k| k.kid != mooring_attestation::snp::azure::EK_KID);
+        }
+        let claims = claims.to_json();
         let mut fields = signer.report_fields();
         fields.measurement = SNP_MEASUREMENT;
         let mut hcl = hcl_report(signer, &fields, &claims);

@@ -418,5 +418,7 @@ fn the_brokers_own_audiences_are_refused_to_classes() {
         let text = tpm_class(&format!("audiences = [{reserved:?}]"));
         let e = error(&text);
         assert!(e.message.contains("are the broker's own"), "{e}");
+        let e = error(&federating(&format!("[[class.federation]]\naudience = {reserved:?}\n")));
+        assert!(e.message.contains("are the broker's own"), "{e}");
     }
 }

@@ -152,6 +152,26 @@ fn s8_runtime_claims_naming_another_ak_are_refused() {
 }
 
 #[test]
+fn s8_runtime_claims_without_the_vtpm_ek_are_refused() {
+    // A genuine report and a quote by the AK it names, but no EK: the VM has no identity
+    // to bind, block or judge reboots by.
+    let signer = TestSigner::generate();
+    let Some(a) =
+        AzureVm::start_with_or_skip("e2e_s8_claims_no_ek", loopback(A), &signer, ClaimsAk::OwnWithoutEk)
+    else {
+        return;
+    };
+    let broker = broker_for(&signer, &a, "");
+    let imds = ImdsStandIn::start(&signer);
+    a.write_config(&broker, &imds.url());
+    let out = a.vm.client(&["attest"]);
+    assert_eq!(out.status.code(), Some(CLIENT_EXIT_REFUSED), "{}", out.stderr_text());
+    let stderr = out.stderr_text();
+    assert!(stderr.contains("(hcl_report_invalid)") && stderr.contains("HCLEkPub"), "{stderr}");
+    assert!(!a.vm.runtime_dir().join("status.json").exists());
+}
+
+#[test]
 fn s8_k_certified_by_an_ak_the_report_does_not_vouch_for_is_refused_with_ak_mismatch() {
     // The client's own steps, except that K is certified by a second AK of the same vTPM
     // and that AK is sent as the AK: the quote (by the AK the report vouches for) verifies,
