@@ -290,6 +290,23 @@ fn revoking_the_credential_or_the_vm_or_blocking_its_hardware_revokes_what_it_ex
         );
         assert_eq!((status, answer["code"].as_str()), (200, Some("malformed_request")), "{answer}");
     }
+    // Nor does an audience of attacker-chosen size (refusal reasons repeat it).
+    let (status, answer) = broker.post(
+        &broker.client(loopback(9)),
+        "credentials/verify",
+        &json!({"credential": {"type": "exchanged", "token": token}, "peer_address": loopback(9),
+                "audience": "a".repeat(10_000)}),
+    );
+    assert_eq!((status, answer["code"].as_str()), (200, Some("malformed_request")), "{answer}");
+    // A proof sent with a bearer token is refused, not silently ignored.
+    let (status, answer) = broker.post(
+        &broker.client(loopback(9)),
+        "credentials/verify",
+        &json!({"credential": {"type": "exchanged", "token": token}, "peer_address": loopback(9),
+                "audience": AWS, "proof": {"type": "mutual_tls"}}),
+    );
+    assert_eq!((status, answer["code"].as_str()), (200, Some("malformed_request")), "{answer}");
+    assert!(answer["reason"].as_str().unwrap().contains("bearer token"), "{answer}");
     assert_eq!(broker.audit().len(), before);
     broker.admin_post(
         "admin/revocations",

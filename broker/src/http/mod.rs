@@ -180,7 +180,10 @@ fn parse<T: DeserializeOwned>(
         let refusal = if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
             Refusal::new(
                 Code::BodyTooLarge,
-                format!("request body exceeds {} bytes", broker.config.limits.max_body_bytes),
+                format!(
+                    "request body exceeds {} bytes (the broker's limits.max_body_bytes)",
+                    broker.config.limits.max_body_bytes
+                ),
             )
         } else {
             Refusal::new(

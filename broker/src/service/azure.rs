@@ -19,11 +19,10 @@ use mooring_attestation::tpm::appraisal::TpmAppraisal;
 use mooring_attestation::tpm::attest::Signature;
 use mooring_attestation::tpm::pcr::PcrSelection;
 use mooring_attestation::tpm::quote::{QuoteExpectation, VerifiedQuote};
-use sha2::{Digest, Sha256};
 
 use super::tpm::{
-    appraise_boot, boot_of, check_certify, parse_ak, parse_credential_key, pcr_values, quote_refusal,
-    quote_signature,
+    appraise_boot, boot_of, check_certify, ek_hardware_id, parse_ak, parse_credential_key, pcr_values,
+    quote_refusal, quote_signature,
 };
 use super::{internal, Broker, Caller};
 use crate::audit::Action;
@@ -98,7 +97,7 @@ pub(crate) fn appraise_azure(
             "the runtime claims name no vTPM EK (HCLEkPub): the VM cannot be told apart from others",
         )
     })?;
-    let hardware_id = hex::encode(Sha256::digest(ek.to_spki_der()));
+    let hardware_id = ek_hardware_id(ek);
     Ok(AzureAppraisal { snp, claims, quote, hardware_id })
 }
 

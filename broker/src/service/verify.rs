@@ -7,7 +7,7 @@
 
 use mooring_attestation::protocol::{
     CredentialClaims, Possession, PresentedCredential, RetireRequest, RetireResponse, Revocation,
-    RevocationCode, RevocationTarget, VerifyRequest, VerifyResponse, RETIRE_AUDIENCE,
+    RevocationCode, RevocationTarget, VerifyRequest, VerifyResponse, MAX_AUDIENCE_BYTES, RETIRE_AUDIENCE,
 };
 use mooring_attestation::svid::{
     CheckedCredential, PossessionProof, Presented, Proof, SvidError, VerifiedCredential,
@@ -78,7 +78,22 @@ impl Broker {
     /// address binding, proof of possession: the first that fails answers.
     fn verify_inner(&self, request: &VerifyRequest) -> Result<CredentialClaims, Refusal> {
         let now = self.now();
+        // Refusal reasons repeat the audience asked for: an oversized one is a malformed
+        // request (counted), never an audit record of attacker-sized text.
+        if request.audience.as_ref().is_some_and(|a| a.len() > MAX_AUDIENCE_BYTES) {
+            return Err(Refusal::new(
+                Code::MalformedRequest,
+                format!("audience: at most {MAX_AUDIENCE_BYTES} bytes"),
+            ));
+        }
         if let PresentedCredential::Exchanged { token } = &request.credential {
+            if request.proof.is_some() || request.request.is_some() {
+                return Err(Refusal::new(
+                    Code::MalformedRequest,
+                    "an exchanged token is a bearer token: no proof of possession is checked for it; \
+                     send none",
+                ));
+            }
             return self.verify_exchanged(token, request.audience.as_deref(), now);
         }
         let checked = self.checked(&request.credential, now)?;

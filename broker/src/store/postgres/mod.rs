@@ -77,7 +77,7 @@ impl std::fmt::Debug for PgStore {
 
 /// Maps a database error to a store error naming what was being done.
 fn failed(what: &'static str) -> impl Fn(postgres::Error) -> StoreError {
-    move |e| StoreError::Backend(format!("{what}: {e}"))
+    move |e| StoreError::Backend(format!("{what}: {}", connection::describe(&e)))
 }
 
 /// A column of a row, or a `Corrupt` error naming it.

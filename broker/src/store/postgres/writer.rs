@@ -216,8 +216,11 @@ async fn commit(session: &Session, jobs: &[Job]) -> Result<Vec<(usize, String)>,
             client.query(&session.vms, &[&keys]).await
         }
     };
+    // `biased`: each future sends its statement when first polled, and the server runs them
+    // in the order sent; BEGIN (with the head lock) must go first. Plain `join!` rotates
+    // which future it polls first.
     let (begun, previous) =
-        tokio::join!(client.simple_query(if relaxed { BEGIN_RELAXED } else { BEGIN }), previous);
+        tokio::join!(biased; client.simple_query(if relaxed { BEGIN_RELAXED } else { BEGIN }), previous);
     let mut head = head_from(&begun?)?;
     let mut vms = previous_vms(&previous?)?;
     let mut rows = Rows::default();
@@ -262,7 +265,8 @@ async fn commit(session: &Session, jobs: &[Job]) -> Result<Vec<(usize, String)>,
     let write = client.execute(&session.write, &params);
     // A failed write leaves the transaction aborted: the server answers the commit with a
     // rollback, and the write's error says why.
-    let (written, committed) = tokio::join!(write, client.batch_execute("COMMIT"));
+    // `biased`: the write is sent before COMMIT (see above).
+    let (written, committed) = tokio::join!(biased; write, client.batch_execute("COMMIT"));
     written?;
     committed?;
     Ok(left_out)
