@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::verify::{verification_time, verify_snp_report, SnpReportArgs};
 use super::{read_file, Failure};
-use crate::config::{Config, SnpConfig};
+use crate::config::{Config, SnpConfig, TpmConfig};
 use crate::policy::{learn, Policy};
 use crate::service::dry_run::{appraise_azure_evidence, judge, parse_evidence, Verifiers};
 use crate::service::ek_roots;
@@ -71,6 +71,10 @@ pub(crate) struct LearnAzureArgs {
     /// PCR indices to pin, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "0,1,2,3,4,5,6,7")]
     indices: Vec<u8>,
+    /// The broker's configuration, for its SEV-SNP test roots and VCEK directory (evidence
+    /// recorded without a VCEK chain); default: AMD's built-in roots only.
+    #[arg(long)]
+    config: Option<PathBuf>,
     /// Verify as at this time, RFC 3339; default now.
     #[arg(long)]
     at: Option<String>,
@@ -172,13 +176,7 @@ pub(crate) fn run(command: &PolicyCommand) -> Result<String, Failure> {
 
 fn dry_run(args: &DryRunArgs) -> Result<String, Failure> {
     let policy = Policy::load(&args.policy).map_err(|e| Failure::Usage(e.to_string()))?;
-    let (tpm, snp) = match &args.config {
-        Some(path) => {
-            let config = Config::load(path).map_err(|e| Failure::Usage(format!("{e:#}")))?;
-            (config.tpm, config.snp)
-        }
-        None => Default::default(),
-    };
+    let (tpm, snp) = evidence_settings(args.config.as_deref())?;
     let ek_roots = ek_roots(&tpm).map_err(|e| Failure::Usage(format!("{e:#}")))?;
     let snp = snp_verifier(&snp).map_err(|e| Failure::Usage(format!("{e:#}")))?;
     let verifiers = Verifiers { ek_roots: &ek_roots, snp: &snp, now: at(args.at.as_deref())? };
@@ -202,10 +200,23 @@ fn dry_run(args: &DryRunArgs) -> Result<String, Failure> {
 fn learn_azure(args: &LearnAzureArgs) -> Result<String, Failure> {
     let evidence = parse_evidence(&read_file(&args.evidence)?)
         .map_err(|e| Failure::Usage(format!("{}: {e}", args.evidence.display())))?;
-    let verifier = snp_verifier(&SnpConfig::default()).map_err(|e| Failure::Usage(format!("{e:#}")))?;
+    let (_, snp) = evidence_settings(args.config.as_deref())?;
+    let verifier = snp_verifier(&snp).map_err(|e| Failure::Usage(format!("{e:#}")))?;
     let appraisal = appraise_azure_evidence(&verifier, &evidence, at(args.at.as_deref())?)
         .map_err(|refusal| Failure::Rejected(format!("{}: {}", refusal.code.as_str(), refusal.reason)))?;
     learn::azure_class(&args.class, &appraisal, &args.indices).map_err(Failure::Rejected)
+}
+
+/// The broker configuration's EK roots and SEV-SNP settings (test roots, VCEK directory);
+/// without one, no EK roots and AMD's built-in roots.
+fn evidence_settings(config: Option<&std::path::Path>) -> Result<(TpmConfig, SnpConfig), Failure> {
+    match config {
+        Some(path) => {
+            let config = Config::load(path).map_err(|e| Failure::Usage(format!("{e:#}")))?;
+            Ok((config.tpm, config.snp))
+        }
+        None => Ok(Default::default()),
+    }
 }
 
 fn at(text: Option<&str>) -> Result<SystemTime, Failure> {
