@@ -354,6 +354,9 @@ pub(crate) struct Limits {
     /// [`Config::service_threads`].
     #[serde(default)]
     pub(crate) service_threads: Option<usize>,
+    /// Bytes of admitted event logs kept for VMs that name theirs by digest (0: none).
+    #[serde(default = "default_known_event_log_bytes")]
+    pub(crate) known_event_log_bytes: usize,
 }
 
 impl Default for Limits {
@@ -368,6 +371,7 @@ impl Default for Limits {
             min_body_bytes_per_second: default_min_body_rate(),
             slot_wait_ms: default_slot_wait(),
             service_threads: None,
+            known_event_log_bytes: default_known_event_log_bytes(),
         }
     }
 }
@@ -382,6 +386,11 @@ fn default_min_body_rate() -> u32 {
 
 fn default_slot_wait() -> u32 {
     2000
+}
+
+/// 16 MiB: some 350 logs of 45 KB (a UEFI boot of a common distribution).
+fn default_known_event_log_bytes() -> usize {
+    16 * 1024 * 1024
 }
 
 /// Where client addresses come from.

@@ -18,6 +18,7 @@ use mooring_attestation::protocol::{
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use sha2::{Digest as _, Sha256};
 
 use crate::record::{Begun, Finished, Recorder};
 
@@ -182,7 +183,30 @@ impl BrokerApi {
     /// # Errors
     /// See [`ApiError`].
     pub fn tpm_finish(&self, request: &TpmFinishRequest) -> Result<IssuedCredentials, ApiError> {
-        self.finished(self.post("tpm/finish", request), Finished::Tpm(request))
+        self.finished(self.tpm_finish_naming_log(request), Finished::Tpm(request))
+    }
+
+    /// Names the event log by its SHA-256 first: a broker that admitted a VM with the same
+    /// log (one booted from the same image) needs no copy. When it holds none
+    /// (`event_log_unknown`, the challenge still unused), sends the log, with its digest so
+    /// that the broker keeps it.
+    fn tpm_finish_naming_log(&self, request: &TpmFinishRequest) -> Result<IssuedCredentials, ApiError> {
+        let Some(log) = &request.event_log else {
+            return self.post("tpm/finish", request);
+        };
+        let digest = hex::encode(Sha256::digest(log));
+        let named =
+            TpmFinishRequest { event_log: None, event_log_sha256: Some(digest.clone()), ..request.clone() };
+        match self.post("tpm/finish", &named) {
+            Err(ApiError::Refused { code: Code::EventLogUnknown, .. }) => {
+                tracing::debug!("the broker holds no copy of this event log: sending it");
+                self.post(
+                    "tpm/finish",
+                    &TpmFinishRequest { event_log_sha256: Some(digest), ..request.clone() },
+                )
+            }
+            answer => answer,
+        }
     }
 
     /// `POST /v1/snp/begin`.

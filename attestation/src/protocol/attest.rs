@@ -67,6 +67,14 @@ pub struct TpmFinishRequest {
     /// The measured-boot event log (`binary_bios_measurements`), when the VM has one.
     #[serde(default, with = "b64_option", skip_serializing_if = "Option::is_none")]
     pub event_log: Option<Vec<u8>>,
+    /// SHA-256 of the event log, hex. Without `event_log` it names a log the broker already
+    /// holds (one it admitted a VM with, [`Code::EventLogUnknown`](super::Code::EventLogUnknown)
+    /// when it holds none by that digest; the challenge is then still unused, and the same
+    /// finish may be sent again with the log). With `event_log` it must be that log's digest,
+    /// and the broker keeps the log if it admits the VM. VMs booted from one image send the
+    /// same log, so most need not send it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_log_sha256: Option<String>,
     /// `TPMS_ATTEST` of TPM2_Certify(K) by the AK. Its qualifying data is not checked:
     /// K is fixedTPM, so proof that it was ever in this TPM stays true, and K is bound to
     /// this challenge by the quote's qualifying data.

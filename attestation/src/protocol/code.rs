@@ -108,6 +108,9 @@ codes! {
     EventLogMissing = "event_log_missing", 403;
     /// The event log does not reproduce the quoted PCRs.
     EventLogMismatch = "event_log_mismatch", 403;
+    /// `finish` named its event log by digest and this broker holds no log by that digest:
+    /// send the same `finish` again with the log.
+    EventLogUnknown = "event_log_unknown", 409;
     /// Secure Boot state other than the policy requires.
     SecureBootState = "secure_boot_state", 403;
     /// A boot application the policy does not allow.

@@ -31,6 +31,7 @@ use serde::Deserialize;
 use super::azure::{
     appraise_azure, appraise_azure_finish, certified_key, decide_azure, AzureAppraisal, AzureEvidenceParts,
 };
+use super::event_logs::KnownEventLogs;
 use super::snp::{appraise_snp, decide_snp};
 use super::tpm::{
     appraise_boot, appraise_tpm, ek_hardware_id, parse_ak, parse_keys, pcr_values, quote_refusal,
@@ -244,7 +245,10 @@ fn tpm(
         enrolled,
     })?;
     class.check_address(exchange.address)?;
-    appraise_tpm(&keys, &exchange.finish, &exchange.nonce, &begin.key_public, class.tpm_rules()?)?;
+    // A dry run holds no logs by digest: a recording that names its log is refused.
+    let log = KnownEventLogs::new(0).resolve(&exchange.finish)?;
+    let event_log = log.bytes(&exchange.finish);
+    appraise_tpm(&keys, &exchange.finish, event_log, &exchange.nonce, &begin.key_public, class.tpm_rules()?)?;
     Ok(admitted(class.name(), Some(ek.hardware_id), TPM_RECORDED))
 }
 

@@ -7,6 +7,7 @@ pub(crate) mod azure;
 mod challenge;
 mod documents;
 pub(crate) mod dry_run;
+mod event_logs;
 mod exchange;
 mod issue;
 mod judged;
@@ -80,6 +81,8 @@ pub(crate) struct Broker {
     rng: SystemRandom,
     /// Recent attestations for admin dry runs ([`Broker::remember`]).
     recent: std::sync::Mutex<std::collections::VecDeque<std::sync::Arc<dry_run::Recent>>>,
+    /// Event logs admitted VMs sent, for VMs that name theirs by digest.
+    event_logs: event_logs::KnownEventLogs,
 }
 
 impl std::fmt::Debug for dyn Store {
@@ -117,6 +120,7 @@ impl Broker {
         let ek_roots = ek_roots(&config.tpm)?;
         let snp = snp::verifier(&config.snp)?;
         let challenges = ChallengeSeal::new(challenge_key).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let event_logs = event_logs::KnownEventLogs::new(config.limits.known_event_log_bytes);
         Ok(Self {
             config,
             store,
@@ -131,6 +135,7 @@ impl Broker {
             tally_since: std::sync::atomic::AtomicI64::new(clock.unix()),
             rng: SystemRandom::new(),
             recent: std::sync::Mutex::default(),
+            event_logs,
         })
     }
 

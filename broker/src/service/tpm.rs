@@ -21,6 +21,7 @@ use mooring_attestation::x509::TrustStore;
 use sha2::{Digest, Sha256};
 use std::time::SystemTime;
 
+use super::event_logs::FinishLog;
 use super::{internal, standing, Broker, Caller};
 use crate::audit::Action;
 use crate::issuer::Subject;
@@ -179,6 +180,7 @@ pub(super) fn vouch_ek(
 pub(super) fn appraise_tpm(
     keys: &Keys,
     request: &TpmFinishRequest,
+    event_log: Option<&[u8]>,
     nonce: &[u8],
     key_public: &[u8],
     rules: &TpmRules,
@@ -190,9 +192,25 @@ pub(super) fn appraise_tpm(
     let quote = verify_quote(Ak::Tpm(&keys.ak), &request.quote, &signature, &pcrs, &expected)
         .map_err(|e| quote_refusal(&e))?;
     check_certify(&keys.ak, &keys.key, &request.certify, &request.certify_signature)?;
-    let appraisal = appraise_boot(quote, request.event_log.as_deref(), rules.bank())?;
+    let appraisal = appraise_boot(quote, event_log, rules.bank())?;
     rules.check(&appraisal)?;
     Ok(appraisal)
+}
+
+/// `request` as if it had sent `event_log` itself, for a dry run later (which holds no
+/// logs by digest).
+fn with_event_log(request: &TpmFinishRequest, event_log: Option<&[u8]>) -> TpmFinishRequest {
+    TpmFinishRequest {
+        challenge_id: request.challenge_id.clone(),
+        activated_secret: request.activated_secret.clone(),
+        quote: request.quote.clone(),
+        quote_signature: request.quote_signature.clone(),
+        pcrs: request.pcrs.clone(),
+        event_log: event_log.map(<[u8]>::to_vec),
+        event_log_sha256: None,
+        certify: request.certify.clone(),
+        certify_signature: request.certify_signature.clone(),
+    }
 }
 
 impl Broker {
@@ -289,6 +307,9 @@ impl Broker {
         request: &TpmFinishRequest,
         caller: &Caller,
     ) -> Result<IssuedCredentials, Refusal> {
+        // A log named by a digest this broker does not hold is refused before the
+        // challenge is used up: the VM sends the same finish again with the log.
+        let log = self.anonymous(Action::Attest, caller, || self.event_logs.resolve(request))?;
         let (record, state, standing) = self.anonymous(Action::Attest, caller, || {
             let (record, state, standing) = self.consume_tpm(&request.challenge_id, caller)?;
             let digest = Sha256::digest(&request.activated_secret);
@@ -300,9 +321,13 @@ impl Broker {
             }
             Ok((record, state, standing))
         })?;
+        let event_log = log.bytes(request);
         let issued = self.about(Action::Attest, caller, &state.hardware_id, || {
-            self.tpm_decide(request, caller, &record, &state, standing)
+            self.tpm_decide(request, event_log, caller, &record, &state, standing)
         })?;
+        if let (FinishLog::Sent { keep: Some(digest) }, Some(sent)) = (&log, event_log) {
+            self.event_logs.keep(*digest, sent);
+        }
         self.remember(
             &issued,
             || {
@@ -315,7 +340,7 @@ impl Broker {
                         ak_public: state.ak_public.clone(),
                         key_public: state.key_public.clone(),
                     },
-                    finish: request.clone(),
+                    finish: with_event_log(request, event_log),
                 })
             },
             state.ek_issuer.clone(),
@@ -328,6 +353,7 @@ impl Broker {
     fn tpm_decide(
         &self,
         request: &TpmFinishRequest,
+        event_log: Option<&[u8]>,
         caller: &Caller,
         record: &ChallengeRecord,
         state: &TpmChallengeState,
@@ -353,7 +379,7 @@ impl Broker {
         class.check_address(caller.address)?;
         let rules = class.tpm().ok_or_else(|| internal("policy", "TPM class without TPM rules"))?;
 
-        let appraisal = appraise_tpm(&keys, request, &record.nonce, &state.key_public, rules)?;
+        let appraisal = appraise_tpm(&keys, request, event_log, &record.nonce, &state.key_public, rules)?;
 
         let subject = Subject {
             spiffe_id: class.spiffe_id(self.issuer.trust_domain(), &state.hardware_id),

@@ -199,6 +199,7 @@ impl Vm {
             quote_signature,
             pcrs,
             event_log: None,
+            event_log_sha256: None,
             certify,
             certify_signature,
         }

@@ -30,13 +30,18 @@ pub(crate) struct BootImage {
     log: Vec<u8>,
     /// `log` as a JSON string of its base64.
     log_json: Vec<u8>,
+    /// SHA-256 of `log`, hex: how a VM names it.
+    log_sha256: String,
+    /// Whether VMs name the log by digest first, as `mooring-client` does, and send it
+    /// only to a broker that holds no copy (`--send-event-log`: every VM sends it whole).
+    named: bool,
     values: PcrValues,
     indices: Vec<u8>,
 }
 
 impl BootImage {
-    /// Reads and replays the log at `path`.
-    pub(crate) fn load(path: &Path) -> anyhow::Result<Self> {
+    /// Reads and replays the log at `path`; VMs name it by digest first when `named`.
+    pub(crate) fn load(path: &Path, named: bool) -> anyhow::Result<Self> {
         let log = std::fs::read(path).with_context(|| format!("reading event log {}", path.display()))?;
         let values = EventLog::parse(&log).with_context(|| format!("event log {}", path.display()))?.replay();
         let indices: Vec<u8> = CANDIDATE_PCRS.filter(|i| values.get(BANK, *i).is_some()).collect();
@@ -47,7 +52,18 @@ impl BootImage {
             BANK.name()
         );
         let log_json = serde_json::to_vec(&base64::engine::general_purpose::STANDARD.encode(&log))?;
-        Ok(Self { log, log_json, values, indices })
+        let log_sha256 = hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &log));
+        Ok(Self { log, log_json, log_sha256, named, values, indices })
+    }
+
+    /// SHA-256 of the event log, hex.
+    pub(crate) fn log_sha256(&self) -> &str {
+        &self.log_sha256
+    }
+
+    /// Whether VMs name the log by digest first.
+    pub(crate) fn named(&self) -> bool {
+        self.named
     }
 
     /// The event log as the VM sends it.

@@ -7,11 +7,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mooring_attestation::protocol::{IssuedCredentials, SnpChallenge, TpmChallenge};
+use mooring_attestation::protocol::{Code, IssuedCredentials, SnpChallenge, TpmChallenge};
 
 use super::client::{Endpoint, Failure};
 use super::fleet::{Fleet, Vms};
-use super::tpm_vm::TpmVm;
+use super::tpm_vm::{LogSent, TpmVm};
 
 /// When a phase ends.
 #[derive(Debug, Clone, Copy)]
@@ -171,10 +171,22 @@ async fn attest(fleet: &Fleet, endpoint: &Endpoint, n: u64, source: Source) -> R
     Ok(())
 }
 
+/// One TPM attestation. Like `mooring-client`, the VM names its event log by digest
+/// first and sends it only when the broker holds no copy (unless `--send-event-log`).
 async fn attest_tpm(fleet: &Fleet, endpoint: &Endpoint, vm: &TpmVm) -> Result<IssuedCredentials, Failure> {
     let challenge: TpmChallenge = endpoint.post("tpm/begin", vm.begin_body().to_vec()).await?;
-    let body = vm.finish_body(&challenge, &fleet.boot).map_err(|e| Failure::Vm(format!("{e:#}")))?;
-    endpoint.post("tpm/finish", body).await
+    let evidence = vm.evidence(&challenge, &fleet.boot).map_err(|e| Failure::Vm(format!("{e:#}")))?;
+    let body =
+        |sent| TpmVm::finish_body(&evidence, &fleet.boot, sent).map_err(|e| Failure::Vm(format!("{e:#}")));
+    if !fleet.boot.named() {
+        return endpoint.post("tpm/finish", body(LogSent::Whole)?).await;
+    }
+    match endpoint.post("tpm/finish", body(LogSent::Named)?).await {
+        Err(Failure::Refused { code, .. }) if code == Code::EventLogUnknown.as_str() => {
+            endpoint.post("tpm/finish", body(LogSent::WholeAndNamed)?).await
+        }
+        answer => answer,
+    }
 }
 
 #[cfg(test)]

@@ -76,6 +76,11 @@ pub(crate) struct Options {
     /// Measured-boot event log the TPM VMs booted with (relative to the test data).
     #[arg(long, default_value = "tpm/eventlogs/go-tpm-tools/ubuntu-2404-amd-sevsnp.bin")]
     pub(crate) event_log: PathBuf,
+    /// Every TPM VM sends its event log whole. By default a VM names the log by its
+    /// SHA-256 first, as `mooring-client` does, and sends it only when the broker holds no
+    /// copy (`event_log_unknown`).
+    #[arg(long)]
+    pub(crate) send_event_log: bool,
     /// CPU milliseconds spent measuring each crypto-floor operation (0 skips the floor).
     #[arg(long, default_value_t = 400)]
     pub(crate) floor_ms: u32,

@@ -79,7 +79,7 @@ pub(crate) fn boot_image(options: &Options) -> anyhow::Result<BootImage> {
     } else {
         mooring_testdata::testdata_dir().join(&options.event_log)
     };
-    BootImage::load(&path)
+    BootImage::load(&path, !options.send_event_log)
 }
 
 /// `--setup-only`: writes the EK CA and policy for brokers started elsewhere and prints

@@ -71,20 +71,34 @@ impl TpmVm {
         Ok(TpmFinishRequest { event_log: Some(boot.log().to_vec()), ..self.evidence(challenge, boot)? })
     }
 
-    /// [`TpmVm::finish`] as the JSON body sent: the event log, the same for every VM of
-    /// the image, is spliced in already encoded (base64 and JSON encoding 45 KB per
-    /// request was a quarter of the generator's CPU).
-    pub(crate) fn finish_body(&self, challenge: &TpmChallenge, boot: &BootImage) -> anyhow::Result<Vec<u8>> {
-        let mut body = serde_json::to_vec(&self.evidence(challenge, boot)?)?;
-        anyhow::ensure!(body.pop() == Some(b'}'), "a JSON object ends with a brace");
-        body.extend_from_slice(b",\"event_log\":");
-        body.extend_from_slice(boot.log_json());
-        body.push(b'}');
+    /// [`TpmVm::finish`] as the JSON body sent, the event log as `sent`. The log, the
+    /// same for every VM of the image, is spliced in already encoded (base64 and JSON
+    /// encoding 45 KB per request was a quarter of the generator's CPU).
+    pub(crate) fn finish_body(
+        evidence: &TpmFinishRequest,
+        boot: &BootImage,
+        sent: LogSent,
+    ) -> anyhow::Result<Vec<u8>> {
+        let named = TpmFinishRequest {
+            event_log_sha256: (sent != LogSent::Whole).then(|| boot.log_sha256().to_owned()),
+            ..evidence.clone()
+        };
+        let mut body = serde_json::to_vec(&named)?;
+        if sent != LogSent::Named {
+            anyhow::ensure!(body.pop() == Some(b'}'), "a JSON object ends with a brace");
+            body.extend_from_slice(b",\"event_log\":");
+            body.extend_from_slice(boot.log_json());
+            body.push(b'}');
+        }
         Ok(body)
     }
 
     /// The answer without the event log.
-    fn evidence(&self, challenge: &TpmChallenge, boot: &BootImage) -> anyhow::Result<TpmFinishRequest> {
+    pub(crate) fn evidence(
+        &self,
+        challenge: &TpmChallenge,
+        boot: &BootImage,
+    ) -> anyhow::Result<TpmFinishRequest> {
         let activated_secret = self
             .ek
             .activate_credential(&self.ak_name, &challenge.credential_blob, &challenge.encrypted_secret)
@@ -101,8 +115,20 @@ impl TpmVm {
             quote_signature,
             pcrs: quoted.map,
             event_log: None,
+            event_log_sha256: None,
             certify: self.certify.clone(),
             certify_signature: self.certify_signature.clone(),
         })
     }
+}
+
+/// How a `finish` carries the event log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LogSent {
+    /// By its SHA-256 alone.
+    Named,
+    /// Whole, with its SHA-256 (the broker keeps it if it admits the VM).
+    WholeAndNamed,
+    /// Whole, without its digest.
+    Whole,
 }

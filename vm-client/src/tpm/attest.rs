@@ -60,6 +60,7 @@ impl TpmAttester {
             quote_signature: answer.quote.signature,
             pcrs: answer.quote.pcrs,
             event_log: answer.event_log,
+            event_log_sha256: None,
             certify: answer.certify,
             certify_signature: answer.certify_signature,
         })?;
