@@ -540,3 +540,103 @@ fn a_finish_is_refused_when_its_class_no_longer_admits_the_ek() {
     assert_refused(&answer, 403, "no_matching_class");
     assert!(answer.1["reason"].as_str().unwrap().contains("no longer admits"), "{answer:?}");
 }
+
+/// A TPM policy pinning `pcrs` to what a firmware that measured `log` leaves there.
+fn policy_for_log(vm: &Vm, log: &[u8], pcrs: &[u8]) -> String {
+    use mooring_attestation::tpm::alg::HashAlg;
+    use mooring_attestation::tpm::eventlog::EventLog;
+    let issuer = parse_one_certificate(&vm.ek_certificate()).unwrap().issuer().to_owned();
+    let replayed = EventLog::parse(log).unwrap().replay();
+    let values: String = pcrs
+        .iter()
+        .map(|&i| format!("{i} = [\"{}\"]\n", hex::encode(replayed.get(HashAlg::Sha256, i).unwrap())))
+        .collect();
+    format!(
+        "version = 1\n\n[[class]]\nname = \"web\"\nevidence = \"tpm\"\nttl_seconds = 600\naudiences = [\"payments\"]\n\
+         networks = [\"127.0.0.1/32\"]\n\n[class.match]\nek_issuers = [{issuer:?}]\n\n[class.tpm]\n\
+         pcr_bank = \"sha256\"\npcrs = {pcrs:?}\n\n[class.tpm.pcr_values]\n{values}"
+    )
+}
+
+/// What the firmware that wrote `log` does to the TPM: every SHA-256 digest extended into
+/// its PCR, in order, for the PCRs in `pcrs`.
+fn measure_boot(vm: &Vm, log: &[u8], pcrs: &[u8]) {
+    use mooring_attestation::tpm::alg::HashAlg;
+    use mooring_attestation::tpm::eventlog::EventLog;
+    let parsed = EventLog::parse(log).unwrap();
+    let extends: Vec<String> = parsed
+        .events()
+        .iter()
+        .filter(|e| e.is_extended() && pcrs.contains(&u8::try_from(e.pcr()).unwrap()))
+        .map(|e| format!("{}:sha256={}", e.pcr(), hex::encode(e.digest(HashAlg::Sha256).unwrap())))
+        .collect();
+    assert!(!extends.is_empty());
+    vm.tools.run("tpm2_pcrextend", &extends).unwrap();
+}
+
+#[test]
+fn an_event_log_named_by_digest_is_one_an_admitted_vm_sent_and_still_must_replay() {
+    use sha2::{Digest as _, Sha256};
+    let Some(vm) = Vm::start("broker_log_by_digest", SwtpmOptions::default()) else { return };
+    let Some(unbooted) = Vm::start("broker_log_by_digest_other", SwtpmOptions::default()) else { return };
+    let log = mooring_testdata::testdata("tpm/eventlogs/keylime/binary_bios_measurements-secureboot");
+    let digest = hex::encode(Sha256::digest(&log));
+    let pcrs = [1, 2, 3, 4, 5, 6, 7];
+    measure_boot(&vm, &log, &pcrs);
+    let broker = Broker::start(&BrokerSetup {
+        policy: policy_for_log(&vm, &log, &pcrs),
+        ek_roots: vm.tpm.ek_cert_ca_files().all().iter().map(|p| p.to_path_buf()).collect(),
+        extra_config: String::new(),
+        secrets: Vec::new(),
+    });
+
+    // A fresh broker holds no logs: naming one is refused before the challenge is used up.
+    let challenge = begin(&broker, &vm, 1);
+    let mut request = vm.finish_request(&challenge);
+    request.event_log_sha256 = Some(digest.clone());
+    assert_refused(&finish(&broker, 1, &request), 409, "event_log_unknown");
+    // A digest that is not the log's, sent with it, is refused (the same challenge again).
+    request.event_log = Some(log.clone());
+    request.event_log_sha256 = Some(hex::encode(Sha256::digest(b"another log")));
+    assert_refused(&finish(&broker, 1, &request), 400, "malformed_request");
+    request.event_log_sha256 = Some("not hex".into());
+    assert_refused(&finish(&broker, 1, &request), 400, "malformed_request");
+    // The log with its digest: admitted on the challenge the refusals left unused.
+    request.event_log_sha256 = Some(digest.clone());
+    let (status, answer) = finish(&broker, 1, &request);
+    assert_eq!(status, 200, "{answer}");
+
+    // Now the VM names it and is admitted without sending it.
+    let challenge = begin(&broker, &vm, 1);
+    let mut named = vm.finish_request(&challenge);
+    named.event_log_sha256 = Some(digest.clone());
+    assert!(named.event_log.is_none());
+    let (status, answer) = finish(&broker, 1, &named);
+    assert_eq!(status, 200, "{answer}");
+
+    // A VM whose TPM measured nothing names the same log: it still replays against that
+    // VM's own quote, and does not.
+    let challenge = begin(&broker, &unbooted, 1);
+    let mut borrowed = unbooted.finish_request(&challenge);
+    borrowed.event_log_sha256 = Some(digest.clone());
+    assert_refused(&finish(&broker, 1, &borrowed), 403, "event_log_mismatch");
+
+    // A log sent with its digest in a refused attestation is not kept.
+    let refused_log = mooring_testdata::testdata("tpm/eventlogs/go-tpm-tools/ubuntu-2404-amd-sevsnp.bin");
+    let refused_digest = hex::encode(Sha256::digest(&refused_log));
+    let challenge = begin(&broker, &unbooted, 1);
+    let mut request = unbooted.finish_request(&challenge);
+    request.event_log = Some(refused_log);
+    request.event_log_sha256 = Some(refused_digest.clone());
+    assert_refused(&finish(&broker, 1, &request), 403, "event_log_mismatch");
+    let challenge = begin(&broker, &vm, 1);
+    let mut request = vm.finish_request(&challenge);
+    request.event_log_sha256 = Some(refused_digest);
+    assert_refused(&finish(&broker, 1, &request), 409, "event_log_unknown");
+
+    // Naming a log is not a decision about the VM: counted, never recorded one by one.
+    let audit = broker.audit();
+    assert!(!audit.iter().any(|r| r["code"] == "event_log_unknown" && r["outcome"] == "refused"));
+    assert_eq!(audit.iter().filter(|r| r["code"] == "issued").count(), 2);
+    assert_eq!(broker.audit_verify()["valid"], true);
+}
