@@ -1,6 +1,6 @@
 //! Admin operations (the HTTP layer admits only admin client certificates).
 
-use super::{internal, Broker};
+use super::{internal, store_failure, Broker};
 use crate::audit::{verify_chain, Action, AuditRecord, ChainReport, Outcome};
 use crate::records::VmRecord;
 use crate::refusal::{Code, Refusal};
@@ -91,7 +91,7 @@ impl Broker {
             RevocationTarget::Credential(serial) => event.serial = Some(serial.clone()),
             RevocationTarget::Vm(spiffe_id) => event.spiffe_id = Some(spiffe_id.clone()),
         }
-        self.store.revoke(&revocation, event).map_err(|e| internal("revocation", e))?;
+        self.store.revoke(&revocation, event).map_err(|e| store_failure("revocation", e))?;
         Ok(revocation)
     }
 
@@ -122,7 +122,7 @@ impl Broker {
                     format!("by {admin}"),
                     None,
                 );
-                self.store.audit(event).map_err(|e| internal("audit", e))?;
+                self.store.audit(event).map_err(|e| store_failure("audit", e))?;
                 Ok(policy.digest().to_owned())
             }
             Err(e) => {

@@ -3,7 +3,7 @@
 
 use mooring_attestation::protocol::HardwareId;
 
-use super::{internal, Broker, Caller};
+use super::{internal, store_failure, Broker, Caller};
 use crate::records::{ChallengeRecord, EvidenceKind, TpmChallengeState};
 use crate::refusal::{Code, Refusal};
 use crate::store::{Consumed, Standing, StoreError};
@@ -87,7 +87,6 @@ fn used_up(consumed: Result<Consumed, StoreError>) -> Result<(), Refusal> {
         Ok(Consumed::AlreadyUsed) => {
             Err(Refusal::new(Code::ChallengeUsed, "challenge already used: begin again"))
         }
-        Err(StoreError::Busy(reason)) => Err(Refusal::new(Code::Overloaded, reason)),
-        Err(e) => Err(internal("consuming the challenge", e)),
+        Err(e) => Err(store_failure("consuming the challenge", e)),
     }
 }

@@ -37,7 +37,7 @@ use super::tpm::{
     appraise_boot, appraise_tpm, ek_hardware_id, parse_ak, parse_keys, pcr_values, quote_refusal,
     quote_signature, vouch_ek, VouchedEk,
 };
-use super::{internal, standing, Broker};
+use super::{internal, standing, store_failure, Broker};
 use crate::audit::{Action, Outcome};
 use crate::policy::{Policy, TpmApplicant};
 use crate::refusal::{Code, Refusal};
@@ -491,7 +491,7 @@ impl Broker {
             format!("by {admin}, {} attestations, proposed policy {}", recent.len(), proposed.digest()),
             None,
         );
-        self.store.audit(event).map_err(|e| internal("audit", e))?;
+        self.store.audit(event).map_err(|e| store_failure("audit", e))?;
         Ok(DryRunReport { policy: proposed.digest().to_owned(), results })
     }
 }

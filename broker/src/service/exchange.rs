@@ -16,7 +16,7 @@ use mooring_attestation::protocol::{
 };
 
 use super::verify::{refusal, Held};
-use super::{internal, Broker, Caller};
+use super::{internal, store_failure, Broker, Caller};
 use crate::audit::{Action, Outcome};
 use crate::config::FederationConfig;
 use crate::refusal::{Code, Refusal};
@@ -84,7 +84,7 @@ impl Broker {
                 let event =
                     self.exchange_event(Outcome::Accepted, "exchanged", reason, request, &proven, caller);
                 // No token leaves without its record.
-                self.store.audit(event).map_err(|e| internal("recording the exchange", e))?;
+                self.store.audit(event).map_err(|e| store_failure("recording the exchange", e))?;
                 self.metrics.exchanged();
                 Ok(response)
             }

@@ -2,7 +2,7 @@
 
 use mooring_attestation::protocol::{HardwareId, IssuedCredentials, SealedSecret};
 
-use super::{internal, Broker, Caller};
+use super::{internal, store_failure, Broker, Caller};
 use crate::audit::{Action, Outcome};
 use crate::issuer::Subject;
 use crate::records::{BootCounters, CredentialRecord};
@@ -46,7 +46,7 @@ impl Broker {
         event.hardware_id = Some(subject.hardware_id.clone());
         event.spiffe_id = Some(subject.spiffe_id.clone());
         event.serial = Some(issued.serial.clone());
-        self.store.issue(&record, event).map_err(|e| internal("recording the credential", e))?;
+        self.store.issue(&record, event).map_err(|e| store_failure("recording the credential", e))?;
         self.metrics.issued();
         Ok(IssuedCredentials {
             spiffe_id: subject.spiffe_id,

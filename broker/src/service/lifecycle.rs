@@ -5,7 +5,7 @@ use mooring_attestation::protocol::{
     HardwareId, IdentityStatus, Revocation, RevocationCode, RevocationTarget,
 };
 
-use super::{internal, Broker, Caller};
+use super::{internal, store_failure, Broker, Caller};
 use crate::audit::{Action, Outcome};
 use crate::records::{BootCounters, VmRecord};
 use crate::refusal::{Code, Refusal};
@@ -101,7 +101,7 @@ impl Broker {
             event.hardware_id = Some(hardware.hex().to_owned());
             event.spiffe_id = Some(spiffe_id.to_owned());
             event.serial = Some(live.serial.clone());
-            self.store.revoke(&revocation, event).map_err(|e| internal("revoking a credential", e))?;
+            self.store.revoke(&revocation, event).map_err(|e| store_failure("revoking a credential", e))?;
         }
         if code != RevocationCode::CloneSuspected {
             return Ok(());

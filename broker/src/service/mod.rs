@@ -33,7 +33,7 @@ use crate::issuer::Issuer;
 use crate::metrics::Metrics;
 use crate::policy::{Policy, PolicyError};
 use crate::refusal::{Code, Refusal};
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 use crate::tally::RefusalTally;
 
 /// The outside world's clock (injected so tests and replicas agree on one source).
@@ -212,4 +212,31 @@ fn describe(hardware: &HardwareId) -> String {
 pub(crate) fn internal(context: &str, e: impl std::fmt::Display) -> Refusal {
     tracing::error!("{context}: {e}");
     Refusal::new(Code::Internal, format!("{context} failed; see the broker log"))
+}
+
+/// A store call that failed: `overloaded` when the store is full for now (the caller
+/// may retry after a while), otherwise [`internal`].
+pub(crate) fn store_failure(context: &str, e: StoreError) -> Refusal {
+    match e {
+        StoreError::Busy(reason) => Refusal::new(Code::Overloaded, format!("{context}: {reason}")),
+        e => internal(context, e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_store_is_overloaded_and_any_other_failure_internal() {
+        let busy =
+            store_failure("recording the credential", StoreError::Busy("16384 writes are waiting".into()));
+        assert_eq!(busy.code, Code::Overloaded);
+        assert!(busy.reason.contains("16384 writes are waiting"), "{}", busy.reason);
+        let broken =
+            store_failure("recording the credential", StoreError::Backend("db password=hunter2".into()));
+        assert_eq!(broken.code, Code::Internal);
+        // The cause goes to the broker's log, not to the caller.
+        assert!(!broken.reason.contains("hunter2"), "{}", broken.reason);
+    }
 }

@@ -16,11 +16,11 @@ use mooring_attestation::svid::{
 use mooring_attestation::x509::bundle::parse_certificates;
 use sha2::{Digest, Sha256};
 
-use super::{internal, Broker, Caller};
+use super::{internal, store_failure, Broker, Caller};
 use crate::audit::{Action, Outcome};
 use crate::records::CredentialRecord;
 use crate::refusal::{Code, Refusal};
-use crate::store::{Consumed, StoreError};
+use crate::store::Consumed;
 
 impl Broker {
     /// `POST /v1/credentials/verify`. Always an answer; refusals are audited.
@@ -33,8 +33,17 @@ impl Broker {
                 event.serial = Some(claims.serial.clone());
                 event.hardware_id = Some(claims.hardware_id.clone());
                 event.peer = Some(request.peer_address.to_string());
+                // No acceptance without its audit record: a store that cannot take it
+                // (full, or failing) turns the answer into a refusal.
                 if let Err(e) = self.store.audit(event) {
-                    tracing::error!("audit record of a verification lost: {e}");
+                    let refusal = store_failure("recording the verification", e);
+                    self.metrics.verified(false);
+                    return VerifyResponse {
+                        valid: false,
+                        code: Some(refusal.code),
+                        reason: Some(refusal.reason),
+                        claims: None,
+                    };
                 }
                 self.metrics.verified(true);
                 VerifyResponse { valid: true, code: None, reason: None, claims: Some(claims) }
@@ -195,7 +204,7 @@ impl Broker {
         event.spiffe_id = Some(verified.spiffe_id().to_owned());
         event.serial = Some(serial.clone());
         event.hardware_id = Some(record.hardware_id.hex().to_owned());
-        self.store.revoke(&revocation, event).map_err(|e| internal("retiring the credential", e))?;
+        self.store.revoke(&revocation, event).map_err(|e| store_failure("retiring the credential", e))?;
         Ok(RetireResponse { serial })
     }
 
@@ -241,8 +250,7 @@ impl Broker {
                 Code::ProofReplayed,
                 "this possession statement was presented before: make a new one for each request",
             )),
-            Err(StoreError::Busy(reason)) => Err(Refusal::new(Code::Overloaded, reason)),
-            Err(e) => Err(internal("recording the possession statement", e)),
+            Err(e) => Err(store_failure("recording the possession statement", e)),
         }
     }
 

@@ -131,7 +131,25 @@ impl<J: Send + 'static> Group<J> {
 
     /// Queues a job (for sled: a write already made) for the next pass.
     pub(crate) fn submit(&self, job: J) {
-        let mut state = self.shared.lock();
+        self.push(self.shared.lock(), job);
+    }
+
+    /// Queues a job unless `at_most` already wait for the next pass: then
+    /// [`StoreError::Busy`] (the store is not keeping up, or not answering), and the caller
+    /// answers `overloaded`. Bounds what a stalled database lets queued writes hold.
+    pub(crate) fn submit_within(&self, job: J, at_most: usize) -> Result<(), StoreError> {
+        let state = self.shared.lock();
+        if state.queue.len() >= at_most {
+            return Err(StoreError::Busy(format!(
+                "{} writes are waiting for the store to take them",
+                state.queue.len()
+            )));
+        }
+        self.push(state, job);
+        Ok(())
+    }
+
+    fn push(&self, mut state: MutexGuard<'_, State<J>>, job: J) {
         state.queue.push(job);
         state.submitted += 1;
         let first = state.queue.len() == 1;
@@ -342,6 +360,36 @@ mod tests {
         assert!(outcomes[0].is_err() && outcomes[1].is_err(), "{outcomes:?}");
         assert!(outcomes[2].is_ok(), "{outcomes:?}");
         assert!(outcomes[1].as_ref().unwrap_err().to_string().contains("bad 2 refused"));
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_refuses_jobs_as_busy_until_a_pass_takes_them() {
+        let (release, gate) = std::sync::mpsc::channel::<()>();
+        let group: Group<u32> = Group::start(
+            "test-commit",
+            Box::new(move |_| gate.recv().map_err(|e| PassFailure::All(e.to_string()))),
+        )
+        .unwrap();
+        // The first job's pass waits at the gate, holding it; two more fill the queue.
+        let mark = group.mark();
+        group.submit_within(1, 2).unwrap();
+        while group.shared.lock().queue.len() == 1 {
+            std::thread::yield_now();
+        }
+        group.submit_within(2, 2).unwrap();
+        group.submit_within(3, 2).unwrap();
+        let Err(StoreError::Busy(reason)) = group.submit_within(4, 2) else {
+            panic!("a full queue took a job")
+        };
+        assert!(reason.contains("2 writes are waiting"), "{reason}");
+        // The refused job was never queued: two passes cover all that was.
+        release.send(()).unwrap();
+        release.send(()).unwrap();
+        group.durable(mark).await.unwrap();
+        assert_eq!(group.passes(), 2);
+        group.submit_within(5, 2).unwrap();
+        release.send(()).unwrap();
+        drop(group);
     }
 
     #[test]

@@ -18,6 +18,16 @@ use super::tls::Tls;
 use crate::config::{PostgresConfig, PostgresTls};
 use crate::store::StoreError;
 
+/// A session idle this long inside a transaction is ended by the server, releasing its
+/// locks. The broker's transactions send their statements pipelined, never idle.
+pub(super) const IDLE_IN_TRANSACTION_MS: u32 = 5_000;
+/// Longest wait for a row lock (the chain head) before the statement fails: longer than
+/// [`IDLE_IN_TRANSACTION_MS`], so a holder that was cut off is ended before its waiters
+/// give up; a holder that is busy this long is a fault.
+const LOCK_TIMEOUT_MS: u32 = 15_000;
+/// Idle time before TCP keepalives probe a connection (a server that vanished is noticed).
+const KEEPALIVE_IDLE: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// A secret file's content; refused when others may read it. Never echoes the content.
 pub(super) fn read_secret_file(path: &Path, setting: &str) -> Result<String, StoreError> {
     use std::os::unix::fs::PermissionsExt as _;
@@ -53,12 +63,19 @@ pub(super) fn connector(settings: &PostgresConfig) -> Result<Connector, StoreErr
         })?;
         config.password(password);
     }
-    // Durability must not depend on the server's default.
+    // Durability must not depend on the server's default, and no session waits forever:
+    // a group commit holds the audit chain's head lock, so a replica cut off inside its
+    // transaction would stop every other replica's appends until the server noticed.
+    let session = format!(
+        "-c synchronous_commit=on -c lock_timeout={LOCK_TIMEOUT_MS} \
+         -c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION_MS}"
+    );
     let options = match config.get_options() {
-        Some(options) => format!("{options} -c synchronous_commit=on"),
-        None => "-c synchronous_commit=on".to_owned(),
+        Some(options) => format!("{options} {session}"),
+        None => session,
     };
     config.options(&options);
+    config.keepalives_idle(KEEPALIVE_IDLE);
     config.application_name("mooring-broker");
     config.connect_timeout(CONNECT_TIMEOUT);
     let tls = protection(settings, &mut config)?;

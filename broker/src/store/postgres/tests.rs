@@ -190,6 +190,33 @@ fn postgres_a_decision_that_cannot_be_written_fails_alone() {
     assert_eq!(verify_chain(store.audit_scan(head.seq), head).unwrap().records, 3);
 }
 
+/// A replica cut off inside its group commit (holding the audit chain's head lock, then
+/// silent) does not stop the others for good: the server ends the idle transaction, and
+/// the waiting append goes through.
+#[test]
+fn postgres_a_session_idle_in_its_transaction_releases_the_head_lock() {
+    let Some(postgres) = mooring_tests::Postgres::start_or_skip("postgres_idle_holder") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let config = settings(&postgres, dir.path());
+    let cut_off = PgStore::connect(&config).unwrap();
+    let store: Arc<dyn Store> = Arc::new(PgStore::connect(&config).unwrap());
+    let mut holder = cut_off.client().unwrap();
+    holder.client().batch_execute("BEGIN; SELECT seq FROM audit_head WHERE id = 1 FOR UPDATE").unwrap();
+
+    let started = std::time::Instant::now();
+    let before = store.mark();
+    store.audit(event("after the holder")).unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    runtime.block_on(store.durable(before)).unwrap();
+    let waited = started.elapsed();
+    let idle = std::time::Duration::from_millis(u64::from(super::settings::IDLE_IN_TRANSACTION_MS));
+    assert!(waited >= idle - std::time::Duration::from_millis(500), "waited only {waited:?}");
+    assert!(waited < idle * 3, "waited {waited:?}");
+    // The holder's session was ended by the server.
+    assert!(holder.client().batch_execute("SELECT 1").is_err());
+    assert_eq!(store.audit_records(0, 10).unwrap().len(), 1);
+}
+
 /// TLS to a server whose certificate names `localhost`, issued by a test CA.
 fn over_tls(postgres: &mooring_tests::Postgres, dir: &std::path::Path, host: &str) -> PostgresConfig {
     PostgresConfig {
@@ -287,4 +314,63 @@ fn postgres_tls_settings_that_would_send_plaintext_or_contradict_are_refused() {
     assert!(refused(sslmode).contains("sslmode"));
     let bad_ca = PostgresConfig { tls: Some(PostgresTls::VerifyFull), ca_file: Some(ca), ..base };
     assert!(refused(bad_ca).contains("postgres.ca_file"));
+}
+
+/// A server (or someone on the path) that answers the TLS request with `N`: with
+/// `verify-full` the broker gives up there, and sends nothing in plaintext after it (no
+/// startup message, so no user name, no password exchange).
+#[test]
+fn postgres_verify_full_never_falls_back_to_plaintext() {
+    use std::io::{Read as _, Write as _};
+    const SSL_REQUEST: [u8; 8] = [0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f];
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    listener.set_nonblocking(true).unwrap();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stopped = Arc::clone(&stop);
+    // Each connection: what came before the `N`, and what came after it.
+    let stub = std::thread::spawn(move || {
+        let mut seen = Vec::new();
+        while !stopped.load(std::sync::atomic::Ordering::SeqCst) {
+            let Ok((mut socket, _)) = listener.accept() else {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+                continue;
+            };
+            socket.set_nonblocking(false).unwrap();
+            socket.set_read_timeout(Some(std::time::Duration::from_millis(500))).unwrap();
+            let mut request = [0u8; 8];
+            let asked = socket.read_exact(&mut request).is_ok();
+            socket.write_all(b"N").unwrap();
+            let mut after = Vec::new();
+            let _ = socket.read_to_end(&mut after);
+            seen.push((asked.then_some(request), after));
+        }
+        seen
+    });
+
+    let dir = tempfile::tempdir().unwrap();
+    let kek = dir.path().join("kek");
+    std::fs::write(&kek, "33".repeat(32)).unwrap();
+    std::fs::set_permissions(&kek, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let settings = PostgresConfig {
+        url: format!("host=localhost port={port} user=mooring dbname=mooring"),
+        password_file: None,
+        password_env: None,
+        pool_size: 1,
+        key_encryption_key_file: kek,
+        tls: Some(PostgresTls::VerifyFull),
+        ca_file: Some(
+            mooring_testdata::testdata_dir().join("tpm/ek-certs/gce-vtpm/pca_tpm_ecc_enc_cert.pem"),
+        ),
+        allow_plaintext: false,
+    };
+    let refused = PgStore::connect(&settings).unwrap_err().to_string();
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let seen = stub.join().unwrap();
+    assert!(refused.contains("TLS"), "{refused}");
+    assert!(!seen.is_empty(), "the broker never connected");
+    for (request, after) in seen {
+        assert_eq!(request, Some(SSL_REQUEST), "the first bytes are not a TLS request");
+        assert!(after.is_empty(), "sent in plaintext after the server declined TLS: {after:?}");
+    }
 }

@@ -13,9 +13,12 @@
 //! rollback).
 //!
 //! Failures: a job whose own data cannot be used (a stored VM record that does not read)
-//! is left out and fails alone. When the server refuses the transaction (nothing is then
-//! committed), each job is tried in a transaction of its own so that only the ones the
-//! server refuses fail. A lost connection fails the pass; the next pass connects again.
+//! is left out and fails alone. When the server refuses the transaction for its data
+//! (SQLSTATE classes 22 and 23: a value it cannot store, a constraint), nothing is
+//! committed and each job is tried in a transaction of its own so that only the ones the
+//! server refuses fail. Any other refusal (a lock timeout, a shutdown, a cancel) is not
+//! about one job: the pass fails whole, without retrying every job into the same wall. A
+//! lost connection fails the pass; the next pass connects again.
 //! A commit whose answer was lost may have committed: its callers fail while their
 //! records exist, which is a record of a decision never answered, never the reverse.
 
@@ -87,7 +90,9 @@ struct Rows {
 
 /// Why a pass's transaction failed.
 enum Failed {
-    /// The server refused it: nothing was committed.
+    /// The server refused data of some job: nothing was committed.
+    Data(String),
+    /// The server refused it for another reason: nothing was committed.
     Refused(String),
     /// Anything else (the connection, an unreadable head): the outcome may be unknown.
     Other(String),
@@ -95,12 +100,18 @@ enum Failed {
 
 impl From<postgres::Error> for Failed {
     fn from(e: postgres::Error) -> Self {
-        if e.as_db_error().is_some() {
-            Self::Refused(describe(&e))
-        } else {
-            Self::Other(describe(&e))
+        match e.as_db_error() {
+            Some(db) if is_about_data(db.code()) => Self::Data(describe(&e)),
+            Some(_) => Self::Refused(describe(&e)),
+            None => Self::Other(describe(&e)),
         }
     }
+}
+
+/// Whether a server error is about the data written (SQLSTATE class 22, data exception,
+/// or 23, integrity constraint violation), so that some job alone may be at fault.
+fn is_about_data(code: &tokio_postgres::error::SqlState) -> bool {
+    matches!(code.code().get(..2), Some("22" | "23"))
 }
 
 impl From<StoreError> for Failed {
@@ -162,7 +173,7 @@ impl Writer {
         };
         runtime.block_on(abandon(session));
         match failed {
-            Failed::Refused(reason) if jobs.len() > 1 => {
+            Failed::Data(reason) if jobs.len() > 1 => {
                 tracing::warn!(
                     "the server refused a group of {} decisions, committing them one by one: {reason}",
                     jobs.len()
@@ -171,9 +182,14 @@ impl Writer {
                 for (index, job) in jobs.iter().enumerate() {
                     match runtime.block_on(commit(session, std::slice::from_ref(job))) {
                         Ok(mut alone) => left_out.extend(alone.pop().map(|(_, reason)| (index, reason))),
-                        Err(Failed::Refused(reason)) => {
+                        Err(Failed::Data(reason)) => {
                             runtime.block_on(abandon(session));
                             left_out.push((index, reason));
+                        }
+                        Err(Failed::Refused(reason)) => {
+                            runtime.block_on(abandon(session));
+                            left_out.extend((index..jobs.len()).map(|i| (i, reason.clone())));
+                            break;
                         }
                         Err(Failed::Other(reason)) => {
                             left_out.extend((index..jobs.len()).map(|i| (i, reason.clone())));
@@ -184,7 +200,7 @@ impl Writer {
                 }
                 Err(PassFailure::Jobs(left_out))
             }
-            Failed::Refused(reason) => Err(PassFailure::All(reason)),
+            Failed::Data(reason) | Failed::Refused(reason) => Err(PassFailure::All(reason)),
             Failed::Other(reason) => {
                 self.session = None;
                 Err(PassFailure::All(reason))
@@ -329,5 +345,37 @@ impl Rows {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio_postgres::error::SqlState;
+
+    use super::is_about_data;
+
+    #[test]
+    fn only_refusals_of_the_data_split_a_group() {
+        for data in [
+            SqlState::CHARACTER_NOT_IN_REPERTOIRE,
+            SqlState::UNTRANSLATABLE_CHARACTER,
+            SqlState::UNIQUE_VIOLATION,
+            SqlState::NOT_NULL_VIOLATION,
+            SqlState::NUMERIC_VALUE_OUT_OF_RANGE,
+        ] {
+            assert!(is_about_data(&data), "{data:?}");
+        }
+        for other in [
+            SqlState::LOCK_NOT_AVAILABLE,
+            SqlState::ADMIN_SHUTDOWN,
+            SqlState::QUERY_CANCELED,
+            SqlState::T_R_SERIALIZATION_FAILURE,
+            SqlState::T_R_DEADLOCK_DETECTED,
+            SqlState::IDLE_IN_TRANSACTION_SESSION_TIMEOUT,
+            SqlState::DISK_FULL,
+            SqlState::READ_ONLY_SQL_TRANSACTION,
+        ] {
+            assert!(!is_about_data(&other), "{other:?}");
+        }
     }
 }
