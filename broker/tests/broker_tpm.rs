@@ -595,12 +595,18 @@ fn an_event_log_named_by_digest_is_one_an_admitted_vm_sent_and_still_must_replay
     let mut request = vm.finish_request(&challenge);
     request.event_log_sha256 = Some(digest.clone());
     assert_refused(&finish(&broker, 1, &request), 409, "event_log_unknown");
+    // Without a challenge of this address, no lookup at all.
+    let probe = json!({"challenge_id": "forged", "activated_secret": "", "quote": "", "quote_signature": "",
+                       "pcrs": {}, "event_log_sha256": digest, "certify": "", "certify_signature": ""});
+    assert_refused(&finish(&broker, 1, &probe), 404, "challenge_unknown");
     // A digest that is not the log's, sent with it, is refused (the same challenge again).
     request.event_log = Some(log.clone());
     request.event_log_sha256 = Some(hex::encode(Sha256::digest(b"another log")));
-    assert_refused(&finish(&broker, 1, &request), 400, "malformed_request");
-    request.event_log_sha256 = Some("not hex".into());
-    assert_refused(&finish(&broker, 1, &request), 400, "malformed_request");
+    assert_refused(&finish(&broker, 1, &request), 403, "event_log_mismatch");
+    for malformed in ["not hex".to_owned(), digest.to_uppercase()] {
+        request.event_log_sha256 = Some(malformed);
+        assert_refused(&finish(&broker, 1, &request), 400, "malformed_request");
+    }
     // The log with its digest: admitted on the challenge the refusals left unused.
     request.event_log_sha256 = Some(digest.clone());
     let (status, answer) = finish(&broker, 1, &request);

@@ -189,7 +189,9 @@ impl BrokerApi {
     /// Names the event log by its SHA-256 first: a broker that admitted a VM with the same
     /// log (one booted from the same image) needs no copy. When it holds none
     /// (`event_log_unknown`, the challenge still unused), sends the log, with its digest so
-    /// that the broker keeps it.
+    /// that the broker keeps it. A broker from before logs were named refuses the unknown
+    /// member as `malformed_request`, also before the challenge is used: it gets the log
+    /// alone.
     fn tpm_finish_naming_log(&self, request: &TpmFinishRequest) -> Result<IssuedCredentials, ApiError> {
         let Some(log) = &request.event_log else {
             return self.post("tpm/finish", request);
@@ -204,6 +206,10 @@ impl BrokerApi {
                     "tpm/finish",
                     &TpmFinishRequest { event_log_sha256: Some(digest), ..request.clone() },
                 )
+            }
+            Err(ApiError::Refused { code: Code::MalformedRequest, .. }) => {
+                tracing::debug!("the broker does not take event logs by digest: sending the log alone");
+                self.post("tpm/finish", request)
             }
             answer => answer,
         }

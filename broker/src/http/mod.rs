@@ -221,6 +221,9 @@ async fn blocking<T: Send + 'static>(
     broker: &Arc<Broker>,
     f: impl FnOnce(&Broker) -> Result<T, Refusal> + Send + 'static,
 ) -> Result<T, ErrorResponse> {
+    // Nothing starts while the store has too many writes waiting: the request is answered
+    // `overloaded` before it uses up a challenge, signs or writes anything.
+    broker.store.accepting().map_err(|e| ErrorResponse(crate::service::store_failure("the store", e)))?;
     let since = broker.store.mark();
     let service = Arc::clone(broker);
     let abandoned = Arc::new(AtomicBool::new(false));

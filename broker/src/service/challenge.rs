@@ -27,22 +27,32 @@ impl Broker {
         Ok(record)
     }
 
-    /// [`Broker::consume`] for a TPM `finish`, reading in the same step what the store says
-    /// about the challenge's EK (its admin status, its VM record).
-    pub(crate) fn consume_tpm(
+    /// A TPM challenge for `finish`, opened and checked as [`Broker::consume`] does, not
+    /// yet used up ([`Broker::use_up_tpm`]).
+    pub(crate) fn opened_tpm(
         &self,
         id: &str,
         caller: &Caller,
-    ) -> Result<(ChallengeRecord, TpmChallengeState, Standing), Refusal> {
+    ) -> Result<(ChallengeRecord, TpmChallengeState), Refusal> {
         let record = self.opened(id, EvidenceKind::Tpm, caller)?;
         let state = record.tpm.clone().ok_or_else(|| internal("challenge", "TPM challenge without state"))?;
+        Ok((record, state))
+    }
+
+    /// Uses up an opened TPM challenge, reading in the same step what the store says about
+    /// its EK (its admin status, its VM record).
+    pub(crate) fn use_up_tpm(
+        &self,
+        record: &ChallengeRecord,
+        state: &TpmChallengeState,
+    ) -> Result<Standing, Refusal> {
         let ek = HardwareId::Ek(state.hardware_id.clone());
         let (consumed, standing) = match self.store.use_once_reading(&record.id, record.expires_at, &ek) {
             Ok((consumed, standing)) => (Ok(consumed), standing),
             Err(e) => (Err(e), Standing::default()),
         };
         used_up(consumed)?;
-        Ok((record, state, standing))
+        Ok(standing)
     }
 
     /// A challenge of `kind` that opens, is current and comes from its address.

@@ -4,14 +4,15 @@
 //! as base64 in JSON, it is decrypted, hashed for the audit record, scanned and decoded
 //! for every attestation.
 //!
-//! Only the log of an attestation that was admitted is kept, after the decision: nothing
-//! a refused or anonymous caller sends enters. A log named by digest is still replayed
+//! Only a log that passed appraisal and policy in an admission is kept, after the
+//! decision (before its record is durable: a failed commit leaves a log kept that did
+//! admit a VM): nothing a refused or anonymous caller sends enters. A log named by digest is still replayed
 //! against the quote and appraised like a sent one, so naming another VM's log gains
 //! nothing: it admits only a quote whose PCRs it reproduces. The body the audit record's
 //! evidence digest covers holds the log's digest, so the record still commits to it.
 //!
 //! Each replica keeps its own; a VM that meets a replica without its log sends it once
-//! more. Bounded by bytes; the oldest log goes first.
+//! more. Bounded by bytes; the log used longest ago goes first.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -85,8 +86,8 @@ impl KnownEventLogs {
             Some(log) => {
                 if Sha256::digest(log).as_slice() != digest {
                     return Err(Refusal::new(
-                        Code::MalformedRequest,
-                        "event_log_sha256 is not the SHA-256 of event_log",
+                        Code::EventLogMismatch,
+                        "event_log_sha256 is not the SHA-256 of the event log sent",
                     ));
                 }
                 Ok(FinishLog::Sent { keep: Some(digest) })
@@ -100,8 +101,16 @@ impl KnownEventLogs {
         }
     }
 
+    /// The log by `digest`, now the most recently used.
     fn get(&self, digest: &[u8; 32]) -> Option<Arc<[u8]>> {
-        self.held.lock().unwrap_or_else(PoisonError::into_inner).logs.get(digest).cloned()
+        let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
+        let log = held.logs.get(digest).cloned()?;
+        // A handful of images in use: a short scan.
+        if let Some(at) = held.oldest_first.iter().position(|d| d == digest) {
+            held.oldest_first.remove(at);
+            held.oldest_first.push_back(*digest);
+        }
+        Some(log)
     }
 
     /// Keeps the log of an admitted attestation, its digest already checked
@@ -126,12 +135,16 @@ impl KnownEventLogs {
     }
 }
 
-/// A SHA-256 digest in hex (64 digits, either case).
+/// A SHA-256 digest in lowercase hex (64 digits), as every digest of the API.
 fn parse_digest(hex_digest: &str) -> Result<[u8; 32], Refusal> {
+    let malformed = || {
+        Refusal::new(Code::MalformedRequest, "event_log_sha256: expected 64 lowercase hex digits (SHA-256)")
+    };
+    if hex_digest.bytes().any(|b| b.is_ascii_uppercase()) {
+        return Err(malformed());
+    }
     let mut digest = [0u8; 32];
-    hex::decode_to_slice(hex_digest, &mut digest).map_err(|_| {
-        Refusal::new(Code::MalformedRequest, "event_log_sha256: expected 64 hexadecimal digits (SHA-256)")
-    })?;
+    hex::decode_to_slice(hex_digest, &mut digest).map_err(|_| malformed())?;
     Ok(digest)
 }
 
@@ -180,7 +193,7 @@ mod tests {
         let known = KnownEventLogs::new(1024);
         let log = b"an event log".as_slice();
         let wrong = request(Some(log), Some(hex::encode(digest_of(b"another log"))));
-        assert_eq!(code(known.resolve(&wrong)), Code::MalformedRequest);
+        assert_eq!(code(known.resolve(&wrong)), Code::EventLogMismatch);
         let right = request(Some(log), Some(hex::encode(digest_of(log))));
         assert!(
             matches!(known.resolve(&right), Ok(FinishLog::Sent { keep: Some(d) }) if d == digest_of(log))
@@ -193,7 +206,8 @@ mod tests {
     #[test]
     fn a_digest_that_is_not_64_hex_digits_is_malformed() {
         let known = KnownEventLogs::new(1024);
-        for bad in ["", "abcd", &"g".repeat(64), &"a".repeat(66)] {
+        let upper = hex::encode_upper(digest_of(b"log"));
+        for bad in ["", "abcd", &"g".repeat(64), &"a".repeat(66), &upper] {
             assert_eq!(
                 code(known.resolve(&request(None, Some(bad.to_owned())))),
                 Code::MalformedRequest,
@@ -220,6 +234,20 @@ mod tests {
         known.keep(digest_of(&huge), &huge);
         assert!(known.get(&digest_of(&huge)).is_none());
         assert!(known.get(&digest_of(&logs[3])).is_some());
+    }
+
+    #[test]
+    fn a_log_in_use_outlives_older_unused_ones() {
+        let known = KnownEventLogs::new(100);
+        let logs: Vec<Vec<u8>> = (0u8..3).map(|i| vec![i; 40]).collect();
+        known.keep(digest_of(&logs[0]), &logs[0]);
+        known.keep(digest_of(&logs[1]), &logs[1]);
+        // The first is named again: the second is now the one used longest ago.
+        assert!(known.get(&digest_of(&logs[0])).is_some());
+        known.keep(digest_of(&logs[2]), &logs[2]);
+        assert!(known.get(&digest_of(&logs[0])).is_some());
+        assert!(known.get(&digest_of(&logs[1])).is_none());
+        assert!(known.get(&digest_of(&logs[2])).is_some());
     }
 
     #[test]

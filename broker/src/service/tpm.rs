@@ -307,11 +307,13 @@ impl Broker {
         request: &TpmFinishRequest,
         caller: &Caller,
     ) -> Result<IssuedCredentials, Refusal> {
-        // A log named by a digest this broker does not hold is refused before the
-        // challenge is used up: the VM sends the same finish again with the log.
-        let log = self.anonymous(Action::Attest, caller, || self.event_logs.resolve(request))?;
-        let (record, state, standing) = self.anonymous(Action::Attest, caller, || {
-            let (record, state, standing) = self.consume_tpm(&request.challenge_id, caller)?;
+        let (record, state, standing, log) = self.anonymous(Action::Attest, caller, || {
+            let (record, state) = self.opened_tpm(&request.challenge_id, caller)?;
+            // A log named by a digest this broker does not hold is refused before the
+            // challenge is used up (the VM sends the same finish again with the log), and
+            // only on a challenge of this address: no lookups without a begin.
+            let log = self.event_logs.resolve(request)?;
+            let standing = self.use_up_tpm(&record, &state)?;
             let digest = Sha256::digest(&request.activated_secret);
             if aws_lc_rs::constant_time::verify_slices_are_equal(&digest, &state.secret_digest).is_err() {
                 return Err(Refusal::new(
@@ -319,7 +321,7 @@ impl Broker {
                     "activated secret is wrong: the AK is not in the TPM that holds this EK",
                 ));
             }
-            Ok((record, state, standing))
+            Ok((record, state, standing, log))
         })?;
         let event_log = log.bytes(request);
         let issued = self.about(Action::Attest, caller, &state.hardware_id, || {

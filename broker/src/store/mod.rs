@@ -133,6 +133,11 @@ pub(crate) trait Store: Send + Sync + 'static {
     /// another caller's, made meanwhile). Called without blocking a thread, so that one wait
     /// (and one flush or commit) can cover many decisions.
     fn durable(&self, since: WriteMark) -> Durable;
+    /// Whether the store takes new work: [`StoreError::Busy`] while too many writes wait to
+    /// be made durable (a database that stalls), checked before a request does anything.
+    fn accepting(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
 
     /// Revokes, with its audit record.
     fn revoke(&self, revocation: &Revocation, audit: AuditEvent) -> Result<(), StoreError>;

@@ -49,7 +49,11 @@ impl PgStore {
         connection
             .client()
             .batch_execute(
-                "BEGIN; LOCK TABLE identities, vms, credentials, revocations, audit, audit_head, signing_keys \
+                // The import reads the source store between statements, and may wait for
+                // replicas that are (wrongly) running: neither timeout of the broker's
+                // sessions applies to it.
+                "BEGIN; SET LOCAL idle_in_transaction_session_timeout = 0; SET LOCAL lock_timeout = 0; \
+                 LOCK TABLE identities, vms, credentials, revocations, audit, audit_head, signing_keys \
                  IN EXCLUSIVE MODE",
             )
             .map_err(failed("locking the tables"))?;

@@ -56,10 +56,10 @@ use crate::audit::{Action, AuditEvent, AuditRecord, ChainError, ChainHead, Outco
 use crate::config::PostgresConfig;
 use crate::records::{CredentialRecord, VmRecord};
 
-/// Writes a replica queues for its next group commit at most. A database that stalls
-/// holds its group's writes; past this many more, decisions and audited verifications
-/// are answered `overloaded` instead of growing the queue. About 1 KB each; in a boot
-/// storm of 1,000 concurrent VMs fewer than 1,000 wait.
+/// Writes waiting for a replica's next group commit past which it takes no new request
+/// ([`Store::accepting`]). A database that stalls holds a group's writes while requests
+/// that time out leave theirs queued; this bounds them (about 1 KB each; in a boot storm
+/// of 1,000 concurrent VMs fewer than 1,000 wait).
 const WAITING_AT_MOST: usize = 16_384;
 
 type Pool = r2d2::Pool<Connector>;
@@ -133,7 +133,8 @@ impl PgStore {
 
     /// Queues `effect` with its audit record for this replica's next group commit.
     fn audited(&self, effect: Effect, event: AuditEvent) -> Result<(), StoreError> {
-        self.writer.submit_within(Job { effect, event, relaxed: false }, WAITING_AT_MOST)
+        self.writer.submit(Job { effect, event, relaxed: false });
+        Ok(())
     }
 
     /// One record column by key.
@@ -249,11 +250,20 @@ impl Store for PgStore {
 
     fn audit(&self, event: AuditEvent) -> Result<(), StoreError> {
         let relaxed = event.outcome == Outcome::Accepted && event.action == Action::Verify;
-        self.writer.submit_within(Job { effect: Effect::Record, event, relaxed }, WAITING_AT_MOST)
+        self.writer.submit(Job { effect: Effect::Record, event, relaxed });
+        Ok(())
     }
 
     fn mark(&self) -> WriteMark {
         self.writer.mark()
+    }
+
+    fn accepting(&self) -> Result<(), StoreError> {
+        let waiting = self.writer.waiting();
+        if waiting >= WAITING_AT_MOST {
+            return Err(StoreError::Busy(format!("{waiting} writes are waiting for the database")));
+        }
+        Ok(())
     }
 
     fn durable(&self, since: WriteMark) -> Durable {

@@ -61,6 +61,8 @@ const MIGRATIONS: &[(i32, &str)] = &[
 /// Brings the schema up to date.
 pub(super) fn migrate(client: &mut Client) -> Result<(), StoreError> {
     let mut tx = client.transaction().map_err(failed("starting the migration"))?;
+    // Replicas starting together wait here for the one migrating, however long it takes.
+    tx.batch_execute("SET LOCAL lock_timeout = 0").map_err(failed("starting the migration"))?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
         .map_err(failed("taking the migration lock"))?;
     tx.batch_execute(

@@ -21,12 +21,17 @@ use crate::store::StoreError;
 /// A session idle this long inside a transaction is ended by the server, releasing its
 /// locks. The broker's transactions send their statements pipelined, never idle.
 pub(super) const IDLE_IN_TRANSACTION_MS: u32 = 5_000;
-/// Longest wait for a row lock (the chain head) before the statement fails: longer than
-/// [`IDLE_IN_TRANSACTION_MS`], so a holder that was cut off is ended before its waiters
-/// give up; a holder that is busy this long is a fault.
-const LOCK_TIMEOUT_MS: u32 = 15_000;
-/// Idle time before TCP keepalives probe a connection (a server that vanished is noticed).
+/// Longest wait for a row lock (the chain head) before the statement fails: a backstop
+/// against a foreign session holding it. Far longer than [`IDLE_IN_TRANSACTION_MS`] (a
+/// replica cut off is ended first) and than a request's deadline (every caller of a group
+/// that waits this long has been answered already).
+const LOCK_TIMEOUT_MS: u32 = 60_000;
+/// TCP keepalives: the first probe after this much idle time, then every
+/// [`KEEPALIVE_INTERVAL`], [`KEEPALIVE_RETRIES`] unanswered probes end the connection (a
+/// server that vanished is noticed within a minute).
 const KEEPALIVE_IDLE: std::time::Duration = std::time::Duration::from_secs(30);
+const KEEPALIVE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
+const KEEPALIVE_RETRIES: u32 = 3;
 
 /// A secret file's content; refused when others may read it. Never echoes the content.
 pub(super) fn read_secret_file(path: &Path, setting: &str) -> Result<String, StoreError> {
@@ -76,6 +81,8 @@ pub(super) fn connector(settings: &PostgresConfig) -> Result<Connector, StoreErr
     };
     config.options(&options);
     config.keepalives_idle(KEEPALIVE_IDLE);
+    config.keepalives_interval(KEEPALIVE_INTERVAL);
+    config.keepalives_retries(KEEPALIVE_RETRIES);
     config.application_name("mooring-broker");
     config.connect_timeout(CONNECT_TIMEOUT);
     let tls = protection(settings, &mut config)?;

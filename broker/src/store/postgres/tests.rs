@@ -217,6 +217,35 @@ fn postgres_a_session_idle_in_its_transaction_releases_the_head_lock() {
     assert_eq!(store.audit_records(0, 10).unwrap().len(), 1);
 }
 
+/// While the database holds a group commit up, a replica stops taking requests once
+/// [`super::WAITING_AT_MOST`] writes wait, and takes them again once they are through.
+#[test]
+fn postgres_a_replica_takes_no_new_work_while_too_many_writes_wait() {
+    let Some(postgres) = mooring_tests::Postgres::start_or_skip("postgres_backlog") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let config = settings(&postgres, dir.path());
+    let other = PgStore::connect(&config).unwrap();
+    let store = PgStore::connect(&config).unwrap();
+    // Another session holds the chain head (released when the server ends it, idle).
+    let mut holder = other.client().unwrap();
+    holder.client().batch_execute("BEGIN; SELECT seq FROM audit_head WHERE id = 1 FOR UPDATE").unwrap();
+    let before = store.mark();
+    store.audit(event("first")).unwrap();
+    while store.writer.waiting() > 0 {
+        std::thread::yield_now();
+    }
+    for n in 0..super::WAITING_AT_MOST {
+        assert!(store.accepting().is_ok(), "refused with {n} waiting");
+        store.audit(event("queued")).unwrap();
+    }
+    let Err(crate::store::StoreError::Busy(reason)) = store.accepting() else { panic!("took new work") };
+    assert!(reason.contains("16384 writes are waiting"), "{reason}");
+    let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    runtime.block_on(store.durable(before)).unwrap();
+    assert!(store.accepting().is_ok());
+    assert_eq!(store.audit_head().unwrap().seq, 1 + super::WAITING_AT_MOST as u64);
+}
+
 /// TLS to a server whose certificate names `localhost`, issued by a test CA.
 fn over_tls(postgres: &mooring_tests::Postgres, dir: &std::path::Path, host: &str) -> PostgresConfig {
     PostgresConfig {
