@@ -190,8 +190,8 @@ impl BrokerApi {
     /// log (one booted from the same image) needs no copy. When it holds none
     /// (`event_log_unknown`, the challenge still unused), sends the log, with its digest so
     /// that the broker keeps it. A broker from before logs were named refuses the unknown
-    /// member as `malformed_request`, also before the challenge is used: it gets the log
-    /// alone.
+    /// member (`malformed_request` naming `event_log_sha256`, also before the challenge is
+    /// used): it gets the log alone.
     fn tpm_finish_naming_log(&self, request: &TpmFinishRequest) -> Result<IssuedCredentials, ApiError> {
         let Some(log) = &request.event_log else {
             return self.post("tpm/finish", request);
@@ -199,7 +199,7 @@ impl BrokerApi {
         let digest = hex::encode(Sha256::digest(log));
         let named =
             TpmFinishRequest { event_log: None, event_log_sha256: Some(digest.clone()), ..request.clone() };
-        match self.post("tpm/finish", &named) {
+        let answer = match self.post("tpm/finish", &named) {
             Err(ApiError::Refused { code: Code::EventLogUnknown, .. }) => {
                 tracing::debug!("the broker holds no copy of this event log: sending it");
                 self.post(
@@ -207,7 +207,12 @@ impl BrokerApi {
                     &TpmFinishRequest { event_log_sha256: Some(digest), ..request.clone() },
                 )
             }
-            Err(ApiError::Refused { code: Code::MalformedRequest, .. }) => {
+            answer => answer,
+        };
+        match answer {
+            Err(ApiError::Refused { code: Code::MalformedRequest, reason, .. })
+                if reason.contains("unknown field `event_log_sha256`") =>
+            {
                 tracing::debug!("the broker does not take event logs by digest: sending the log alone");
                 self.post("tpm/finish", request)
             }

@@ -378,3 +378,66 @@ fn an_ek_without_a_certificate_attests_once_enrolled_and_not_once_blocked() {
     assert_eq!(out.status.code(), Some(CLIENT_EXIT_REFUSED), "{}", out.stderr_text());
     assert!(out.stderr_text().contains("(vm_blocked)"), "{}", out.stderr_text());
 }
+
+/// The client names its event log by SHA-256 and sends it only to a broker that holds no
+/// copy: the first attestation meets `event_log_unknown` once and sends the log, the next
+/// one is admitted on the digest alone. The swtpm is measured with a real firmware log and
+/// the policy pins the PCRs it leaves.
+#[test]
+fn the_client_sends_its_event_log_only_to_a_broker_without_a_copy() {
+    use mooring_attestation::tpm::alg::HashAlg;
+    use mooring_attestation::tpm::eventlog::EventLog;
+    let Some(vm) = mooring_tests::client::ClientVm::start_or_skip("client_log_by_digest", loopback(1)) else {
+        return;
+    };
+    let log = mooring_testdata::testdata("tpm/eventlogs/keylime/binary_bios_measurements-secureboot");
+    let pcrs = [1u8, 2, 3, 4, 5, 6, 7];
+    let parsed = EventLog::parse(&log).unwrap();
+    let extends: Vec<String> = parsed
+        .events()
+        .iter()
+        .filter(|e| e.is_extended() && pcrs.iter().any(|&p| u32::from(p) == e.pcr()))
+        .map(|e| format!("{}:sha256={}", e.pcr(), hex::encode(e.digest(HashAlg::Sha256).unwrap())))
+        .collect();
+    vm.tpm.tools().run("tpm2_pcrextend", &extends).unwrap();
+    let replayed = parsed.replay();
+    let values: String = pcrs
+        .iter()
+        .map(|&i| format!("{i} = [\"{}\"]\n", hex::encode(replayed.get(HashAlg::Sha256, i).unwrap())))
+        .collect();
+    let mut setup = mooring_tests::client::tpm_broker_setup(&[&vm.tpm], &["127.0.0.1/32"]);
+    setup.policy = format!(
+        "version = 1\n\n[[class]]\nname = \"web\"\nevidence = \"tpm\"\nttl_seconds = 600\n\
+         networks = [\"127.0.0.1/32\"]\n\n[class.match]\nek_issuers = [{:?}]\n\n[class.tpm]\n\
+         pcr_bank = \"sha256\"\npcrs = {pcrs:?}\n\n[class.tpm.pcr_values]\n{values}",
+        mooring_tests::client::ek_issuer(&vm.tpm)
+    );
+    let broker = Broker::start(&setup);
+    let log_file = vm.dir.path().join("binary_bios_measurements");
+    std::fs::write(&log_file, &log).unwrap();
+    vm.write_config_with(&broker, &format!("kind = \"tpm\"\nevent_log = {log_file:?}\n"));
+    let unknown = || {
+        let metrics = broker
+            .client(loopback(1))
+            .get(format!("https://localhost:{}/metrics", broker.address.port()))
+            .send()
+            .unwrap()
+            .text()
+            .unwrap();
+        metrics
+            .lines()
+            .find(|line| {
+                line.starts_with("mooring_refusals_total") && line.contains("code=\"event_log_unknown\"")
+            })
+            .map_or(0, |line| line.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+    };
+
+    let first = vm.client(&["attest"]);
+    assert!(first.status.success(), "{}", first.stderr_text());
+    assert_eq!(unknown(), 1, "the first finish names the log, the broker has none");
+    let second = vm.client(&["attest"]);
+    assert!(second.status.success(), "{}", second.stderr_text());
+    assert_eq!(unknown(), 1, "the second finish is admitted on the digest alone");
+    let issued = broker.audit().iter().filter(|r| r["code"] == "issued").count();
+    assert_eq!(issued, 2);
+}

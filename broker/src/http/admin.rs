@@ -10,7 +10,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::vm::serve_json;
-use super::{blocking, AppState, Body, ErrorResponse};
+use super::{blocking, AppState, Body, ErrorResponse, Work};
 use crate::audit::Action;
 use crate::refusal::{Code, Refusal};
 use crate::service::Broker;
@@ -58,7 +58,7 @@ pub(super) async fn vms(
     Extension(conn): Extension<Peer>,
 ) -> Result<Response, ErrorResponse> {
     admin(&conn)?;
-    Ok(Json(blocking(&broker, Broker::vms).await?).into_response())
+    Ok(Json(blocking(&broker, Work::Reads, Broker::vms).await?).into_response())
 }
 
 /// Most audit records one page holds.
@@ -90,8 +90,10 @@ pub(super) async fn audit(
         let reason = format!("limit {}: a page holds 1 to {MAX_AUDIT_PAGE} records", query.limit);
         return Err(ErrorResponse(Refusal::new(Code::MalformedRequest, reason)));
     }
-    Ok(Json(blocking(&broker, move |service| service.audit_page(query.after, query.limit)).await?)
-        .into_response())
+    Ok(Json(
+        blocking(&broker, Work::Reads, move |service| service.audit_page(query.after, query.limit)).await?,
+    )
+    .into_response())
 }
 
 pub(super) async fn audit_verify(
@@ -99,7 +101,7 @@ pub(super) async fn audit_verify(
     Extension(conn): Extension<Peer>,
 ) -> Result<Response, ErrorResponse> {
     admin(&conn)?;
-    let result = blocking(&broker, Broker::verify_audit).await?;
+    let result = blocking(&broker, Work::Reads, Broker::verify_audit).await?;
     Ok(Json(match result {
         Ok(report) => AuditVerification {
             valid: true,
@@ -117,6 +119,6 @@ pub(super) async fn reload(
     Extension(conn): Extension<Peer>,
 ) -> Result<Response, ErrorResponse> {
     let who = admin(&conn)?;
-    let digest = blocking(&broker, move |service| service.reload(&who)).await?;
+    let digest = blocking(&broker, Work::Writes, move |service| service.reload(&who)).await?;
     Ok(Json(PolicyInForce { policy: digest }).into_response())
 }

@@ -10,7 +10,7 @@ use axum::{Extension, Json};
 use mooring_attestation::protocol::RevocationList;
 use serde::Deserialize;
 
-use super::{blocking, AppState, ErrorResponse};
+use super::{blocking, AppState, ErrorResponse, Work};
 use crate::refusal::{Code, Refusal};
 use crate::service::Broker;
 
@@ -101,7 +101,7 @@ pub(super) async fn revocations(
         _ => None,
     };
     // The first look is the store's own; later looks of a waiter may share another's.
-    let mut list = Arc::new(blocking(&broker, Broker::revocation_list).await?);
+    let mut list = Arc::new(blocking(&broker, Work::Reads, Broker::revocation_list).await?);
     waiters.remember(&list);
     loop {
         if waiting.is_none()
@@ -114,7 +114,7 @@ pub(super) async fn revocations(
         list = match waiters.recent() {
             Some(recent) => recent,
             None => {
-                let fresh = Arc::new(blocking(&broker, Broker::revocation_list).await?);
+                let fresh = Arc::new(blocking(&broker, Work::Reads, Broker::revocation_list).await?);
                 waiters.remember(&fresh);
                 fresh
             }
@@ -122,8 +122,13 @@ pub(super) async fn revocations(
     }
 }
 
+/// `ok`, or `503 overloaded` while the store takes no new work: a load balancer then
+/// sends VMs elsewhere.
 pub(super) async fn health(State(broker): State<AppState>) -> Response {
-    Json(broker.health()).into_response()
+    match super::accepting(&broker) {
+        Ok(()) => Json(broker.health()).into_response(),
+        Err(refused) => refused.into_response(),
+    }
 }
 
 pub(super) async fn metrics(State(broker): State<AppState>) -> Response {

@@ -213,17 +213,29 @@ impl Drop for Abandon {
     }
 }
 
+/// What a service call does to the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Work {
+    /// It may write: it does not start while the store has too many writes waiting.
+    Writes,
+    /// It only reads (the operator's views, the revocation list): it always runs.
+    Reads,
+}
+
 /// Runs a service call off the async runtime; answers once what it wrote is durable. A
 /// call whose request was dropped while it waited for a thread is skipped: under a storm
 /// the queue is long, and work nobody will receive (consuming a challenge, signing,
 /// recording) would only lengthen it.
 async fn blocking<T: Send + 'static>(
     broker: &Arc<Broker>,
+    work: Work,
     f: impl FnOnce(&Broker) -> Result<T, Refusal> + Send + 'static,
 ) -> Result<T, ErrorResponse> {
-    // Nothing starts while the store has too many writes waiting: the request is answered
-    // `overloaded` before it uses up a challenge, signs or writes anything.
-    broker.store.accepting().map_err(|e| ErrorResponse(crate::service::store_failure("the store", e)))?;
+    // A call that may write does not start while the store has too many writes waiting:
+    // it is answered `overloaded` before it uses up a challenge, signs or writes anything.
+    if work == Work::Writes {
+        accepting(broker)?;
+    }
     let since = broker.store.mark();
     let service = Arc::clone(broker);
     let abandoned = Arc::new(AtomicBool::new(false));
@@ -239,6 +251,11 @@ async fn blocking<T: Send + 'static>(
         Err(e) => Err(ErrorResponse(crate::service::internal("request task", e))),
     };
     settled(broker, since, result).await
+}
+
+/// Whether the store takes new work ([`crate::store::Store::accepting`]).
+fn accepting(broker: &Broker) -> Result<(), ErrorResponse> {
+    broker.store.accepting().map_err(|e| ErrorResponse(crate::service::store_failure("the store", e)))
 }
 
 /// `result`, once every write made for it since `since` (a decision, its audit record) is

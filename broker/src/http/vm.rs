@@ -14,7 +14,7 @@ use mooring_serve::Peer;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::{blocking, parse, settled, AppState, Body, ClientAddress, ErrorResponse};
+use super::{blocking, parse, settled, AppState, Body, ClientAddress, ErrorResponse, Work};
 use crate::audit::Action;
 use crate::refusal::Refusal;
 use crate::service::{Broker, Caller};
@@ -39,7 +39,9 @@ where
     let started = Instant::now();
     let since = broker.store.mark();
     let answer = match parse::<Req>(&broker, action, body, address) {
-        Ok((request, caller)) => blocking(&broker, move |service| call(service, &request, &caller)).await,
+        Ok((request, caller)) => {
+            blocking(&broker, Work::Writes, move |service| call(service, &request, &caller)).await
+        }
         Err(refused) => settled(&broker, since, Err(refused)).await,
     };
     // Refusals are timed too: a flood of them is load the histogram must show.

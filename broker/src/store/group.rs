@@ -1,7 +1,7 @@
 //! Group commit: one thread makes durable, in one pass, the writes of every caller waiting.
 //!
 //! Callers submit their writes as jobs; each job gets the next number. The thread takes
-//! every job queued so far and makes them durable in one pass (sled: one flush of the
+//! every job queued so far (at most [`PASS_AT_MOST`]) and makes them durable in one pass (sled: one flush of the
 //! writes already made; PostgreSQL: the jobs themselves, written and committed in one
 //! transaction), then releases every caller whose jobs that pass covered. Callers never
 //! block a thread while they wait, so under load one pass covers every decision made
@@ -30,6 +30,9 @@ const RETRY_AFTER: Duration = Duration::from_millis(50);
 const RETRY_AT_MOST: Duration = Duration::from_secs(5);
 /// Failed jobs remembered for callers that have not yet looked.
 const FAILURES_KEPT: usize = 256;
+/// Jobs one pass takes at most (the rest wait for the next): bounds the time a PostgreSQL
+/// pass spends between taking the chain head's lock and writing.
+pub(crate) const PASS_AT_MOST: usize = 4096;
 
 /// Where the numbering of jobs stood: taken before writing, waited on after.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -207,7 +210,10 @@ fn run<J>(shared: &Shared<J>, mut pass: Pass<J>, progress: &watch::Sender<Progre
             if state.queue.is_empty() {
                 return;
             }
-            (std::mem::take(&mut state.queue), state.submitted, state.stopping)
+            let take = state.queue.len().min(PASS_AT_MOST);
+            let jobs: Vec<J> = state.queue.drain(..take).collect();
+            // The jobs still queued are the newest.
+            (jobs, state.submitted - state.queue.len() as u64, state.stopping)
         };
         // The jobs are numbered `first..=through`, in queue order.
         let first = through + 1 - jobs.len() as u64;
@@ -373,6 +379,37 @@ mod tests {
         group.durable(mark).await.unwrap();
         assert_eq!(group.waiting(), 0);
         assert_eq!(group.passes(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_pass_takes_at_most_its_share_and_the_rest_follow_in_order() {
+        let (release, gate) = std::sync::mpsc::channel::<()>();
+        let (sizes, seen) = std::sync::mpsc::channel::<Vec<usize>>();
+        let group: Group<usize> = Group::start(
+            "test-commit",
+            Box::new(move |jobs: Vec<usize>| {
+                gate.recv().map_err(|e| PassFailure::All(e.to_string()))?;
+                sizes.send(jobs).map_err(|e| PassFailure::All(e.to_string()))
+            }),
+        )
+        .unwrap();
+        let mark = group.mark();
+        group.submit(0);
+        while group.waiting() == 1 {
+            std::thread::yield_now();
+        }
+        for n in 1..=PASS_AT_MOST + 1 {
+            group.submit(n);
+        }
+        for _ in 0..3 {
+            release.send(()).unwrap();
+        }
+        group.durable(mark).await.unwrap();
+        let passes: Vec<Vec<usize>> = seen.try_iter().collect();
+        let lengths: Vec<usize> = passes.iter().map(Vec::len).collect();
+        assert_eq!(lengths, [1, PASS_AT_MOST, 1]);
+        let order: Vec<usize> = passes.into_iter().flatten().collect();
+        assert_eq!(order, (0..=PASS_AT_MOST + 1).collect::<Vec<_>>());
     }
 
     #[test]

@@ -19,7 +19,9 @@ use crate::config::{PostgresConfig, PostgresTls};
 use crate::store::StoreError;
 
 /// A session idle this long inside a transaction is ended by the server, releasing its
-/// locks. The broker's transactions send their statements pipelined, never idle.
+/// locks. The broker's transactions send their statements pipelined; the longest gap is a
+/// group commit chaining its records (at most [`crate::store::group::PASS_AT_MOST`])
+/// between the head lock and the write, milliseconds.
 pub(super) const IDLE_IN_TRANSACTION_MS: u32 = 5_000;
 /// Longest wait for a row lock (the chain head) before the statement fails: a backstop
 /// against a foreign session holding it. Far longer than [`IDLE_IN_TRANSACTION_MS`] (a
@@ -32,6 +34,9 @@ const LOCK_TIMEOUT_MS: u32 = 60_000;
 const KEEPALIVE_IDLE: std::time::Duration = std::time::Duration::from_secs(30);
 const KEEPALIVE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
 const KEEPALIVE_RETRIES: u32 = 3;
+/// Longest time data sent may stay unacknowledged before the connection is closed (a
+/// network that drops a group commit mid-send, where keepalives do not apply).
+const UNACKNOWLEDGED_AT_MOST: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// A secret file's content; refused when others may read it. Never echoes the content.
 pub(super) fn read_secret_file(path: &Path, setting: &str) -> Result<String, StoreError> {
@@ -83,6 +88,7 @@ pub(super) fn connector(settings: &PostgresConfig) -> Result<Connector, StoreErr
     config.keepalives_idle(KEEPALIVE_IDLE);
     config.keepalives_interval(KEEPALIVE_INTERVAL);
     config.keepalives_retries(KEEPALIVE_RETRIES);
+    config.tcp_user_timeout(UNACKNOWLEDGED_AT_MOST);
     config.application_name("mooring-broker");
     config.connect_timeout(CONNECT_TIMEOUT);
     let tls = protection(settings, &mut config)?;
