@@ -9,7 +9,7 @@ use common::{assert_refused, attest, begin, loopback, now, Broker, BrokerSetup};
 use mooring_attestation::protocol::TpmChallenge;
 use mooring_attestation::x509::bundle::parse_one_certificate;
 use mooring_tests::client::tpm_policy_with_ttl;
-use mooring_tests::SwtpmOptions;
+use mooring_tests::{measured_boot, SwtpmOptions};
 use serde_json::json;
 
 /// The harness's TPM policy with a 600 s TTL, admitting EKs from this VM's manufacturer CA,
@@ -543,35 +543,13 @@ fn a_finish_is_refused_when_its_class_no_longer_admits_the_ek() {
 
 /// A TPM policy pinning `pcrs` to what a firmware that measured `log` leaves there.
 fn policy_for_log(vm: &Vm, log: &[u8], pcrs: &[u8]) -> String {
-    use mooring_attestation::tpm::alg::HashAlg;
-    use mooring_attestation::tpm::eventlog::EventLog;
     let issuer = parse_one_certificate(&vm.ek_certificate()).unwrap().issuer().to_owned();
-    let replayed = EventLog::parse(log).unwrap().replay();
-    let values: String = pcrs
-        .iter()
-        .map(|&i| format!("{i} = [\"{}\"]\n", hex::encode(replayed.get(HashAlg::Sha256, i).unwrap())))
-        .collect();
     format!(
         "version = 1\n\n[[class]]\nname = \"web\"\nevidence = \"tpm\"\nttl_seconds = 600\naudiences = [\"payments\"]\n\
          networks = [\"127.0.0.1/32\"]\n\n[class.match]\nek_issuers = [{issuer:?}]\n\n[class.tpm]\n\
-         pcr_bank = \"sha256\"\npcrs = {pcrs:?}\n\n[class.tpm.pcr_values]\n{values}"
+         pcr_bank = \"sha256\"\npcrs = {pcrs:?}\n\n[class.tpm.pcr_values]\n{}",
+        measured_boot::pcr_values(log, pcrs)
     )
-}
-
-/// What the firmware that wrote `log` does to the TPM: every SHA-256 digest extended into
-/// its PCR, in order, for the PCRs in `pcrs`.
-fn measure_boot(vm: &Vm, log: &[u8], pcrs: &[u8]) {
-    use mooring_attestation::tpm::alg::HashAlg;
-    use mooring_attestation::tpm::eventlog::EventLog;
-    let parsed = EventLog::parse(log).unwrap();
-    let extends: Vec<String> = parsed
-        .events()
-        .iter()
-        .filter(|e| e.is_extended() && pcrs.contains(&u8::try_from(e.pcr()).unwrap()))
-        .map(|e| format!("{}:sha256={}", e.pcr(), hex::encode(e.digest(HashAlg::Sha256).unwrap())))
-        .collect();
-    assert!(!extends.is_empty());
-    vm.tools.run("tpm2_pcrextend", &extends).unwrap();
 }
 
 #[test]
@@ -582,7 +560,7 @@ fn an_event_log_named_by_digest_is_one_an_admitted_vm_sent_and_still_must_replay
     let log = mooring_testdata::testdata("tpm/eventlogs/keylime/binary_bios_measurements-secureboot");
     let digest = hex::encode(Sha256::digest(&log));
     let pcrs = [1, 2, 3, 4, 5, 6, 7];
-    measure_boot(&vm, &log, &pcrs);
+    measured_boot::measure(&vm.tools, &log, &pcrs);
     let broker = Broker::start(&BrokerSetup {
         policy: policy_for_log(&vm, &log, &pcrs),
         ek_roots: vm.tpm.ek_cert_ca_files().all().iter().map(|p| p.to_path_buf()).collect(),

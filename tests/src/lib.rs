@@ -22,6 +22,7 @@ pub mod client;
 mod cmd;
 pub mod cvm;
 mod error;
+pub mod measured_boot;
 pub mod payments;
 pub mod postgres;
 pub mod prereq;

@@ -385,26 +385,13 @@ fn an_ek_without_a_certificate_attests_once_enrolled_and_not_once_blocked() {
 /// the policy pins the PCRs it leaves.
 #[test]
 fn the_client_sends_its_event_log_only_to_a_broker_without_a_copy() {
-    use mooring_attestation::tpm::alg::HashAlg;
-    use mooring_attestation::tpm::eventlog::EventLog;
     let Some(vm) = mooring_tests::client::ClientVm::start_or_skip("client_log_by_digest", loopback(1)) else {
         return;
     };
     let log = mooring_testdata::testdata("tpm/eventlogs/keylime/binary_bios_measurements-secureboot");
     let pcrs = [1u8, 2, 3, 4, 5, 6, 7];
-    let parsed = EventLog::parse(&log).unwrap();
-    let extends: Vec<String> = parsed
-        .events()
-        .iter()
-        .filter(|e| e.is_extended() && pcrs.iter().any(|&p| u32::from(p) == e.pcr()))
-        .map(|e| format!("{}:sha256={}", e.pcr(), hex::encode(e.digest(HashAlg::Sha256).unwrap())))
-        .collect();
-    vm.tpm.tools().run("tpm2_pcrextend", &extends).unwrap();
-    let replayed = parsed.replay();
-    let values: String = pcrs
-        .iter()
-        .map(|&i| format!("{i} = [\"{}\"]\n", hex::encode(replayed.get(HashAlg::Sha256, i).unwrap())))
-        .collect();
+    mooring_tests::measured_boot::measure(&vm.tpm.tools(), &log, &pcrs);
+    let values = mooring_tests::measured_boot::pcr_values(&log, &pcrs);
     let mut setup = mooring_tests::client::tpm_broker_setup(&[&vm.tpm], &["127.0.0.1/32"]);
     setup.policy = format!(
         "version = 1\n\n[[class]]\nname = \"web\"\nevidence = \"tpm\"\nttl_seconds = 600\n\
