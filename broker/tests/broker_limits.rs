@@ -57,12 +57,7 @@ fn admin_routes_need_the_admin_certificate() {
         .output()
         .unwrap();
     assert!(String::from_utf8_lossy(&san.stdout).contains("URI:spiffe://test.mooring"), "{san:?}");
-    let metrics = broker
-        .client(loopback(1))
-        .get(format!("https://localhost:{}/metrics", broker.address.port()))
-        .send()
-        .unwrap();
-    let text = metrics.text().unwrap();
+    let text = broker.metrics();
     assert!(text.contains("mooring_credentials_issued_total 0"));
     assert!(text.contains(&format!("mooring_build_info{{version=\"{}\"}} 1", env!("CARGO_PKG_VERSION"))));
     assert!(text.contains("\nprocess_resident_memory_bytes "), "{text}");
@@ -71,13 +66,7 @@ fn admin_routes_need_the_admin_certificate() {
     // A refused request is timed like an answered one.
     let response = broker.client(loopback(1)).post(broker.url("tpm/begin")).body("{").send().unwrap();
     assert_eq!(response.status().as_u16(), 400);
-    let text = broker
-        .client(loopback(1))
-        .get(format!("https://localhost:{}/metrics", broker.address.port()))
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
+    let text = broker.metrics();
     assert!(
         text.contains("mooring_request_duration_seconds_count{route=\"tpm_begin\",outcome=\"refused\"} 1"),
         "{text}"

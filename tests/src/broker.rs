@@ -226,6 +226,17 @@ impl Broker {
         false
     }
 
+    /// The Prometheus text of `/metrics`, fetched from 127.0.0.1.
+    pub fn metrics(&self) -> String {
+        let response = self
+            .client(loopback(1))
+            .get(format!("https://localhost:{}/metrics", self.address.port()))
+            .send()
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 200);
+        response.text().unwrap()
+    }
+
     /// Every audit record, through the admin API.
     pub fn audit(&self) -> Vec<Value> {
         let response = self.admin().get(self.url("admin/audit?limit=1000")).send().unwrap();
