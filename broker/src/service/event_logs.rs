@@ -6,9 +6,9 @@
 //!
 //! Only a log that passed appraisal and policy in an admission is kept, after the
 //! decision (before its record is durable: a failed commit leaves a log kept that did
-//! admit a VM): nothing a refused or anonymous caller sends enters. A log named by digest is still replayed
-//! against the quote and appraised like a sent one, so naming another VM's log gains
-//! nothing: it admits only a quote whose PCRs it reproduces. The body the audit record's
+//! admit a VM): nothing a refused or anonymous caller sends enters. A log named by digest
+//! is still replayed against the quote and appraised like a sent one, so naming another
+//! VM's log gains nothing: it admits only a quote whose PCRs it reproduces. The body the audit record's
 //! evidence digest covers holds the log's digest, so the record still commits to it.
 //!
 //! Each replica keeps its own; a VM that meets a replica without its log sends it once
@@ -60,7 +60,7 @@ impl std::fmt::Debug for KnownEventLogs {
 #[derive(Default)]
 struct Held {
     bytes: usize,
-    oldest_first: VecDeque<[u8; 32]>,
+    least_recent_first: VecDeque<[u8; 32]>,
     logs: HashMap<[u8; 32], Arc<[u8]>>,
 }
 
@@ -106,9 +106,9 @@ impl KnownEventLogs {
         let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
         let log = held.logs.get(digest).cloned()?;
         // A handful of images in use: a short scan.
-        if let Some(at) = held.oldest_first.iter().position(|d| d == digest) {
-            held.oldest_first.remove(at);
-            held.oldest_first.push_back(*digest);
+        if let Some(at) = held.least_recent_first.iter().position(|d| d == digest) {
+            held.least_recent_first.remove(at);
+            held.least_recent_first.push_back(*digest);
         }
         Some(log)
     }
@@ -124,13 +124,13 @@ impl KnownEventLogs {
             return;
         }
         while held.bytes + log.len() > self.budget {
-            let Some(oldest) = held.oldest_first.pop_front() else { break };
+            let Some(oldest) = held.least_recent_first.pop_front() else { break };
             if let Some(gone) = held.logs.remove(&oldest) {
                 held.bytes -= gone.len();
             }
         }
         held.bytes += log.len();
-        held.oldest_first.push_back(digest);
+        held.least_recent_first.push_back(digest);
         held.logs.insert(digest, Arc::from(log));
     }
 }
