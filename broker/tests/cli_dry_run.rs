@@ -106,6 +106,20 @@ fn a_changed_measurement_tcb_or_pcr_in_the_policy_refuses_the_vector() {
     assert_eq!(code, Some(1));
     refused_with(&results[0], "snp_measurement");
 
+    // The same VM image from a vTPM the class does not name: refused for its identity,
+    // named in full (what to add to hardware_ids).
+    let ids = line("hardware_ids = ");
+    let (code, results) = dry_run(
+        dir.path(),
+        &learned.replace(&ids, &format!("hardware_ids = [\"{}\"]", "ab".repeat(32))),
+        &[&v2],
+    );
+    assert_eq!(code, Some(1));
+    refused_with(&results[0], "no_matching_class");
+    let admitted = dry_run(dir.path(), &learned, &[&v2]).1;
+    let id = admitted[0]["hardware_id"].as_str().unwrap();
+    assert!(results[0]["reason"].as_str().unwrap().contains(id), "{}", results[0]);
+
     let tcb = line("min_tcb = ");
     let (_, results) =
         dry_run(dir.path(), &learned.replace(&tcb, &tcb.replace("snp = 24", "snp = 25")), &[&v2]);

@@ -203,6 +203,10 @@ impl Policy {
         self.match_measurement(EvidenceKind::Azure, appraisal, ek_id, enrolled)
     }
 
+    /// The first class of `kind` that admits the launch measurement and then the hardware
+    /// identity: a measurement no class lists is `snp_measurement`; one some class lists
+    /// from hardware none of those classes admits is `no_matching_class`, naming the
+    /// identity in full (what to add to `hardware_ids`, or to enroll).
     fn match_measurement(
         &self,
         kind: EvidenceKind,
@@ -210,25 +214,35 @@ impl Policy {
         hardware_id: &str,
         enrolled: bool,
     ) -> Result<&Class, Refusal> {
-        self.classes
+        let (classes, who) = match kind {
+            EvidenceKind::Azure => ("Azure", "vTPM EK"),
+            _ => ("SEV-SNP", "chip"),
+        };
+        let mut measured = self
+            .classes
             .iter()
             .filter(|c| c.evidence == kind)
-            .filter(|c| c.matches_identity(hardware_id, None, enrolled))
-            .find(|c| c.snp.as_ref().is_some_and(|rules| rules.admits_measurement(appraisal)))
-            .ok_or_else(|| {
-                let (classes, who) = match kind {
-                    EvidenceKind::Azure => ("Azure", "vTPM EK"),
-                    _ => ("SEV-SNP", "chip"),
-                };
-                Refusal::new(
-                    Code::SnpMeasurement,
-                    format!(
-                        "no {classes} class admits measurement {} from {who} {}",
-                        hex::encode(appraisal.report().measurement()),
-                        short(hardware_id)
-                    ),
-                )
-            })
+            .filter(|c| c.snp.as_ref().is_some_and(|rules| rules.admits_measurement(appraisal)))
+            .peekable();
+        if measured.peek().is_none() {
+            return Err(Refusal::new(
+                Code::SnpMeasurement,
+                format!(
+                    "no {classes} class admits measurement {} (from {who} {hardware_id})",
+                    hex::encode(appraisal.report().measurement()),
+                ),
+            ));
+        }
+        measured.find(|c| c.matches_identity(hardware_id, None, enrolled)).ok_or_else(|| {
+            Refusal::new(
+                Code::NoMatchingClass,
+                format!(
+                    "no {classes} class that admits this measurement admits {who} {hardware_id} ({}): \
+                     add it to the class's [class.match] hardware_ids, or enroll it",
+                    if enrolled { "enrolled" } else { "not enrolled" }
+                ),
+            )
+        })
     }
 
     /// What an Azure VM quotes: every PCR some Azure class appraises (all quote the

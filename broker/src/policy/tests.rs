@@ -213,6 +213,28 @@ fn snp_policy(min_tcb: TcbParts) -> Policy {
 }
 
 #[test]
+fn an_snp_class_naming_its_chips_refuses_another_chip_for_its_identity_in_full() {
+    let tcb = platform().signer.tcb();
+    let TcbParts { bootloader, tee, snp, microcode, .. } = tcb;
+    let m = "11".repeat(48);
+    let listed = "cd".repeat(32);
+    let policy = parse(&format!(
+        "version = 1\n[[class]]\nname = \"cvm\"\nevidence = \"snp\"\nttl_seconds = 600\nnetworks = [\"10.0.0.0/8\"]\n\
+         [class.match]\nhardware_ids = [\"{listed}\"]\n\
+         [class.snp]\nmeasurements = [\"{m}\"]\nmin_tcb = {{ bootloader = {bootloader}, tee = {tee}, snp = {snp}, microcode = {microcode} }}\n"
+    ))
+    .unwrap();
+    assert!(policy.match_snp(&snp_appraisal(|_| {}), &listed, false).is_ok());
+    let other = "ef".repeat(32);
+    let refused = policy.match_snp(&snp_appraisal(|_| {}), &other, false).unwrap_err();
+    assert_eq!(refused.code, Code::NoMatchingClass);
+    assert!(refused.reason.contains(&other), "{}", refused.reason);
+    // A measurement no class lists is refused for the measurement, whatever the chip.
+    let measured = snp_appraisal(|f| f.measurement = [0x22; 48]);
+    assert_eq!(policy.match_snp(&measured, &listed, false).unwrap_err().code, Code::SnpMeasurement);
+}
+
+#[test]
 fn snp_classes_check_measurement_debug_vmpl_and_tcb() {
     let tcb = platform().signer.tcb();
     let policy = snp_policy(tcb);
