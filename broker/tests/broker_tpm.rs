@@ -605,6 +605,19 @@ fn an_event_log_named_by_digest_is_one_an_admitted_vm_sent_and_still_must_replay
     borrowed.event_log_sha256 = Some(digest.clone());
     assert_refused(&finish(&broker, 1, &borrowed), 403, "event_log_mismatch");
 
+    // Without the activated secret, nothing is looked up: naming a log the broker holds
+    // or one it does not is refused alike, and uses the challenge up.
+    for named in [digest.clone(), hex::encode(Sha256::digest(b"a log nobody sent"))] {
+        let challenge = begin(&broker, &vm, 1);
+        let mut probe = vm.finish_request(&challenge);
+        probe.activated_secret[0] ^= 1;
+        probe.event_log_sha256 = Some(named);
+        assert_refused(&finish(&broker, 1, &probe), 403, "activation_failed");
+        probe.activated_secret[0] ^= 1;
+        probe.event_log_sha256 = Some(digest.clone());
+        assert_refused(&finish(&broker, 1, &probe), 409, "challenge_used");
+    }
+
     // A log sent with its digest in a refused attestation is not kept.
     let refused_log = mooring_testdata::testdata("tpm/eventlogs/go-tpm-tools/ubuntu-2404-amd-sevsnp.bin");
     let refused_digest = hex::encode(Sha256::digest(&refused_log));

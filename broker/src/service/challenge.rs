@@ -23,40 +23,31 @@ impl Broker {
         caller: &Caller,
     ) -> Result<ChallengeRecord, Refusal> {
         let record = self.opened(id, kind, caller)?;
-        used_up(self.store.use_once(&record.id, record.expires_at))?;
+        self.use_up(&record)?;
         Ok(record)
     }
 
-    /// A TPM challenge for `finish`, opened and checked as [`Broker::consume`] does, not
-    /// yet used up ([`Broker::use_up_tpm`]).
-    pub(crate) fn opened_tpm(
-        &self,
-        id: &str,
-        caller: &Caller,
-    ) -> Result<(ChallengeRecord, TpmChallengeState), Refusal> {
-        let record = self.opened(id, EvidenceKind::Tpm, caller)?;
-        let state = record.tpm.clone().ok_or_else(|| internal("challenge", "TPM challenge without state"))?;
-        Ok((record, state))
+    /// Uses up an opened challenge.
+    pub(crate) fn use_up(&self, record: &ChallengeRecord) -> Result<(), Refusal> {
+        used_up(self.store.use_once(&record.id, record.expires_at).map_err(consuming)?)
     }
 
     /// Uses up an opened TPM challenge, reading in the same step what the store says about
     /// its EK (its admin status, its VM record).
-    pub(crate) fn use_up_tpm(
-        &self,
-        record: &ChallengeRecord,
-        state: &TpmChallengeState,
-    ) -> Result<Standing, Refusal> {
-        let ek = HardwareId::Ek(state.hardware_id.clone());
-        let (consumed, standing) = match self.store.use_once_reading(&record.id, record.expires_at, &ek) {
-            Ok((consumed, standing)) => (Ok(consumed), standing),
-            Err(e) => (Err(e), Standing::default()),
-        };
+    pub(crate) fn use_up_tpm(&self, record: &ChallengeRecord, ek: &HardwareId) -> Result<Standing, Refusal> {
+        let (consumed, standing) =
+            self.store.use_once_reading(&record.id, record.expires_at, ek).map_err(consuming)?;
         used_up(consumed)?;
         Ok(standing)
     }
 
-    /// A challenge of `kind` that opens, is current and comes from its address.
-    fn opened(&self, id: &str, kind: EvidenceKind, caller: &Caller) -> Result<ChallengeRecord, Refusal> {
+    /// A challenge of `kind` that opens, is current and comes from its address; not used up.
+    pub(crate) fn opened(
+        &self,
+        id: &str,
+        kind: EvidenceKind,
+        caller: &Caller,
+    ) -> Result<ChallengeRecord, Refusal> {
         let record = self.challenges.open(id).ok_or_else(|| {
             Refusal::new(
                 Code::ChallengeUnknown,
@@ -90,13 +81,21 @@ impl Broker {
     }
 }
 
+/// The TPM path's state of a TPM challenge.
+pub(crate) fn tpm_state(record: &ChallengeRecord) -> Result<&TpmChallengeState, Refusal> {
+    record.tpm.as_ref().ok_or_else(|| internal("challenge", "TPM challenge without state"))
+}
+
 /// What using a challenge up found, as the answer to the finish.
-fn used_up(consumed: Result<Consumed, StoreError>) -> Result<(), Refusal> {
+fn used_up(consumed: Consumed) -> Result<(), Refusal> {
     match consumed {
-        Ok(Consumed::First) => Ok(()),
-        Ok(Consumed::AlreadyUsed) => {
+        Consumed::First => Ok(()),
+        Consumed::AlreadyUsed => {
             Err(Refusal::new(Code::ChallengeUsed, "challenge already used: begin again"))
         }
-        Err(e) => Err(store_failure("consuming the challenge", e)),
     }
+}
+
+fn consuming(e: StoreError) -> Refusal {
+    store_failure("consuming the challenge", e)
 }

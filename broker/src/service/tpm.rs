@@ -21,6 +21,7 @@ use mooring_attestation::x509::TrustStore;
 use sha2::{Digest, Sha256};
 use std::time::SystemTime;
 
+use super::challenge::tpm_state;
 use super::event_logs::FinishLog;
 use super::{internal, standing, Broker, Caller};
 use crate::audit::Action;
@@ -197,22 +198,6 @@ pub(super) fn appraise_tpm(
     Ok(appraisal)
 }
 
-/// `request` as if it had sent `event_log` itself, for a dry run later (which holds no
-/// logs by digest).
-fn with_event_log(request: &TpmFinishRequest, event_log: Option<&[u8]>) -> TpmFinishRequest {
-    TpmFinishRequest {
-        challenge_id: request.challenge_id.clone(),
-        activated_secret: request.activated_secret.clone(),
-        quote: request.quote.clone(),
-        quote_signature: request.quote_signature.clone(),
-        pcrs: request.pcrs.clone(),
-        event_log: event_log.map(<[u8]>::to_vec),
-        event_log_sha256: None,
-        certify: request.certify.clone(),
-        certify_signature: request.certify_signature.clone(),
-    }
-}
-
 impl Broker {
     /// `POST /v1/tpm/begin`: an EK vouched for (certificate or enrollment), its class, and a
     /// credential-activation challenge. Nothing at `begin` proves the caller holds the TPM
@@ -307,25 +292,29 @@ impl Broker {
         request: &TpmFinishRequest,
         caller: &Caller,
     ) -> Result<IssuedCredentials, Refusal> {
-        let (record, state, standing, log) = self.anonymous(Action::Attest, caller, || {
-            let (record, state) = self.opened_tpm(&request.challenge_id, caller)?;
-            // A log named by a digest this broker does not hold is refused before the
-            // challenge is used up (the VM sends the same finish again with the log), and
-            // only on a challenge of this address: no lookups without a begin.
-            let log = self.event_logs.resolve(request)?;
-            let standing = self.use_up_tpm(&record, &state)?;
+        let (record, standing, log) = self.anonymous(Action::Attest, caller, || {
+            let record = self.opened(&request.challenge_id, EvidenceKind::Tpm, caller)?;
+            let state = tpm_state(&record)?;
+            // The activated secret first: a caller that does not hold the TPM learns nothing
+            // more about this challenge (no event log lookup), and uses it up.
             let digest = Sha256::digest(&request.activated_secret);
             if aws_lc_rs::constant_time::verify_slices_are_equal(&digest, &state.secret_digest).is_err() {
+                self.use_up(&record)?;
                 return Err(Refusal::new(
                     Code::ActivationFailed,
                     "activated secret is wrong: the AK is not in the TPM that holds this EK",
                 ));
             }
-            Ok((record, state, standing, log))
+            // A log named by a digest this broker does not hold is refused before the
+            // challenge is used up: the VM sends the same finish again with the log.
+            let log = self.event_logs.resolve(request)?;
+            let standing = self.use_up_tpm(&record, &HardwareId::Ek(state.hardware_id.clone()))?;
+            Ok((record, standing, log))
         })?;
+        let state = tpm_state(&record)?;
         let event_log = log.bytes(request);
         let issued = self.about(Action::Attest, caller, &state.hardware_id, || {
-            self.tpm_decide(request, event_log, caller, &record, &state, standing)
+            self.tpm_decide(request, event_log, caller, &record, state, standing)
         })?;
         if let (FinishLog::Sent { keep: Some(digest) }, Some(sent)) = (&log, event_log) {
             self.event_logs.keep(*digest, sent);
@@ -342,7 +331,15 @@ impl Broker {
                         ak_public: state.ak_public.clone(),
                         key_public: state.key_public.clone(),
                     },
-                    finish: with_event_log(request, event_log),
+                    // As if it had sent its log itself: a dry run holds no logs by digest.
+                    finish: {
+                        let mut finish = request.clone();
+                        finish.event_log_sha256 = None;
+                        if let FinishLog::Known(known) = &log {
+                            finish.event_log = Some(known.to_vec());
+                        }
+                        finish
+                    },
                 })
             },
             state.ek_issuer.clone(),
