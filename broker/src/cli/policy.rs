@@ -175,7 +175,8 @@ pub(crate) fn run(command: &PolicyCommand) -> Result<String, Failure> {
 }
 
 fn dry_run(args: &DryRunArgs) -> Result<String, Failure> {
-    let policy = Policy::load(&args.policy).map_err(|e| Failure::Usage(e.to_string()))?;
+    // Judging evidence needs no secret: the policy's secret files may be the broker's alone.
+    let policy = Policy::load_proposal(&args.policy).map_err(|e| Failure::Usage(e.to_string()))?;
     let (tpm, snp) = evidence_settings(args.config.as_deref())?;
     let ek_roots = ek_roots(&tpm).map_err(|e| Failure::Usage(format!("{e:#}")))?;
     let snp = snp_verifier(&snp).map_err(|e| Failure::Usage(format!("{e:#}")))?;

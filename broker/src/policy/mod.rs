@@ -87,12 +87,13 @@ pub(crate) struct TpmApplicant<'a> {
 impl Policy {
     /// Loads and checks `path`.
     pub(crate) fn load(path: &Path) -> Result<Self, PolicyError> {
-        let text = std::fs::read_to_string(path).map_err(|e| PolicyError {
-            file: path.to_owned(),
-            line: None,
-            message: format!("cannot read: {e}"),
-        })?;
-        Self::parse(&text, path)
+        Self::parse(&read_policy(path)?, path)
+    }
+
+    /// A proposed policy from a file ([`Policy::parse_proposal`]: its secret files are
+    /// not read).
+    pub(crate) fn load_proposal(path: &Path) -> Result<Self, PolicyError> {
+        Self::parse_proposal(&read_policy(path)?, path)
     }
 
     /// Parses policy text; `path` names it in errors and anchors secret files.
@@ -262,6 +263,14 @@ impl Policy {
         indices.dedup();
         Some(BTreeMap::from([(HashAlg::Sha256.name().to_owned(), indices)]))
     }
+}
+
+fn read_policy(path: &Path) -> Result<String, PolicyError> {
+    std::fs::read_to_string(path).map_err(|e| PolicyError {
+        file: path.to_owned(),
+        line: None,
+        message: format!("cannot read: {e}"),
+    })
 }
 
 fn short(id: &str) -> &str {
