@@ -228,7 +228,7 @@ fn toml_string(text: &str) -> String {
 /// An SEV-SNP class admitting this measurement at this TCB or newer.
 pub(crate) fn snp_class(name: &str, measurement: &[u8], tcb: TcbParts, debug_allowed: bool) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "[[class]]\nname = {name:?}\nevidence = \"snp\"\nttl_seconds = 3600");
+    let _ = writeln!(out, "[[class]]\nname = {}\nevidence = \"snp\"\nttl_seconds = 3600", toml_string(name));
     let _ = writeln!(out, "audiences = []\nnetworks = [] # fill in: the CIDRs these VMs attest from\n");
     out.push_str(&snp_table(measurement, tcb, debug_allowed));
     out
@@ -253,7 +253,7 @@ fn snp_table(measurement: &[u8], tcb: TcbParts, debug_allowed: bool) -> String {
 }
 
 /// An Azure confidential VM class admitting this VM's launch measurement at its TCB or
-/// newer, and its vTPM's values of PCRs `pcrs` (and its boot, when it sent an event log).
+/// newer, and its vTPM's values of PCRs `pcrs` (PCR values only: no event log rules).
 pub(crate) fn azure_class(name: &str, vm: &AzureAppraisal, pcrs: &[u8]) -> Result<String, String> {
     let report = vm.snp.report();
     let mut out = String::new();

@@ -37,7 +37,7 @@ use super::tpm::{
     appraise_boot, appraise_tpm, ek_hardware_id, parse_ak, parse_keys, pcr_values, quote_refusal,
     quote_signature, vouch_ek, VouchedEk,
 };
-use super::{internal, standing, store_failure, Broker};
+use super::{internal, standing, store_failure, unix_seconds, Broker};
 use crate::audit::{Action, Outcome};
 use crate::policy::{Policy, TpmApplicant};
 use crate::refusal::{Code, Refusal};
@@ -54,12 +54,8 @@ pub(crate) struct Verifiers<'a> {
 
 impl Verifiers<'_> {
     fn unix(&self) -> i64 {
-        unix(self.now)
+        unix_seconds(self.now)
     }
-}
-
-fn unix(now: SystemTime) -> i64 {
-    now.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 /// An administrator's word on a hardware identity, as the dry run should assume it.
@@ -281,7 +277,7 @@ fn azure(
     let appraisal = appraise_azure_evidence(verifiers.snp, evidence, verifiers.now)?;
     let hardware = HardwareId::Ek(appraisal.hardware_id.clone());
     let enrolled = standing(&hardware, standing_of(&hardware)?)?;
-    let (class, _) = decide_azure(policy, &appraisal, event_log(evidence), enrolled)?;
+    let (class, _) = decide_azure(policy, &appraisal, azure_event_log(evidence), enrolled)?;
     if let Some(address) = address {
         class.check_address(address)?;
     }
@@ -296,7 +292,7 @@ pub(crate) fn appraise_azure_evidence(
     evidence: &Evidence,
     now: SystemTime,
 ) -> Result<AzureAppraisal, Refusal> {
-    let now = unix(now);
+    let now = unix_seconds(now);
     match evidence {
         Evidence::Recorded(recorded) => match recorded.as_ref() {
             RecordedEvidence::Azure(exchange) => recorded_azure(snp, exchange, now),
@@ -385,16 +381,14 @@ fn quote_vector(policy: &Policy, vector: &QuoteVector) -> Result<Decision, Refus
     Err(first.unwrap_or_else(|| Refusal::new(Code::NoMatchingClass, "the policy has no TPM class")))
 }
 
-/// The event log a recorded exchange sent.
-fn event_log(evidence: &Evidence) -> Option<&[u8]> {
+/// The event log recorded Azure evidence sent (a vector carries none).
+fn azure_event_log(evidence: &Evidence) -> Option<&[u8]> {
     match evidence {
         Evidence::Recorded(recorded) => match recorded.as_ref() {
-            RecordedEvidence::Tpm(exchange) => exchange.finish.event_log.as_deref(),
-            RecordedEvidence::Snp(_) => None,
             RecordedEvidence::Azure(exchange) => exchange.finish.event_log.as_deref(),
+            RecordedEvidence::Tpm(_) | RecordedEvidence::Snp(_) => None,
         },
-        Evidence::Azure(_) => None,
-        Evidence::Quote(vector) => vector.event_log.as_deref(),
+        Evidence::Azure(_) | Evidence::Quote(_) => None,
     }
 }
 

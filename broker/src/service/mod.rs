@@ -41,8 +41,13 @@ pub(crate) trait Clock: Send + Sync + std::fmt::Debug {
     fn now(&self) -> SystemTime;
 
     fn unix(&self) -> i64 {
-        self.now().duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        unix_seconds(self.now())
     }
+}
+
+/// Seconds since the Unix epoch (0 before it).
+pub(crate) fn unix_seconds(at: SystemTime) -> i64 {
+    at.duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 /// The system clock.
