@@ -217,6 +217,9 @@ fn each_exchange_refusal_answers_its_code_and_those_after_the_proof_are_audited(
     wrong["subject_token_type"] = "urn:ietf:params:oauth:token-type:access_token".into();
     assert_refused(&exchange(&broker, 1, &wrong), 400, "malformed_request");
     let mut wrong = request(token, AWS, None, &proof(&vm, AWS, None));
+    wrong["requested_token_type"] = "urn:ietf:params:oauth:token-type:access_token".into();
+    assert_refused(&exchange(&broker, 1, &wrong), 400, "malformed_request");
+    let mut wrong = request(token, AWS, None, &proof(&vm, AWS, None));
     wrong["resource"] = "https://s3.amazonaws.com".into();
     assert_refused(&exchange(&broker, 1, &wrong), 400, "malformed_request");
     let mut wrong = request(token, AWS, None, &proof(&vm, AWS, None));
@@ -376,4 +379,44 @@ fn the_oidc_issuer_documents_are_served_only_when_configured() {
     let issued = attest(&plain, &vm, 1);
     let body = request(&issued.jwt_svid, AWS, None, &proof(&vm, AWS, None));
     assert_refused(&exchange(&plain, 1, &body), 404, "not_found");
+    // Nor does it take a token exchanged elsewhere.
+    let federated = attest(&broker, &vm, 1);
+    let token = exchanged(&broker, &vm, &federated, AWS, None)["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(verify(&plain, &token, AWS)["code"], "credential_malformed");
+}
+
+/// A grant the policy withdraws stops the tokens exchanged under it at once, at the
+/// broker's verify API (not only new exchanges); the class gone, likewise.
+#[test]
+fn a_withdrawn_grant_stops_the_tokens_exchanged_under_it() {
+    let Some(vm) = Vm::start("federation_withdrawn", SwtpmOptions::default()) else { return };
+    let broker = broker(&vm);
+    let issued = attest(&broker, &vm, 1);
+    let aws =
+        exchanged(&broker, &vm, &issued, AWS, Some("s3:read"))["access_token"].as_str().unwrap().to_owned();
+    let vault = exchanged(&broker, &vm, &issued, VAULT, None)["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(verify(&broker, &aws, AWS)["valid"], true);
+
+    let policy_file = broker.dir.path().join("policy.toml");
+    let policy = std::fs::read_to_string(&policy_file).unwrap();
+    let reload = |text: &str| {
+        std::fs::write(&policy_file, text).unwrap();
+        broker.admin_post("admin/policy/reload", &json!({}));
+    };
+    // The scope withdrawn: the AWS token that carries it is refused; Vault's still holds.
+    reload(&policy.replace("scopes = [\"s3:read\"]", "scopes = []"));
+    assert_eq!(verify(&broker, &aws, AWS)["code"], "scope_not_allowed");
+    assert_eq!(verify(&broker, &vault, VAULT)["valid"], true);
+    // The audience withdrawn.
+    let without_aws =
+        policy.replace(&format!("[[class.federation]]\naudience = \"{AWS}\"\nscopes = [\"s3:read\"]\n"), "");
+    assert_ne!(without_aws, policy);
+    reload(&without_aws);
+    assert_eq!(verify(&broker, &aws, AWS)["code"], "wrong_audience");
+    // The class renamed: no class grants anything to the tokens of the old one.
+    reload(&policy.replace("name = \"web\"", "name = \"web2\""));
+    assert_eq!(verify(&broker, &vault, VAULT)["code"], "no_matching_class");
+    // Restored: valid again (nothing else was revoked).
+    reload(&policy);
+    assert_eq!(verify(&broker, &aws, AWS)["valid"], true);
 }

@@ -80,4 +80,9 @@ impl ExchangedToken {
     pub fn expires_at(&self) -> i64 {
         self.claims.exp
     }
+
+    /// The scopes granted (`scope`, space-separated; none when absent).
+    pub fn scopes(&self) -> impl Iterator<Item = &str> {
+        self.claims.scope.iter().flat_map(|scope| scope.split(' ')).filter(|s| !s.is_empty())
+    }
 }

@@ -97,10 +97,7 @@ impl Broker {
                     &proven,
                     caller,
                 );
-                self.metrics.refused(Action::Exchange, refused.code);
-                if let Err(e) = self.store.audit(event) {
-                    tracing::error!("audit record of a refused exchange lost: {e}");
-                }
+                self.record_refusal(Action::Exchange, &refused, event);
                 Err(refused)
             }
         }
@@ -154,44 +151,20 @@ impl Broker {
         let federation = self.federation()?;
         self.not_revoked(&proven.serial, &proven.spiffe_id)?;
         self.not_blocked(&proven.hardware_id)?;
-        let policy = self.policy();
-        let class = policy.class(&proven.class).ok_or_else(|| {
-            Refusal::new(
-                Code::NoMatchingClass,
-                format!("class {:?} is no longer in the policy", proven.class),
-            )
-        })?;
-        let grant = class.federation(&request.audience).ok_or_else(|| {
-            Refusal::new(
-                Code::WrongAudience,
-                format!(
-                    "class {:?} exchanges for {:?}, not {:?}",
-                    proven.class,
-                    class.federation_audiences(),
-                    request.audience
-                ),
-            )
-        })?;
-        if let Some(missing) = proven.scopes.iter().find(|s| !grant.scopes().contains(s)) {
-            return Err(Refusal::new(
-                Code::ScopeNotAllowed,
-                format!(
-                    "class {:?} is granted {:?} for {:?}, not {missing:?}",
-                    proven.class,
-                    grant.scopes(),
-                    request.audience
-                ),
-            ));
-        }
+        let ttl_seconds =
+            self.granted(&proven.class, &request.audience, proven.scopes.iter().map(String::as_str))?;
         let now = self.now();
-        let expires_at = (now + i64::from(grant.ttl_seconds())).min(proven.expires_at);
+        let expires_at = (now + i64::from(ttl_seconds)).min(proven.expires_at);
         if expires_at <= now {
-            return Err(Refusal::new(Code::Expired, "the JWT-SVID expired during the exchange"));
+            return Err(Refusal::new(
+                Code::Expired,
+                "the JWT-SVID expired during the exchange: attest again, then exchange the new one",
+            ));
         }
         let mut claims = ExchangedClaims {
             iss: federation.issuer.clone(),
             sub: proven.spiffe_id.clone(),
-            aud: grant.audience().to_owned(),
+            aud: request.audience.clone(),
             exp: expires_at,
             iat: now,
             jti: String::new(),
@@ -211,6 +184,34 @@ impl Broker {
             scope: claims.scope.clone(),
         };
         Ok((response, claims))
+    }
+
+    /// What the policy in force grants `class` for `audience`, all of `scopes` included:
+    /// the tokens' lifetime. Checked at the exchange and again at each verify of its token,
+    /// so that a grant the policy withdrew stops its tokens too.
+    fn granted<'s>(
+        &self,
+        class: &str,
+        audience: &str,
+        mut scopes: impl Iterator<Item = &'s str>,
+    ) -> Result<u32, Refusal> {
+        let policy = self.policy();
+        let found = policy.class(class).ok_or_else(|| {
+            Refusal::new(Code::NoMatchingClass, format!("class {class:?} is no longer in the policy"))
+        })?;
+        let grant = found.federation(audience).ok_or_else(|| {
+            Refusal::new(
+                Code::WrongAudience,
+                format!("class {class:?} exchanges for {:?}, not {audience:?}", found.federation_audiences()),
+            )
+        })?;
+        if let Some(missing) = scopes.find(|s| !grant.scopes().iter().any(|granted| granted == s)) {
+            return Err(Refusal::new(
+                Code::ScopeNotAllowed,
+                format!("class {class:?} is granted {:?} for {audience:?}, not {missing:?}", grant.scopes()),
+            ));
+        }
+        Ok(grant.ttl_seconds())
     }
 
     /// The audit record of an exchange decided about `proven`.
@@ -233,7 +234,8 @@ impl Broker {
 
     /// `POST /v1/credentials/verify` of an exchanged token: signature, issuer, audience and
     /// time, then what only the broker knows: the credential it was exchanged for is on
-    /// record, not revoked, and its hardware not blocked. No address or possession: it is a
+    /// record, not revoked, its hardware not blocked, and the policy in force still grants
+    /// its class this audience and these scopes. No address or possession: it is a
     /// bearer token.
     pub(super) fn verify_exchanged(
         &self,
@@ -256,6 +258,7 @@ impl Broker {
         let record = self.issuance_record(exchanged.svid_serial())?;
         self.not_revoked(exchanged.svid_serial(), exchanged.spiffe_id())?;
         self.not_blocked(&record.hardware_id)?;
+        self.granted(exchanged.class(), audience, exchanged.scopes())?;
         Ok(CredentialClaims {
             spiffe_id: exchanged.spiffe_id().to_owned(),
             class: exchanged.class().to_owned(),

@@ -82,6 +82,11 @@ impl Broker {
     ) {
         let mut event = self.event(action, Outcome::Refused, refusal.code.as_str(), &refusal.reason, caller);
         event.hardware_id = hardware_id.map(str::to_owned);
+        self.record_refusal(action, refusal, event);
+    }
+
+    /// Records `event`, the audit record of `refusal`; a store failure here is logged.
+    pub(crate) fn record_refusal(&self, action: Action, refusal: &Refusal, event: AuditEvent) {
         self.metrics.refused(action, refusal.code);
         if let Err(e) = self.store.audit(event) {
             tracing::error!("audit record of a refusal lost: {e}");
