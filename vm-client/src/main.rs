@@ -169,19 +169,15 @@ fn exchange(
     json: bool,
 ) -> ExitCode {
     let runtime = RuntimeDir::existing(&config.runtime_dir);
-    let setup = || -> anyhow::Result<_> {
-        let api = BrokerApi::new(&config.broker_url, &config.broker_ca, source.or(config.source_address))?;
-        let signer = mooring_client::tls::configured_signer(config).map_err(anyhow::Error::msg)?;
-        Ok((api, signer))
-    };
-    let (api, signer) = match setup() {
-        Ok(parts) => parts,
+    let api = match BrokerApi::new(&config.broker_url, &config.broker_ca, source.or(config.source_address)) {
+        Ok(api) => api,
         Err(e) => {
             eprintln!("mooring-client: cannot exchange: {e:#}");
             return ExitCode::from(EXIT_LOCAL);
         }
     };
-    match service::exchange(signer.as_ref(), &api, &runtime, audience, scope) {
+    let signer = || mooring_client::tls::configured_signer(config);
+    match service::exchange(signer, &api, &runtime, audience, scope) {
         Ok(answer) if json => match serde_json::to_string(&answer) {
             Ok(text) => {
                 println!("{text}");

@@ -238,7 +238,7 @@ pub fn retire(
 /// # Errors
 /// [`AttestError::NoCredential`] without one; the others as [`AttestError`] says.
 pub fn exchange(
-    signer: &dyn crate::tls::KeySigner,
+    signer: impl FnOnce() -> Result<std::sync::Arc<dyn crate::tls::KeySigner>, String>,
     api: &BrokerApi,
     runtime: &RuntimeDir,
     audience: &str,
@@ -255,8 +255,10 @@ pub fn exchange(
         .fill(&mut nonce)
         .map_err(|_| AttestError::Signer("no randomness for a nonce".into()))?;
     let nonce = hex::encode(nonce);
+    // K only once a JWT-SVID is held: a VM that never attested is told so, not about K's files.
+    let signer = signer().map_err(AttestError::Signer)?;
     let proof = crate::possession::prove(
-        signer,
+        signer.as_ref(),
         EXCHANGE_AUDIENCE,
         &exchange_request(audience, scope, &nonce),
         now(),

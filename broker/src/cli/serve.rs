@@ -37,11 +37,6 @@ pub(crate) fn run(args: &ServeArgs) -> Result<String, Failure> {
     let config = Config::load(&args.config).map_err(|e| usage(format!("{e:#}")))?;
     crate::files::private_dir(&config.data_dir).map_err(|e| usage(format!("{e:#}")))?;
     let policy = Policy::load(&config.policy).map_err(usage)?;
-    if config.federation.is_none() && policy.classes().iter().any(|c| !c.federation_audiences().is_empty()) {
-        tracing::warn!(
-            "the policy names federation audiences, but without [federation] no token is exchanged"
-        );
-    }
     let backend = store::open(&config).map_err(usage)?;
     let clock = Arc::new(SystemClock);
     let issuer =

@@ -112,6 +112,16 @@ pub(crate) fn ek_roots(config: &crate::config::TpmConfig) -> anyhow::Result<Trus
     Ok(TrustStore::builder().anchors(roots).intermediates(intermediates).build())
 }
 
+/// Warns of what a policy asks that this broker's configuration cannot do, at start and
+/// at each reload.
+fn warn_if_unusable(config: &Config, policy: &Policy) {
+    if config.federation.is_none() && policy.classes().iter().any(|c| !c.federation_audiences().is_empty()) {
+        tracing::warn!(
+            "the policy names federation audiences, but without [federation] no token is exchanged"
+        );
+    }
+}
+
 impl Broker {
     /// Builds the service from loaded parts.
     pub(crate) fn new(
@@ -122,6 +132,7 @@ impl Broker {
         issuer: Issuer,
         clock: Arc<dyn Clock>,
     ) -> anyhow::Result<Self> {
+        warn_if_unusable(&config, &policy);
         let ek_roots = ek_roots(&config.tpm)?;
         let snp = snp::verifier(&config.snp)?;
         let challenges = ChallengeSeal::new(challenge_key).map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -152,6 +163,7 @@ impl Broker {
     /// Loads the policy file again; a bad file leaves the old policy in force.
     pub(crate) fn reload_policy(&self) -> Result<Arc<Policy>, PolicyError> {
         let policy = Arc::new(Policy::load(&self.config.policy)?);
+        warn_if_unusable(&self.config, &policy);
         *self.policy.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::clone(&policy);
         Ok(policy)
     }

@@ -29,6 +29,10 @@ fn s12_a_vm_exchanges_its_jwt_svid_with_the_client_and_a_copy_of_it_cannot() {
     let broker = Broker::start(&setup);
     a.write_config(&broker);
     b.write_config(&broker);
+    // Before any attestation: nothing to exchange, and the client says what to do.
+    let out = a.client(&["exchange", AWS]);
+    assert_eq!(out.status.code(), Some(1), "{}", out.stderr_text());
+    assert!(out.stderr_text().contains("no credential held: attest first"), "{}", out.stderr_text());
     a.attest();
     b.attest();
 
