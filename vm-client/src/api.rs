@@ -354,16 +354,9 @@ fn reason_suffix(body: &[u8]) -> String {
 
 /// An answer's body, at most `max` bytes.
 pub(crate) fn read_limited(response: reqwest::blocking::Response, max: usize) -> Result<Vec<u8>, String> {
-    use std::io::Read as _;
-    let mut body = Vec::new();
-    response
-        .take(u64::try_from(max).unwrap_or(u64::MAX).saturating_add(1))
-        .read_to_end(&mut body)
-        .map_err(|e| format!("reading the answer: {e}"))?;
-    if body.len() > max {
-        return Err(format!("answer larger than {max} bytes"));
-    }
-    Ok(body)
+    crate::bounded::read_at_most(response, max)
+        .map_err(|e| format!("reading the answer: {e}"))?
+        .ok_or_else(|| format!("answer larger than {max} bytes"))
 }
 
 /// The error and its causes on one line (reqwest's top-level message alone says little).

@@ -20,6 +20,7 @@
 
 pub mod api;
 pub mod azure;
+mod bounded;
 pub mod config;
 mod der;
 pub mod logging;

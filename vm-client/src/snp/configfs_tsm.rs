@@ -28,7 +28,7 @@
 //! interface when an entry can be made, `/dev/sev-guest` otherwise.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read as _, Write as _};
+use std::io::{self, Write as _};
 use std::path::{Path, PathBuf};
 
 use mooring_attestation::snp::report::{Report, REPORT_LEN};
@@ -307,13 +307,9 @@ impl Drop for Entry {
 /// At most `max` bytes of `path`; more is an error.
 fn read_bounded(path: &Path, max: usize) -> Result<Vec<u8>, TsmError> {
     let io = |source| TsmError::Io { path: path.to_owned(), source };
-    let limit = u64::try_from(max).unwrap_or(u64::MAX).saturating_add(1);
-    let mut bytes = Vec::new();
-    File::open(path).map_err(io)?.take(limit).read_to_end(&mut bytes).map_err(io)?;
-    if bytes.len() > max {
-        return Err(TsmError::Oversized { path: path.to_owned(), max });
-    }
-    Ok(bytes)
+    crate::bounded::read_at_most(File::open(path).map_err(io)?, max)
+        .map_err(io)?
+        .ok_or_else(|| TsmError::Oversized { path: path.to_owned(), max })
 }
 
 /// The report is one `ATTESTATION_REPORT` answering our REPORT_DATA.

@@ -184,25 +184,22 @@ pub fn answer(
 }
 
 /// Largest event log read: firmware logs are tens of KiB (securityfs gives no size ahead).
-const MAX_EVENT_LOG_BYTES: u64 = 4 * 1024 * 1024;
+const MAX_EVENT_LOG_BYTES: usize = 4 * 1024 * 1024;
 
 /// The measured-boot event log, when the VM has one, read no further than
 /// [`MAX_EVENT_LOG_BYTES`].
 fn read_event_log(path: &Path) -> std::io::Result<Option<Vec<u8>>> {
-    use std::io::Read as _;
     let file = match std::fs::File::open(path) {
         Ok(file) => file,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e),
     };
-    let mut bytes = Vec::new();
-    file.take(MAX_EVENT_LOG_BYTES + 1).read_to_end(&mut bytes)?;
-    if u64::try_from(bytes.len()).unwrap_or(u64::MAX) > MAX_EVENT_LOG_BYTES {
-        return Err(std::io::Error::new(
+    let bytes = crate::bounded::read_at_most(file, MAX_EVENT_LOG_BYTES)?.ok_or_else(|| {
+        std::io::Error::new(
             std::io::ErrorKind::InvalidData,
             format!("event log larger than {MAX_EVENT_LOG_BYTES} bytes"),
-        ));
-    }
+        )
+    })?;
     Ok(Some(bytes))
 }
 
