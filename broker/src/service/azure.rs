@@ -28,7 +28,7 @@ use super::{internal, Broker, Caller};
 use crate::audit::Action;
 use crate::issuer::Subject;
 use crate::policy::{Class, Policy};
-use crate::records::{ChallengeRecord, EvidenceKind};
+use crate::records::EvidenceKind;
 use crate::refusal::{Code, Refusal};
 use crate::store::vm_key;
 
@@ -165,22 +165,12 @@ impl Broker {
     ) -> Result<AzureChallenge, Refusal> {
         self.anonymous(Action::Begin, caller, || {
             let (pcr_selection, _) = selection(&self.policy())?;
-            let nonce: [u8; 32] = self.random()?;
-            let id: [u8; 16] = self.random()?;
-            let expires_at = self.now() + i64::from(self.config.challenge.ttl_seconds);
-            let record = ChallengeRecord {
-                id: hex::encode(id),
-                kind: EvidenceKind::Azure,
-                nonce: nonce.to_vec(),
-                expires_at,
-                source: caller.address,
-                tpm: None,
-            };
+            let (challenge_id, record) = self.new_challenge(EvidenceKind::Azure, caller, None)?;
             Ok(AzureChallenge {
-                challenge_id: self.open_challenge(&record)?,
-                nonce: nonce.to_vec(),
+                challenge_id,
+                nonce: record.nonce,
                 pcr_selection,
-                expires_at,
+                expires_at: record.expires_at,
             })
         })
     }

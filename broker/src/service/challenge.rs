@@ -9,9 +9,25 @@ use crate::refusal::{Code, Refusal};
 use crate::store::{Consumed, Standing, StoreError};
 
 impl Broker {
-    /// The id of a new challenge: `record` sealed into it (nothing is stored).
-    pub(crate) fn open_challenge(&self, record: &ChallengeRecord) -> Result<String, Refusal> {
-        self.challenges.seal(record)
+    /// A new challenge of `kind` for `caller`: a fresh nonce, the configured lifetime, and
+    /// `tpm`'s state, sealed into its id. Returns the id and the record.
+    pub(crate) fn new_challenge(
+        &self,
+        kind: EvidenceKind,
+        caller: &Caller,
+        tpm: Option<TpmChallengeState>,
+    ) -> Result<(String, ChallengeRecord), Refusal> {
+        let nonce: [u8; 32] = self.random()?;
+        let id: [u8; 16] = self.random()?;
+        let record = ChallengeRecord {
+            id: hex::encode(id),
+            kind,
+            nonce: nonce.to_vec(),
+            expires_at: self.now() + i64::from(self.config.challenge.ttl_seconds),
+            source: caller.address,
+            tpm,
+        };
+        Ok((self.challenges.seal(&record)?, record))
     }
 
     /// Takes a challenge for `finish`: one that does not open, has expired, is of the other

@@ -16,7 +16,7 @@ use crate::audit::Action;
 use crate::config::SnpConfig;
 use crate::issuer::Subject;
 use crate::policy::{Class, Policy};
-use crate::records::{ChallengeRecord, EvidenceKind};
+use crate::records::EvidenceKind;
 use crate::refusal::{Code, Refusal};
 
 /// A raw X25519 public key.
@@ -133,19 +133,8 @@ impl Broker {
         _request: &SnpBeginRequest,
         caller: &Caller,
     ) -> Result<SnpChallenge, Refusal> {
-        let source = caller.address;
-        let nonce: [u8; 32] = self.random()?;
-        let id: [u8; 16] = self.random()?;
-        let expires_at = self.now() + i64::from(self.config.challenge.ttl_seconds);
-        let record = ChallengeRecord {
-            id: hex::encode(id),
-            kind: EvidenceKind::Snp,
-            nonce: nonce.to_vec(),
-            expires_at,
-            source,
-            tpm: None,
-        };
-        Ok(SnpChallenge { challenge_id: self.open_challenge(&record)?, nonce: nonce.to_vec(), expires_at })
+        let (challenge_id, record) = self.new_challenge(EvidenceKind::Snp, caller, None)?;
+        Ok(SnpChallenge { challenge_id, nonce: record.nonce, expires_at: record.expires_at })
     }
 
     /// `POST /v1/snp/finish`: a report that verifies and answers this challenge for these keys

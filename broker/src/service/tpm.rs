@@ -255,32 +255,23 @@ impl Broker {
         let challenge = make_credential(&keys.ek, &keys.ak.name(), &secret, &self.rng).map_err(|e| {
             Refusal::new(Code::EkInvalid, format!("cannot make a credential for this EK: {e}"))
         })?;
-        let nonce: [u8; 32] = self.random()?;
-        let id: [u8; 16] = self.random()?;
-        let expires_at = self.now() + i64::from(self.config.challenge.ttl_seconds);
-        let record = ChallengeRecord {
-            id: hex::encode(id),
-            kind: EvidenceKind::Tpm,
-            nonce: nonce.to_vec(),
-            expires_at,
-            source: caller.address,
-            tpm: Some(TpmChallengeState {
-                secret_digest: Sha256::digest(secret).to_vec(),
-                ek_public: request.ek_public.clone(),
-                ak_public: request.ak_public.clone(),
-                key_public: request.key_public.clone(),
-                hardware_id: hardware_id.clone(),
-                class: class.name().to_owned(),
-                ek_issuer: ek_issuer.clone(),
-            }),
+        let state = TpmChallengeState {
+            secret_digest: Sha256::digest(secret).to_vec(),
+            ek_public: request.ek_public.clone(),
+            ak_public: request.ak_public.clone(),
+            key_public: request.key_public.clone(),
+            hardware_id: hardware_id.clone(),
+            class: class.name().to_owned(),
+            ek_issuer: ek_issuer.clone(),
         };
+        let (challenge_id, record) = self.new_challenge(EvidenceKind::Tpm, caller, Some(state))?;
         Ok(TpmChallenge {
-            challenge_id: self.open_challenge(&record)?,
-            nonce: nonce.to_vec(),
+            challenge_id,
+            nonce: record.nonce,
             credential_blob: challenge.id_object().to_vec(),
             encrypted_secret: challenge.encrypted_secret().to_vec(),
             pcr_selection: rules.selection_map(),
-            expires_at,
+            expires_at: record.expires_at,
         })
     }
 
