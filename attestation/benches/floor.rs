@@ -134,7 +134,7 @@ impl Evidence {
     fn certify(&self) {
         let signature = Signature::parse(&self.certify_signature).unwrap();
         verify_certify(
-            self.ak.public(),
+            Ak::Tpm(self.ak.public()),
             self.key.public(),
             &self.certify,
             &signature,

@@ -98,8 +98,15 @@ fn empty_selection_is_refused() {
 fn certify(ak: &SoftKey, key: &SoftKey, name: &[u8], extra: &[u8]) -> Result<(), CertifyError> {
     let attest = sim::certify_fields(extra).certify(name);
     let signature = Signature::parse(&ak.sign(&attest)).unwrap();
-    verify_certify(ak.public(), key.public(), &attest, &signature, Some(NONCE), NON_EXPORTABLE_SIGNING_KEY)
-        .map(|_| ())
+    verify_certify(
+        Ak::Tpm(ak.public()),
+        key.public(),
+        &attest,
+        &signature,
+        Some(NONCE),
+        NON_EXPORTABLE_SIGNING_KEY,
+    )
+    .map(|_| ())
 }
 
 const K_ATTRIBUTES: u32 = NON_EXPORTABLE_SIGNING_KEY | ObjectAttributes::USER_WITH_AUTH;
@@ -129,15 +136,29 @@ fn certify_checks_each_property() {
     let attest = sim::certify_fields(NONCE).certify(&k.public().name());
     let forged = Signature::parse(&other.sign(&attest)).unwrap();
     assert!(matches!(
-        verify_certify(ak.public(), k.public(), &attest, &forged, Some(NONCE), NON_EXPORTABLE_SIGNING_KEY),
+        verify_certify(
+            Ak::Tpm(ak.public()),
+            k.public(),
+            &attest,
+            &forged,
+            Some(NONCE),
+            NON_EXPORTABLE_SIGNING_KEY
+        ),
         Err(CertifyError::Signed(SignedAttestError::Signature(_)))
     ));
 
     let quote = sim::quote_fields(NONCE).quote(&pcrs().0, &[0; 32]);
     let signature = Signature::parse(&ak.sign(&quote)).unwrap();
     assert_eq!(
-        verify_certify(ak.public(), k.public(), &quote, &signature, Some(NONCE), NON_EXPORTABLE_SIGNING_KEY)
-            .unwrap_err(),
+        verify_certify(
+            Ak::Tpm(ak.public()),
+            k.public(),
+            &quote,
+            &signature,
+            Some(NONCE),
+            NON_EXPORTABLE_SIGNING_KEY
+        )
+        .unwrap_err(),
         CertifyError::NotACertify(0x8018)
     );
 }

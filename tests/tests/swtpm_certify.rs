@@ -64,29 +64,44 @@ fn swtpm_certify_of_a_resident_key_verifies() {
     let (k, attest, signature) =
         certify(&tools, "k", "fixedtpm|fixedparent|sensitivedataorigin|userwithauth|sign");
     let certified =
-        verify_certify(&ak, &k, &attest, &signature, Some(&nonce), NON_EXPORTABLE_SIGNING_KEY).unwrap();
+        verify_certify(Ak::Tpm(&ak), &k, &attest, &signature, Some(&nonce), NON_EXPORTABLE_SIGNING_KEY)
+            .unwrap();
     assert_eq!(certified.name(), k.name().as_slice());
 
-    let err =
-        verify_certify(&ak, &k, &attest, &signature, Some(b"another nonce"), NON_EXPORTABLE_SIGNING_KEY)
-            .unwrap_err();
+    let err = verify_certify(
+        Ak::Tpm(&ak),
+        &k,
+        &attest,
+        &signature,
+        Some(b"another nonce"),
+        NON_EXPORTABLE_SIGNING_KEY,
+    )
+    .unwrap_err();
     assert!(matches!(err, CertifyError::QualifyingData { .. }), "{err}");
     // A caller that binds K elsewhere may leave the qualifying data unchecked; every
     // other check still applies.
-    verify_certify(&ak, &k, &attest, &signature, None, NON_EXPORTABLE_SIGNING_KEY).unwrap();
+    verify_certify(Ak::Tpm(&ak), &k, &attest, &signature, None, NON_EXPORTABLE_SIGNING_KEY).unwrap();
 
     // The certification names K: another key's public area does not fit it.
     let (other, _, _) =
         certify(&tools, "other", "fixedtpm|fixedparent|sensitivedataorigin|userwithauth|sign");
-    let err = verify_certify(&ak, &other, &attest, &signature, Some(&nonce), NON_EXPORTABLE_SIGNING_KEY)
-        .unwrap_err();
+    let err =
+        verify_certify(Ak::Tpm(&ak), &other, &attest, &signature, Some(&nonce), NON_EXPORTABLE_SIGNING_KEY)
+            .unwrap_err();
     assert!(matches!(err, CertifyError::NameMismatch { .. }), "{err}");
 
     // A key that may leave the TPM (no fixedTPM/fixedParent) is certified, but refused.
     let (exportable, attest, signature) =
         certify(&tools, "exportable", "sensitivedataorigin|userwithauth|sign");
-    let err = verify_certify(&ak, &exportable, &attest, &signature, Some(&nonce), NON_EXPORTABLE_SIGNING_KEY)
-        .unwrap_err();
+    let err = verify_certify(
+        Ak::Tpm(&ak),
+        &exportable,
+        &attest,
+        &signature,
+        Some(&nonce),
+        NON_EXPORTABLE_SIGNING_KEY,
+    )
+    .unwrap_err();
     match err {
         CertifyError::KeyAttributes { missing } => assert_eq!(missing, vec!["fixedTPM", "fixedParent"]),
         other => panic!("{other}"),

@@ -70,7 +70,8 @@ impl CertifiedKey {
     }
 }
 
-/// Verifies that `ak` certified `certified` (with `qualifying_data` when given: `None`
+/// Verifies that `ak` (a TPM public area whose AK attributes are checked, or a key vouched
+/// for by other evidence) certified `certified` (with `qualifying_data` when given: `None`
 /// accepts any, for callers that bind the key to a challenge elsewhere), and that `certified`
 /// has every attribute in `required_attributes` (use [`NON_EXPORTABLE_SIGNING_KEY`] for
 /// credential keys).
@@ -78,14 +79,14 @@ impl CertifiedKey {
 /// # Errors
 /// [`CertifyError`] naming the first check that failed.
 pub fn verify_certify(
-    ak: &Public,
+    ak: Ak<'_>,
     certified: &Public,
     attest: &[u8],
     signature: &Signature,
     qualifying_data: Option<&[u8]>,
     required_attributes: u32,
 ) -> Result<CertifiedKey, CertifyError> {
-    let parsed = verify_signed(Ak::Tpm(ak), attest, signature)?;
+    let parsed = verify_signed(ak, attest, signature)?;
     let Attested::Certify { name, .. } = parsed.attested() else {
         return Err(CertifyError::NotACertify(parsed.kind()));
     };

@@ -16,13 +16,14 @@ use mooring_attestation::snp::azure::{verify_azure_cvm, AzureCvmEvidence, AzureE
 use mooring_attestation::snp::{RootOrigin, SnpCertSource, SnpVerifier};
 use mooring_attestation::tpm::alg::HashAlg;
 use mooring_attestation::tpm::appraisal::TpmAppraisal;
-use mooring_attestation::tpm::attest::Signature;
+use mooring_attestation::tpm::attest::{Ak, Signature};
 use mooring_attestation::tpm::pcr::PcrSelection;
+use mooring_attestation::tpm::public::Public;
 use mooring_attestation::tpm::quote::{QuoteExpectation, VerifiedQuote};
 
 use super::tpm::{
-    appraise_boot, boot_of, check_certify, ek_hardware_id, parse_ak, parse_credential_key, pcr_values,
-    quote_refusal, quote_signature,
+    appraise_boot, boot_of, check_certify, ek_hardware_id, parse_credential_key, pcr_values, quote_refusal,
+    quote_signature,
 };
 use super::{internal, Broker, Caller};
 use crate::audit::Action;
@@ -127,20 +128,24 @@ pub(crate) fn decide_azure<'p>(
     Ok((class, boot))
 }
 
-/// The credential key K of a `finish`, certified by the AK the runtime claims name.
+/// The credential key K of a `finish`, certified by the AK the runtime claims name. The
+/// AK is that key (`HCLAkPub`, committed to by the SNP report); the public area the VM
+/// sends must carry it, and says nothing more: its attributes are covered by nothing
+/// signed, so the certification is checked against the claims' key alone.
 pub(crate) fn certified_key(
     request: &AzureFinishRequest,
     claims: &RuntimeClaims,
 ) -> Result<mooring_attestation::svid::CredentialKey, Refusal> {
-    let ak = parse_ak(&request.ak_public)?;
-    if ak.key() != claims.ak() {
+    let sent = Public::from_tpm2b(&request.ak_public)
+        .map_err(|e| Refusal::new(Code::AkInvalid, format!("AK public area: {e}")))?;
+    if sent.key() != claims.ak() {
         return Err(Refusal::new(
             Code::AkMismatch,
             "the AK sent is not the vTPM AK the runtime claims name (HCLAkPub)",
         ));
     }
     let (key, credential_key) = parse_credential_key(&request.key_public)?;
-    check_certify(&ak, &key, &request.certify, &request.certify_signature)?;
+    check_certify(Ak::Vouched(claims.ak()), &key, &request.certify, &request.certify_signature)?;
     Ok(credential_key)
 }
 

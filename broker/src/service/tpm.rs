@@ -107,7 +107,7 @@ pub(super) fn quote_refusal(e: &QuoteError) -> Refusal {
 
 /// TPM2_Certify(K) by the AK: K is a non-exportable key in the AK's TPM.
 pub(super) fn check_certify(
-    ak: &Public,
+    ak: Ak<'_>,
     key: &Public,
     certify: &[u8],
     signature: &[u8],
@@ -192,7 +192,7 @@ pub(super) fn appraise_tpm(
     let expected = QuoteExpectation { qualifying_data: &qualifying_data, selection: rules.selection() };
     let quote = verify_quote(Ak::Tpm(&keys.ak), &request.quote, &signature, &pcrs, &expected)
         .map_err(|e| quote_refusal(&e))?;
-    check_certify(&keys.ak, &keys.key, &request.certify, &request.certify_signature)?;
+    check_certify(Ak::Tpm(&keys.ak), &keys.key, &request.certify, &request.certify_signature)?;
     let appraisal = appraise_boot(quote, event_log, rules.bank())?;
     rules.check(&appraisal)?;
     Ok(appraisal)

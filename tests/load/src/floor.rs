@@ -143,7 +143,14 @@ fn tpm_components(fleet: &Fleet, budget_ms: u32) -> anyhow::Result<Vec<Component
         })?,
         measure("certify of K: signature, name", budget_ms, || {
             let signature = Signature::parse(&finish.certify_signature)?;
-            verify_certify(&ak, &key, &finish.certify, &signature, None, NON_EXPORTABLE_SIGNING_KEY)?;
+            verify_certify(
+                Ak::Tpm(&ak),
+                &key,
+                &finish.certify,
+                &signature,
+                None,
+                NON_EXPORTABLE_SIGNING_KEY,
+            )?;
             Ok(())
         })?,
         measure("event log: parse, replay against the quote", budget_ms, || {
