@@ -41,6 +41,10 @@ const HCL_NV_FILL: u8 = 0x00;
 pub const MAX_HCL_REPORT_LEN: usize = 8 * 1024;
 /// IGVM `report_type` of an SEV-SNP report.
 pub const REPORT_TYPE_SNP: u32 = 2;
+/// IGVM request-data `version` (the only one defined).
+pub const IGVM_VERSION: u32 = 1;
+/// IGVM `report_data_hash_type` of SHA-256 (2: SHA-384, 3: SHA-512).
+pub const HASH_TYPE_SHA256: u32 = 1;
 /// The JWK `kid` of the vTPM attestation key in the runtime claims.
 pub const AK_KID: &str = "HCLAkPub";
 /// The JWK `kid` of the vTPM endorsement key in the runtime claims.
@@ -137,7 +141,7 @@ impl<'a> HclReport<'a> {
         let snp_report = r.take(report::REPORT_LEN, "HCL hw_report")?;
         let data_size = r.u32_le("IGVM data_size")?;
         let igvm_version = r.u32_le("IGVM version")?;
-        if igvm_version != 1 {
+        if igvm_version != IGVM_VERSION {
             return Err(AzureError::Header { field: "IGVM version", value: igvm_version, expected: "1" });
         }
         let report_type = r.u32_le("IGVM report_type")?;
@@ -150,7 +154,7 @@ impl<'a> HclReport<'a> {
         }
         let hash_type = r.u32_le("IGVM report_data_hash_type")?;
         let hash = match hash_type {
-            1 => HashAlg::Sha256,
+            HASH_TYPE_SHA256 => HashAlg::Sha256,
             2 => HashAlg::Sha384,
             3 => HashAlg::Sha512,
             other => {

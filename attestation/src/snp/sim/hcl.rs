@@ -10,16 +10,15 @@ use sha2::{Digest as _, Sha256};
 
 use super::{ReportFields, TestSigner};
 use crate::crypto::PublicKey;
-use crate::snp::azure::{AK_KID, EK_KID, HCL_SIGNATURE, REPORT_TYPE_SNP};
+use crate::snp::azure::{
+    AK_KID, EK_KID, HASH_TYPE_SHA256, HCL_HEADER_LEN, HCL_SIGNATURE, IGVM_HEADER_LEN, IGVM_VERSION,
+    REPORT_TYPE_SNP,
+};
 
 /// The HCL header version current paravisors write.
 pub const HCL_VERSION: u32 = 2;
 /// HCL header `request_type` of the report in NV 0x01400001 (an AK certificate request).
 pub const REQUEST_TYPE_AK_CERT: u32 = 2;
-/// IGVM request-data `version`.
-pub const IGVM_VERSION: u32 = 1;
-/// IGVM `report_data_hash_type` of SHA-256.
-pub const HASH_TYPE_SHA256: u32 = 1;
 
 /// One RSA key of the runtime claims, as a JWK (RFC 7517; `n` and `e` base64url).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -140,9 +139,9 @@ pub fn hcl_report(signer: &TestSigner, fields: &ReportFields, claims: &[u8]) -> 
 /// | 20 | 12 | reserved |
 /// | 32 | 1184 | SNP `ATTESTATION_REPORT` |
 /// | 1216 | 4 | IGVM data_size: 20 + variable_data_size |
-/// | 1220 | 4 | IGVM version ([`IGVM_VERSION`]) |
+/// | 1220 | 4 | IGVM version ([`IGVM_VERSION`](crate::snp::azure::IGVM_VERSION)) |
 /// | 1224 | 4 | IGVM report_type (2, SEV-SNP) |
-/// | 1228 | 4 | IGVM report_data_hash_type ([`HASH_TYPE_SHA256`]) |
+/// | 1228 | 4 | IGVM report_data_hash_type ([`HASH_TYPE_SHA256`](crate::snp::azure::HASH_TYPE_SHA256)) |
 /// | 1232 | 4 | IGVM variable_data_size |
 /// | 1236 | n | runtime claims JSON |
 ///
@@ -153,17 +152,17 @@ pub fn hcl_report(signer: &TestSigner, fields: &ReportFields, claims: &[u8]) -> 
 #[must_use]
 #[allow(clippy::expect_used)]
 pub fn assemble(snp_report: &[u8], claims: &[u8]) -> Vec<u8> {
-    const HEADER_LEN: u32 = 32;
-    const IGVM_HEADER_LEN: u32 = 20;
+    let header_len = u32::try_from(HCL_HEADER_LEN).expect("a small constant");
+    let igvm_header_len = u32::try_from(IGVM_HEADER_LEN).expect("a small constant");
     let claims_len = u32::try_from(claims.len()).expect("claims under 4 GiB");
     let snp_len = u32::try_from(snp_report.len()).expect("report under 4 GiB");
-    let report_size = HEADER_LEN + snp_len + IGVM_HEADER_LEN + claims_len;
+    let report_size = header_len + snp_len + igvm_header_len + claims_len;
     let mut out = Vec::with_capacity(report_size as usize);
     for word in [HCL_SIGNATURE, HCL_VERSION, report_size, REQUEST_TYPE_AK_CERT, 0, 0, 0, 0] {
         out.extend_from_slice(&word.to_le_bytes());
     }
     out.extend_from_slice(snp_report);
-    for word in [IGVM_HEADER_LEN + claims_len, IGVM_VERSION, REPORT_TYPE_SNP, HASH_TYPE_SHA256, claims_len] {
+    for word in [igvm_header_len + claims_len, IGVM_VERSION, REPORT_TYPE_SNP, HASH_TYPE_SHA256, claims_len] {
         out.extend_from_slice(&word.to_le_bytes());
     }
     out.extend_from_slice(claims);
@@ -174,7 +173,7 @@ pub fn assemble(snp_report: &[u8], claims: &[u8]) -> Vec<u8> {
 #[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
-    use crate::snp::azure::{HclReport, HCL_HEADER_LEN, IGVM_HEADER_LEN, MAX_HCL_REPORT_LEN};
+    use crate::snp::azure::{HclReport, MAX_HCL_REPORT_LEN};
     use crate::snp::report::REPORT_LEN;
     use crate::snp::{SnpCertSource, SnpVerifier};
     use crate::tpm::alg::HashAlg;
