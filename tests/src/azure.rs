@@ -7,7 +7,7 @@
 //!
 //! 1. An RSA-2048 restricted signing AK (RSASSA, SHA-256) under the swtpm's RSA EK, made
 //!    persistent at 0x81000003 (`tpm2_createak`, `tpm2_evictcontrol`).
-//! 2. An HCL report from the attestation crate's test signer ([`hcl`]): an SNP report whose
+//! 2. An HCL report from the attestation crate's test signer ([`hcl`](mooring_attestation::snp::sim::hcl)): an SNP report whose
 //!    `REPORT_DATA` is SHA-256 of runtime claims naming that AK (`HCLAkPub`) and the EK
 //!    (`HCLEkPub`), written to NV index 0x01400001 defined with owner authorization
 //!    (`tpm2_nvdefine -C o`, `tpm2_nvwrite`). libtpms caps an NV index at 2048 bytes

@@ -116,7 +116,7 @@ fn random_fraction() -> f64 {
     f64::from(u32::from_le_bytes(bytes)) / (f64::from(u32::MAX) + 1.0)
 }
 
-/// When to renew: the broker's `renew_after`, moved earlier by up to [`RENEW_JITTER`] of the
+/// When to renew: the broker's `renew_after`, moved earlier by up to `RENEW_JITTER` of the
 /// time from `now` to it (`fraction` in [0, 1)), never before `now`.
 #[must_use]
 pub fn renew_at(issued: &IssuedCredentials, now: i64, fraction: f64) -> i64 {

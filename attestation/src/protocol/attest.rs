@@ -32,7 +32,7 @@ pub struct TpmBeginRequest {
 pub struct TpmChallenge {
     /// Identifies the challenge at `finish`.
     pub challenge_id: String,
-    /// Fresh random nonce; the quote's qualifying data is [`tpm_qualifying_data`] of it.
+    /// Fresh random nonce; the quote's qualifying data is [`tpm_qualifying_data`](super::tpm_qualifying_data) of it.
     #[serde(with = "b64")]
     pub nonce: Vec<u8>,
     /// `TPM2B_ID_OBJECT` from MakeCredential(EK, AK name, secret).
@@ -96,7 +96,7 @@ pub struct SnpBeginRequest {}
 pub struct SnpChallenge {
     /// Identifies the challenge at `finish`.
     pub challenge_id: String,
-    /// Fresh random nonce for [`snp_report_data`].
+    /// Fresh random nonce for [`snp_report_data`](super::snp_report_data).
     #[serde(with = "b64")]
     pub nonce: Vec<u8>,
     /// Unix time (seconds) after which `finish` is refused.

@@ -139,9 +139,9 @@ pub fn hcl_report(signer: &TestSigner, fields: &ReportFields, claims: &[u8]) -> 
 /// | 20 | 12 | reserved |
 /// | 32 | 1184 | SNP `ATTESTATION_REPORT` |
 /// | 1216 | 4 | IGVM data_size: 20 + variable_data_size |
-/// | 1220 | 4 | IGVM version ([`IGVM_VERSION`](crate::snp::azure::IGVM_VERSION)) |
+/// | 1220 | 4 | IGVM version ([`IGVM_VERSION`]) |
 /// | 1224 | 4 | IGVM report_type (2, SEV-SNP) |
-/// | 1228 | 4 | IGVM report_data_hash_type ([`HASH_TYPE_SHA256`](crate::snp::azure::HASH_TYPE_SHA256)) |
+/// | 1228 | 4 | IGVM report_data_hash_type ([`HASH_TYPE_SHA256`]) |
 /// | 1232 | 4 | IGVM variable_data_size |
 /// | 1236 | n | runtime claims JSON |
 ///
