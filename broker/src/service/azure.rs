@@ -16,7 +16,7 @@ use mooring_attestation::snp::azure::{verify_azure_cvm, AzureCvmEvidence, AzureE
 use mooring_attestation::snp::{RootOrigin, SnpCertSource, SnpVerifier};
 use mooring_attestation::tpm::alg::HashAlg;
 use mooring_attestation::tpm::appraisal::TpmAppraisal;
-use mooring_attestation::tpm::attest::{Ak, Signature};
+use mooring_attestation::tpm::attest::Ak;
 use mooring_attestation::tpm::pcr::PcrSelection;
 use mooring_attestation::tpm::public::Public;
 use mooring_attestation::tpm::quote::{QuoteExpectation, VerifiedQuote};
@@ -45,14 +45,18 @@ pub(crate) fn appraise_azure_finish(
     let signature = quote_signature(&request.quote_signature)?;
     let qualifying_data = tpm_qualifying_data(nonce, &request.key_public);
     let expected = QuoteExpectation { qualifying_data: &qualifying_data, selection };
-    let parts = AzureEvidenceParts {
+    let pcrs = pcr_values(&request.pcrs)?;
+    let evidence = AzureCvmEvidence {
         hcl_report: &request.hcl_report,
-        vcek_chain: request.vcek_chain.as_deref().map(str::as_bytes),
+        certs: request
+            .vcek_chain
+            .as_deref()
+            .map_or(SnpCertSource::Provisioned, |chain| SnpCertSource::Certificates(chain.as_bytes())),
         quote: &request.quote,
-        quote_signature: &signature,
-        pcrs: &request.pcrs,
+        signature: &signature,
+        pcrs: &pcrs,
     };
-    appraise_azure(verifier, &parts, &expected, now)
+    appraise_azure(verifier, &evidence, &expected, now)
 }
 
 /// Azure evidence whose chain verified: the SNP report (to AMD's roots), the runtime claims
@@ -66,31 +70,14 @@ pub(crate) struct AzureAppraisal {
     pub(crate) hardware_id: String,
 }
 
-/// The evidence of an Azure `finish`, apart from the credential key.
-pub(crate) struct AzureEvidenceParts<'a> {
-    pub(crate) hcl_report: &'a [u8],
-    pub(crate) vcek_chain: Option<&'a [u8]>,
-    pub(crate) quote: &'a [u8],
-    pub(crate) quote_signature: &'a Signature,
-    pub(crate) pcrs: &'a std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>>,
-}
-
 /// Verifies Azure evidence end to end; `expected` is what the quote must answer.
 pub(crate) fn appraise_azure(
     verifier: &SnpVerifier,
-    parts: &AzureEvidenceParts<'_>,
+    evidence: &AzureCvmEvidence<'_>,
     expected: &QuoteExpectation<'_>,
     now: i64,
 ) -> Result<AzureAppraisal, Refusal> {
-    let pcrs = pcr_values(parts.pcrs)?;
-    let evidence = AzureCvmEvidence {
-        hcl_report: parts.hcl_report,
-        certs: parts.vcek_chain.map_or(SnpCertSource::Provisioned, SnpCertSource::Certificates),
-        quote: parts.quote,
-        signature: parts.quote_signature,
-        pcrs: &pcrs,
-    };
-    let verified = verify_azure_cvm(&evidence, verifier, expected, now).map_err(|e| azure_refusal(&e))?;
+    let verified = verify_azure_cvm(evidence, verifier, expected, now).map_err(|e| azure_refusal(&e))?;
     let (snp, claims, quote) = verified.into_parts();
     let ek = claims.ek().ok_or_else(|| {
         Refusal::new(

@@ -19,18 +19,17 @@ use mooring_attestation::protocol::{
     Decision, DryRunReport, DryRunRequest, DryRunResult, HardwareId, IdentityStatus, IssuedCredentials,
     RecordedEvidence, RecordedExchange,
 };
-use mooring_attestation::snp::SnpVerifier;
+use mooring_attestation::snp::azure::AzureCvmEvidence;
+use mooring_attestation::snp::{SnpCertSource, SnpVerifier};
 use mooring_attestation::tpm::alg::HashAlg;
 use mooring_attestation::tpm::attest::{Ak, Attest, Attested, Signature};
-use mooring_attestation::tpm::pcr::PcrSelection;
+use mooring_attestation::tpm::pcr::{PcrSelection, PcrValues};
 use mooring_attestation::tpm::public::Public;
 use mooring_attestation::tpm::quote::{verify_quote, QuoteExpectation};
 use mooring_attestation::x509::TrustStore;
 use serde::Deserialize;
 
-use super::azure::{
-    appraise_azure, appraise_azure_finish, certified_key, decide_azure, AzureAppraisal, AzureEvidenceParts,
-};
+use super::azure::{appraise_azure, appraise_azure_finish, certified_key, decide_azure, AzureAppraisal};
 use super::event_logs::KnownEventLogs;
 use super::snp::{appraise_snp, decide_snp};
 use super::tpm::{
@@ -326,11 +325,12 @@ fn azure_vector(snp: &SnpVerifier, vector: &AzureVector, now: i64) -> Result<Azu
     let raw_signature = vector.quote.signature.bytes("quote signature", Text::Hex).map_err(malformed)?;
     let signature = Signature::parse(&raw_signature)
         .unwrap_or_else(|_| Signature::raw_rsa(Scheme::RsaPkcs1(HashAlg::Sha256), &raw_signature));
-    let mut pcrs = BTreeMap::new();
+    let mut pcrs = PcrValues::new();
     for (index, value) in vector.quote.pcrs.iter().enumerate() {
-        pcrs.insert(index.to_string(), hex::encode(value.bytes("PCR value", Text::Hex).map_err(malformed)?));
+        let index = u8::try_from(index).map_err(|_| malformed("more than 256 PCRs".into()))?;
+        pcrs.insert(HashAlg::Sha256, index, value.bytes("PCR value", Text::Hex).map_err(malformed)?)
+            .map_err(|e| malformed(format!("PCR {index}: {e}")))?;
     }
-    let pcrs = BTreeMap::from([(HashAlg::Sha256.name().to_owned(), pcrs)]);
     let hcl_report = vector.report.bytes("HCL report", Text::Base64).map_err(malformed)?;
     let vcek = if vector.vcek.contains("-----BEGIN") {
         vector.vcek.clone().into_bytes()
@@ -340,14 +340,14 @@ fn azure_vector(snp: &SnpVerifier, vector: &AzureVector, now: i64) -> Result<Azu
     let attest = parse_attest(&quote)?;
     let selection = selection_of(&attest)?;
     let expected = QuoteExpectation { qualifying_data: attest.extra_data(), selection: &selection };
-    let parts = AzureEvidenceParts {
+    let evidence = AzureCvmEvidence {
         hcl_report: &hcl_report,
-        vcek_chain: Some(&vcek),
+        certs: SnpCertSource::Certificates(&vcek),
         quote: &quote,
-        quote_signature: &signature,
+        signature: &signature,
         pcrs: &pcrs,
     };
-    appraise_azure(snp, &parts, &expected, now)
+    appraise_azure(snp, &evidence, &expected, now)
 }
 
 /// A quote vector's boot state against each TPM class in order: the first whose rules
